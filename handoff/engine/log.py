@@ -1,0 +1,115 @@
+"""The embedded event log: per-session streams, a global order, decision state and receipts in RocksDB.
+
+    E:<sessionKey>\\0<version:012d>     the event, canonical wire bytes (the truth)
+    G:<position:016d>                  <sessionKey>\\0<version>: the global order events were committed in
+    T:<sessionKey>                     SessionState (derived; rebuilt by folding E:)
+    K:<sessionKey>\\0<idempotencyKey>   Receipt of the first write with that key
+    M:position                         the last global position
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import msgspec
+
+from handoff.kernel.codec import decode_envelope
+from handoff.kernel.events import Envelope
+from handoff.kernel.receipt import Receipt
+from handoff.kernel.state import SessionState
+from projections.store import KeyValue
+
+SEP = b"\x00"
+POSITION_KEY = b"M:position"
+
+_enc = msgspec.msgpack.Encoder()
+_dec_state = msgspec.msgpack.Decoder(SessionState)
+_dec_receipt = msgspec.msgpack.Decoder(Receipt)
+
+
+def event_prefix(key: str) -> bytes:
+    """Prefix of a session's stream."""
+    return b"E:" + key.encode() + SEP
+
+
+def event_key(key: str, version: int) -> bytes:
+    """Key of one event."""
+    return event_prefix(key) + b"%012d" % version
+
+
+def position_key(position: int) -> bytes:
+    """Key of one global position."""
+    return b"G:%016d" % position
+
+
+def state_key(key: str) -> bytes:
+    """Key of a session's decision state."""
+    return b"T:" + key.encode()
+
+
+def receipt_key(key: str, idempotency_key: str) -> bytes:
+    """Key of an idempotency receipt."""
+    return b"K:" + key.encode() + SEP + idempotency_key.encode()
+
+
+def encode_state(state: SessionState) -> bytes:
+    """Stored form of a decision state."""
+    return _enc.encode(state)
+
+
+def encode_receipt(receipt: Receipt) -> bytes:
+    """Stored form of a receipt."""
+    return _enc.encode(receipt)
+
+
+class EventLog:
+    """Reads of the embedded log (writes go through the engine's WriteBatch)."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    def state(self, key: str) -> SessionState | None:
+        """The stored decision state of a session."""
+        raw = self.kv.get(state_key(key))
+        return None if raw is None else _dec_state.decode(raw)
+
+    def receipt(self, key: str, idempotency_key: str) -> Receipt | None:
+        """The receipt stored under an idempotency key."""
+        raw = self.kv.get(receipt_key(key, idempotency_key))
+        return None if raw is None else _dec_receipt.decode(raw)
+
+    def position(self) -> int:
+        """The last committed global position (0 for an empty log)."""
+        raw = self.kv.get(POSITION_KEY)
+        return 0 if raw is None else int(raw)
+
+    def record(self, key: str, version: int) -> bytes | None:
+        """The stored bytes of one event."""
+        return self.kv.get(event_key(key, version))
+
+    def records(self, key: str, until: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """(version, bytes) of a session's events in order, up to `until` inclusive."""
+        prefix = event_prefix(key)
+        for k, value in self.kv.scan(prefix):
+            version = int(k[len(prefix) :])
+            if until is not None and version > until:
+                return
+            yield version, value
+
+    def stream(self, key: str, until: int | None = None) -> Iterator[Envelope]:
+        """A session's decoded events in order, up to `until` inclusive."""
+        for _, value in self.records(key, until):
+            yield decode_envelope(value)
+
+    def global_records(self, after: int = 0) -> Iterator[tuple[int, str, int, bytes]]:
+        """(position, sessionKey, version, bytes) in commit order, after a position."""
+        for k, pointer in self.kv.scan(b"G:", position_key(after) if after else None):
+            key, version = pointer.split(SEP)
+            record = self.kv.get(event_prefix(key.decode()) + version)
+            if record is not None:
+                yield int(k[2:]), key.decode(), int(version), record
+
+    def session_keys(self) -> Iterator[str]:
+        """Every session that has a decision state."""
+        for k, _ in self.kv.scan(b"T:"):
+            yield k[2:].decode()

@@ -1,0 +1,158 @@
+"""The wire codec of events: canonical JSON, the per-session hash chain, and schema upcasting.
+
+Wire form of an event (keys sorted, no whitespace)::
+
+    {"actor":..,"data":{..},"eventId":..,"hash":..,"idempotencyKey":..,"occurredAt":..,
+     "prevHash":..,"schemaVersion":1,"sessionKey":..,"type":"ContextAppended","version":7}
+
+``hash`` is the SHA-256 of the same object without ``hash``. Because the encoding is canonical, a
+record whose bytes differ in any way from the re-encoding of what it decodes to is not genuine; see
+`check_record`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from handoff.kernel.errors import CodecError
+from handoff.kernel.events import EVENT_TYPES, Envelope, Event
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+# (type, schemaVersion it upgrades FROM) -> pure dict -> dict. Add one per breaking change.
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def current_schema_version(event_type: str) -> int:
+    """The schema version today's code writes for an event type."""
+    return int(EVENT_TYPES[event_type].SCHEMA_VERSION)
+
+
+class _Unsigned(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    actor: str
+    data: msgspec.Raw
+    event_id: str
+    occurred_at: str
+    prev_hash: str
+    schema_version: int
+    session_key: str
+    type: str
+    version: int
+    idempotency_key: str | None = None
+
+
+class _Signed(_Unsigned, kw_only=True, forbid_unknown_fields=True):
+    hash: str
+
+
+_canonical = msgspec.json.Encoder(order="sorted")
+_decode_signed = msgspec.json.Decoder(_Signed)
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
+    cls: msgspec.json.Decoder(cls) for cls in EVENT_TYPES.values()
+}
+
+
+def encode_data(event: Event) -> bytes:
+    """Canonical JSON of an event payload."""
+    return _canonical.encode(event)
+
+
+def _fields(env: Envelope, data: bytes) -> dict[str, Any]:
+    return {
+        "actor": env.actor,
+        "data": msgspec.Raw(data),
+        "event_id": env.event_id,
+        "occurred_at": env.occurred_at,
+        "prev_hash": env.prev_hash,
+        "schema_version": env.schema_version,
+        "session_key": env.session_key,
+        "type": env.type,
+        "version": env.version,
+        "idempotency_key": env.idempotency_key,
+    }
+
+
+def compute_hash(env: Envelope, data: bytes | None = None) -> str:
+    """SHA-256 over the canonical encoding of the envelope without ``hash``, including ``prevHash``."""
+    raw = encode_data(env.event) if data is None else data
+    return hashlib.sha256(_canonical.encode(_Unsigned(**_fields(env, raw)))).hexdigest()
+
+
+def seal(env: Envelope) -> Envelope:
+    """The envelope with its ``hash`` filled in."""
+    return msgspec.structs.replace(env, hash=compute_hash(env))
+
+
+def encode_envelope(env: Envelope) -> bytes:
+    """The canonical wire bytes of a sealed envelope."""
+    return _canonical.encode(_Signed(**_fields(env, encode_data(env.event)), hash=env.hash))
+
+
+def upcast(event_type: str, schema_version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Bring an old payload up to today's schema, one version at a time."""
+    target = current_schema_version(event_type)
+    if schema_version > target:
+        raise CodecError(f"{event_type} schemaVersion {schema_version} is newer than this package knows ({target})")
+    while schema_version < target:
+        step = UPCASTERS.get((event_type, schema_version))
+        if step is None:
+            raise CodecError(f"no upcaster for {event_type} schemaVersion {schema_version}")
+        data = step(data)
+        schema_version += 1
+    return data
+
+
+def _decode_payload(event_type: str, schema_version: int, raw: bytes) -> Event:
+    cls = EVENT_TYPES.get(event_type)
+    if cls is None:
+        raise CodecError(f"unknown event type {event_type!r}")
+    if schema_version == cls.SCHEMA_VERSION:
+        return _decoders[cls].decode(raw)  # type: ignore[no-any-return]
+    data = upcast(event_type, schema_version, msgspec.json.decode(raw))
+    return msgspec.convert(data, cls)  # type: ignore[no-any-return]
+
+
+def decode_envelope(record: bytes) -> Envelope:
+    """Decode wire bytes into an envelope, upcasting old payloads; raises CodecError."""
+    try:
+        signed = _decode_signed.decode(record)
+        event = _decode_payload(signed.type, signed.schema_version, bytes(signed.data))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CodecError(f"undecodable event record: {exc}") from exc
+    return Envelope(
+        event_id=signed.event_id,
+        session_key=signed.session_key,
+        version=signed.version,
+        occurred_at=signed.occurred_at,
+        actor=signed.actor,
+        prev_hash=signed.prev_hash,
+        hash=signed.hash,
+        event=event,
+        idempotency_key=signed.idempotency_key,
+        schema_version=signed.schema_version,
+    )
+
+
+def check_record(record: bytes) -> str | None:
+    """Why a stored record is not genuine (not canonical, or its hash does not match), or None."""
+    try:
+        signed = _decode_signed.decode(record)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return f"undecodable: {exc}"
+    fields = {f: getattr(signed, f) for f in _Unsigned.__struct_fields__}
+    if _canonical.encode(_Signed(**fields, hash=signed.hash)) != record:
+        return "record is not in canonical form (bytes were altered)"
+    try:
+        canonical_data = _canonical.encode(msgspec.json.decode(bytes(signed.data)))
+    except msgspec.DecodeError as exc:
+        return f"undecodable data: {exc}"
+    if canonical_data != bytes(signed.data):
+        return "data is not in canonical form (bytes were altered)"
+    digest = hashlib.sha256(_canonical.encode(_Unsigned(**fields))).hexdigest()
+    if digest != signed.hash:
+        return f"hash mismatch: recorded {signed.hash[:12]}…, computed {digest[:12]}…"
+    return None

@@ -1,0 +1,215 @@
+"""`decide`: the rules. Given a session's state and a command, the one event it produces, or an error.
+
+Pure: the clock, the id generator and the pre-built handoff package come in through `Ctx`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import assert_never
+
+from handoff.kernel.commands import (
+    AcceptHandoff,
+    AppendContext,
+    CancelHandoff,
+    CloseSession,
+    Command,
+    CompleteHandoff,
+    ExpireHandoff,
+    ExpireSession,
+    RegisterSession,
+    RejectHandoff,
+    RequestHandoff,
+)
+from handoff.kernel.errors import (
+    HandoffConflict,
+    HandoffNotFound,
+    InvalidArgument,
+    NotPermitted,
+    SessionExists,
+    SessionNotActive,
+    SessionNotFound,
+    VersionConflict,
+)
+from handoff.kernel.events import (
+    ContextAppended,
+    Envelope,
+    Event,
+    HandoffAccepted,
+    HandoffCancelled,
+    HandoffCompleted,
+    HandoffExpired,
+    HandoffRejected,
+    HandoffRequested,
+    PackageRecord,
+    SessionClosed,
+    SessionExpired,
+    SessionRegistered,
+)
+from handoff.kernel.codec import seal
+from handoff.kernel.limits import check_limits
+from handoff.kernel.state import HandoffState, SessionState, evolve
+from handoff.kernel.types import OPEN_HANDOFF_STATUSES, Limits
+
+SYSTEM_ACTOR = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """Everything impure a decision needs, supplied by the shell."""
+
+    now: str
+    new_id: Callable[[], str]
+    limits: Limits = Limits()
+    package: PackageRecord | None = None  # required for RequestHandoff, built from the views
+
+
+def _require_active(state: SessionState | None, key: str) -> SessionState:
+    if state is None or state.version == 0:
+        raise SessionNotFound(f"session {key!r} does not exist", sessionKey=key)
+    if state.status != "active":
+        raise SessionNotActive(f"session {key!r} is {state.status}", sessionKey=key, status=state.status)
+    return state
+
+
+def _handoff(state: SessionState, hid: str) -> HandoffState:
+    handoff = state.handoffs.get(hid)
+    if handoff is None:
+        raise HandoffNotFound(f"handoff {hid!r} does not exist in session {state.session_key!r}", handoffId=hid)
+    return handoff
+
+
+def _conflict(handoff: HandoffState, action: str) -> HandoffConflict:
+    detail = f" by {handoff.accepted_by!r}" if handoff.accepted_by else ""
+    return HandoffConflict(
+        f"handoff {handoff.handoff_id!r} is {handoff.status}{detail}; it cannot be {action}",
+        handoffId=handoff.handoff_id,
+        status=handoff.status,
+    )
+
+
+def _decide_handoff(state: SessionState, command: Command) -> tuple[Event, str]:
+    match command:
+        case AcceptHandoff(handoff_id=hid, agent=agent):
+            h = _handoff(state, hid)
+            if h.status != "pending":
+                raise _conflict(h, "accepted")
+            if agent != h.target_agent:
+                raise NotPermitted(f"only {h.target_agent!r} may accept handoff {hid!r}", handoffId=hid)
+            return HandoffAccepted(handoff_id=hid, agent=agent), agent
+        case CompleteHandoff(handoff_id=hid, agent=agent, result=result):
+            h = _handoff(state, hid)
+            if h.status == "accepted" and agent != h.accepted_by:
+                raise NotPermitted(f"only {h.accepted_by!r}, who accepted it, may complete {hid!r}", handoffId=hid)
+            if h.status != "accepted":
+                raise _conflict(h, "completed")
+            full = h.request_type == "full_handoff"
+            return HandoffCompleted(handoff_id=hid, agent=agent, result=result or {}, session_completed=full), agent
+        case RejectHandoff(handoff_id=hid, agent=agent, reason=reason):
+            h = _handoff(state, hid)
+            if agent != h.target_agent:
+                raise NotPermitted(f"only {h.target_agent!r} may reject handoff {hid!r}", handoffId=hid)
+            if h.status != "pending":
+                raise _conflict(h, "rejected")
+            return HandoffRejected(handoff_id=hid, agent=agent, reason=reason), agent
+        case CancelHandoff(handoff_id=hid, agent=agent, reason=reason):
+            h = _handoff(state, hid)
+            if agent != h.source_agent:
+                raise NotPermitted(f"only {h.source_agent!r}, who requested it, may cancel {hid!r}", handoffId=hid)
+            if h.status not in OPEN_HANDOFF_STATUSES:
+                raise _conflict(h, "cancelled")
+            return HandoffCancelled(handoff_id=hid, agent=agent, reason=reason), agent
+        case ExpireHandoff(handoff_id=hid, reason=reason):
+            h = _handoff(state, hid)
+            if h.status not in OPEN_HANDOFF_STATUSES:
+                raise _conflict(h, "expired")
+            return HandoffExpired(handoff_id=hid, reason=reason), SYSTEM_ACTOR
+    raise AssertionError(f"not a handoff command: {command!r}")  # pragma: no cover
+
+
+def _open_handoffs(state: SessionState) -> list[str]:
+    return [h.handoff_id for h in state.handoffs.values() if h.status in OPEN_HANDOFF_STATUSES]
+
+
+def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Event, str]:
+    """The event the command produces and the actor it is attributed to; raises a DomainError."""
+    key = command.session_key
+    if isinstance(command, RegisterSession):
+        if state is not None and state.version > 0:
+            raise SessionExists(f"session {key!r} already exists", sessionKey=key)
+        _check_version(0, command)
+        return SessionRegistered(agent_from=command.agent_from, metadata=command.metadata or {}), command.agent_from
+    state = _require_active(state, key)
+    _check_version(state.version, command)
+    match command:
+        case AppendContext():
+            agent = command.agent or state.holder
+            event: Event = ContextAppended(
+                sequence_number=state.last_sequence + 1,
+                context_type=command.context_type,
+                content=command.content,
+                agent=agent,
+                metadata=command.metadata or {},
+            )
+            return event, agent
+        case RequestHandoff():
+            if command.target_agent == state.holder:
+                raise InvalidArgument(f"{state.holder!r} already holds session {key!r}", field="targetAgent")
+            if ctx.package is None:
+                raise AssertionError("the shell must build the package before deciding RequestHandoff")
+            event = HandoffRequested(
+                handoff_id=ctx.new_id(),
+                sequence_number=state.last_sequence + 1,
+                source_agent=state.holder,
+                target_agent=command.target_agent,
+                request_type=command.request_type,
+                request_data=command.request_data or {},
+                package=ctx.package,
+            )
+            return event, state.holder
+        case CloseSession(agent=agent, reason=reason):
+            if agent not in state.participants:
+                raise NotPermitted(f"{agent!r} takes no part in session {key!r} and may not close it", sessionKey=key)
+            return SessionClosed(agent=agent, reason=reason, cancelled_handoffs=_open_handoffs(state)), agent
+        case ExpireSession(reason=reason):
+            return SessionExpired(reason=reason, cancelled_handoffs=_open_handoffs(state)), SYSTEM_ACTOR
+        case AcceptHandoff() | CompleteHandoff() | RejectHandoff() | CancelHandoff() | ExpireHandoff():
+            return _decide_handoff(state, command)
+        case RegisterSession():  # pragma: no cover - handled above
+            raise AssertionError("unreachable")
+        case _:
+            assert_never(command)
+
+
+def _check_version(current: int, command: Command) -> None:
+    expected = command.expected_version
+    if expected is not None and expected != current:
+        raise VersionConflict(
+            f"session {command.session_key!r} is at version {current}, not {expected}",
+            sessionKey=command.session_key,
+            currentVersion=current,
+            expectedVersion=expected,
+        )
+
+
+def execute(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[SessionState, Envelope]:
+    """Check limits, decide, seal the event into the chain and fold it: the whole write path, pure."""
+    check_limits(command, ctx.limits)
+    event, actor = decide(state, command, ctx)
+    prior = state or SessionState(session_key=command.session_key)
+    env = seal(
+        Envelope(
+            event_id=ctx.new_id(),
+            session_key=command.session_key,
+            version=prior.version + 1,
+            occurred_at=ctx.now,
+            actor=actor,
+            prev_hash=prior.last_hash,
+            hash="",
+            event=event,
+            idempotency_key=command.idempotency_key,
+            schema_version=type(event).SCHEMA_VERSION,
+        )
+    )
+    return evolve(prior, env), env

@@ -1,0 +1,164 @@
+"""Events: the facts a session's stream records, and the envelope that chains them.
+
+Event payloads tolerate unknown fields so an older reader skips what a newer writer added. The
+envelope (CONTRACT §6) is a separate struct: on the wire ``type`` and ``schemaVersion`` sit beside
+``data``, and ``hash`` seals everything else together with ``prevHash``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+
+from handoff.kernel.types import JsonObject
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+
+class SessionRegistered(_Event):
+    agent_from: str
+    metadata: JsonObject = {}
+    sequence_number: int = 1
+
+
+class ContextAppended(_Event):
+    sequence_number: int
+    context_type: str
+    content: str
+    agent: str
+    metadata: JsonObject = {}
+
+
+class PackageRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """What a handoff package was, recorded at request time; entries are re-read by their range."""
+
+    from_sequence: int | None
+    to_sequence: int | None
+    entry_count: int
+    token_budget: int
+    estimated_tokens: int
+    sha256: str
+    summary: str
+    key_points: list[str] = []
+    participants: list[str] = []
+
+
+class HandoffRequested(_Event):
+    handoff_id: str
+    sequence_number: int
+    source_agent: str
+    target_agent: str
+    request_type: str
+    package: PackageRecord
+    request_data: JsonObject = {}
+
+
+class HandoffAccepted(_Event):
+    handoff_id: str
+    agent: str
+
+
+class HandoffCompleted(_Event):
+    handoff_id: str
+    agent: str
+    result: JsonObject = {}
+    session_completed: bool = False
+
+
+class HandoffRejected(_Event):
+    handoff_id: str
+    agent: str
+    reason: str
+
+
+class HandoffCancelled(_Event):
+    handoff_id: str
+    agent: str
+    reason: str | None = None
+
+
+class HandoffExpired(_Event):
+    handoff_id: str
+    reason: str = "expired"
+
+
+class SessionClosed(_Event):
+    agent: str
+    reason: str | None = None
+    cancelled_handoffs: list[str] = []
+
+
+class SessionExpired(_Event):
+    reason: str = "expired"
+    cancelled_handoffs: list[str] = []
+
+
+Event = (
+    SessionRegistered
+    | ContextAppended
+    | HandoffRequested
+    | HandoffAccepted
+    | HandoffCompleted
+    | HandoffRejected
+    | HandoffCancelled
+    | HandoffExpired
+    | SessionClosed
+    | SessionExpired
+)
+
+EVENT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (
+        SessionRegistered,
+        ContextAppended,
+        HandoffRequested,
+        HandoffAccepted,
+        HandoffCompleted,
+        HandoffRejected,
+        HandoffCancelled,
+        HandoffExpired,
+        SessionClosed,
+        SessionExpired,
+    )
+}
+
+HANDOFF_EVENTS = (
+    HandoffRequested,
+    HandoffAccepted,
+    HandoffCompleted,
+    HandoffRejected,
+    HandoffCancelled,
+    HandoffExpired,
+)
+
+GENESIS_HASH = "0" * 64
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """One event in a session's stream, sealed into the per-session hash chain."""
+
+    event_id: str
+    session_key: str
+    version: int
+    occurred_at: str
+    actor: str
+    prev_hash: str
+    hash: str
+    event: Event
+    idempotency_key: str | None = None
+    schema_version: int = 1
+
+    @property
+    def type(self) -> str:
+        """The event's stable type tag, e.g. ``"HandoffRequested"``."""
+        return type(self.event).__name__
+
+
+def entry_sequence(event: Event) -> int | None:
+    """The context sequence number an event occupies, or None if it adds no context entry."""
+    if isinstance(event, (SessionRegistered, ContextAppended, HandoffRequested)):
+        return event.sequence_number
+    return None

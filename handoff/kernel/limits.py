@@ -1,0 +1,86 @@
+"""Size and range limits of CONTRACT §5, checked before any rule so over-limit input writes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from handoff.kernel.commands import (
+    AcceptHandoff,
+    AppendContext,
+    CancelHandoff,
+    CloseSession,
+    Command,
+    CompleteHandoff,
+    ExpireHandoff,
+    RegisterSession,
+    RejectHandoff,
+    RequestHandoff,
+)
+from handoff.kernel.errors import InvalidArgument, LimitExceeded
+from handoff.kernel.types import Limits
+
+
+def _length(name: str, value: str | None, low: int, high: int) -> None:
+    if value is None:
+        return
+    if len(value) < low:
+        raise InvalidArgument(f"{name} must not be empty", field=name)
+    if len(value) > high:
+        raise LimitExceeded(f"{name} is {len(value)} characters; the limit is {high}", field=name, limit=high)
+
+
+def _object(name: str, value: dict[str, Any] | None, limits: Limits) -> None:
+    if value is None:
+        return
+    size = len(msgspec.json.encode(value))
+    if size > limits.object_max_bytes:
+        raise LimitExceeded(
+            f"{name} is {size} bytes of JSON; the limit is {limits.object_max_bytes}",
+            field=name,
+            limit=limits.object_max_bytes,
+        )
+
+
+def check_limits(command: Command, limits: Limits) -> None:
+    """Raise LimitExceeded (or InvalidArgument for empty values) if the command breaks a limit."""
+    _length("sessionKey", command.session_key, 1, limits.key_max)
+    _length("idempotencyKey", command.idempotency_key, 1, limits.idempotency_key_max)
+    if command.expected_version is not None and command.expected_version < 0:
+        raise InvalidArgument("expectedVersion must be 0 or more", field="expectedVersion")
+    match command:
+        case RegisterSession():
+            _length("agentFrom", command.agent_from, 1, limits.agent_max)
+            _object("metadata", command.metadata, limits)
+        case AppendContext():
+            _length("agent", command.agent, 1, limits.agent_max)
+            _object("metadata", command.metadata, limits)
+            if not command.content:
+                raise InvalidArgument("content must not be empty", field="content")
+            size = len(command.content.encode("utf-8"))
+            if size > limits.content_max_bytes:
+                raise LimitExceeded(
+                    f"content is {size} bytes of UTF-8; the limit is {limits.content_max_bytes}",
+                    field="content",
+                    limit=limits.content_max_bytes,
+                )
+        case RequestHandoff():
+            _length("targetAgent", command.target_agent, 1, limits.agent_max)
+            _object("requestData", command.request_data, limits)
+            budget = command.token_budget
+            if budget is not None and not limits.token_budget_min <= budget <= limits.token_budget_max:
+                raise LimitExceeded(
+                    f"tokenBudget {budget} is outside {limits.token_budget_min}..{limits.token_budget_max}",
+                    field="tokenBudget",
+                )
+        case AcceptHandoff() | RejectHandoff() | CancelHandoff() | CompleteHandoff() | ExpireHandoff():
+            _length("handoffId", command.handoff_id, 1, limits.key_max)
+            if not isinstance(command, ExpireHandoff):
+                _length("agent", command.agent, 1, limits.agent_max)
+            if isinstance(command, CompleteHandoff):
+                _object("result", command.result, limits)
+        case CloseSession():
+            _length("agent", command.agent, 1, limits.agent_max)
+        case _:
+            pass

@@ -1,0 +1,141 @@
+"""The decision state of one session and `evolve`, the fold that advances it by one event."""
+
+from __future__ import annotations
+
+from typing import assert_never
+
+import msgspec
+
+from handoff.kernel.events import (
+    GENESIS_HASH,
+    ContextAppended,
+    Envelope,
+    HandoffAccepted,
+    HandoffCancelled,
+    HandoffCompleted,
+    HandoffExpired,
+    HandoffRejected,
+    HandoffRequested,
+    SessionClosed,
+    SessionExpired,
+    SessionRegistered,
+)
+
+replace = msgspec.structs.replace
+
+
+class HandoffState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the single writer must know of a handoff to decide its transitions."""
+
+    handoff_id: str
+    source_agent: str
+    target_agent: str
+    request_type: str
+    status: str
+    requested_at: str
+    updated_at: str
+    accepted_by: str | None = None
+
+
+class SessionState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the single writer must know of a session to decide its next command.
+
+    Kept small on purpose: its size must not grow with the number of context entries.
+    """
+
+    session_key: str
+    version: int = 0
+    last_hash: str = GENESIS_HASH
+    status: str = "active"
+    agent_from: str = ""
+    holder: str = ""
+    agent_to: str | None = None
+    participants: tuple[str, ...] = ()
+    last_sequence: int = 0
+    created_at: str = ""
+    updated_at: str = ""
+    metadata: dict[str, object] = {}
+    handoffs: dict[str, HandoffState] = {}
+
+
+def _with_participant(participants: tuple[str, ...], agent: str) -> tuple[str, ...]:
+    return participants if agent in participants else (*participants, agent)
+
+
+def _set_handoff(state: SessionState, hid: str, at: str, **changes: object) -> SessionState:
+    handoffs = dict(state.handoffs)
+    handoffs[hid] = replace(handoffs[hid], updated_at=at, **changes)
+    return replace(state, handoffs=handoffs)
+
+
+def _close_open(state: SessionState, ids: list[str], at: str, status: str) -> SessionState:
+    handoffs = dict(state.handoffs)
+    for hid in ids:
+        handoffs[hid] = replace(handoffs[hid], status=status, updated_at=at)
+    return replace(state, handoffs=handoffs)
+
+
+def evolve(state: SessionState | None, env: Envelope) -> SessionState:
+    """Advance the state by one event of its stream; events at or below its version change nothing."""
+    if state is None:
+        state = SessionState(session_key=env.session_key)
+    if env.version <= state.version:
+        return state
+    at = env.occurred_at
+    state = replace(state, version=env.version, last_hash=env.hash, updated_at=at)
+    event = env.event
+    match event:
+        case SessionRegistered():
+            return replace(
+                state,
+                agent_from=event.agent_from,
+                holder=event.agent_from,
+                participants=(event.agent_from,),
+                last_sequence=event.sequence_number,
+                created_at=at,
+                metadata=event.metadata,
+            )
+        case ContextAppended():
+            return replace(
+                state,
+                last_sequence=event.sequence_number,
+                participants=_with_participant(state.participants, event.agent),
+            )
+        case HandoffRequested():
+            handoffs = dict(state.handoffs)
+            handoffs[event.handoff_id] = HandoffState(
+                handoff_id=event.handoff_id,
+                source_agent=event.source_agent,
+                target_agent=event.target_agent,
+                request_type=event.request_type,
+                status="pending",
+                requested_at=at,
+                updated_at=at,
+            )
+            return replace(
+                state,
+                handoffs=handoffs,
+                last_sequence=event.sequence_number,
+                agent_to=event.target_agent,
+                participants=_with_participant(state.participants, event.target_agent),
+            )
+        case HandoffAccepted():
+            request_type = state.handoffs[event.handoff_id].request_type
+            holder = state.holder if request_type == "collaboration" else event.agent
+            state = replace(state, holder=holder, participants=_with_participant(state.participants, event.agent))
+            return _set_handoff(state, event.handoff_id, at, status="accepted", accepted_by=event.agent)
+        case HandoffCompleted():
+            state = _set_handoff(state, event.handoff_id, at, status="completed")
+            return replace(state, status="completed") if event.session_completed else state
+        case HandoffRejected():
+            return _set_handoff(state, event.handoff_id, at, status="rejected")
+        case HandoffCancelled():
+            return _set_handoff(state, event.handoff_id, at, status="cancelled")
+        case HandoffExpired():
+            return _set_handoff(state, event.handoff_id, at, status="expired")
+        case SessionClosed():
+            return replace(_close_open(state, event.cancelled_handoffs, at, "cancelled"), status="closed")
+        case SessionExpired():
+            return replace(_close_open(state, event.cancelled_handoffs, at, "expired"), status="expired")
+        case _:
+            assert_never(event)

@@ -1,0 +1,44 @@
+"""Identifier types, enumerations and the configurable limits of CONTRACT §5."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NewType
+
+import msgspec
+
+SessionKey = NewType("SessionKey", str)
+HandoffId = NewType("HandoffId", str)
+AgentId = NewType("AgentId", str)
+
+# Shapes are checked by typed decoding; lengths are checked by `Limits` so they stay configurable
+# and so an over-long value is reported as LIMIT_EXCEEDED rather than INVALID_ARGUMENT.
+KeyStr = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]+$", description="1-255 chars of A-Za-z0-9._:-")]
+AgentStr = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]+$", description="1-100 chars, no control characters")]
+Reason = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", max_length=4096)]
+JsonObject = dict[str, Any]
+
+ContextType = Literal["message", "file", "tool_call", "system", "decision", "task"]
+RequestType = Literal["context_transfer", "full_handoff", "collaboration"]
+SessionStatus = Literal["active", "completed", "closed", "expired"]
+HandoffStatus = Literal["pending", "accepted", "completed", "rejected", "cancelled", "expired"]
+
+CONTEXT_TYPES: tuple[str, ...] = ("message", "file", "tool_call", "system", "decision", "task")
+REQUEST_TYPES: tuple[str, ...] = ("context_transfer", "full_handoff", "collaboration")
+SESSION_STATUSES: tuple[str, ...] = ("active", "completed", "closed", "expired")
+HANDOFF_STATUSES: tuple[str, ...] = ("pending", "accepted", "completed", "rejected", "cancelled", "expired")
+OPEN_HANDOFF_STATUSES: frozenset[str] = frozenset({"pending", "accepted"})
+
+DEFAULT_TOKEN_BUDGET = 4000
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """The limits of CONTRACT §5; every field can be overridden by configuration."""
+
+    key_max: int = 255
+    agent_max: int = 100
+    content_max_bytes: int = 1024 * 1024
+    object_max_bytes: int = 64 * 1024
+    idempotency_key_max: int = 128
+    token_budget_min: int = 100
+    token_budget_max: int = 200_000
+    page_max: int = 1000

@@ -1,0 +1,240 @@
+"""The folds: `fold_x(view, envelope) -> view`, total over every event type.
+
+The same functions run in the embedded engine, in the faust projector and in ``handoff replay``.
+Each skips an event whose version the view already reflects, so applying twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import assert_never
+
+import msgspec
+
+from handoff.kernel.events import (
+    ContextAppended,
+    Envelope,
+    HandoffAccepted,
+    HandoffCancelled,
+    HandoffCompleted,
+    HandoffExpired,
+    HandoffRejected,
+    HandoffRequested,
+    SessionClosed,
+    SessionExpired,
+    SessionRegistered,
+)
+from projections.summary import add_entry
+from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
+
+replace = msgspec.structs.replace
+
+
+def registration_text(agent_from: str) -> str:
+    """The system entry that stands for a SessionRegistered event (CONTRACT §2)."""
+    return f"Session registered by agent: {agent_from}"
+
+
+def request_text(event: HandoffRequested) -> str:
+    """The system entry that stands for a HandoffRequested event."""
+    return (
+        f"Handoff {event.handoff_id} requested: {event.source_agent} -> {event.target_agent} "
+        f"({event.request_type}, {event.package.entry_count} entries, ~{event.package.estimated_tokens} tokens)"
+    )
+
+
+def entry_of(env: Envelope) -> ContextEntryView | None:
+    """The context entry an event adds, if any."""
+    event = env.event
+    match event:
+        case SessionRegistered():
+            seq, kind, content, agent, meta = 1, "system", registration_text(event.agent_from), env.actor, {}
+        case ContextAppended():
+            seq, kind, content, agent = event.sequence_number, event.context_type, event.content, event.agent
+            meta = event.metadata
+        case HandoffRequested():
+            seq, kind, content, agent, meta = event.sequence_number, "system", request_text(event), env.actor, {}
+        case _:
+            return None
+    return ContextEntryView(
+        sequence_number=seq,
+        context_type=kind,
+        content=content,
+        content_length=len(content),
+        agent=agent,
+        created_at=env.occurred_at,
+        version=env.version,
+        event_id=env.event_id,
+        metadata=meta,
+    )
+
+
+def _bump(counts: dict[str, int], up: str | None, down: str | None = None) -> dict[str, int]:
+    out = dict(counts)
+    if up is not None:
+        out[up] = out.get(up, 0) + 1
+    if down is not None:
+        out[down] = out.get(down, 0) - 1
+    return out
+
+
+def _joined(participants: list[str], agent: str) -> list[str]:
+    return participants if agent in participants else [*participants, agent]
+
+
+def fold_session(view: SessionView | None, env: Envelope, before: Mapping[str, HandoffView]) -> SessionView | None:
+    """The session view after `env`; `before` holds the views of `affected_handoffs(env)` before it."""
+    event = env.event
+    if isinstance(event, SessionRegistered):
+        if view is not None:
+            return view
+        view = SessionView(
+            session_key=env.session_key,
+            agent_from=event.agent_from,
+            holder=event.agent_from,
+            participants=[event.agent_from],
+            created_at=env.occurred_at,
+            metadata=event.metadata,
+        )
+    elif view is None or env.version <= view.version:
+        return view
+    view = replace(view, version=env.version, updated_at=env.occurred_at)
+    entry = entry_of(env)
+    if entry is not None:
+        view = replace(
+            view,
+            entry_count=view.entry_count + 1,
+            last_sequence=entry.sequence_number,
+            context_counts=_bump(view.context_counts, entry.context_type),
+            participants=_joined(view.participants, entry.agent),
+        )
+    match event:
+        case SessionRegistered() | ContextAppended():
+            return view
+        case HandoffRequested():
+            return replace(
+                view,
+                agent_to=event.target_agent,
+                participants=_joined(view.participants, event.target_agent),
+                handoff_counts=_bump(view.handoff_counts, "pending"),
+            )
+        case HandoffAccepted():
+            prior = _status(before, event.handoff_id)
+            collaboration = event.handoff_id in before and before[event.handoff_id].request_type == "collaboration"
+            holder = view.holder if collaboration else event.agent
+            return replace(
+                view,
+                holder=holder,
+                participants=_joined(view.participants, event.agent),
+                handoff_counts=_bump(view.handoff_counts, "accepted", prior),
+            )
+        case HandoffCompleted():
+            view = replace(
+                view, handoff_counts=_bump(view.handoff_counts, "completed", _status(before, event.handoff_id))
+            )
+            return replace(view, status="completed", closed_at=env.occurred_at) if event.session_completed else view
+        case HandoffRejected() | HandoffCancelled() | HandoffExpired():
+            status = {HandoffRejected: "rejected", HandoffCancelled: "cancelled", HandoffExpired: "expired"}[type(event)]
+            return replace(
+                view, handoff_counts=_bump(view.handoff_counts, status, _status(before, event.handoff_id))
+            )
+        case SessionClosed() | SessionExpired():
+            counts = view.handoff_counts
+            closed = "cancelled" if isinstance(event, SessionClosed) else "expired"
+            for hid in event.cancelled_handoffs:
+                counts = _bump(counts, closed, _status(before, hid))
+            return replace(
+                view,
+                status="closed" if isinstance(event, SessionClosed) else "expired",
+                handoff_counts=counts,
+                closed_at=env.occurred_at,
+                closed_by=event.agent if isinstance(event, SessionClosed) else None,
+                close_reason=event.reason,
+            )
+        case _:
+            assert_never(event)
+
+
+def _status(before: Mapping[str, HandoffView], hid: str) -> str | None:
+    view = before.get(hid)
+    return None if view is None else view.status
+
+
+def fold_summary(view: SummaryView | None, env: Envelope) -> SummaryView:
+    """The running summary after `env`."""
+    if view is None:
+        view = SummaryView(session_key=env.session_key)
+    if env.version <= view.version:
+        return view
+    view = replace(view, version=env.version)
+    entry = entry_of(env)
+    if entry is not None:
+        view = add_entry(
+            view,
+            seq=entry.sequence_number,
+            context_type=entry.context_type,
+            content=entry.content,
+            agent=entry.agent,
+            metadata=entry.metadata,
+            at=entry.created_at,
+        )
+    if isinstance(env.event, HandoffRequested):
+        view = replace(view, handoffs=view.handoffs + 1)
+    return view
+
+
+def affected_handoffs(env: Envelope) -> list[str]:
+    """The ids of the handoffs an event changes."""
+    event = env.event
+    if isinstance(event, SessionClosed | SessionExpired):
+        return list(event.cancelled_handoffs)
+    if isinstance(
+        event,
+        HandoffRequested | HandoffAccepted | HandoffCompleted | HandoffRejected | HandoffCancelled | HandoffExpired,
+    ):
+        return [event.handoff_id]
+    return []
+
+
+def fold_handoff(view: HandoffView | None, env: Envelope) -> HandoffView | None:
+    """The handoff view after `env` (for any one of `affected_handoffs(env)`)."""
+    event = env.event
+    if isinstance(event, HandoffRequested):
+        if view is not None:
+            return view
+        return HandoffView(
+            handoff_id=event.handoff_id,
+            session_key=env.session_key,
+            source_agent=event.source_agent,
+            target_agent=event.target_agent,
+            request_type=event.request_type,
+            status="pending",
+            package=event.package,
+            sequence_number=event.sequence_number,
+            request_data=event.request_data,
+            created_at=env.occurred_at,
+            updated_at=env.occurred_at,
+            version=env.version,
+        )
+    if view is None or env.version <= view.version:
+        return view
+    view = replace(view, version=env.version, updated_at=env.occurred_at)
+    match event:
+        case HandoffAccepted():
+            return replace(view, status="accepted", accepted_by=event.agent)
+        case HandoffCompleted():
+            return replace(view, status="completed", result=event.result)
+        case HandoffRejected():
+            return replace(view, status="rejected", reason=event.reason)
+        case HandoffCancelled():
+            return replace(view, status="cancelled", reason=event.reason)
+        case HandoffExpired():
+            return replace(view, status="expired", reason=event.reason)
+        case SessionClosed():
+            return replace(view, status="cancelled", reason=f"session closed: {event.reason or 'no reason given'}")
+        case SessionExpired():
+            return replace(view, status="expired", reason=f"session expired: {event.reason}")
+        case SessionRegistered() | ContextAppended():
+            return view
+        case _:
+            assert_never(event)

@@ -1,0 +1,83 @@
+"""The key layout of the views in a byte-ordered key-value store, and their secondary indexes.
+
+    S:<sessionKey>                       SessionView
+    Y:<sessionKey>                       SummaryView
+    C:<sessionKey>\\0<seq:012d>           ContextEntryView
+    H:<handoffId>                        HandoffView
+    I:<index>\\0<term>\\0<order>\\0<id>     index entry -> id, newest first (order = inverted ms)
+
+Session keys and handoff ids cannot hold ``\\0`` (their alphabet is ``A-Za-z0-9._:-``), nor can agent
+names (no control characters), so every prefix below is unambiguous.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from projections.views import HandoffView, SessionView
+
+SEP = b"\x00"
+_MAX_MS = 10**13 - 1
+
+
+def session_key(key: str) -> bytes:
+    """Key of a SessionView."""
+    return b"S:" + key.encode()
+
+
+def summary_key(key: str) -> bytes:
+    """Key of a SummaryView."""
+    return b"Y:" + key.encode()
+
+
+def context_prefix(key: str) -> bytes:
+    """Prefix of a session's context entries."""
+    return b"C:" + key.encode() + SEP
+
+
+def context_key(key: str, seq: int) -> bytes:
+    """Key of one context entry."""
+    return context_prefix(key) + b"%012d" % seq
+
+
+def handoff_key(hid: str) -> bytes:
+    """Key of a HandoffView."""
+    return b"H:" + hid.encode()
+
+
+def index_prefix(index: str, *terms: str) -> bytes:
+    """Prefix of one index slice, e.g. ``index_prefix("Hts", agent, "pending")``."""
+    return b"I:" + index.encode() + SEP + "\x01".join(terms).encode() + SEP
+
+
+def _order(at: str) -> bytes:
+    ms = int(datetime.fromisoformat(at).timestamp() * 1000) if at else 0
+    return b"%013d" % (_MAX_MS - ms)
+
+
+def session_index(view: SessionView) -> set[bytes]:
+    """Index entries of a session: all, by status, by participant, by participant and status."""
+    tail = _order(view.created_at) + SEP + view.session_key.encode()
+    keys = {index_prefix("S*") + tail, index_prefix("Ss", view.status) + tail}
+    for agent in view.participants:
+        keys.add(index_prefix("Sa", agent) + tail)
+        keys.add(index_prefix("Sas", agent, view.status) + tail)
+    return keys
+
+
+def handoff_index(view: HandoffView) -> set[bytes]:
+    """Index entries of a handoff: all, by status, by target, by source, each also by status."""
+    tail = _order(view.created_at) + SEP + view.handoff_id.encode()
+    return {
+        index_prefix("H*") + tail,
+        index_prefix("Hs", view.status) + tail,
+        index_prefix("Ht", view.target_agent) + tail,
+        index_prefix("Hts", view.target_agent, view.status) + tail,
+        index_prefix("Hf", view.source_agent) + tail,
+        index_prefix("Hfs", view.source_agent, view.status) + tail,
+    }
+
+
+def index_id(index_entry: bytes) -> str:
+    """The id an index entry points at."""
+    return index_entry.rsplit(SEP, 1)[1].decode()

@@ -1,0 +1,96 @@
+"""The projector: applies one event to every view it touches, reading through a `ViewReader`.
+
+It returns `Changes` instead of writing, so the embedded engine can put them in the same
+WriteBatch as the event, the faust projector can put them in its tables, and replay can put them
+in a fresh store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from handoff.kernel.events import Envelope
+from projections import keys
+from projections.folds import affected_handoffs, entry_of, fold_handoff, fold_session, fold_summary
+from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
+
+
+class ViewReader(Protocol):
+    """Typed point reads of the current views."""
+
+    def session(self, key: str) -> SessionView | None:
+        """The session view, or None."""
+
+    def summary(self, key: str) -> SummaryView | None:
+        """The summary view, or None."""
+
+    def handoff(self, hid: str) -> HandoffView | None:
+        """The handoff view, or None."""
+
+
+@dataclass
+class Changes:
+    """What one or more events changed, to be written atomically."""
+
+    sessions: dict[str, SessionView] = field(default_factory=dict)
+    summaries: dict[str, SummaryView] = field(default_factory=dict)
+    handoffs: dict[str, HandoffView] = field(default_factory=dict)
+    entries: dict[tuple[str, int], ContextEntryView] = field(default_factory=dict)
+    index_put: dict[bytes, bytes] = field(default_factory=dict)
+    index_delete: set[bytes] = field(default_factory=set)
+
+    def reindex(self, old: set[bytes], new: set[bytes]) -> None:
+        """Record the index entries that changed between two versions of a view."""
+        for gone in old - new:
+            self.index_put.pop(gone, None)
+            self.index_delete.add(gone)
+        for added in new - old:
+            self.index_delete.discard(added)
+            self.index_put[added] = keys.index_id(added).encode()
+
+
+class OverlayReader:
+    """A reader that sees `changes` not yet written on top of a base reader."""
+
+    def __init__(self, base: ViewReader, changes: Changes) -> None:
+        self.base = base
+        self.changes = changes
+
+    def session(self, key: str) -> SessionView | None:
+        """The pending session view, else the stored one."""
+        return self.changes.sessions.get(key) or self.base.session(key)
+
+    def summary(self, key: str) -> SummaryView | None:
+        """The pending summary view, else the stored one."""
+        return self.changes.summaries.get(key) or self.base.summary(key)
+
+    def handoff(self, hid: str) -> HandoffView | None:
+        """The pending handoff view, else the stored one."""
+        return self.changes.handoffs.get(hid) or self.base.handoff(hid)
+
+
+def project(reader: ViewReader, env: Envelope, changes: Changes) -> None:
+    """Fold `env` into every view it touches, adding the results to `changes`."""
+    key = env.session_key
+    before: dict[str, HandoffView] = {}
+    for hid in affected_handoffs(env):
+        old_h = reader.handoff(hid)
+        if old_h is not None:
+            before[hid] = old_h
+        new_h = fold_handoff(old_h, env)
+        if new_h is not None and new_h is not old_h:
+            changes.handoffs[hid] = new_h
+            changes.reindex(keys.handoff_index(old_h) if old_h else set(), keys.handoff_index(new_h))
+    old_s = reader.session(key)
+    new_s = fold_session(old_s, env, before)
+    if new_s is not None and new_s is not old_s:
+        changes.sessions[key] = new_s
+        changes.reindex(keys.session_index(old_s) if old_s else set(), keys.session_index(new_s))
+    old_y = reader.summary(key)
+    new_y = fold_summary(old_y, env)
+    if new_y is not old_y:
+        changes.summaries[key] = new_y
+    entry = entry_of(env)
+    if entry is not None:
+        changes.entries[(key, entry.sequence_number)] = entry

@@ -1,0 +1,153 @@
+"""Queries: the read side, answered from views in a `KeyValue` (live, replayed, or folded as of a version)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from handoff.kernel.errors import InvalidArgument
+from handoff.kernel.package import PackageEntry
+from projections import keys
+from projections.store import KeyValue, StoreReader, decode_entry
+from projections.views import ContextEntryView, HandoffView, SessionView
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing and the cursor to the next (None at the end)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(index_entry: bytes) -> str:
+    """An opaque cursor for a position in an index."""
+    return base64.urlsafe_b64encode(index_entry).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, prefix: bytes) -> bytes:
+    """The index position a cursor names; raises InvalidArgument for a foreign or garbled cursor."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except ValueError as exc:
+        raise InvalidArgument("cursor is not one this server issued", field="cursor") from exc
+    if not raw.startswith(prefix):
+        raise InvalidArgument("cursor belongs to a different listing", field="cursor")
+    return raw
+
+
+class Queries:
+    """Every read the MCP adapter and the workers answer."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+        self.reader = StoreReader(kv)
+
+    def session(self, key: str) -> SessionView | None:
+        """The session view."""
+        return self.reader.session(key)
+
+    def handoff(self, hid: str) -> HandoffView | None:
+        """The handoff view."""
+        return self.reader.handoff(hid)
+
+    def context(self, key: str, after: int, limit: int) -> tuple[list[ContextEntryView], int | None]:
+        """Entries with sequence > `after`, at most `limit`; and the cursor for more (None at the end)."""
+        prefix = keys.context_prefix(key)
+        start = keys.context_key(key, after) if after > 0 else None
+        entries: list[ContextEntryView] = []
+        for _, value in self.kv.scan(prefix, start):
+            if len(entries) == limit:
+                return entries, entries[-1].sequence_number
+            entries.append(decode_entry(value))
+        return entries, None
+
+    def entries_newest_first(self, key: str, last: int, page: int = 64) -> Iterator[PackageEntry]:
+        """The session's entries from `last` down to 1, read a page at a time as the caller pulls."""
+        hi = last
+        while hi >= 1:
+            lo = max(1, hi - page + 1)
+            entries, _ = self.context(key, lo - 1, hi - lo + 1)
+            for entry in reversed(entries):
+                yield to_package_entry(entry)
+            hi = lo - 1
+
+    def package_entries(self, view: HandoffView) -> list[PackageEntry]:
+        """The entries a handoff's package holds, re-read by its recorded range."""
+        rec = view.package
+        if rec.from_sequence is None or rec.to_sequence is None:
+            return []
+        entries, _ = self.context(view.session_key, rec.from_sequence - 1, rec.to_sequence - rec.from_sequence + 1)
+        return [to_package_entry(e) for e in entries]
+
+    def list_index(self, prefix: bytes, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """Ids from one index slice, newest first, and the cursor to the next page."""
+        after = decode_cursor(cursor, prefix) if cursor else None
+        ids: list[str] = []
+        last = b""
+        for key, value in self.kv.scan(prefix, after):
+            if len(ids) == limit:
+                return ids, encode_cursor(last)
+            ids.append(value.decode())
+            last = key
+        return ids, None
+
+    def list_sessions(
+        self, agent: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> Page[SessionView]:
+        """Sessions newest first, optionally of one participant and/or status."""
+        if agent and status:
+            prefix = keys.index_prefix("Sas", agent, status)
+        elif agent:
+            prefix = keys.index_prefix("Sa", agent)
+        elif status:
+            prefix = keys.index_prefix("Ss", status)
+        else:
+            prefix = keys.index_prefix("S*")
+        ids, nxt = self.list_index(prefix, limit, cursor)
+        return Page([v for v in map(self.reader.session, ids) if v is not None], nxt)
+
+    def list_handoffs(
+        self, target: str | None, source: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> Page[HandoffView]:
+        """Handoffs newest first, filtered by target, source and status."""
+        if target:
+            prefix = keys.index_prefix("Hts", target, status) if status else keys.index_prefix("Ht", target)
+        elif source:
+            prefix = keys.index_prefix("Hfs", source, status) if status else keys.index_prefix("Hf", source)
+        else:
+            prefix = keys.index_prefix("Hs", status) if status else keys.index_prefix("H*")
+        if not (target and source):
+            ids, nxt = self.list_index(prefix, limit, cursor)
+            return Page([v for v in map(self.reader.handoff, ids) if v is not None], nxt)
+        return self._filtered_by_source(prefix, source, limit, cursor)
+
+    def _filtered_by_source(self, prefix: bytes, source: str, limit: int, cursor: str | None) -> Page[HandoffView]:
+        after = decode_cursor(cursor, prefix) if cursor else None
+        found: list[HandoffView] = []
+        last = b""
+        for key, value in self.kv.scan(prefix, after):
+            view = self.reader.handoff(value.decode())
+            if view is None or view.source_agent != source:
+                continue
+            if len(found) == limit:
+                return Page(found, encode_cursor(last))
+            found.append(view)
+            last = key
+        return Page(found, None)
+
+
+def to_package_entry(entry: ContextEntryView) -> PackageEntry:
+    """A context entry as a package shows it."""
+    return PackageEntry(
+        sequence_number=entry.sequence_number,
+        context_type=entry.context_type,
+        agent=entry.agent,
+        content=entry.content,
+        created_at=entry.created_at,
+    )

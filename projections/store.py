@@ -1,0 +1,180 @@
+"""Where views live: the `KeyValue` port, its in-memory fake and its RocksDB adapter, and the view codec.
+
+The RocksDB adapter is the only I/O of the projections layer. The embedded engine keeps its log in
+the same database, so one WriteBatch commits an event together with every view it changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+import msgspec
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+
+from projections import keys
+from projections.projector import Changes
+from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
+
+Write = tuple[bytes, bytes | None]
+
+
+class KeyValue(Protocol):
+    """An ordered byte key-value store."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value, or None."""
+
+    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Entries whose key starts with `prefix`, ascending, strictly after `after` if given."""
+
+    def write(self, writes: Iterable[Write], sync: bool = False) -> None:
+        """Apply puts (value) and deletes (None) atomically."""
+
+
+class InMemoryKeyValue:
+    """The fake: a sorted list of keys beside a dict."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value, or None."""
+        return self._data.get(key)
+
+    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Entries under `prefix`, ascending, after `after`."""
+        start = bisect.bisect_right(self._keys, after) if after is not None and after >= prefix else None
+        i = bisect.bisect_left(self._keys, prefix) if start is None else start
+        while i < len(self._keys) and self._keys[i].startswith(prefix):
+            key = self._keys[i]
+            yield key, self._data[key]
+            i += 1
+
+    def write(self, writes: Iterable[Write], sync: bool = False) -> None:
+        """Apply the writes."""
+        for key, value in writes:
+            if value is None:
+                if self._data.pop(key, None) is not None:
+                    del self._keys[bisect.bisect_left(self._keys, key)]
+            else:
+                if key not in self._data:
+                    bisect.insort(self._keys, key)
+                self._data[key] = value
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every entry in key order."""
+        for key in self._keys:
+            yield key, self._data[key]
+
+
+def _upper_bound(prefix: bytes) -> bytes | None:
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class RocksKeyValue:
+    """The real adapter over one rocksdict database in raw (bytes) mode."""
+
+    def __init__(self, path: str, *, read_only: bool = False) -> None:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_max_background_jobs(2)
+        if read_only:
+            from rocksdict import AccessType
+
+            self.db = Rdict(path, options, access_type=AccessType.read_only())
+        else:
+            self.db = Rdict(path, options)
+        self._sync = WriteOptions()
+        self._sync.sync = True
+        self._nosync = WriteOptions()
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value, or None."""
+        value = self.db.get(key)
+        return None if value is None else bytes(value)
+
+    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Entries under `prefix`, ascending, after `after`."""
+        opts = ReadOptions()
+        upper = _upper_bound(prefix)
+        if upper is not None:
+            opts.set_iterate_upper_bound(upper)
+        it = self.db.iter(opts)
+        it.seek(prefix if after is None or after < prefix else after)
+        while it.valid():
+            key = bytes(it.key())
+            if not key.startswith(prefix):
+                return
+            if after is None or key > after:
+                yield key, bytes(it.value())
+            it.next()
+
+    def write(self, writes: Iterable[Write], sync: bool = False) -> None:
+        """Apply the writes in one WriteBatch; with `sync` the WAL is fsynced before returning."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in writes:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self.db.write(batch, self._sync if sync else self._nosync)
+
+    def close(self) -> None:
+        """Flush and release the database lock."""
+        self.db.close()
+
+
+_enc = msgspec.msgpack.Encoder()
+_dec_session = msgspec.msgpack.Decoder(SessionView)
+_dec_summary = msgspec.msgpack.Decoder(SummaryView)
+_dec_handoff = msgspec.msgpack.Decoder(HandoffView)
+_dec_entry = msgspec.msgpack.Decoder(ContextEntryView)
+
+
+def decode_entry(value: bytes) -> ContextEntryView:
+    """Decode a stored context entry."""
+    return _dec_entry.decode(value)
+
+
+def changes_to_writes(changes: Changes) -> list[Write]:
+    """The key-value writes that store `changes`."""
+    writes: list[Write] = []
+    for key, session in changes.sessions.items():
+        writes.append((keys.session_key(key), _enc.encode(session)))
+    for key, summary in changes.summaries.items():
+        writes.append((keys.summary_key(key), _enc.encode(summary)))
+    for hid, handoff in changes.handoffs.items():
+        writes.append((keys.handoff_key(hid), _enc.encode(handoff)))
+    for (key, seq), entry in changes.entries.items():
+        writes.append((keys.context_key(key, seq), _enc.encode(entry)))
+    writes.extend((k, None) for k in changes.index_delete)
+    writes.extend(changes.index_put.items())
+    return writes
+
+
+class StoreReader:
+    """A `ViewReader` that decodes views from a `KeyValue`."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    def session(self, key: str) -> SessionView | None:
+        """The stored session view."""
+        raw = self.kv.get(keys.session_key(key))
+        return None if raw is None else _dec_session.decode(raw)
+
+    def summary(self, key: str) -> SummaryView | None:
+        """The stored summary view."""
+        raw = self.kv.get(keys.summary_key(key))
+        return None if raw is None else _dec_summary.decode(raw)
+
+    def handoff(self, hid: str) -> HandoffView | None:
+        """The stored handoff view."""
+        raw = self.kv.get(keys.handoff_key(hid))
+        return None if raw is None else _dec_handoff.decode(raw)

@@ -1,0 +1,87 @@
+"""Read models. Each carries the session version it reflects, so re-applying an event is a no-op."""
+
+from __future__ import annotations
+
+import msgspec
+
+from handoff.kernel.events import PackageRecord
+
+
+class SessionView(msgspec.Struct, kw_only=True, rename="camel"):
+    """A session as `get_session` and `list_sessions` show it."""
+
+    session_key: str
+    agent_from: str
+    holder: str
+    agent_to: str | None = None
+    status: str = "active"
+    version: int = 0
+    participants: list[str] = []
+    entry_count: int = 0
+    last_sequence: int = 0
+    context_counts: dict[str, int] = {}
+    handoff_counts: dict[str, int] = {}
+    created_at: str = ""
+    updated_at: str = ""
+    closed_at: str | None = None
+    closed_by: str | None = None
+    close_reason: str | None = None
+    metadata: dict[str, object] = {}
+
+
+class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel"):
+    """One context entry; written once, never changed."""
+
+    sequence_number: int
+    context_type: str
+    content: str
+    content_length: int
+    agent: str
+    created_at: str
+    version: int
+    event_id: str
+    metadata: dict[str, object] = {}
+
+
+class TaskItem(msgspec.Struct, kw_only=True, rename="camel"):
+    """An open task taken from a ``task`` entry."""
+
+    task_id: str
+    text: str
+    sequence_number: int
+
+
+class SummaryView(msgspec.Struct, kw_only=True, rename="camel"):
+    """The running, bounded summary of a session's context (see `projections.summary`)."""
+
+    session_key: str
+    version: int = 0
+    total_entries: int = 0
+    counts: dict[str, int] = {}
+    participants: list[str] = []
+    first_message: str | None = None
+    last_message: str | None = None
+    decisions: list[str] = []
+    open_tasks: list[TaskItem] = []
+    handoffs: int = 0
+    last_activity: str = ""
+
+
+class HandoffView(msgspec.Struct, kw_only=True, rename="camel"):
+    """A handoff with the package recorded when it was requested."""
+
+    handoff_id: str
+    session_key: str
+    source_agent: str
+    target_agent: str
+    request_type: str
+    status: str
+    package: PackageRecord
+    sequence_number: int
+    request_data: dict[str, object] = {}
+    accepted_by: str | None = None
+    result: dict[str, object] | None = None
+    reason: str | None = None
+    created_at: str = ""
+    updated_at: str = ""
+    version: int = 0
