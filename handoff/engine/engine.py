@@ -26,6 +26,7 @@ from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
 from handoff.engine import log as L
 from handoff.engine.ids import new_ulid, utc_now
+from handoff.ports import Outcome
 from projections.projector import Changes, OverlayReader, project
 from projections.queries import Queries, to_package_entry
 from projections.replay import fold_events
@@ -34,15 +35,6 @@ from projections.summary import package_head
 from projections.views import HandoffView, SessionView, SummaryView
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a successful write produced; `replayed` when an idempotent retry returned the first result."""
-
-    envelope: Envelope
-    receipt: Receipt
-    replayed: bool = False
 
 
 class _Lru(OrderedDict[str, object]):
@@ -290,6 +282,11 @@ class Engine:
                 listener(batch.envelopes, batch.changes)
             except Exception:  # noqa: BLE001 - a listener must not break the writer
                 log.exception("change listener failed")
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer task is taking commands."""
+        return self._task is not None and not self._task.done()
 
     # -- the read path --------------------------------------------------------------------------
 

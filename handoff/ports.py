@@ -1,0 +1,89 @@
+"""The ports the MCP adapter and the CLI talk to; the embedded engine and the Kafka adapter implement them.
+
+Each port has the embedded implementation (`handoff.engine.service`) and the Kafka one
+(`streams.client`); both pass the same contract tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from handoff.kernel.commands import Command
+from handoff.kernel.events import Envelope
+from handoff.kernel.package import PackageEntry
+from handoff.kernel.receipt import Receipt
+from projections.queries import Page
+from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a successful write produced; `replayed` when an idempotent retry returned the first result."""
+
+    envelope: Envelope
+    receipt: Receipt
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    """A committed event, as subscribers of resources need to know it."""
+
+    session_key: str
+    version: int
+    type: str
+    handoff_ids: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()  # targets and sources of the handoffs it changed: their inboxes changed
+
+
+class CommandBus(Protocol):
+    """Where commands go to be decided by the single writer of their session."""
+
+    async def submit(self, command: Command) -> Outcome:
+        """Decide and commit; raises a HandoffError when refused or when the log is unreachable."""
+
+
+class ReadModel(Protocol):
+    """The query side. `as_of` reads the session as it was after its first `as_of` events."""
+
+    async def session(self, key: str, as_of: int | None = None) -> SessionView | None:
+        """A session view."""
+
+    async def summary(self, key: str, as_of: int | None = None) -> SummaryView | None:
+        """A session's running summary."""
+
+    async def context(
+        self, key: str, after: int, limit: int, as_of: int | None = None
+    ) -> tuple[list[ContextEntryView], int | None]:
+        """A page of context entries after a sequence number, and where the next page starts."""
+
+    async def handoff(self, hid: str) -> HandoffView | None:
+        """A handoff view."""
+
+    async def package_entries(self, view: HandoffView) -> list[PackageEntry]:
+        """The entries of a handoff's recorded package."""
+
+    async def list_sessions(
+        self, agent: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> Page[SessionView]:
+        """Sessions, newest first."""
+
+    async def list_handoffs(
+        self, target: str | None, source: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> Page[HandoffView]:
+        """Handoffs, newest first."""
+
+    async def ready(self) -> bool:
+        """Whether writes can be taken now."""
+
+
+ChangeListener = Callable[[Change], None]
+
+
+class ChangeFeed(Protocol):
+    """Committed changes, for resource subscriptions."""
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Call `listener` (on the event loop) for every committed change."""
