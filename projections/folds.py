@@ -7,7 +7,7 @@ Each skips an event whose version the view already reflects, so applying twice c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import assert_never
+from typing import Any, assert_never
 
 import msgspec
 
@@ -82,8 +82,19 @@ def _joined(participants: list[str], agent: str) -> list[str]:
     return participants if agent in participants else [*participants, agent]
 
 
-def fold_session(view: SessionView | None, env: Envelope, before: Mapping[str, HandoffView]) -> SessionView | None:
-    """The session view after `env`; `before` holds the views of `affected_handoffs(env)` before it."""
+_UNSET: Any = object()
+
+
+def fold_session(
+    view: SessionView | None,
+    env: Envelope,
+    before: Mapping[str, HandoffView],
+    entry: ContextEntryView | None = _UNSET,
+) -> SessionView | None:
+    """The session view after `env`; `before` holds the views of `affected_handoffs(env)` before it.
+
+    `entry` may pass in `entry_of(env)` when the caller has already computed it.
+    """
     event = env.event
     if isinstance(event, SessionRegistered):
         if view is not None:
@@ -98,11 +109,15 @@ def fold_session(view: SessionView | None, env: Envelope, before: Mapping[str, H
         )
     elif view is None or env.version <= view.version:
         return view
-    view = replace(view, version=env.version, updated_at=env.occurred_at)
-    entry = entry_of(env)
-    if entry is not None:
+    if entry is _UNSET:
+        entry = entry_of(env)
+    if entry is None:
+        view = replace(view, version=env.version, updated_at=env.occurred_at)
+    else:
         view = replace(
             view,
+            version=env.version,
+            updated_at=env.occurred_at,
             entry_count=view.entry_count + 1,
             last_sequence=entry.sequence_number,
             context_counts=_bump(view.context_counts, entry.context_type),
@@ -160,17 +175,18 @@ def _status(before: Mapping[str, HandoffView], hid: str) -> str | None:
     return None if view is None else view.status
 
 
-def fold_summary(view: SummaryView | None, env: Envelope) -> SummaryView:
-    """The running summary after `env`."""
+def fold_summary(view: SummaryView | None, env: Envelope, entry: ContextEntryView | None = _UNSET) -> SummaryView:
+    """The running summary after `env` (`entry` as in `fold_session`)."""
     if view is None:
         view = SummaryView(session_key=env.session_key)
     if env.version <= view.version:
         return view
-    view = replace(view, version=env.version)
-    entry = entry_of(env)
+    if entry is _UNSET:
+        entry = entry_of(env)
     if entry is not None:
         view = add_entry(
             view,
+            version=env.version,
             seq=entry.sequence_number,
             context_type=entry.context_type,
             content=entry.content,
@@ -178,6 +194,8 @@ def fold_summary(view: SummaryView | None, env: Envelope) -> SummaryView:
             metadata=entry.metadata,
             at=entry.created_at,
         )
+    else:
+        view = replace(view, version=env.version)
     if isinstance(env.event, HandoffRequested):
         view = replace(view, handoffs=view.handoffs + 1)
     return view

@@ -82,15 +82,21 @@ def project(reader: ViewReader, env: Envelope, changes: Changes) -> None:
         if new_h is not None and new_h is not old_h:
             changes.handoffs[hid] = new_h
             changes.reindex(keys.handoff_index(old_h) if old_h else set(), keys.handoff_index(new_h))
+    entry = entry_of(env)
     old_s = reader.session(key)
-    new_s = fold_session(old_s, env, before)
+    new_s = fold_session(old_s, env, before, entry)
     if new_s is not None and new_s is not old_s:
         changes.sessions[key] = new_s
-        changes.reindex(keys.session_index(old_s) if old_s else set(), keys.session_index(new_s))
+        if old_s is None or _indexed(old_s) != _indexed(new_s):
+            changes.reindex(keys.session_index(old_s) if old_s else set(), keys.session_index(new_s))
     old_y = reader.summary(key)
-    new_y = fold_summary(old_y, env)
+    new_y = fold_summary(old_y, env, entry)
     if new_y is not old_y:
         changes.summaries[key] = new_y
-    entry = entry_of(env)
     if entry is not None:
         changes.entries[(key, entry.sequence_number)] = entry
+
+
+def _indexed(view: SessionView) -> tuple[str, list[str], str]:
+    """The fields a session's index entries depend on."""
+    return view.status, view.participants, view.created_at

@@ -24,14 +24,22 @@ DONE = frozenset({"done", "completed", "closed", "cancelled"})
 
 def snippet(text: str, limit: int = SNIPPET) -> str:
     """The text on one line, cut to `limit` characters with an ellipsis."""
-    flat = " ".join(text.split())
+    flat = " ".join(text[: limit * 4].split())  # only the head can reach the snippet
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def add_entry(
-    view: SummaryView, *, seq: int, context_type: str, content: str, agent: str, metadata: dict[str, object], at: str
+    view: SummaryView,
+    *,
+    seq: int,
+    context_type: str,
+    content: str,
+    agent: str,
+    metadata: dict[str, object],
+    at: str,
+    version: int | None = None,
 ) -> SummaryView:
-    """The summary after one more context entry."""
+    """The summary after one more context entry (and at `version`, if given)."""
     counts = dict(view.counts)
     counts[context_type] = counts.get(context_type, 0) + 1
     participants = view.participants if agent in view.participants else [*view.participants, agent]
@@ -41,6 +49,8 @@ def add_entry(
         "participants": participants,
         "last_activity": at,
     }
+    if version is not None:
+        changes["version"] = version
     if context_type == "message":
         changes["last_message"] = snippet(content)
         if view.first_message is None:

@@ -15,9 +15,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from handoff.kernel.codec import decode_envelope, encode_envelope
+from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import Command, RequestHandoff
-from handoff.kernel.decide import Ctx, execute
+from handoff.kernel.decide import Ctx, execute_encoded
 from handoff.kernel.errors import HandoffError, Unavailable
 from handoff.kernel.events import Envelope
 from handoff.kernel.package import PackageEntry, build_package
@@ -25,7 +25,7 @@ from handoff.kernel.receipt import Receipt, check_retry, command_digest, receipt
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
 from handoff.engine import log as L
-from handoff.engine.ids import new_ulid, utc_now
+from handoff.engine.ids import Clock, IdGenerator
 from handoff.ports import Outcome
 from projections.projector import Changes, OverlayReader, project
 from projections.queries import Queries, to_package_entry
@@ -101,19 +101,7 @@ class _Batch:
     changes: Changes = field(default_factory=Changes)
     writes: list[Write] = field(default_factory=list)
     envelopes: list[Envelope] = field(default_factory=list)
-
-
-def _merge(into: Changes, more: Changes) -> None:
-    into.sessions.update(more.sessions)
-    into.summaries.update(more.summaries)
-    into.handoffs.update(more.handoffs)
-    into.entries.update(more.entries)
-    for gone in more.index_delete:
-        into.index_put.pop(gone, None)
-        into.index_delete.add(gone)
-    for added, value in more.index_put.items():
-        into.index_delete.discard(added)
-        into.index_put[added] = value
+    reader: OverlayReader = field(init=False)
 
 
 Listener = Callable[[list[Envelope], Changes], None]
@@ -130,8 +118,8 @@ class Engine:
         sync: bool = True,
         max_batch: int = 512,
         cache_size: int = 10_000,
-        clock: Callable[[], str] = utc_now,
-        new_id: Callable[[], str] = new_ulid,
+        clock: Callable[[], str] | None = None,
+        new_id: Callable[[], str] | None = None,
     ) -> None:
         self.kv = kv
         self.log = L.EventLog(kv)
@@ -139,8 +127,8 @@ class Engine:
         self.limits = limits or Limits()
         self.sync = sync
         self.max_batch = max_batch
-        self.clock = clock
-        self.new_id = new_id
+        self.clock = clock or Clock()
+        self.new_id = new_id or IdGenerator()
         self.reader = _CachedReader(kv, cache_size)
         self.states = _Lru(cache_size)
         self.position = self.log.position()
@@ -210,6 +198,7 @@ class Engine:
     def decide_batch(self, commands: list[Command]) -> tuple[list[Outcome | HandoffError], _Batch]:
         """Decide each command against the state the previous ones left; collect the batch's writes."""
         batch = _Batch()
+        batch.reader = OverlayReader(self.reader, batch.changes)
         results: list[Outcome | HandoffError] = []
         for command in commands:
             try:
@@ -217,6 +206,7 @@ class Engine:
             except HandoffError as exc:
                 results.append(exc)
         if batch.envelopes:
+            batch.writes.extend((L.state_key(k), L.encode_state(s)) for k, s in batch.states.items())
             batch.writes.extend(changes_to_writes(batch.changes))
             batch.writes.append((L.POSITION_KEY, b"%d" % (self.position + len(batch.envelopes))))
         return results, batch
@@ -232,21 +222,18 @@ class Engine:
                 record = batch.records.get((key, first.version)) or self.log.record(key, first.version)
                 assert record is not None, "a receipt always points at a stored event"
                 return Outcome(decode_envelope(record), first, replayed=True)
-        reader = OverlayReader(self.reader, batch.changes)
+        reader = batch.reader
         package = None
         if isinstance(command, RequestHandoff) and state is not None and state.status == "active":
             package = self._package(reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
         ctx = Ctx(now=self.clock(), new_id=self.new_id, limits=self.limits, package=package)
-        new_state, env = execute(state, command, ctx)
-        changes = Changes()
-        project(reader, env, changes)
-        receipt = receipt_of(new_state, env, command_digest(command))
-        record = encode_envelope(env)
+        new_state, env, record = execute_encoded(state, command, ctx)
+        project(reader, env, batch.changes)  # a projection bug fails the whole batch: nothing is written
+        receipt = receipt_of(new_state, env, command_digest(command) if ikey is not None else "")
         position = self.position + len(batch.envelopes) + 1
         batch.writes += [
             (L.event_key(key, env.version), record),
             (L.position_key(position), key.encode() + L.SEP + b"%012d" % env.version),
-            (L.state_key(key), L.encode_state(new_state)),
         ]
         if ikey is not None:
             batch.receipts[(key, ikey)] = receipt
@@ -254,7 +241,6 @@ class Engine:
         batch.states[key] = new_state
         batch.records[(key, env.version)] = record
         batch.envelopes.append(env)
-        _merge(batch.changes, changes)
         return Outcome(env, receipt)
 
     def _package(self, reader: OverlayReader, batch: _Batch, state: SessionState, budget: int):  # type: ignore[no-untyped-def]

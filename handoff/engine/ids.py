@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from datetime import UTC, datetime
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
 
 def utc_now() -> str:
     """The current time as ISO 8601 UTC with milliseconds, e.g. ``2026-11-27T10:00:00.123Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_ulid() -> str:
-    """A 26-character ULID: sortable by creation time, 80 random bits."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        value, rem = divmod(value, 32)
-        chars.append(_CROCKFORD[rem])
-    return "".join(reversed(chars))
+class Clock:
+    """`utc_now`, formatting each millisecond once: the writer asks for the time per command."""
+
+    def __init__(self) -> None:
+        self._ms = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        if ms != self._ms:
+            self._ms = ms
+            self._text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        return self._text
+
+
+class IdGenerator:
+    """32-hex-digit ids: 48 bits of milliseconds (so ids sort by creation time), then 80 random bits."""
+
+    def __init__(self) -> None:
+        self._random = random.Random(os.urandom(32))
+
+    def __call__(self) -> str:
+        return "%012x%020x" % (time.time_ns() // 1_000_000, self._random.getrandbits(80))

@@ -84,7 +84,14 @@ def compute_hash(env: Envelope, data: bytes | None = None) -> str:
 
 def seal(env: Envelope) -> Envelope:
     """The envelope with its ``hash`` filled in."""
-    return msgspec.structs.replace(env, hash=compute_hash(env))
+    return seal_and_encode(env)[0]
+
+
+def seal_and_encode(env: Envelope) -> tuple[Envelope, bytes]:
+    """The sealed envelope and its wire bytes, encoding the payload once."""
+    fields = _fields(env, encode_data(env.event))
+    digest = hashlib.sha256(_canonical.encode(_Unsigned(**fields))).hexdigest()
+    return msgspec.structs.replace(env, hash=digest), _canonical.encode(_Signed(**fields, hash=digest))
 
 
 def encode_envelope(env: Envelope) -> bytes:

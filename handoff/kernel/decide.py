@@ -47,7 +47,7 @@ from handoff.kernel.events import (
     SessionExpired,
     SessionRegistered,
 )
-from handoff.kernel.codec import seal
+from handoff.kernel.codec import seal_and_encode
 from handoff.kernel.limits import check_limits
 from handoff.kernel.state import HandoffState, SessionState, evolve
 from handoff.kernel.types import OPEN_HANDOFF_STATUSES, Limits
@@ -195,10 +195,18 @@ def _check_version(current: int, command: Command) -> None:
 
 def execute(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[SessionState, Envelope]:
     """Check limits, decide, seal the event into the chain and fold it: the whole write path, pure."""
+    new_state, env, _ = execute_encoded(state, command, ctx)
+    return new_state, env
+
+
+def execute_encoded(
+    state: SessionState | None, command: Command, ctx: Ctx
+) -> tuple[SessionState, Envelope, bytes]:
+    """`execute`, also returning the event's canonical wire bytes (encoded once, for the log)."""
     check_limits(command, ctx.limits)
     event, actor = decide(state, command, ctx)
     prior = state or SessionState(session_key=command.session_key)
-    env = seal(
+    env, record = seal_and_encode(
         Envelope(
             event_id=ctx.new_id(),
             session_key=command.session_key,
@@ -212,4 +220,4 @@ def execute(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Ses
             schema_version=type(event).SCHEMA_VERSION,
         )
     )
-    return evolve(prior, env), env
+    return evolve(prior, env), env, record

@@ -58,7 +58,9 @@ def check_limits(command: Command, limits: Limits) -> None:
             _object("metadata", command.metadata, limits)
             if not command.content:
                 raise InvalidArgument("content must not be empty", field="content")
-            size = len(command.content.encode("utf-8"))
+            # A character is at most 4 bytes of UTF-8: only long content needs encoding to measure.
+            content = command.content
+            size = len(content) if len(content) * 4 <= limits.content_max_bytes else len(content.encode())
             if size > limits.content_max_bytes:
                 raise LimitExceeded(
                     f"content is {size} bytes of UTF-8; the limit is {limits.content_max_bytes}",
