@@ -1,0 +1,92 @@
+"""In-process benchmark of the embedded command path: decide + append + project + commit.
+
+    python -m bench.engine [--commands 20000] [--batch 512] [--sessions 16]
+
+Prints commands/s with and without fsync per batch, and the cost of one append and one
+request_handoff on a session with 100 entries and with 100,000 entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+from handoff.engine.engine import Engine
+from handoff.kernel.commands import AppendContext, Command, RegisterSession, RequestHandoff
+from projections.store import RocksKeyValue
+
+CONTENT = "x" * 1024
+
+
+def _engine(sync: bool, batch: int) -> Engine:
+    return Engine(RocksKeyValue(tempfile.mkdtemp(prefix="handoff-bench-")), sync=sync, max_batch=batch)
+
+
+def throughput(commands: int, batch: int, sessions: int, sync: bool) -> float:
+    """Commands per second through `Engine.write_now` in batches of `batch`."""
+    engine = _engine(sync, batch)
+    engine.write_now([RegisterSession(session_key=f"s{i}", agent_from="alice") for i in range(sessions)])
+    work: list[Command] = [
+        AppendContext(session_key=f"s{i % sessions}", context_type="message", content=CONTENT) for i in range(commands)
+    ]
+    start = time.perf_counter()
+    for i in range(0, commands, batch):
+        for result in engine.write_now(work[i : i + batch]):
+            assert not isinstance(result, Exception), result
+    elapsed = time.perf_counter() - start
+    engine.kv.close()  # type: ignore[attr-defined]
+    return commands / elapsed
+
+
+def _grow(engine: Engine, key: str, entries: int) -> None:
+    engine.write_now([RegisterSession(session_key=key, agent_from="alice")])
+    for start in range(1, entries, 1000):
+        n = min(1000, entries - start)
+        engine.write_now([AppendContext(session_key=key, context_type="message", content=CONTENT) for _ in range(n)])
+
+
+def _timed(engine: Engine, make: object, repeat: int) -> float:
+    samples = []
+    for i in range(repeat):
+        command = make(i)  # type: ignore[operator]
+        start = time.perf_counter()
+        result = engine.write_now([command])[0]
+        samples.append(time.perf_counter() - start)
+        assert not isinstance(result, Exception), result
+    return statistics.median(samples) * 1e6
+
+
+def history_cost(entries: int, sync: bool) -> tuple[float, float]:
+    """Median µs of one append and of one request_handoff on a session with `entries` entries."""
+    engine = _engine(sync, 1)
+    _grow(engine, "big", entries)
+    append = _timed(
+        engine, lambda i: AppendContext(session_key="big", context_type="message", content=CONTENT), 200
+    )
+    request = _timed(engine, lambda i: RequestHandoff(session_key="big", target_agent=f"agent-{i}"), 50)
+    engine.kv.close()  # type: ignore[attr-defined]
+    return append, request
+
+
+def main() -> None:
+    """Run and print."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--commands", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--sessions", type=int, default=16)
+    parser.add_argument("--big", type=int, default=100_000, help="entries in the large session")
+    args = parser.parse_args()
+    print(f"in-process update_context, 1 KiB content, batches of {args.batch}, {args.sessions} sessions")
+    for sync in (False, True):
+        rate = throughput(args.commands, args.batch, args.sessions, sync)
+        print(f"  fsync per batch={'yes' if sync else 'no ':3}  {rate:10,.0f} commands/s")
+    print("cost per command vs history (median, single-command batches, no fsync)")
+    for entries in (100, args.big):
+        append, request = history_cost(entries, sync=False)
+        print(f"  {entries:>7,} entries: append {append:8.1f} µs   request_handoff {request:8.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
