@@ -1,0 +1,191 @@
+"""The wire codec: canonical bytes, the per-session hash chain, tamper detection and upcasting."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from handoff.kernel import codec
+from handoff.kernel.codec import (
+    check_record,
+    compute_hash,
+    current_schema_version,
+    decode_envelope,
+    encode_envelope,
+)
+from handoff.kernel.errors import CodecError
+from handoff.kernel.events import EVENT_TYPES, GENESIS_HASH, ContextAppended
+
+from .support import H1, accept, append, given, register, request
+
+
+def _history():
+    return given(register(metadata={"b": 1, "a": [1, 2.5, None]}), append("héllo ✓", idempotency_key="k"),
+                 request("bob"), accept(H1))
+
+
+def test_an_envelope_survives_encoding_and_decoding():
+    for env in _history():
+        assert decode_envelope(encode_envelope(env)) == env
+
+
+def test_an_encoded_record_is_canonical_and_genuine():
+    for env in _history():
+        record = encode_envelope(env)
+        assert check_record(record) is None
+        assert codec._canonical.encode(msgspec.json.decode(record)) == record
+
+
+def test_the_wire_form_has_the_envelope_fields_beside_the_data():
+    wire = msgspec.json.decode(encode_envelope(_history()[1]))
+    assert list(wire) == sorted(wire)
+    assert wire["type"] == "ContextAppended" and wire["schemaVersion"] == 1 and wire["version"] == 2
+    assert wire["idempotencyKey"] == "k"
+    assert wire["data"]["sequenceNumber"] == 2
+
+
+def test_a_record_without_an_idempotency_key_omits_it():
+    assert b"idempotencyKey" not in encode_envelope(_history()[0])
+
+
+def test_the_first_event_links_to_the_genesis_hash_and_each_next_to_its_predecessor():
+    history = _history()
+    assert history[0].prev_hash == GENESIS_HASH
+    for before, after in zip(history, history[1:], strict=False):
+        assert after.prev_hash == before.hash
+
+
+def test_the_hash_covers_the_envelope_and_the_previous_hash():
+    env = _history()[1]
+    assert compute_hash(env) == env.hash
+    assert compute_hash(msgspec.structs.replace(env, prev_hash="1" * 64)) != env.hash
+    assert compute_hash(msgspec.structs.replace(env, actor="mallory")) != env.hash
+
+
+def test_a_flipped_byte_anywhere_in_a_record_is_caught():
+    record = encode_envelope(_history()[2])
+    for i in range(len(record)):
+        tampered = bytearray(record)
+        tampered[i] ^= 0x01
+        assert check_record(bytes(tampered)) is not None, f"flip at byte {i} went unnoticed"
+
+
+def test_a_recomputed_hash_does_not_hide_a_change_of_the_previous_hash():
+    env = msgspec.structs.replace(_history()[1], prev_hash="1" * 64)
+    # The record alone is consistent (the hash was recomputed) ...
+    resealed = codec.seal(env)
+    assert check_record(encode_envelope(resealed)) is None
+    # ... but it no longer links to its predecessor, which is what a chain check sees.
+    assert resealed.prev_hash != _history()[0].hash
+
+
+def test_a_non_canonical_record_with_the_same_content_is_not_genuine():
+    record = encode_envelope(_history()[0])
+    spaced = record.replace(b'","', b'", "', 1)
+    assert check_record(spaced) == "record is not in canonical form (bytes were altered)"
+
+
+def test_non_canonical_data_is_caught_even_when_the_rest_is_canonical():
+    env = _history()[0]
+    data = codec.encode_data(env.event).replace(b":", b": ", 1)
+    raw = codec._canonical.encode(codec._Signed(**codec._fields(env, data), hash=compute_hash(env, data)))
+    assert check_record(raw) == "data is not in canonical form (bytes were altered)"
+
+
+def test_a_record_with_an_unknown_envelope_field_is_not_genuine():
+    wire = msgspec.json.decode(encode_envelope(_history()[0]))
+    wire["extra"] = 1
+    assert check_record(codec._canonical.encode(wire)).startswith("undecodable")
+
+
+def test_garbage_is_not_a_record():
+    assert check_record(b"not json").startswith("undecodable")
+    with pytest.raises(CodecError):
+        decode_envelope(b"not json")
+
+
+def test_decoding_an_unknown_event_type_is_a_codec_error():
+    wire = msgspec.json.decode(encode_envelope(_history()[0]))
+    wire["type"] = "SessionTeleported"
+    with pytest.raises(CodecError, match="unknown event type"):
+        decode_envelope(codec._canonical.encode(wire))
+
+
+def test_decoding_a_payload_of_the_wrong_shape_is_a_codec_error():
+    wire = msgspec.json.decode(encode_envelope(_history()[1]))
+    wire["data"]["sequenceNumber"] = "two"
+    with pytest.raises(CodecError, match="undecodable"):
+        decode_envelope(codec._canonical.encode(wire))
+
+
+def test_an_event_payload_tolerates_a_field_added_by_a_newer_writer():
+    wire = msgspec.json.decode(encode_envelope(_history()[1]))
+    wire["data"]["addedLater"] = {"x": 1}
+    assert decode_envelope(codec._canonical.encode(wire)).event == _history()[1].event
+
+
+def test_a_schema_version_newer_than_this_package_is_a_codec_error():
+    wire = msgspec.json.decode(encode_envelope(_history()[1]))
+    wire["schemaVersion"] = 2
+    with pytest.raises(CodecError, match="newer than this package"):
+        decode_envelope(codec._canonical.encode(wire))
+
+
+def test_every_event_type_is_at_schema_version_one_today():
+    assert {name: current_schema_version(name) for name in EVENT_TYPES} == dict.fromkeys(EVENT_TYPES, 1)
+
+
+# -- upcasting: a breaking change bumps SCHEMA_VERSION and registers a pure dict -> dict step -------
+
+
+def _rename_content_to_text(data):
+    out = dict(data)
+    out["text"] = out.pop("content")
+    return out
+
+
+class _ContextAppendedV2(ContextAppended, kw_only=True):
+    """A stand-in for a future schema in which ``content`` was renamed ``text``."""
+
+    SCHEMA_VERSION = 2
+    text: str = ""
+    content: str = ""
+
+
+@pytest.fixture
+def schema_v2(monkeypatch):
+    """ContextAppended at schemaVersion 2 with an upcaster from 1; monkeypatch restores everything."""
+    monkeypatch.setitem(codec.EVENT_TYPES, "ContextAppended", _ContextAppendedV2)
+    monkeypatch.setitem(codec._decoders, _ContextAppendedV2, msgspec.json.Decoder(_ContextAppendedV2))
+    monkeypatch.setitem(codec.UPCASTERS, ("ContextAppended", 1), _rename_content_to_text)
+    return _ContextAppendedV2
+
+
+def test_an_old_record_is_upcast_to_the_current_schema_when_decoded(schema_v2):
+    record = encode_envelope(_history()[1])
+    env = decode_envelope(record)
+    assert isinstance(env.event, schema_v2)
+    assert env.event.text == "héllo ✓" and env.event.content == ""
+    assert env.schema_version == 1  # the envelope still says what was written
+    assert check_record(record) is None  # and the stored bytes stay genuine
+
+
+def test_a_missing_upcaster_is_a_codec_error(schema_v2, monkeypatch):
+    monkeypatch.delitem(codec.UPCASTERS, ("ContextAppended", 1))
+    with pytest.raises(CodecError, match="no upcaster"):
+        decode_envelope(encode_envelope(_history()[1]))
+
+
+def test_upcasters_run_one_version_at_a_time(monkeypatch):
+    monkeypatch.setattr(ContextAppended, "SCHEMA_VERSION", 3)
+    steps = []
+    monkeypatch.setitem(codec.UPCASTERS, ("ContextAppended", 1), lambda d: steps.append(1) or {**d, "v": 2})
+    monkeypatch.setitem(codec.UPCASTERS, ("ContextAppended", 2), lambda d: steps.append(2) or {**d, "w": d["v"]})
+    assert codec.upcast("ContextAppended", 1, {"x": 0}) == {"x": 0, "v": 2, "w": 2}
+    assert steps == [1, 2]
+
+
+def test_upcasting_fixtures_leave_the_codec_as_it_was():
+    assert codec.UPCASTERS == {}
+    assert codec.EVENT_TYPES["ContextAppended"] is ContextAppended
+    assert ContextAppended.SCHEMA_VERSION == 1
