@@ -55,7 +55,9 @@ def counter(prefix: str) -> Callable[[], str]:
     return lambda: f"{prefix}-{next(numbers):04d}"
 
 
-def ctx(*, now: str = NOW, package: PackageRecord | None = PACKAGE, limits: Limits | None = None, prefix: str = "w") -> Ctx:
+def ctx(
+    *, now: str = NOW, package: PackageRecord | None = PACKAGE, limits: Limits | None = None, prefix: str = "w"
+) -> Ctx:
     """A context with a fixed clock and counting ids."""
     return Ctx(now=now, new_id=counter(prefix), limits=limits or Limits(), package=package)
 
@@ -127,7 +129,9 @@ def append(content: str = "hello", context_type: str = "message", key: str = KEY
     return AppendContext(session_key=key, context_type=context_type, content=content, **kw)  # type: ignore[arg-type]
 
 
-def request(target: str = "bob", request_type: str = "context_transfer", key: str = KEY, **kw: object) -> RequestHandoff:
+def request(
+    target: str = "bob", request_type: str = "context_transfer", key: str = KEY, **kw: object
+) -> RequestHandoff:
     return RequestHandoff(session_key=key, target_agent=target, request_type=request_type, **kw)  # type: ignore[arg-type]
 
 

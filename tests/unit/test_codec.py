@@ -20,8 +20,12 @@ from .support import H1, accept, append, given, register, request
 
 
 def _history():
-    return given(register(metadata={"b": 1, "a": [1, 2.5, None]}), append("héllo ✓", idempotency_key="k"),
-                 request("bob"), accept(H1))
+    return given(
+        register(metadata={"b": 1, "a": [1, 2.5, None]}),
+        append("héllo ✓", idempotency_key="k"),
+        request("bob"),
+        accept(H1),
+    )
 
 
 def test_an_envelope_survives_encoding_and_decoding():

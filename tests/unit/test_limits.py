@@ -156,8 +156,16 @@ _decode = msgspec.json.Decoder(Command)
         b'{"command":"AppendContext","sessionKey":"s","contextType":"message","content":"x","metadata":[1]}',
         b'{"command":"LaunchRockets","sessionKey":"s"}',
     ],
-    ids=["key-alphabet", "agent-control-char", "unknown-field", "context-type", "request-type", "budget-type",
-         "metadata-not-object", "unknown-command"],
+    ids=[
+        "key-alphabet",
+        "agent-control-char",
+        "unknown-field",
+        "context-type",
+        "request-type",
+        "budget-type",
+        "metadata-not-object",
+        "unknown-command",
+    ],
 )
 def test_a_malformed_command_record_fails_typed_decoding(record):
     with pytest.raises(msgspec.ValidationError):
