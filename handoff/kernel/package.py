@@ -85,6 +85,9 @@ def _fit_head(head: PackageHead, allowance: int) -> tuple[PackageHead, int]:
 
     while key_points and cost() > allowance:
         key_points.pop()
+    # Many long agent names alone could exceed the budget; the newest participants go first.
+    while participants and sum(estimate_tokens(p) for p in participants) > allowance:
+        participants.pop()
     if cost() > allowance:
         room = max(0, allowance - sum(estimate_tokens(p) for p in participants)) * 4
         summary = summary[: max(0, room - 1)] + "…" if room < len(summary) else summary
