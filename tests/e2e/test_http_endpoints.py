@@ -1,0 +1,95 @@
+"""The HTTP surface of `handoff serve` besides MCP: health, readiness, metrics, DNS-rebinding protection, CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.error
+import urllib.request
+from urllib.parse import urlsplit
+
+import pytest
+from integration.harness import Served, child_env, handoff_command, http_client, http_get, ok
+
+INITIALIZE = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+    }
+).encode()
+
+
+def post_mcp(served: Served, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(
+        served.mcp_url,
+        data=INITIALIZE,
+        method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        error.close()
+        return error.code
+
+
+def test_healthz_answers_ok(http_server: Served) -> None:
+    assert http_get(http_server.url + "/healthz")[0] == 200
+
+
+def test_readyz_answers_ok_when_the_engine_takes_writes(http_server: Served) -> None:
+    assert http_get(http_server.url + "/readyz")[0] == 200
+
+
+@pytest.mark.anyio
+async def test_metrics_count_each_tool_and_time_it_in_a_histogram(http_server: Served, key: str) -> None:
+    async with http_client(http_server.mcp_url) as client:
+        await ok(client, "register_session", {"sessionKey": key, "agentFrom": "a"})
+        await ok(client, "get_session", {"sessionKey": key})
+        await client.call_tool("get_session", {"sessionKey": key + "-missing"})
+    status, text = http_get(http_server.url + "/metrics")
+    assert status == 200
+    samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+    for tool in ("register_session", "get_session"):
+        tool_lines = [line for line in samples if f'"{tool}"' in line]
+        assert any(re.search(r"_total\{", line) for line in tool_lines), f"no counter for {tool}:\n{text[:3000]}"
+        assert any("_bucket{" in line for line in tool_lines), f"no latency histogram for {tool}:\n{text[:3000]}"
+    histograms = re.findall(r"^# TYPE (\S+) histogram$", text, re.MULTILINE)
+    counters = re.findall(r"^# TYPE (\S+) counter$", text, re.MULTILINE)
+    assert histograms and counters
+
+
+def test_the_metrics_are_prometheus_text(http_server: Served) -> None:
+    status, text = http_get(http_server.url + "/metrics")
+    assert status == 200
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            assert re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? \S+( \d+)?$", line), line
+
+
+def test_a_request_with_the_servers_own_host_is_served(http_server: Served) -> None:
+    assert post_mcp(http_server, {}) == 200
+
+
+def test_a_request_with_a_foreign_host_header_is_refused(http_server: Served) -> None:
+    status = post_mcp(http_server, {"Host": "evil.example:80"})
+    assert 400 <= status < 500, status
+
+
+def test_a_request_with_a_foreign_origin_is_refused(http_server: Served) -> None:
+    port = urlsplit(http_server.url).port
+    status = post_mcp(http_server, {"Origin": "http://evil.example", "Host": f"127.0.0.1:{port}"})
+    assert 400 <= status < 500, status
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["stdio"]], ids=["handoff", "serve", "stdio"])
+def test_every_command_explains_itself_with_help(command: list[str]) -> None:
+    done = subprocess.run(
+        [*handoff_command(), *command, "--help"], capture_output=True, timeout=60, env=child_env(), check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"usage" in done.stdout.lower()
