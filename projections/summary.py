@@ -24,7 +24,10 @@ DONE = frozenset({"done", "completed", "closed", "cancelled"})
 
 def snippet(text: str, limit: int = SNIPPET) -> str:
     """The text on one line, cut to `limit` characters with an ellipsis."""
-    flat = " ".join(text[: limit * 4].split())  # only the head can reach the snippet
+    head = text[: limit * 4]  # usually only the head can reach the snippet ...
+    flat = " ".join(head.split())
+    if len(flat) <= limit and len(head) < len(text):  # ... unless whitespace collapsed it
+        flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
