@@ -109,6 +109,20 @@ class EventLog:
             if record is not None:
                 yield int(k[2:]), key.decode(), int(version), record
 
+    def all_records(self, session: str | None = None) -> Iterator[tuple[str, int, bytes]]:
+        """(sessionKey, version, bytes) of every stored event, session by session, versions ascending.
+
+        The version is the one in the key the record is stored under, not the one inside it.
+        """
+        prefix = event_prefix(session) if session is not None else b"E:"
+        for k, value in self.kv.scan(prefix):
+            key, _, version = k[2:].rpartition(SEP)
+            yield key.decode(), int(version), value
+
+    def count(self) -> int:
+        """The number of events in the global order (the log's length)."""
+        return self.position()
+
     def session_keys(self) -> Iterator[str]:
         """Every session that has a decision state."""
         for k, _ in self.kv.scan(b"T:"):

@@ -74,8 +74,12 @@ def receipt_of(state: SessionState, env: Envelope, digest: str) -> Receipt:
 
 
 def check_retry(receipt: Receipt, command: Command) -> None:
-    """A retry must repeat the first call's arguments exactly; raise IdempotencyMismatch if not."""
-    if receipt.fingerprint != command_digest(command):
+    """A retry must repeat the first call's arguments exactly; raise IdempotencyMismatch if not.
+
+    A receipt rebuilt by ``handoff import`` has no fingerprint (the log does not keep arguments) and
+    accepts any retry with its key.
+    """
+    if receipt.fingerprint and receipt.fingerprint != command_digest(command):
         raise IdempotencyMismatch(
             f"idempotencyKey {command.idempotency_key!r} was first used with different arguments",
             idempotencyKey=command.idempotency_key,

@@ -1,0 +1,197 @@
+"""`handoff export` / `handoff import`: the log as CloudEvents 1.0 JSON lines, and back.
+
+One event per line, structured mode::
+
+    {"specversion":"1.0","id":<eventId>,"source":"handoff://sessions/<sessionKey>","type":<event type>,
+     "time":<occurredAt>,"subject":<sessionKey>,"datacontenttype":"application/json","data":{...},
+     "handoffversion":7,"handoffschemaversion":1,"handoffactor":"alice","handoffprevhash":"…",
+     "handoffhash":"…","handoffidempotencykey":"…"}
+
+The envelope fields that CloudEvents has no attribute for travel as extension attributes (lowercase,
+at most 20 characters, as the spec requires). Import rebuilds each canonical record and refuses the
+whole file if any session's hash chain is broken, so a store is never half-imported.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import msgspec
+
+from handoff.audit.progress import Progress
+from handoff.engine import log as L
+from handoff.kernel.codec import _Signed, check_record, decode_envelope
+from handoff.kernel.errors import InvalidArgument
+from handoff.kernel.events import GENESIS_HASH
+from handoff.kernel.receipt import receipt_of
+from handoff.kernel.state import SessionState, evolve
+from projections.replay import fold_events
+from projections.store import KeyValue
+
+_canonical = msgspec.json.Encoder(order="sorted")
+
+
+class CloudEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One exported event."""
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    time: str
+    subject: str
+    data: msgspec.Raw
+    datacontenttype: str = "application/json"
+    handoffversion: int
+    handoffschemaversion: int
+    handoffactor: str
+    handoffprevhash: str
+    handoffhash: str
+    handoffidempotencykey: str | None = None
+
+
+_decode_line = msgspec.json.Decoder(CloudEvent)
+_decode_signed = msgspec.json.Decoder(_Signed)
+
+
+def to_cloudevent(record: bytes) -> bytes:
+    """A stored event record as one CloudEvents JSON line (without the newline)."""
+    s = _decode_signed.decode(record)
+    return msgspec.json.encode(
+        CloudEvent(
+            specversion="1.0",
+            id=s.event_id,
+            source=f"handoff://sessions/{s.session_key}",
+            type=s.type,
+            time=s.occurred_at,
+            subject=s.session_key,
+            data=s.data,
+            handoffversion=s.version,
+            handoffschemaversion=s.schema_version,
+            handoffactor=s.actor,
+            handoffprevhash=s.prev_hash,
+            handoffhash=s.hash,
+            handoffidempotencykey=s.idempotency_key,
+        )
+    )
+
+
+def from_cloudevent(line: bytes) -> bytes:
+    """The canonical stored record of one CloudEvents line; raises InvalidArgument if it is not one."""
+    try:
+        ce = _decode_line.decode(line)
+        data = _canonical.encode(msgspec.json.decode(bytes(ce.data)))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidArgument(f"not a handoff CloudEvent: {exc}") from exc
+    if ce.specversion != "1.0":
+        raise InvalidArgument(f"specversion {ce.specversion!r} is not 1.0")
+    signed = _Signed(
+        actor=ce.handoffactor,
+        data=msgspec.Raw(data),
+        event_id=ce.id,
+        occurred_at=ce.time,
+        prev_hash=ce.handoffprevhash,
+        schema_version=ce.handoffschemaversion,
+        session_key=ce.subject,
+        type=ce.type,
+        version=ce.handoffversion,
+        idempotency_key=ce.handoffidempotencykey,
+        hash=ce.handoffhash,
+    )
+    return _canonical.encode(signed)
+
+
+def export_lines(kv: KeyValue, session: str | None = None, quiet: bool = True) -> Iterator[bytes]:
+    """Every event of the store (or of one session) as CloudEvents lines, in commit order."""
+    log = L.EventLog(kv)
+    progress = Progress("export", total=None if session else log.count(), quiet=quiet)
+    if session is not None:
+        for _, _, record in log.all_records(session):
+            progress.advance()
+            yield to_cloudevent(record)
+    else:
+        for _, _, _, record in log.global_records():
+            progress.advance()
+            yield to_cloudevent(record)
+    progress.done()
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import wrote."""
+
+    events: int
+    sessions: int
+    seconds: float
+
+
+def _read_checked(lines: Iterable[bytes], progress: Progress) -> Iterator[tuple[int, bytes]]:
+    """(line number, canonical record) of every non-blank line; InvalidArgument on the first bad one."""
+    chains: dict[str, tuple[int, str]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = from_cloudevent(line)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"line {number}: {exc.message}") from exc
+        why = check_record(record)
+        env = decode_envelope(record) if why is None else None
+        if env is None:
+            raise InvalidArgument(f"line {number}: {why}")
+        version, prev = chains.get(env.session_key, (0, GENESIS_HASH))
+        if env.version != version + 1 or env.prev_hash != prev:
+            raise InvalidArgument(
+                f"line {number}: session {env.session_key!r} version {env.version} does not follow version "
+                f"{version} of its hash chain"
+            )
+        chains[env.session_key] = (env.version, env.hash)
+        progress.advance()
+        yield number, record
+
+
+def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportResult:
+    """Check every line first (nothing is written if any is bad), then write the log, state and views.
+
+    The stream is read twice; one that cannot seek (a pipe) is spooled to a temporary file first.
+    """
+    if next(kv.scan(b""), None) is not None:
+        raise InvalidArgument("the target store is not empty; import into a fresh data dir")
+    if not stream.seekable():
+        spool = tempfile.TemporaryFile()
+        shutil.copyfileobj(stream, spool)
+        stream = spool
+    stream.seek(0)
+    checking = Progress("import: checking", quiet=quiet)
+    for _ in _read_checked(stream, checking):
+        pass
+    checking.done()
+    stream.seek(0)
+    writing = Progress("import: writing", total=checking.count, quiet=quiet)
+    states: dict[str, SessionState] = {}
+    writes: list[tuple[bytes, bytes | None]] = []
+    position = 0
+    for _, record in _read_checked(stream, writing):
+        position += 1
+        env = decode_envelope(record)
+        state = evolve(states.get(env.session_key), env)
+        states[env.session_key] = state
+        writes.append((L.event_key(env.session_key, env.version), record))
+        writes.append((L.position_key(position), env.session_key.encode() + L.SEP + b"%012d" % env.version))
+        if env.idempotency_key is not None:
+            # The arguments' fingerprint is not in the log; an empty one accepts any retry with the key.
+            receipt = receipt_of(state, env, "")
+            writes.append((L.receipt_key(env.session_key, env.idempotency_key), L.encode_receipt(receipt)))
+        if len(writes) >= 20_000:
+            kv.write(writes)
+            writes = []
+    writes += [(L.state_key(k), L.encode_state(s)) for k, s in states.items()]
+    writes.append((L.POSITION_KEY, b"%d" % position))
+    kv.write(writes)
+    writing.done()
+    fold_events(kv, (decode_envelope(r) for _, _, r in L.EventLog(kv).all_records()))
+    return ImportResult(position, len(states), checking.elapsed() + writing.elapsed())

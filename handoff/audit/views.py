@@ -1,0 +1,89 @@
+"""Compare and digest the views of two stores; name the first difference precisely."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import msgspec
+
+from projections.store import KeyValue
+
+VIEW_PREFIXES: tuple[bytes, ...] = (b"C:", b"H:", b"I:", b"S:", b"Y:")
+_KIND = {b"C:": "context entry", b"H:": "handoff view", b"I:": "index entry", b"S:": "session view", b"Y:": "summary"}
+
+
+def view_items(kv: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> Iterator[tuple[bytes, bytes]]:
+    """Every view entry, in key order."""
+    for prefix in prefixes:
+        yield from kv.scan(prefix)
+
+
+def digest(kv: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> str:
+    """SHA-256 over every view entry (length-prefixed key and value), in key order."""
+    h = hashlib.sha256()
+    for key, value in view_items(kv, prefixes):
+        h.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ViewDifference:
+    """Where a live store's views differ from a fresh fold of the log."""
+
+    session: str | None
+    version: int | None
+    what: str
+
+
+def describe_key(key: bytes) -> tuple[str, str | None]:
+    """The kind of view a key holds and the session (or handoff) it belongs to."""
+    kind = _KIND.get(key[:2], "unknown key")
+    body = key[2:]
+    if key[:2] == b"C:":
+        session, _, seq = body.partition(b"\x00")
+        return f"{kind} {int(seq)}", session.decode(errors="replace")
+    if key[:2] == b"I:":
+        return f"{kind} {body!r}", None
+    return kind, body.decode(errors="replace")
+
+
+def _decoded(value: bytes | None) -> dict[str, object]:
+    if value is None:
+        return {}
+    try:
+        decoded = msgspec.msgpack.decode(value)
+    except msgspec.DecodeError:
+        return {"<undecodable>": value.hex()[:40]}
+    return decoded if isinstance(decoded, dict) else {"value": decoded}
+
+
+def _explain(key: bytes, live: bytes | None, fresh: bytes | None) -> ViewDifference:
+    kind, owner = describe_key(key)
+    if live is None:
+        return ViewDifference(owner, None, f"{kind} is missing from the live store")
+    if fresh is None:
+        return ViewDifference(owner, None, f"{kind} exists in the live store but not in a fresh fold of the log")
+    a, b = _decoded(live), _decoded(fresh)
+    fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    version = b.get("version") if isinstance(b.get("version"), int) else None
+    shown = ", ".join(f"{f}: live={a.get(f)!r} fresh={b.get(f)!r}" for f in fields[:3])
+    session = owner if key[:2] != b"H:" else str(b.get("sessionKey", owner))
+    return ViewDifference(session, version, f"{kind} differs from a fresh fold of the log ({shown})")
+
+
+def first_difference(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> ViewDifference | None:
+    """Merge-compare the two stores' views; the first key whose entry differs, or None."""
+    left, right = view_items(live, prefixes), view_items(fresh, prefixes)
+    a, b = next(left, None), next(right, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a[0] < b[0]):
+            assert a is not None
+            return _explain(a[0], a[1], None)
+        if a is None or b[0] < a[0]:
+            return _explain(b[0], None, b[1])
+        if a[1] != b[1]:
+            return _explain(a[0], a[1], b[1])
+        a, b = next(left, None), next(right, None)
+    return None
