@@ -82,11 +82,16 @@ def state_of(history: list[Envelope]) -> SessionState | None:
     return state
 
 
-def given(*commands: Command, now: str = NOW) -> list[Envelope]:
-    """The history that the commands write, each accepted in turn (``$n`` handoff ids resolved)."""
-    ids = counter("g")
-    history: list[Envelope] = []
+def given(*commands: Command, now: str = NOW, prefix: str = "g", after: list[Envelope] = ()) -> list[Envelope]:  # type: ignore[assignment]
+    """The history `after` plus what the commands write, each accepted in turn (``$n`` handoff ids resolved).
+
+    Give histories written by separate calls distinct `prefix`es: ids must stay unique.
+    """
+    ids = counter(prefix)
+    history: list[Envelope] = list(after)
     states: dict[str, SessionState] = {}
+    for env in history:
+        states[env.session_key] = evolve(states.get(env.session_key), env)
     for command in commands:
         command = resolve(history, command)
         state, env = execute(states.get(command.session_key), command, Ctx(now=now, new_id=ids, package=PACKAGE))
