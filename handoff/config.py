@@ -1,0 +1,71 @@
+"""Settings from the environment and the command line; read only by the composition roots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_SPAWN_IDLE_EXIT = 300.0  # seconds an auto-spawned engine lingers without clients
+
+
+@dataclass(frozen=True)
+class Env:
+    """What the environment says (CONTRACT §1); command-line options override it."""
+
+    data_dir: Path
+    kafka_bootstrap: str | None
+    log_level: str
+
+
+def default_data_dir() -> Path:
+    """The platform's user data dir + ``/handoff``."""
+    return Path(platformdirs.user_data_dir()) / "handoff"
+
+
+def read_env(environ: Mapping[str, str] | None = None) -> Env:
+    """Settings from ``HANDOFF_DATA_DIR``, ``HANDOFF_KAFKA_BOOTSTRAP`` and ``HANDOFF_LOG_LEVEL``."""
+    env = os.environ if environ is None else environ
+    data_dir = env.get("HANDOFF_DATA_DIR") or None
+    return Env(
+        data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
+        kafka_bootstrap=env.get("HANDOFF_KAFKA_BOOTSTRAP") or None,
+        log_level=(env.get("HANDOFF_LOG_LEVEL") or "INFO").upper(),
+    )
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """The files an engine keeps in its data directory."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        """The RocksDB database (log and projections)."""
+        return self.root / "db"
+
+    @property
+    def engine_json(self) -> Path:
+        """Where a running HTTP engine advertises its URL and pid."""
+        return self.root / "engine.json"
+
+    @property
+    def engine_lock(self) -> Path:
+        """Held while a `handoff stdio` decides whether to start an engine."""
+        return self.root / "engine.lock"
+
+    @property
+    def clients_lock(self) -> Path:
+        """Shared-locked by every live `handoff stdio`; an idle engine exits only when it can lock it."""
+        return self.root / "clients.lock"
+
+    @property
+    def engine_log(self) -> Path:
+        """Stdout and stderr of an auto-spawned engine."""
+        return self.root / "engine.log"

@@ -1,0 +1,45 @@
+"""What every MCP handler is given: the ports, the limits, the metrics and the subscription notifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from handoff.kernel.commands import HANDOFF_COMMANDS, Command
+from handoff.kernel.errors import HandoffNotFound
+from handoff.kernel.limits import check_limits
+from handoff.kernel.types import Limits
+from handoff.mcp.subscriptions import Notifier
+from handoff.metrics import Metrics
+from handoff.ports import CommandBus, Outcome, ReadModel
+
+
+@dataclass(frozen=True)
+class Deps:
+    """The adapter's dependencies, built by a composition root and yielded by the server's lifespan."""
+
+    commands: CommandBus
+    reads: ReadModel
+    limits: Limits
+    metrics: Metrics
+    notifier: Notifier
+
+    async def submit(self, command: Command) -> Outcome:
+        """Check the limits here (so an over-limit call never travels), then submit.
+
+        A handoff command names only its handoff: its session key is looked up in the read model
+        (HANDOFF_NOT_FOUND if the handoff is unknown) and the command is submitted to that session.
+        """
+        check_limits(command, self.limits)
+        if isinstance(command, HANDOFF_COMMANDS):
+            view = await self.reads.handoff(command.handoff_id)
+            if view is None:
+                hid = command.handoff_id
+                raise HandoffNotFound(f"handoff {hid!r} does not exist", handoffId=hid)
+            command = _with_session(command, view.session_key)
+        return await self.commands.submit(command)
+
+
+def _with_session(command: Command, session_key: str) -> Command:
+    return msgspec.structs.replace(command, session_key=session_key)

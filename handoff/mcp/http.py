@@ -1,0 +1,176 @@
+"""MCP over streamable HTTP: the Starlette app (/mcp, /healthz, /readyz, /metrics) and its uvicorn loop.
+
+The session manager runs stateful, so 2025-11-25 clients keep a session and the GET stream their
+resource notifications arrive on; 2026-07-28 requests bypass sessions by design of the SDK. DNS
+rebinding protection admits only loopback Host/Origin headers (plus the configured host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import uvicorn
+from mcp.server.lowlevel.server import Server
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from handoff.mcp.deps import Deps
+from handoff.metrics import CONTENT_TYPE
+
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+@dataclass
+class Activity:
+    """How many /mcp requests are in flight, and since when none has been."""
+
+    clock: Callable[[], float] = time.monotonic
+    in_flight: int = 0
+    last: float = field(default_factory=time.monotonic)
+
+    def idle_for(self) -> float:
+        """Seconds without any /mcp request in flight (0 while one is)."""
+        return 0.0 if self.in_flight else self.clock() - self.last
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[None]:
+        """Count one request for its whole duration (an SSE stream counts until it closes)."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.last = self.clock()
+
+
+class _Tracked:
+    """The MCP endpoint, counted as activity and in the in-flight gauge."""
+
+    def __init__(self, app: ASGIApp, activity: Activity, deps: Deps) -> None:
+        self.app = app
+        self.activity = activity
+        self.gauge = deps.metrics.in_flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.activity.request(), self.gauge.track_inprogress():
+            await self.app(scope, receive, send)
+
+
+def host_literal(host: str) -> str:
+    """A host as it appears in a Host header or URL (IPv6 in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def security_settings(host: str) -> TransportSecuritySettings:
+    """Loopback names on any port, plus the host the server listens on."""
+    names = list(LOOPBACK)
+    if host_literal(host) not in names and host not in ("0.0.0.0", "::"):
+        names.append(host_literal(host))
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{n}:*" for n in names],
+        allowed_origins=[f"{scheme}://{n}:*" for n in names for scheme in ("http", "https")],
+    )
+
+
+def build_app(server: Server[Deps], deps: Deps, activity: Activity, host: str) -> Starlette:
+    """The ASGI app; its lifespan runs the MCP session manager."""
+    limits = deps.limits
+    manager = StreamableHTTPSessionManager(
+        app=server,
+        security_settings=security_settings(host),
+        max_request_body_size=max(4 << 20, 8 * limits.content_max_bytes),
+    )
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "pid": os.getpid()})
+
+    async def readyz(_: Request) -> Response:
+        ready = await deps.reads.ready()
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(deps.metrics.render(), media_type=CONTENT_TYPE)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    routes = [
+        Route("/mcp", endpoint=_Tracked(StreamableHTTPASGIApp(manager), activity, deps)),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: the OS picks a free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host.strip("[]"), port))
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    """The MCP endpoint URL of a bound socket."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{host_literal(host)}:{port}/mcp"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its habit of re-raising the stop signal after shutdown: we still have to clean up."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+async def serve(
+    app: Starlette,
+    sock: socket.socket,
+    *,
+    on_started: Callable[[str], None],
+    should_stop: Callable[[], Awaitable[bool]] | None = None,
+    poll: float = 1.0,
+) -> None:
+    """Serve until SIGINT/SIGTERM (or `should_stop`), then shut down gracefully."""
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=3, ws="none"
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        on_started(url_of(sock))
+    while should_stop is not None and not task.done() and not server.should_exit:
+        if await should_stop():
+            server.should_exit = True
+            break
+        await asyncio.wait({task}, timeout=poll)
+    await task

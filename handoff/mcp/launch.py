@@ -1,0 +1,127 @@
+"""Finding or starting the one engine of a data dir, so that many `handoff stdio` share it.
+
+Protocol, all under the data dir:
+
+* ``engine.lock`` (exclusive) is held by a `handoff stdio` while it decides whether to spawn.
+* ``clients.lock`` is held *shared* by every live `handoff stdio` for its whole life. An idle
+  auto-spawned engine exits only after taking it *exclusively* (so never while a client lives),
+  and keeps it until the process ends, so a client arriving meanwhile waits and then spawns anew.
+* ``engine.json`` ``{"url", "pid"}`` is written by a running HTTP engine and removed when it stops.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from handoff.config import DataDir
+
+log = logging.getLogger(__name__)
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class EngineStartError(RuntimeError):
+    """The engine could not be started or did not become healthy in time."""
+
+
+def hold_shared(path: Path) -> IO[str]:
+    """Take a shared lock, waiting while someone holds it exclusively; the lock lives as long as the file."""
+    handle = path.open("a+")
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    return handle
+
+
+def try_exclusive(path: Path) -> IO[str] | None:
+    """Take an exclusive lock if nobody holds the file locked; None otherwise."""
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def advertise(data: DataDir, url: str) -> None:
+    """Write ``engine.json`` atomically."""
+    tmp = data.engine_json.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    tmp.replace(data.engine_json)
+
+
+def withdraw(data: DataDir) -> None:
+    """Remove ``engine.json`` if it is still ours."""
+    try:
+        if json.loads(data.engine_json.read_text()).get("pid") == os.getpid():
+            data.engine_json.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def health_url(url: str) -> str:
+    """The /healthz URL beside an /mcp URL."""
+    return url.removesuffix("/mcp") + "/healthz"
+
+
+def live_engine(data: DataDir) -> str | None:
+    """The URL ``engine.json`` names, if that engine answers /healthz with the pid it advertised."""
+    try:
+        info = json.loads(data.engine_json.read_text())
+        url, pid = str(info["url"]), int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        with _NO_PROXY.open(health_url(url), timeout=2) as resp:
+            body = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    return url if isinstance(body, dict) and body.get("pid") == pid else None
+
+
+def spawn(data: DataDir, idle_exit: float) -> subprocess.Popen[bytes]:
+    """Start `handoff serve` on a free loopback port, detached, logging to ``engine.log``."""
+    argv = [sys.executable, "-m", "handoff", "serve", "--data-dir", str(data.root), "--port", "0"]
+    argv += ["--idle-exit", str(idle_exit)]
+    with data.engine_log.open("ab") as out:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+
+
+def wait_healthy(data: DataDir, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """Poll until the spawned engine advertises itself and answers; raise if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        url = live_engine(data)
+        if url is not None:
+            return url
+        if proc.poll() is not None:
+            raise EngineStartError(f"the engine exited with code {proc.returncode}; see {data.engine_log}")
+        time.sleep(0.05)
+    raise EngineStartError(f"the engine did not become healthy within {timeout:.0f}s; see {data.engine_log}")
+
+
+def ensure_engine(data: DataDir, idle_exit: float, timeout: float = 60.0) -> tuple[str, IO[str]]:
+    """The URL of the data dir's engine (started if needed) and this client's lease on it."""
+    data.root.mkdir(parents=True, exist_ok=True)
+    with data.engine_lock.open("a+") as decision:
+        fcntl.flock(decision, fcntl.LOCK_EX)
+        lease = hold_shared(data.clients_lock)
+        try:
+            url = live_engine(data)
+            if url is None:
+                log.info("starting an engine", extra={"dataDir": str(data.root)})
+                url = wait_healthy(data, spawn(data, idle_exit), timeout)
+        except BaseException:
+            lease.close()
+            raise
+        log.info("relaying to the engine", extra={"url": url})
+        return url, lease

@@ -1,0 +1,192 @@
+"""`handoff stdio`'s relay: JSON-RPC lines on stdin/stdout <-> the engine's streamable HTTP endpoint.
+
+Transparent for both protocol eras. 2025-11-25: the ``Mcp-Session-Id`` and negotiated version of the
+``initialize`` answer go on every later request; after ``notifications/initialized`` the GET stream
+(server notifications outside requests) is relayed; DELETE ends the session on stdin EOF.
+2026-07-28: the envelope in ``params._meta`` is mirrored into the ``MCP-Protocol-Version``,
+``Mcp-Method`` and ``Mcp-Name`` headers the server requires, and ``notifications/cancelled``
+aborts the request's POST. Only JSON-RPC is ever written to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, BinaryIO
+
+import anyio
+import anyio.abc
+import httpx2
+from httpx2 import EventSource
+from mcp.shared.inbound import NAME_BEARING_METHODS, encode_header_value
+from mcp_types import PROTOCOL_VERSION_META_KEY
+
+log = logging.getLogger(__name__)
+
+JsonObj = dict[str, Any]
+
+
+def _error(rid: Any, code: int, message: str) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}).encode()
+
+
+class Relay:
+    """One stdio client's connection to the engine."""
+
+    def __init__(self, url: str, client: httpx2.AsyncClient, tg: anyio.abc.TaskGroup, out: BinaryIO) -> None:
+        self.url = url
+        self.client = client
+        self.tg = tg
+        self.out = out
+        self.out_lock = anyio.Lock()
+        self.session_id: str | None = None
+        self.legacy_version: str | None = None
+        self.get_started = False
+        self.inflight: dict[Any, tuple[anyio.CancelScope, bool]] = {}  # request id -> (scope, modern?)
+
+    async def write(self, raw: bytes) -> None:
+        """Write one JSON-RPC message as one line."""
+        line = raw.strip().replace(b"\n", b"")
+        async with self.out_lock:
+            self.out.write(line + b"\n")
+            self.out.flush()
+
+    def headers_for(self, msg: JsonObj) -> dict[str, str]:
+        """The HTTP headers a message needs in its era."""
+        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        if self.session_id:
+            headers["mcp-session-id"] = self.session_id
+        params = msg.get("params") if isinstance(msg.get("params"), dict) else None
+        meta = params.get("_meta") if params else None
+        modern = meta.get(PROTOCOL_VERSION_META_KEY) if isinstance(meta, dict) else None
+        if modern is not None and "method" in msg:
+            headers["mcp-protocol-version"] = str(modern)
+            headers["mcp-method"] = str(msg["method"])
+            key = NAME_BEARING_METHODS.get(msg["method"])
+            if key and params and isinstance(params.get(key), str):
+                headers["mcp-name"] = encode_header_value(params[key])
+        elif self.legacy_version and msg.get("method") != "initialize":
+            headers["mcp-protocol-version"] = self.legacy_version
+        return headers
+
+    async def handle_line(self, line: str) -> None:
+        """Relay one line read from stdin."""
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            await self.write(_error(None, -32700, "Parse error"))
+            return
+        if not isinstance(msg, dict):
+            await self.write(_error(None, -32600, "Invalid request"))
+            return
+        if "method" in msg and "id" in msg:
+            self.tg.start_soon(self.post_request, msg)
+            return
+        if msg.get("method") == "notifications/cancelled":
+            entry = self.inflight.get((msg.get("params") or {}).get("requestId"))
+            if entry is not None and entry[1]:  # 2026-07-28: cancelling is aborting the POST
+                entry[0].cancel()
+                return
+        await self.post_oneway(msg)
+        if msg.get("method") == "notifications/initialized" and self.session_id and not self.get_started:
+            self.get_started = True
+            self.tg.start_soon(self.get_stream)
+
+    async def post_oneway(self, msg: JsonObj) -> None:
+        """A notification or a response to a server request: nothing comes back."""
+        try:
+            resp = await self.client.post(self.url, content=json.dumps(msg), headers=self.headers_for(msg))
+        except httpx2.HTTPError as exc:
+            log.warning("engine unreachable", extra={"error": repr(exc)})
+            return
+        if resp.status_code >= 400:
+            log.warning("one-way message refused", extra={"status": resp.status_code, "body": resp.text[:200]})
+
+    async def post_request(self, msg: JsonObj) -> None:
+        """POST a request and relay its answer (JSON, or an SSE stream ending with the answer)."""
+        rid = msg["id"]
+        headers = self.headers_for(msg)
+        answered = False
+        with anyio.CancelScope() as scope:
+            self.inflight[rid] = (scope, "mcp-method" in headers)
+            try:
+                answered = await self._exchange(msg, headers)
+            except (httpx2.HTTPError, ValueError) as exc:
+                log.warning("request to the engine failed", extra={"method": msg.get("method"), "error": repr(exc)})
+            finally:
+                self.inflight.pop(rid, None)
+        if not answered and not scope.cancel_called:
+            await self.write(_error(rid, -32603, "handoff stdio: the engine gave no answer"))
+
+    async def _exchange(self, msg: JsonObj, headers: dict[str, str]) -> bool:
+        rid = msg["id"]
+        answered = False
+        async with self.client.stream("POST", self.url, content=json.dumps(msg), headers=headers) as resp:
+            if msg.get("method") == "initialize" and resp.headers.get("mcp-session-id"):
+                self.session_id = resp.headers["mcp-session-id"]
+            if resp.headers.get("content-type", "").startswith("text/event-stream"):
+                async for sse in EventSource(resp):
+                    if sse.event == "message" and sse.data:
+                        out = json.loads(sse.data)
+                        if out.get("id") == rid and ("result" in out or "error" in out):
+                            self._note_initialize(msg, out)
+                            answered = True
+                        await self.write(sse.data.encode())
+                return answered
+            body = await resp.aread()
+            if not body.strip():
+                log.warning("empty answer", extra={"status": resp.status_code})
+                return False
+            out = json.loads(body)
+            self._note_initialize(msg, out)
+            await self.write(body)
+            return isinstance(out, dict) and "id" in out
+
+    def _note_initialize(self, request: JsonObj, response: JsonObj) -> None:
+        if request.get("method") == "initialize" and isinstance(response.get("result"), dict):
+            self.legacy_version = response["result"].get("protocolVersion")
+
+    async def get_stream(self) -> None:
+        """2025-11-25: the standalone SSE stream of server notifications, reconnected if it drops."""
+        backoff = 0.2
+        while self.session_id:
+            headers = {"accept": "text/event-stream", "mcp-session-id": self.session_id}
+            if self.legacy_version:
+                headers["mcp-protocol-version"] = self.legacy_version
+            try:
+                async with self.client.stream("GET", self.url, headers=headers) as resp:
+                    if resp.status_code >= 400:
+                        log.warning("no notification stream", extra={"status": resp.status_code})
+                        return
+                    backoff = 0.2
+                    async for sse in EventSource(resp):
+                        if sse.event == "message" and sse.data:
+                            await self.write(sse.data.encode())
+            except httpx2.HTTPError as exc:
+                log.info("notification stream dropped", extra={"error": repr(exc)})
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def close(self) -> None:
+        """End the 2025-11-25 session, if any."""
+        if self.session_id:
+            with anyio.move_on_after(5):
+                try:
+                    await self.client.delete(self.url, headers={"mcp-session-id": self.session_id})
+                except httpx2.HTTPError:
+                    pass
+        self.session_id = None
+
+
+async def run(url: str) -> None:
+    """Relay stdin to the engine at `url` until stdin closes."""
+    timeout = httpx2.Timeout(30.0, read=None)
+    stdin = anyio.wrap_file(sys.stdin)
+    async with httpx2.AsyncClient(timeout=timeout, trust_env=False) as client, anyio.create_task_group() as tg:
+        relay = Relay(url, client, tg, sys.stdout.buffer)
+        async for line in stdin:
+            if line.strip():
+                await relay.handle_line(line)
+        await relay.close()
+        tg.cancel_scope.cancel()

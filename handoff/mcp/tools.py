@@ -1,0 +1,137 @@
+"""The tool table (name, description, argument and result types) and the one place tool calls are run.
+
+A call decodes its arguments with msgspec (INVALID_ARGUMENT naming the field), runs the handler,
+and returns ``structuredContent`` plus the same JSON as text for clients that predate structured
+results. A `HandoffError` becomes ``isError: true`` with its code; anything else is a protocol error.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+import msgspec
+from mcp.shared.exceptions import MCPError
+
+from handoff.kernel.errors import ERROR_CODES, HandoffError
+from handoff.mcp import args as A
+from handoff.mcp import handlers as H
+from handoff.mcp import results as R
+from handoff.mcp.deps import Deps
+
+Handler = Callable[[Deps, Any], Awaitable[msgspec.Struct]]
+
+_WRITE_NOTE = (
+    " Optional expectedVersion (the session version you last saw; VERSION_CONFLICT if it moved) and"
+    " idempotencyKey (a retry with the same key and arguments returns the first result)."
+)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One MCP tool."""
+
+    name: str
+    description: str
+    args: type[Any]
+    result: type[Any]
+    handler: Handler
+    writes: bool
+
+    def declare(self) -> types.Tool:
+        """The tool as ``tools/list`` shows it."""
+        return types.Tool(
+            name=self.name,
+            description=self.description + (_WRITE_NOTE if self.writes else ""),
+            input_schema=A.json_schema(self.args),
+            output_schema=R.output_schema(self.result),
+            annotations=types.ToolAnnotations(
+                read_only_hint=not self.writes, destructive_hint=False, idempotent_hint=not self.writes
+            ),
+        )
+
+
+def _spec(name: str, description: str, a: type[Any], r: type[Any], h: Handler, writes: bool = True) -> ToolSpec:
+    return ToolSpec(name, description, a, r, h, writes)
+
+
+TOOLS: dict[str, ToolSpec] = {
+    t.name: t
+    for t in (
+        _spec("register_session", "Start a new session owned by agentFrom.", A.RegisterSessionArgs,
+              R.RegisterSessionResult, H.register_session),
+        _spec("update_context", "Append one context entry (message, file, tool_call, system, decision, task) to an "
+              "active session.", A.UpdateContextArgs, R.UpdateContextResult, H.update_context),
+        _spec("request_handoff", "Ask targetAgent to take over (full_handoff), receive context (context_transfer) or "
+              "help (collaboration); records a context package within tokenBudget.", A.RequestHandoffArgs,
+              R.HandoffResult, H.request_handoff),
+        _spec("accept_handoff", "Accept a pending handoff addressed to you; only one agent can accept it.",
+              A.AcceptHandoffArgs, R.HandoffResult, H.accept_handoff),
+        _spec("complete_handoff", "Complete a handoff you accepted, optionally with a result object.",
+              A.CompleteHandoffArgs, R.HandoffResult, H.complete_handoff),
+        _spec("reject_handoff", "Decline a pending handoff addressed to you, with a reason.", A.RejectHandoffArgs,
+              R.HandoffResult, H.reject_handoff),
+        _spec("cancel_handoff", "Withdraw a handoff you requested, before it completes.", A.CancelHandoffArgs,
+              R.HandoffResult, H.cancel_handoff),
+        _spec("close_session", "Close a session you take part in; its open handoffs are cancelled.",
+              A.CloseSessionArgs, R.CloseSessionResult, H.close_session),
+        _spec("get_handoff", "A handoff and the context package recorded when it was requested.", A.GetHandoffArgs,
+              R.GetHandoffResult, H.get_handoff, writes=False),
+        _spec("get_session", "A session (status, version, participants, counts), now or asOfVersion.",
+              A.GetSessionArgs, R.GetSessionResult, H.get_session, writes=False),
+        _spec("get_context", "A page of a session's context entries after afterSequence, with its summary.",
+              A.GetContextArgs, R.GetContextResult, H.get_context, writes=False),
+        _spec("list_sessions", "Sessions newest first, filtered by participant agent and status.",
+              A.ListSessionsArgs, R.ListSessionsResult, H.list_sessions, writes=False),
+        _spec("list_handoffs", "Handoffs newest first; your inbox is targetAgent=<you>, status=pending.",
+              A.ListHandoffsArgs, R.ListHandoffsResult, H.list_handoffs, writes=False),
+    )
+}  # fmt: skip
+
+_FIELD = re.compile(r"at `\$\.([^`\[]+)|field `([^`]+)`")
+
+
+def _result(body: dict[str, Any], *, is_error: bool) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=msgspec.json.encode(body).decode())],
+        structured_content=body,
+        is_error=is_error,
+    )
+
+
+def invalid_argument(exc: msgspec.ValidationError) -> dict[str, Any]:
+    """The INVALID_ARGUMENT body for a decoding failure, naming the offending field when known."""
+    body: dict[str, Any] = {"success": False, "code": "INVALID_ARGUMENT", "error": f"Invalid arguments: {exc}"}
+    match = _FIELD.search(str(exc))
+    if match:
+        body["field"] = match.group(1) or match.group(2)
+    return body
+
+
+async def call_tool(deps: Deps, name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
+    """Run one tool call, counting it in the metrics by outcome code."""
+    spec = TOOLS.get(name)
+    if spec is None:
+        raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
+    started = time.perf_counter()
+    code = "INTERNAL"
+    try:
+        parsed = msgspec.convert(arguments or {}, spec.args)
+        result = await spec.handler(deps, parsed)
+    except msgspec.ValidationError as exc:
+        code = "INVALID_ARGUMENT"
+        return _result(invalid_argument(exc), is_error=True)
+    except HandoffError as exc:
+        if exc.code not in ERROR_CODES:
+            raise  # a codec error is a bug or tampering, not something the caller can correct
+        code = exc.code
+        return _result(exc.to_dict(), is_error=True)
+    else:
+        code = "OK"
+        return _result(msgspec.to_builtins(result), is_error=False)
+    finally:
+        deps.metrics.observe(name, code, time.perf_counter() - started)
