@@ -105,15 +105,13 @@ class RocksKeyValue:
         upper = _upper_bound(prefix)
         if upper is not None:
             opts.set_iterate_upper_bound(upper)
-        it = self.db.iter(opts)
-        it.seek(prefix if after is None or after < prefix else after)
-        while it.valid():
-            key = bytes(it.key())
+        start = prefix if after is None or after < prefix else after
+        for key, value in self.db.items(from_key=start, read_opt=opts):
+            if after is not None and key <= after:
+                continue
             if not key.startswith(prefix):
                 return
-            if after is None or key > after:
-                yield key, bytes(it.value())
-            it.next()
+            yield key, value
 
     def write(self, writes: Iterable[Write], sync: bool = False) -> None:
         """Apply the writes in one WriteBatch; with `sync` the WAL is fsynced before returning."""
@@ -130,7 +128,9 @@ class RocksKeyValue:
         self.db.close()
 
 
-_enc = msgspec.msgpack.Encoder()
+# Sorted, so a view's bytes do not depend on the key order of a client's metadata: the live engine
+# (which folds the command's dicts) and a replay of the log (which folds canonical JSON) agree byte for byte.
+_enc = msgspec.msgpack.Encoder(order="sorted")
 _dec_session = msgspec.msgpack.Decoder(SessionView)
 _dec_summary = msgspec.msgpack.Decoder(SummaryView)
 _dec_handoff = msgspec.msgpack.Decoder(HandoffView)

@@ -7,7 +7,7 @@ import msgspec
 from handoff.kernel.events import PackageRecord
 
 
-class SessionView(msgspec.Struct, kw_only=True, rename="camel"):
+class SessionView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """A session as `get_session` and `list_sessions` show it."""
 
     session_key: str
@@ -29,7 +29,7 @@ class SessionView(msgspec.Struct, kw_only=True, rename="camel"):
     metadata: dict[str, object] = {}
 
 
-class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel"):
+class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """One context entry; written once, never changed."""
 
     sequence_number: int
@@ -43,7 +43,7 @@ class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel"):
     metadata: dict[str, object] = {}
 
 
-class TaskItem(msgspec.Struct, kw_only=True, rename="camel"):
+class TaskItem(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """An open task taken from a ``task`` entry."""
 
     task_id: str
@@ -51,7 +51,7 @@ class TaskItem(msgspec.Struct, kw_only=True, rename="camel"):
     sequence_number: int
 
 
-class SummaryView(msgspec.Struct, kw_only=True, rename="camel"):
+class SummaryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """The running, bounded summary of a session's context (see `projections.summary`)."""
 
     session_key: str
@@ -67,7 +67,7 @@ class SummaryView(msgspec.Struct, kw_only=True, rename="camel"):
     last_activity: str = ""
 
 
-class HandoffView(msgspec.Struct, kw_only=True, rename="camel"):
+class HandoffView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """A handoff with the package recorded when it was requested."""
 
     handoff_id: str

@@ -18,7 +18,7 @@ import msgspec
 from handoff.audit.progress import Progress
 from handoff.audit.views import VIEW_PREFIXES, digest, first_difference
 from handoff.engine.log import EventLog, event_prefix
-from handoff.kernel.codec import check_record, decode_envelope
+from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import GENESIS_HASH, Envelope
 from projections import keys
@@ -89,18 +89,13 @@ class _ChainCheck:
             self._fail(self.expected, f"event is {missing} (the stream goes from {self.expected - 1} to {version})")
             self.expected = version
         self.expected += 1
-        why = check_record(record)
-        if why is not None:
-            self._fail(version, why)
+        env, why = verify_record(record)
+        if env is None:
+            self._fail(version, str(why))
             try:  # keep following the chain from what the record claims, to report one break once
                 self.prev_hash = decode_envelope(record).hash
             except CodecError:
                 pass
-            return None
-        try:
-            env = decode_envelope(record)
-        except CodecError as exc:
-            self._fail(version, str(exc))
             return None
         if env.session_key != self.session or env.version != version:
             self._fail(version, f"record stored here says session {env.session_key!r} version {env.version}")

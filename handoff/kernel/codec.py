@@ -32,7 +32,7 @@ def current_schema_version(event_type: str) -> int:
     return int(EVENT_TYPES[event_type].SCHEMA_VERSION)
 
 
-class _Unsigned(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+class _Unsigned(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defaults=True):
     actor: str
     data: msgspec.Raw
     event_id: str
@@ -144,22 +144,31 @@ def decode_envelope(record: bytes) -> Envelope:
     )
 
 
+_decode_generic = msgspec.json.Decoder(dict[str, Any])
+
+
 def check_record(record: bytes) -> str | None:
     """Why a stored record is not genuine (not canonical, or its hash does not match), or None."""
+    return verify_record(record)[1]
+
+
+def verify_record(record: bytes) -> tuple[Envelope | None, str | None]:
+    """The decoded envelope of a genuine record, or None and why it is not genuine.
+
+    Genuine means: it decodes, it is byte for byte its own canonical encoding (so no byte anywhere
+    was altered without breaking this), and its ``hash`` is the SHA-256 of the rest.
+    """
     try:
-        signed = _decode_signed.decode(record)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return f"undecodable: {exc}"
-    fields = {f: getattr(signed, f) for f in _Unsigned.__struct_fields__}
-    if _canonical.encode(_Signed(**fields, hash=signed.hash)) != record:
-        return "record is not in canonical form (bytes were altered)"
-    try:
-        canonical_data = _canonical.encode(msgspec.json.decode(bytes(signed.data)))
+        body = _decode_generic.decode(record)
     except msgspec.DecodeError as exc:
-        return f"undecodable data: {exc}"
-    if canonical_data != bytes(signed.data):
-        return "data is not in canonical form (bytes were altered)"
-    digest = hashlib.sha256(_canonical.encode(_Unsigned(**fields))).hexdigest()
-    if digest != signed.hash:
-        return f"hash mismatch: recorded {signed.hash[:12]}…, computed {digest[:12]}…"
-    return None
+        return None, f"undecodable: {exc}"
+    if _canonical.encode(body) != record:
+        return None, "record is not in canonical form (bytes were altered)"
+    recorded = body.pop("hash", None)
+    digest = hashlib.sha256(_canonical.encode(body)).hexdigest()
+    if digest != recorded:
+        return None, f"hash mismatch: recorded {str(recorded)[:12]}…, computed {digest[:12]}…"
+    try:
+        return decode_envelope(record), None
+    except CodecError as exc:
+        return None, str(exc)

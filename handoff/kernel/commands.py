@@ -15,6 +15,7 @@ from handoff.kernel.types import AgentStr, ContextType, JsonObject, KeyStr, Reas
 
 class _Command(
     msgspec.Struct,
+    gc=False,
     frozen=True,
     kw_only=True,
     forbid_unknown_fields=True,

@@ -14,7 +14,7 @@ import msgspec
 from handoff.kernel.types import JsonObject
 
 
-class _Event(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class _Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
     SCHEMA_VERSION: ClassVar[int] = 1
 
 
@@ -32,7 +32,7 @@ class ContextAppended(_Event):
     metadata: JsonObject = {}
 
 
-class PackageRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class PackageRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
     """What a handoff package was, recorded at request time; entries are re-read by their range."""
 
     from_sequence: int | None
@@ -137,7 +137,7 @@ HANDOFF_EVENTS = (
 GENESIS_HASH = "0" * 64
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One event in a session's stream, sealed into the per-session hash chain."""
 
     event_id: str

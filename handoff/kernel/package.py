@@ -24,7 +24,7 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-class PackageEntry(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class PackageEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
     """One context entry as a receiving agent sees it in a package."""
 
     sequence_number: int
@@ -38,7 +38,7 @@ class PackageEntry(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
         return ENTRY_OVERHEAD + estimate_tokens(self.content)
 
 
-class PackageHead(msgspec.Struct, frozen=True, kw_only=True):
+class PackageHead(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The summary part of a package, produced by the summary projection."""
 
     summary: str
@@ -46,7 +46,7 @@ class PackageHead(msgspec.Struct, frozen=True, kw_only=True):
     participants: list[str]
 
 
-class _Hashed(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+class _Hashed(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
     summary: str
     key_points: list[str]
     participants: list[str]

@@ -20,7 +20,7 @@ from handoff.kernel.events import (
 from handoff.kernel.state import HandoffState, SessionState
 
 
-class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The session fields a write result reports, as they were right after the write."""
 
     session_key: str
@@ -33,7 +33,7 @@ class SessionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, object] = {}
 
 
-class Receipt(msgspec.Struct, frozen=True, kw_only=True):
+class Receipt(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The outcome of an accepted command; with its event it determines the tool's result."""
 
     fingerprint: str

@@ -24,7 +24,7 @@ from handoff.kernel.events import (
 replace = msgspec.structs.replace
 
 
-class HandoffState(msgspec.Struct, frozen=True, kw_only=True):
+class HandoffState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the single writer must know of a handoff to decide its transitions."""
 
     handoff_id: str
@@ -37,7 +37,7 @@ class HandoffState(msgspec.Struct, frozen=True, kw_only=True):
     accepted_by: str | None = None
 
 
-class SessionState(msgspec.Struct, frozen=True, kw_only=True):
+class SessionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the single writer must know of a session to decide its next command.
 
     Kept small on purpose: its size must not grow with the number of context entries.

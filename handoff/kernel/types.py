@@ -31,7 +31,7 @@ OPEN_HANDOFF_STATUSES: frozenset[str] = frozenset({"pending", "accepted"})
 DEFAULT_TOKEN_BUDGET = 4000
 
 
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
+class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The limits of CONTRACT §5; every field can be overridden by configuration."""
 
     key_max: int = 255

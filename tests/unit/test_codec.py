@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 import pytest
 
@@ -93,12 +95,15 @@ def test_non_canonical_data_is_caught_even_when_the_rest_is_canonical():
     env = _history()[0]
     data = codec.encode_data(env.event).replace(b":", b": ", 1)
     raw = codec._canonical.encode(codec._Signed(**codec._fields(env, data), hash=compute_hash(env, data)))
-    assert check_record(raw) == "data is not in canonical form (bytes were altered)"
+    assert check_record(raw) == "record is not in canonical form (bytes were altered)"
 
 
 def test_a_record_with_an_unknown_envelope_field_is_not_genuine():
     wire = msgspec.json.decode(encode_envelope(_history()[0]))
     wire["extra"] = 1
+    assert check_record(codec._canonical.encode(wire)).startswith("hash mismatch")
+    del wire["hash"]  # even resealed with the extra field, the envelope's typed decoding refuses it
+    wire["hash"] = hashlib.sha256(codec._canonical.encode(wire)).hexdigest()
     assert check_record(codec._canonical.encode(wire)).startswith("undecodable")
 
 

@@ -1,0 +1,93 @@
+"""Benchmark of `verify` and `replay` over a large embedded log: events/s and peak memory.
+
+    python -m bench.audit [--events 1000000] [--sessions 1000] [--dir DIR]
+
+Builds the store once (kept in --dir for reruns), then runs verify and replay each in a fresh child
+process so that the peak resident memory reported is theirs alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from handoff.engine.engine import Engine
+from handoff.kernel.commands import AppendContext, Command, RegisterSession
+from projections.store import RocksKeyValue
+
+CONTENT = "The agent looked at the failing test and decided to change the retry policy. " * 3
+
+
+def build(path: Path, events: int, sessions: int) -> float:
+    """Write `events` events over `sessions` sessions; returns seconds taken."""
+    engine = Engine(RocksKeyValue(str(path)), sync=False)
+    start = time.perf_counter()
+    engine.write_now([RegisterSession(session_key=f"s{i:05d}", agent_from=f"agent-{i % 7}") for i in range(sessions)])
+    written, batch = sessions, 2000
+    while written < events:
+        n = min(batch, events - written)
+        work: list[Command] = [
+            AppendContext(session_key=f"s{(written + j) % sessions:05d}", context_type="message", content=CONTENT)
+            for j in range(n)
+        ]
+        engine.write_now(work)
+        written += n
+        if written % 100_000 < batch:
+            print(f"  built {written:,} events", flush=True)
+    engine.kv.close()  # type: ignore[attr-defined]
+    return time.perf_counter() - start
+
+
+def _verify(path: str, out: dict[str, float]) -> None:
+    from handoff.audit.verify import verify
+
+    kv = RocksKeyValue(path)
+    report = verify(kv, scratch=Path(path).parent)
+    out.update(events=report.events, seconds=report.seconds, ok=float(report.ok))
+    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _replay(path: str, out: dict[str, float]) -> None:
+    from handoff.audit.replay import replay
+
+    target = tempfile.mkdtemp(dir=Path(path).parent)
+    result = replay(RocksKeyValue(path), RocksKeyValue(target))
+    shutil.rmtree(target, ignore_errors=True)
+    out.update(events=result.events, seconds=result.seconds, ok=1.0)
+    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _in_child(target: object, path: Path) -> dict[str, float]:
+    with multiprocessing.Manager() as manager:
+        out = manager.dict()
+        proc = multiprocessing.get_context("spawn").Process(target=target, args=(str(path), out))
+        proc.start()
+        proc.join()
+        return dict(out)
+
+
+def main() -> None:
+    """Build if needed, then measure."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "handoff-bench-audit")
+    args = parser.parse_args()
+    store = args.dir / f"db-{args.events}-{args.sessions}"
+    if not store.exists():
+        print(f"building {args.events:,} events over {args.sessions:,} sessions in {store}")
+        print(f"  built in {build(store, args.events, args.sessions):.0f}s")
+    for name, fn in (("verify", _verify), ("replay", _replay)):
+        out = _in_child(fn, store)
+        rate = out["events"] / max(out["seconds"], 1e-9)
+        print(f"{name}: {int(out['events']):,} events in {out['seconds']:.1f}s = {rate:,.0f} events/s, "
+              f"peak RSS {out['rss_mb']:.0f} MB, ok={bool(out['ok'])}")
+
+
+if __name__ == "__main__":
+    main()
