@@ -1,0 +1,221 @@
+"""The decider of one partition: command records in, one Kafka transaction out.
+
+For a batch of command records of partition p it decides every command with the embedded engine's
+`decide_batch` (the same kernel and projections, nothing re-implemented), then, in ONE transaction
+of the partition's transactional producer, appends the events to ``handoff.events`` (partition p),
+sends the replies and dead letters, and commits the consumed command offsets. Only after the
+transaction commits are the decided state and views written to the local store.
+
+Why this cannot fork a session's hash chain: partition p's events are only ever appended under the
+transactional id of partition p, and a new owner's `init_transactions` fences every earlier
+producer of that id and aborts its open transaction before the new owner reads the events to their
+end and decides anything. So every decision is taken on a state that includes every committed
+event of its session, and a decision whose transaction did not commit left no event behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
+
+from handoff.kernel.commands import Command
+from handoff.kernel.errors import HandoffError, InvalidArgument
+from handoff.kernel.receipt import command_digest
+from handoff.ports import Outcome
+from streams.partition import HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_key
+from streams.records import CommandRecord, Reply, decode_command, encode_reply, error_body
+from streams.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A consumed command record."""
+
+    offset: int
+    value: bytes
+
+
+@dataclass
+class _Plan:
+    """What one batch will send, and the command whose reply waits for an event offset."""
+
+    replies: list[tuple[str, str, Reply | None]] = field(default_factory=list)  # None: as the id's first reply
+    events: list[tuple[str, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    dead: list[tuple[bytes, str, int]] = field(default_factory=list)
+
+
+def _loose_ids(value: bytes) -> tuple[str | None, str | None]:
+    """The commandId and replyTo of a record that failed typed decoding, if it is JSON at all."""
+    try:
+        raw = msgspec.json.decode(value)
+    except msgspec.DecodeError:
+        return None, None
+    if not isinstance(raw, dict):
+        return None, None
+    cid, reply_to = raw.get("commandId"), raw.get("replyTo")
+    return (cid if isinstance(cid, str) else None), (reply_to if isinstance(reply_to, str) else None)
+
+
+class Decider:
+    """Decides the command records of one partition it owns."""
+
+    def __init__(self, store: PartitionStore, producer: Any, topics: Topics) -> None:
+        self.store = store
+        self.producer = producer
+        self.topics = topics
+        self.partition = store.partition
+        self.lock = asyncio.Lock()
+
+    async def process(self, records: list[Incoming]) -> None:
+        """Decide a batch and commit its effects atomically; a Kafka error propagates (the worker recovers)."""
+        plan = _Plan()
+        try:
+            batch = self._decide(records, plan)
+        except HandoffError:
+            raise
+        except Exception:  # noqa: BLE001 - the per-message guard: isolate the record that breaks deciding
+            if len(records) > 1:
+                for record in records:
+                    await self.process([record])
+                return
+            log.exception("deciding a command failed; dead-lettering it", extra={"partition": self.partition})
+            plan, batch = _Plan(), None
+            plan.dead.append((records[0].value, "the command could not be decided (internal error)", records[0].offset))
+        await self._commit(records[-1].offset, plan, batch)
+
+    def _decide(self, records: list[Incoming], plan: _Plan) -> Any:
+        to_decide: list[CommandRecord] = []
+        seen: set[str] = set()
+        for rec in records:
+            cmd = self._admit(rec, plan)
+            if cmd is None:
+                continue
+            cid, reply_to = cmd.command_id, cmd.reply_to or ""
+            stored = self.store.stored_reply(cid)
+            if stored is not None:
+                plan.replies.append((reply_to, cid, msgspec.json.decode(stored, type=Reply)))
+            elif cid in seen:
+                plan.replies.append((reply_to, cid, None))
+            else:
+                seen.add(cid)
+                to_decide.append(cmd)
+        if not to_decide:
+            return None
+        results, batch = self.store.engine.decide_batch([c.command for c in to_decide])
+        for cmd, result in zip(to_decide, results, strict=True):
+            self._plan_result(cmd, result, plan, batch.records)
+        return batch
+
+    def _admit(self, rec: Incoming, plan: _Plan) -> CommandRecord | None:
+        try:
+            cmd = decode_command(rec.value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            cid, reply_to = _loose_ids(rec.value)
+            reason = f"undecodable command record: {exc}"
+            plan.dead.append((rec.value, reason, rec.offset))
+            if cid is not None and reply_to is not None:
+                err = error_body(InvalidArgument(reason))
+                plan.replies.append((reply_to, cid, Reply(command_id=cid, ok=False, error=err)))
+            return None
+        if self.topics.partition_for(cmd.command.session_key) != self.partition:
+            reason = "the record's key must be its command's sessionKey (it landed on the wrong partition)"
+            plan.dead.append((rec.value, reason, rec.offset))
+            if cmd.reply_to is not None:
+                err = error_body(InvalidArgument(reason, field="sessionKey"))
+                reply = Reply(command_id=cmd.command_id, ok=False, error=err)
+                plan.replies.append((cmd.reply_to, cmd.command_id, reply))
+            return None
+        return cmd
+
+    def _plan_result(
+        self, cmd: CommandRecord, result: Outcome | HandoffError, plan: _Plan, pending: dict[tuple[str, int], bytes]
+    ) -> None:
+        if isinstance(result, HandoffError):
+            if cmd.reply_to is not None:
+                reply = Reply(command_id=cmd.command_id, ok=False, error=error_body(result))
+                plan.replies.append((cmd.reply_to, cmd.command_id, reply))
+            else:
+                plan.dead.append((encode_command_value(cmd), f"{result.code}: {result.message}", -1))
+            return
+        if result.replayed:
+            key = (cmd.command.session_key, result.envelope.version)
+            record = pending.get(key) or self.store.engine.log.record(*key)
+            raw = msgspec.Raw(record) if record is not None else msgspec.Raw()
+            reply = Reply(command_id=cmd.command_id, ok=True, event=raw, receipt=result.receipt, replayed=True)
+            plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
+            return
+        plan.events.append((cmd.command_id, _event_key(result.envelope.session_key), _headers(cmd)))
+        reply = Reply(command_id=cmd.command_id, ok=True, receipt=result.receipt)
+        plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
+
+    async def _commit(self, last_offset: int, plan: _Plan, batch: Any) -> None:
+        envelopes = list(batch.envelopes) if batch is not None else []
+        records = [batch.records[(e.session_key, e.version)] for e in envelopes]
+        producer, topics = self.producer, self.topics
+        offsets: dict[str, tuple[int, bytes]] = {}
+        async with producer.transaction():
+            futures = [
+                await producer.send(topics.events, rec, key=key, partition=self.partition, headers=headers)
+                for (_, key, headers), rec in zip(plan.events, records, strict=True)
+            ]
+            for (cid, _, _), rec, fut in zip(plan.events, records, futures, strict=True):
+                offsets[cid] = ((await fut).offset, rec)
+            stored: list[tuple[bytes, bytes | None]] = []
+            for reply_to, reply in self._final_replies(plan, offsets):
+                body = encode_reply(reply)
+                if reply.command_id in offsets and reply.ok and not reply.replayed:
+                    stored.append((dedupe_key(reply.command_id), body))
+                if reply_to:
+                    await producer.send(topics.replies, body, key=reply_to.encode())
+            for value, reason, offset in plan.dead:
+                headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % self.partition),
+                           ("offset", b"%d" % offset)]  # fmt: skip
+                await producer.send(topics.deadletter, value, headers=headers)
+            tp = TopicPartition(topics.commands, self.partition)
+            await producer.send_offsets_to_transaction({tp: OffsetAndMetadata(last_offset + 1, "")}, topics.group)
+        if batch is not None and envelopes:
+            last = max(o for o, _ in offsets.values())
+            self.store.kv.write([*batch.writes, *dict(stored).items(), (OFFSET_KEY, b"%d" % last)])
+            self.store.engine._commit(batch)  # noqa: SLF001 - the engine's own cache update after its batch is durable
+
+    def _final_replies(self, plan: _Plan, offsets: dict[str, tuple[int, bytes]]) -> list[tuple[str, Reply]]:
+        """Replies with their event's offset filled in; a duplicate within the batch gets its first's reply."""
+        first: dict[str, Reply] = {}
+        out: list[tuple[str, Reply]] = []
+        for reply_to, cid, reply in plan.replies:
+            if reply is None:
+                reply = first.get(cid)
+                if reply is None:
+                    continue
+            elif cid in offsets and reply.ok and not reply.event:
+                offset, rec = offsets[cid]
+                reply = msgspec.structs.replace(reply, event=msgspec.Raw(rec), partition=self.partition, offset=offset)
+            first.setdefault(cid, reply)
+            out.append((reply_to, reply))
+        return out
+
+
+def _event_key(session_key: str) -> bytes:
+    return session_key.encode()
+
+
+def _headers(cmd: CommandRecord) -> list[tuple[str, bytes]]:
+    headers = [(HEADER_COMMAND_ID, cmd.command_id.encode())]
+    if cmd.command.idempotency_key is not None:
+        headers.append((HEADER_DIGEST, command_digest(cmd.command).encode()))
+    return headers
+
+
+def encode_command_value(cmd: CommandRecord) -> bytes:
+    """A decoded command record, encoded again (for the dead letter of a refused fire-and-forget command)."""
+    return msgspec.json.encode(cmd)
+
+
+__all__ = ["Command", "Decider", "Incoming"]

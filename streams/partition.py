@@ -1,0 +1,127 @@
+"""One partition's local store: the embedded engine's layout in RocksDB, kept as a cache of ``handoff.events``.
+
+A worker that owns partition p keeps, in ``<data-dir>/p<p>``, exactly what the embedded engine keeps
+(events, decision state, idempotency receipts and every view) plus two things of its own:
+
+    O:events            the offset of the last event of partition p folded into this store
+    D:<commandId>       the reply a command got, so a command sent twice is decided once
+
+The events topic is the truth: `catch_up` folds the events after ``O:events`` (with the same kernel
+`evolve` and the same `project` as everywhere) before the partition decides anything, so a store
+that is behind, lost, or deleted converges to the log. Decisions reuse the embedded engine's
+`decide_batch` unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from handoff.engine import log as L
+from handoff.engine.engine import Engine
+from handoff.kernel.codec import decode_envelope
+from handoff.kernel.receipt import receipt_of
+from handoff.kernel.state import SessionState, evolve
+from handoff.kernel.types import Limits
+from projections.projector import Changes, OverlayReader, project
+from projections.store import RocksKeyValue, StoreReader, Write, changes_to_writes
+from streams.records import Reply, encode_reply
+
+OFFSET_KEY = b"O:events"
+HEADER_COMMAND_ID = "commandId"
+HEADER_DIGEST = "digest"
+
+
+def dedupe_key(command_id: str) -> bytes:
+    """Key of the stored reply of a command."""
+    return b"D:" + command_id.encode()
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """An event as read back from ``handoff.events``."""
+
+    offset: int
+    value: bytes
+    headers: dict[str, str]
+
+
+class PartitionStore:
+    """The RocksDB store of one partition and the engine that decides on it."""
+
+    def __init__(
+        self,
+        path: Path,
+        partition: int,
+        *,
+        limits: Limits,
+        clock: Callable[[], str],
+        new_id: Callable[[], str],
+    ) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.partition = partition
+        self.kv = RocksKeyValue(str(path))
+        self._limits, self._clock, self._new_id = limits, clock, new_id
+        self.engine = self._new_engine()
+
+    def _new_engine(self) -> Engine:
+        return Engine(self.kv, limits=self._limits, sync=False, clock=self._clock, new_id=self._new_id)
+
+    @property
+    def applied(self) -> int:
+        """The offset of the last folded event, -1 for none."""
+        raw = self.kv.get(OFFSET_KEY)
+        return -1 if raw is None else int(raw)
+
+    def stored_reply(self, command_id: str) -> bytes | None:
+        """The reply a command already got, if it was decided."""
+        return self.kv.get(dedupe_key(command_id))
+
+    def catch_up(self, records: Iterable[EventRecord]) -> int:
+        """Fold events read from the log that this store has not applied yet; returns how many."""
+        states: dict[str, SessionState] = {}
+        changes = Changes()
+        reader = OverlayReader(StoreReader(self.kv), changes)
+        writes: list[Write] = []
+        last = self.applied
+        count = 0
+        for rec in records:
+            if rec.offset <= last:
+                continue
+            env = decode_envelope(rec.value)
+            key = env.session_key
+            prior = states.get(key) or self.engine.log.state(key) or SessionState(session_key=key)
+            last = rec.offset
+            if env.version <= prior.version:
+                continue  # already folded (a store written after its offset marker)
+            if env.version != prior.version + 1:
+                raise RuntimeError(f"gap in session {key!r}: version {env.version} after {prior.version}")
+            state = evolve(prior, env)
+            states[key] = state
+            project(reader, env, changes)
+            receipt = receipt_of(state, env, rec.headers.get(HEADER_DIGEST, ""))
+            writes.append((L.event_key(key, env.version), rec.value))
+            if env.idempotency_key is not None:
+                writes.append((L.receipt_key(key, env.idempotency_key), L.encode_receipt(receipt)))
+            command_id = rec.headers.get(HEADER_COMMAND_ID)
+            if command_id:
+                reply = Reply(
+                    command_id=command_id, ok=True, event=msgspec.Raw(rec.value), receipt=receipt,
+                    partition=self.partition, offset=rec.offset,
+                )  # fmt: skip
+                writes.append((dedupe_key(command_id), encode_reply(reply)))
+            count += 1
+        if last != self.applied:
+            writes.extend((L.state_key(k), L.encode_state(s)) for k, s in states.items())
+            writes.extend(changes_to_writes(changes))
+            writes.append((OFFSET_KEY, b"%d" % last))
+            self.kv.write(writes)
+            self.engine = self._new_engine()  # its caches predate what was just folded
+        return count
+
+    def close(self) -> None:
+        """Release the RocksDB lock."""
+        self.kv.close()

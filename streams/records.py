@@ -1,0 +1,125 @@
+"""The records on the wire: command records (what platforms produce), replies, and dead letters.
+
+A command record is JSON on ``handoff.commands``, keyed by the command's ``sessionKey`` as raw UTF-8::
+
+    {"commandId": "c-123", "replyTo": null,
+     "command": {"command": "AppendContext", "sessionKey": "s-1", "contextType": "message", "content": "hi"}}
+
+``commandId`` (1–128 chars) names the command: the same id sent twice is decided once and answered
+with the first outcome. ``replyTo`` names the submitter whose reply consumer waits for the decision
+on ``handoff.replies`` (null for fire-and-forget platforms: refusals then go to the dead-letter topic).
+`command_record_schema()` is the JSON Schema of this record.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from handoff.kernel import errors as E
+from handoff.kernel.commands import Command
+from handoff.kernel.receipt import Receipt
+from handoff.kernel.schema import command_schema
+
+CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class CommandRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):
+    """One command as produced to ``handoff.commands``."""
+
+    command_id: CommandId
+    command: Command
+    reply_to: str | None = None
+
+
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """A refusal: the contract's error code, its sentence and details."""
+
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """The decision of one command, on ``handoff.replies``: the event and receipt, or the error."""
+
+    command_id: str
+    ok: bool
+    event: msgspec.Raw = msgspec.Raw()  # the event's canonical wire bytes, embedded as JSON (empty: none)
+    receipt: Receipt | None = None
+    replayed: bool = False
+    partition: int = -1
+    offset: int = -1  # of the event on handoff.events (read-your-writes), -1 if none was written
+    error: ErrorBody | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_command_decoder = msgspec.json.Decoder(CommandRecord)
+_reply_decoder = msgspec.json.Decoder(Reply)
+
+
+def encode_command(record: CommandRecord) -> bytes:
+    """The JSON of a command record."""
+    return _encoder.encode(record)
+
+
+def decode_command(raw: bytes) -> CommandRecord:
+    """Decode a command record; raises msgspec.DecodeError / ValidationError."""
+    return _command_decoder.decode(raw)
+
+
+def encode_reply(reply: Reply) -> bytes:
+    """The JSON of a reply."""
+    return _encoder.encode(reply)
+
+
+def decode_reply(raw: bytes) -> Reply:
+    """Decode a reply."""
+    return _reply_decoder.decode(raw)
+
+
+def error_body(exc: E.HandoffError) -> ErrorBody:
+    """The wire form of a refusal."""
+    return ErrorBody(code=exc.code, message=exc.message, details=dict(exc.details))
+
+
+def _codes() -> dict[str, type[E.HandoffError]]:
+    found: dict[str, type[E.HandoffError]] = {}
+    stack: list[type[E.HandoffError]] = [E.HandoffError]
+    while stack:
+        cls = stack.pop()
+        found.setdefault(cls.code, cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+_BY_CODE = _codes()
+
+
+def error_of(body: ErrorBody) -> E.HandoffError:
+    """The exception a refusal stands for, raised again on the submitter's side."""
+    cls = _BY_CODE.get(body.code, E.HandoffError)
+    exc = cls(body.message, **body.details)
+    return exc
+
+
+def command_record_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a command record on ``handoff.commands``."""
+    command = command_schema()
+    defs = command.pop("$defs", {})
+    command.pop("$schema", None)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "CommandRecord",
+        "description": "A command for handoff, produced to handoff.commands keyed by command.sessionKey (UTF-8).",
+        "type": "object",
+        "properties": {
+            "commandId": {"type": "string", "minLength": 1, "maxLength": 128},
+            "replyTo": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "command": command,
+        },
+        "required": ["commandId", "command"],
+        "additionalProperties": False,
+        "$defs": defs,
+    }

@@ -1,0 +1,108 @@
+"""The Kafka topics of handoff, their settings, the key → partition rule, and the admin step that creates them.
+
+    handoff.commands    command records (JSON), keyed by sessionKey (raw UTF-8)
+    handoff.events      sealed events (canonical JSON), keyed by sessionKey; infinite retention: it is the log
+    handoff.replies     decisions, keyed by the submitter's replyTo id; short retention
+    handoff.deadletter  records that could not be decoded or decided, with the reason in headers
+    handoff.workers     compacted: each worker's query URL, keyed by worker id (discovery)
+
+Commands and events share the partition count, so partition p of the commands and partition p of
+the events belong to the same decider: the single writer of every session hashed to p.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITIONS = 8
+GROUP_ID = "handoff.deciders"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names (a prefix lets several installations, or tests, share one cluster) and partitions."""
+
+    prefix: str = "handoff"
+    partitions: int = DEFAULT_PARTITIONS
+
+    @property
+    def commands(self) -> str:
+        """Command records."""
+        return f"{self.prefix}.commands"
+
+    @property
+    def events(self) -> str:
+        """The log."""
+        return f"{self.prefix}.events"
+
+    @property
+    def replies(self) -> str:
+        """Decisions for submitters."""
+        return f"{self.prefix}.replies"
+
+    @property
+    def deadletter(self) -> str:
+        """Records that could not be decided."""
+        return f"{self.prefix}.deadletter"
+
+    @property
+    def workers(self) -> str:
+        """Worker announcements."""
+        return f"{self.prefix}.workers"
+
+    @property
+    def group(self) -> str:
+        """The deciders' consumer group."""
+        return f"{self.prefix}.deciders"
+
+    def transactional_id(self, partition: int) -> str:
+        """One transactional id per partition: whoever decides partition p fences every earlier owner."""
+        return f"{self.prefix}.decider-{partition}"
+
+    def partition_for(self, session_key: str) -> int:
+        """Kafka's default partitioner (murmur2 of the raw UTF-8 key), as every client computes it."""
+        return int(murmur2(session_key.encode()) & 0x7FFFFFFF) % self.partitions
+
+    def specs(self) -> list[NewTopic]:
+        """The topics and their settings."""
+        n = self.partitions
+        return [
+            NewTopic(self.commands, n, 1, topic_configs={"retention.ms": str(7 * 86_400_000)}),
+            NewTopic(self.events, n, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"}),
+            NewTopic(self.replies, n, 1, topic_configs={"retention.ms": str(3_600_000)}),
+            NewTopic(self.deadletter, 1, 1, topic_configs={"retention.ms": "-1"}),
+            NewTopic(self.workers, 1, 1, topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+        ]
+
+
+async def ensure_topics(bootstrap: str, topics: Topics) -> None:
+    """Create the topics that do not exist yet (idempotent); refuse a mismatched partition count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in topics.specs() if spec.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another worker or adapter created them first
+            log.info("created topics", extra={"topics": [t.name for t in missing]})
+        for _ in range(100):  # a new topic's metadata shows its partitions a moment later
+            described = await admin.describe_topics([topics.commands, topics.events])
+            counts = {d["topic"]: len(d["partitions"]) for d in described}
+            if 0 not in counts.values():
+                break
+            await asyncio.sleep(0.1)
+        if set(counts.values()) != {topics.partitions}:
+            raise RuntimeError(f"partition counts {counts} differ from the configured {topics.partitions}")
+    finally:
+        await admin.close()

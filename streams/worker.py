@@ -1,0 +1,332 @@
+"""The worker: owns some partitions of ``handoff.commands``, decides them, keeps their views, answers reads.
+
+Composition root of ``handoff worker`` (and ``python -m streams.worker``). Partitions come and go
+with the consumer group's rebalances; a partition is decided only after it is *prepared*: its
+transactional producer is started (fencing the previous owner) and its local store has folded
+``handoff.events`` to the end. Any Kafka error while deciding sends the partition back to
+preparation, so a broker restart or a fenced producer heals by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition
+
+from handoff.engine.ids import Clock, IdGenerator
+from handoff.kernel.types import Limits
+from streams.decider import Decider, Incoming
+from streams.partition import EventRecord, PartitionStore
+from streams.queryapi import QueryApi
+from streams.topics import DEFAULT_PARTITIONS, Topics, ensure_topics
+
+log = logging.getLogger("handoff.worker")
+
+
+@dataclass
+class WorkerConfig:
+    """Everything a worker is built from."""
+
+    bootstrap: str
+    data_dir: Path
+    web_host: str = "127.0.0.1"
+    web_port: int = 0
+    topics: Topics = field(default_factory=Topics)
+    worker_id: str = field(default_factory=lambda: f"w-{uuid.uuid4().hex[:12]}")
+    limits: Limits = field(default_factory=Limits)
+    clock: Callable[[], str] = field(default_factory=Clock)
+    new_id: Callable[[], str] = field(default_factory=IdGenerator)
+    session_timeout_ms: int = 6000
+    max_batch: int = 500
+
+
+@dataclass
+class _Partition:
+    store: PartitionStore
+    decider: Decider | None = None
+    ready: bool = False
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.worker.release([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.worker.assign([tp.partition for tp in assigned])
+
+
+class Worker:
+    """Decider, projector and query server for the partitions the group gives it."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.topics = config.topics
+        self.worker_id = config.worker_id
+        self.url = ""
+        self.parts: dict[int, _Partition] = {}
+        self.pending: set[int] = set()
+        self._consumer: Any = None
+        self._events: Any = None
+        self._announcer: Any = None
+        self._runner: web.AppRunner | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the Owner protocol of the query endpoint ------------------------------------------------
+
+    def ready_stores(self) -> dict[int, PartitionStore]:
+        """Stores of the partitions owned and prepared."""
+        return {p: part.store for p, part in self.parts.items() if part.ready}
+
+    def partition_for(self, session_key: str) -> int:
+        """The partition of a session."""
+        return self.topics.partition_for(session_key)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create topics, serve queries, join the group and start deciding."""
+        cfg = self.config
+        await ensure_topics(cfg.bootstrap, self.topics)
+        await self._serve_http()
+        self._events = AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
+        )  # fmt: skip
+        await self._events.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap, group_id=self.topics.group, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest",
+            session_timeout_ms=cfg.session_timeout_ms, heartbeat_interval_ms=max(500, cfg.session_timeout_ms // 6),
+            max_poll_interval_ms=120_000, fetch_max_wait_ms=20, client_id=self.worker_id,
+        )  # fmt: skip
+        self._consumer.subscribe([self.topics.commands], listener=_Rebalance(self))
+        await self._consumer.start()
+        self._announcer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap, enable_idempotence=True, acks="all")
+        await self._announcer.start()
+        announcement = json.dumps({"workerId": self.worker_id, "url": self.url}).encode()
+        await self._announcer.send_and_wait(self.topics.workers, announcement, key=self.worker_id.encode())
+        self._task = asyncio.create_task(self._run(), name="handoff-decider")
+        log.info("worker started", extra={"workerId": self.worker_id, "url": self.url})
+
+    async def stop(self) -> None:
+        """Leave the group (partitions move to the other workers), withdraw the announcement, close stores."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()  # revokes: releases every partition
+        await self.release(list(self.parts))
+        if self._announcer is not None:
+            with contextlib.suppress(Exception):
+                await self._announcer.send_and_wait(self.topics.workers, None, key=self.worker_id.encode())
+            await self._announcer.stop()
+        if self._events is not None:
+            await self._events.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for part in self.parts.values():
+            part.store.close()
+        self.parts.clear()
+        log.info("worker stopped", extra={"workerId": self.worker_id})
+
+    async def _serve_http(self) -> None:
+        cfg = self.config
+        self._runner = web.AppRunner(QueryApi(self).app(), access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.web_host, cfg.web_port))
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        self.url = f"http://{cfg.web_host}:{sock.getsockname()[1]}"
+
+    # -- partitions ---------------------------------------------------------------------------------
+
+    def assign(self, partitions: list[int]) -> None:
+        """The group gave us partitions: pause them until they are prepared."""
+        for p in partitions:
+            self.pending.add(p)
+            self._consumer.pause(TopicPartition(self.topics.commands, p))
+        log.info("partitions assigned", extra={"workerId": self.worker_id, "partitions": sorted(partitions)})
+
+    async def release(self, partitions: list[int]) -> None:
+        """Partitions leave: finish the batch in flight, stop their producers."""
+        for p in partitions:
+            self.pending.discard(p)
+            part = self.parts.get(p)
+            if part is None or part.decider is None:
+                continue
+            async with part.decider.lock:
+                part.ready = False
+                decider, part.decider = part.decider, None
+            await _stop_quietly(decider.producer)
+        if partitions:
+            log.info("partitions released", extra={"workerId": self.worker_id, "partitions": sorted(partitions)})
+
+    async def _prepare(self, p: int) -> None:
+        cfg = self.config
+        part = self.parts.get(p)
+        if part is None:
+            store = PartitionStore(
+                cfg.data_dir / f"p{p}", p, limits=cfg.limits, clock=cfg.clock, new_id=cfg.new_id
+            )
+            part = self.parts[p] = _Partition(store)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=cfg.bootstrap, transactional_id=self.topics.transactional_id(p),
+            enable_idempotence=True, acks="all", request_timeout_ms=10_000, linger_ms=0, retry_backoff_ms=5,
+            max_request_size=8 << 20, transaction_timeout_ms=30_000,
+        )  # fmt: skip
+        try:
+            await asyncio.wait_for(producer.start(), 20)  # init_transactions: fences the previous owner
+            folded = await self._catch_up(part.store)
+            tp = TopicPartition(self.topics.commands, p)
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+        except BaseException:
+            await _stop_quietly(producer)
+            raise
+        part.decider = Decider(part.store, producer, self.topics)
+        part.ready = True
+        self._consumer.resume(tp)
+        log.info("partition ready", extra={"workerId": self.worker_id, "partition": p, "folded": folded})
+
+    async def _catch_up(self, store: PartitionStore) -> int:
+        """Fold the partition's events that the store has not applied, up to the end of the log."""
+        tp = TopicPartition(self.topics.events, store.partition)
+        consumer = self._events
+        consumer.assign([tp])
+        consumer.seek(tp, store.applied + 1)
+        end = (await consumer.end_offsets([tp]))[tp]
+        folded = 0
+        while await consumer.position(tp) < end:
+            data = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
+            records = [
+                EventRecord(m.offset, m.value, {k: v.decode() for k, v in m.headers}) for m in data.get(tp, [])
+            ]
+            folded += await asyncio.to_thread(store.catch_up, records)
+        return folded
+
+    # -- the decide loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        while True:
+            await self._prepare_pending()
+            data = await consumer.getmany(timeout_ms=50, max_records=self.config.max_batch)
+            for tp, messages in data.items():
+                part = self.parts.get(tp.partition)
+                if part is None or not part.ready or part.decider is None or tp.partition in self.pending:
+                    continue  # re-read from the committed offset once prepared
+                decider = part.decider
+                try:
+                    async with decider.lock:
+                        if part.decider is decider and part.ready:
+                            await decider.process([Incoming(m.offset, m.value) for m in messages])
+                except Exception:  # noqa: BLE001 - a Kafka failure: re-prepare the partition, never die
+                    log.exception("deciding failed; preparing the partition again", extra={"partition": tp.partition})
+                    await self._unready(tp.partition)
+
+    async def _unready(self, p: int) -> None:
+        part = self.parts[p]
+        part.ready = False
+        decider, part.decider = part.decider, None
+        if decider is not None:
+            await _stop_quietly(decider.producer)
+        if p in {tp.partition for tp in self._consumer.assignment()}:
+            self.pending.add(p)
+            self._consumer.pause(TopicPartition(self.topics.commands, p))
+
+    async def _prepare_pending(self) -> None:
+        for p in sorted(self.pending):
+            if p not in {tp.partition for tp in self._consumer.assignment()}:
+                self.pending.discard(p)
+                continue
+            try:
+                await self._prepare(p)
+                self.pending.discard(p)
+            except Exception:  # noqa: BLE001 - the broker may be away: try again on the next round
+                log.warning("preparing partition %d failed; retrying", p, exc_info=True)
+                await asyncio.sleep(0.5)
+
+
+async def _stop_quietly(producer: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), 10)
+
+
+# -- composition root -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of ``handoff worker``."""
+    parser = argparse.ArgumentParser(prog="handoff worker", description="A Kafka-mode worker: decide and project.")
+    parser.add_argument("--kafka", metavar="BOOTSTRAP", default=os.environ.get("HANDOFF_KAFKA_BOOTSTRAP"))
+    parser.add_argument("--data-dir", type=Path, default=None, help="one per worker (default: a temp dir)")
+    parser.add_argument("--web-host", default="127.0.0.1")
+    parser.add_argument("--web-port", type=int, default=0, help="query endpoint port (0: a free one)")
+    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
+    parser.add_argument("--topic-prefix", default="handoff")
+    parser.add_argument("--worker-id", default=None)
+    return parser
+
+
+async def run_worker(config: WorkerConfig) -> None:
+    """Run until SIGTERM or SIGINT, then leave the group cleanly."""
+    worker = Worker(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await worker.start()
+    print(json.dumps({"workerId": worker.worker_id, "url": worker.url}), file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await worker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streams.worker --kafka HOST:PORT [--data-dir DIR] [--web-port N]``."""
+    ns = build_parser().parse_args(argv)
+    if not ns.kafka:
+        print("handoff worker: --kafka BOOTSTRAP (or HANDOFF_KAFKA_BOOTSTRAP) is required", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=os.environ.get("HANDOFF_LOG_LEVEL", "INFO"), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )  # fmt: skip
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    worker_id = ns.worker_id or f"w-{uuid.uuid4().hex[:12]}"
+    data_dir = ns.data_dir or Path(os.environ.get("HANDOFF_DATA_DIR", f"/tmp/handoff-worker-{worker_id}"))
+    config = WorkerConfig(
+        bootstrap=ns.kafka, data_dir=data_dir, web_host=ns.web_host, web_port=ns.web_port,
+        topics=Topics(ns.topic_prefix, ns.partitions), worker_id=worker_id,
+    )  # fmt: skip
+    asyncio.run(run_worker(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Helpers of the Kafka tier: the broker handle, workers (in-process and as processes), reading topics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from handoff.audit.views import digest
+from handoff.kernel.codec import decode_envelope
+from handoff.kernel.events import Envelope
+from projections.replay import fold_events
+from projections.store import InMemoryKeyValue
+from streams.client import KafkaService
+from streams.topics import Topics
+from streams.worker import Worker, WorkerConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Broker:
+    bootstrap: str
+    script: Path
+    env: dict[str, str]
+
+    def run(self, action: str) -> None:
+        done = subprocess.run([str(self.script), action], env=self.env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"kafka-local.sh {action} failed:\n{done.stderr[-3000:]}"
+
+
+async def wait_until(condition: Callable[[], Awaitable[Any]], deadline: float, what: str) -> Any:
+    end = time.monotonic() + deadline
+    while True:
+        value = await condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def running_worker(bootstrap: str, topics: Topics, data_dir: Path, **kw: Any) -> AsyncIterator[Worker]:
+    worker = Worker(WorkerConfig(bootstrap=bootstrap, data_dir=data_dir, topics=topics, **kw))
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+
+
+@asynccontextmanager
+async def running_service(bootstrap: str, topics: Topics, timeout: float = 15.0) -> AsyncIterator[KafkaService]:
+    svc = KafkaService(bootstrap, topics=topics, timeout=timeout)
+    await svc.start()
+    try:
+        await wait_until(svc.ready, 60, "every partition to have a ready worker")
+        yield svc
+    finally:
+        await svc.stop()
+
+
+@dataclass
+class WorkerProcess:
+    """`python -m streams.worker` as a child process, its log in a file."""
+
+    bootstrap: str
+    topics: Topics
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    extra: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        cmd = [
+            sys.executable, "-m", "streams.worker", "--kafka", self.bootstrap, "--data-dir", str(self.data_dir),
+            "--topic-prefix", self.topics.prefix, "--partitions", str(self.topics.partitions), *self.extra,
+        ]  # fmt: skip
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+async def read_events(bootstrap: str, topics: Topics) -> list[tuple[int, int, Envelope, dict[str, str]]]:
+    """Every committed event: (partition, offset, envelope, headers)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topics.events, p) for p in range(topics.partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        out: list[tuple[int, int, Envelope, dict[str, str]]] = []
+        while any(await consumer.position(tp) < ends[tp] for tp in parts):
+            data = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for tp, messages in data.items():
+                for m in messages:
+                    headers = {k: v.decode() for k, v in m.headers}
+                    out.append((tp.partition, m.offset, decode_envelope(m.value), headers))
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, partitions: int = 1) -> list[Any]:
+    """Every record of a topic (read_uncommitted is fine: dead letters are committed)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        out: list[Any] = []
+        while any(await consumer.position(tp) < ends[tp] for tp in parts):
+            data = await consumer.getmany(timeout_ms=500)
+            for messages in data.values():
+                out.extend(messages)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def fresh_fold_digest(events: list[tuple[int, int, Envelope, dict[str, str]]]) -> str:
+    kv = InMemoryKeyValue()
+    fold_events(kv, (env for _, _, env, _ in sorted(events, key=lambda e: (e[0], e[1]))))
+    return digest(kv)
+
+
+async def served_digest(svc: KafkaService, topics: Topics) -> str:
+    """The digest of every view the workers serve, partitions merged into one store."""
+    kv = InMemoryKeyValue()
+    for p in range(topics.partitions):
+        kv.write(await svc.dump_partition(p))
+    return digest(kv)
