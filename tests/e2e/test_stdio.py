@@ -89,6 +89,31 @@ async def test_stdio_processes_on_one_data_dir_share_a_single_engine(stdio_dir: 
             assert read_engine_file(stdio_dir) == engine
 
 
+async def test_three_stdio_processes_started_at_once_on_a_fresh_data_dir_share_one_engine(
+    stdio_dir: Path, tmp_path: Path, uid: str
+) -> None:
+    log = tmp_path / "stdio.log"
+    keys = [f"race-{uid}-{i}" for i in range(3)]
+    seen: dict[str, list[str]] = {}
+
+    async def host(i: int, ready: anyio.Event, all_written: list[anyio.Event]) -> None:
+        async with stdio_mcp_client(stdio_dir, log, MODES[i % 2]) as client:
+            await ok(client, "register_session", {"sessionKey": keys[i], "agentFrom": f"host-{i}"})
+            ready.set()
+            for event in all_written:
+                await event.wait()
+            listed = await ok(client, "list_sessions", {"limit": 1000})
+            seen[keys[i]] = [s["sessionKey"] for s in listed["sessions"]]
+
+    events = [anyio.Event() for _ in keys]
+    with anyio.fail_after(90):
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(host, i, events[i], events)
+    for key in keys:
+        assert set(seen[key]) >= set(keys), f"{key} sees {seen[key]}"
+
+
 class RawStdio:
     """`handoff stdio` driven by hand over raw pipes, every stdout line kept."""
 
