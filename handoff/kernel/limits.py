@@ -41,6 +41,13 @@ def _object(name: str, value: dict[str, Any] | None, limits: Limits) -> None:
             field=name,
             limit=limits.object_max_bytes,
         )
+    try:  # the views and the decision state are msgpack, whose integers are 64-bit
+        _msgpack.encode(value)
+    except OverflowError as exc:
+        raise InvalidArgument(f"{name} holds an integer outside the 64-bit range", field=name) from exc
+
+
+_msgpack = msgspec.msgpack.Encoder()
 
 
 def check_limits(command: Command, limits: Limits) -> None:

@@ -170,3 +170,22 @@ _decode = msgspec.json.Decoder(Command)
 def test_a_malformed_command_record_fails_typed_decoding(record):
     with pytest.raises(msgspec.ValidationError):
         _decode.decode(record)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        register(metadata={"n": 2**64}),
+        append(metadata={"deep": [{"n": -(2**63) - 1}]}),
+        request(request_data={"n": 10**30}),
+        complete("h", result={"n": 2**70}),
+    ],
+    ids=lambda c: type(c).__name__,
+)
+def test_an_integer_outside_64_bits_in_a_json_object_is_an_invalid_argument(command):
+    # JSON allows it, but the views and the decision state are msgpack: it would fail the whole write batch.
+    _raises(command, InvalidArgument)
+
+
+def test_the_extreme_64_bit_integers_are_accepted_in_a_json_object():
+    check_limits(append(metadata={"lo": -(2**63), "hi": 2**64 - 1}), LIMITS)
