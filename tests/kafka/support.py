@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -123,7 +122,7 @@ async def read_events(bootstrap: str, topics: Topics) -> list[tuple[int, int, En
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         out: list[tuple[int, int, Envelope, dict[str, str]]] = []
-        while any(await consumer.position(tp) < ends[tp] for tp in parts):
+        while not await _at_end(consumer, ends):
             data = await consumer.getmany(timeout_ms=500, max_records=10_000)
             for tp, messages in data.items():
                 for m in messages:
@@ -146,13 +145,20 @@ async def read_topic(bootstrap: str, topic: str, partitions: int = 1) -> list[An
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         out: list[Any] = []
-        while any(await consumer.position(tp) < ends[tp] for tp in parts):
+        while not await _at_end(consumer, ends):
             data = await consumer.getmany(timeout_ms=500)
             for messages in data.values():
                 out.extend(messages)
         return out
     finally:
         await consumer.stop()
+
+
+async def _at_end(consumer: Any, ends: dict[Any, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
 
 
 def fresh_fold_digest(events: list[tuple[int, int, Envelope, dict[str, str]]]) -> str:
