@@ -7,10 +7,21 @@ import re
 import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from integration.harness import Served, child_env, handoff_command, http_client, http_get, ok
+from integration.harness import (
+    Served,
+    base_url,
+    child_env,
+    handoff_command,
+    http_client,
+    http_get,
+    ok,
+    read_engine_file,
+    wait_for,
+)
 
 INITIALIZE = json.dumps(
     {
@@ -93,3 +104,33 @@ def test_every_command_explains_itself_with_help(command: list[str]) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()
     assert b"usage" in done.stdout.lower()
+
+
+def test_serve_takes_its_data_dir_from_handoff_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "from-env"
+    env = {**child_env(), "HANDOFF_DATA_DIR": str(data)}
+    with open(tmp_path / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [*handoff_command(), "serve", "--host", "127.0.0.1", "--port", "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            info = read_engine_file(data)
+            return bool(info and info.get("pid") == proc.pid and http_get(base_url(info["url"]) + "/readyz")[0] == 200)
+
+        wait_for(
+            ready, 30, f"serve to start in $HANDOFF_DATA_DIR={data}", lambda: (tmp_path / "server.log").read_text()
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)

@@ -295,3 +295,57 @@ async def test_the_continue_from_handoff_prompt_gives_the_receiver_the_context(c
 async def test_the_continue_from_handoff_prompt_for_an_unknown_handoff_is_an_error(client: Client, uid: str) -> None:
     with pytest.raises(MCPError):
         await client.get_prompt("continue_from_handoff", {"handoffId": f"nope-{uid}"})
+
+
+# --- recorded packages ---------------------------------------------------------------------------------
+
+
+async def test_a_handoff_package_stays_exactly_as_recorded_after_later_writes(client: Client, key: str) -> None:
+    hid = (await new_handoff(client, key))["handoffId"]
+    recorded = await ok(client, "get_handoff", {"handoffId": hid})
+    assert set(recorded["package"]) >= {
+        "summary",
+        "keyPoints",
+        "participants",
+        "entries",
+        "fromSequence",
+        "toSequence",
+        "estimatedTokens",
+        "sha256",
+    }
+    for i in range(3):
+        await ok(client, "update_context", {"sessionKey": key, "contextType": "decision", "content": f"later {i}"})
+    await ok(client, "accept_handoff", {"handoffId": hid, "agent": "agent-b"})
+    again = await ok(client, "get_handoff", {"handoffId": hid})
+    assert again["package"] == recorded["package"]
+
+
+async def test_a_request_reports_its_package_range_budget_and_hash(client: Client, key: str) -> None:
+    await new_session(client, key, updates=3)
+    handoff = (await ok(client, "request_handoff", {"sessionKey": key, "targetAgent": "agent-b"}))["handoff"]
+    package = handoff["package"]
+    assert isinstance(handoff["contextSummary"], str)
+    assert isinstance(handoff["contextEntries"], int)
+    assert 1 <= package["fromSequence"] <= package["toSequence"] <= 4
+    assert package["tokenBudget"] == 4000
+    assert len(package["sha256"]) == 64 and int(package["sha256"], 16) >= 0
+    full = await ok(client, "get_handoff", {"handoffId": handoff["handoffId"]})
+    assert full["package"]["sha256"] == package["sha256"]
+    numbers = [e["sequenceNumber"] for e in full["package"]["entries"]]
+    assert numbers == list(range(package["fromSequence"], package["toSequence"] + 1))
+
+
+async def test_a_small_token_budget_keeps_the_newest_entries_that_fit(client: Client, key: str) -> None:
+    await new_session(client, key)
+    for i in range(30):
+        words = " ".join(f"word{i}_{j}" for j in range(40))
+        await ok(client, "update_context", {"sessionKey": key, "contextType": "message", "content": words})
+    small = (await ok(client, "request_handoff", {"sessionKey": key, "targetAgent": "b", "tokenBudget": 500}))[
+        "handoff"
+    ]
+    large = (await ok(client, "request_handoff", {"sessionKey": key, "targetAgent": "c", "tokenBudget": 200000}))[
+        "handoff"
+    ]
+    assert small["package"]["estimatedTokens"] <= 500
+    assert small["package"]["toSequence"] == 31
+    assert small["package"]["fromSequence"] > large["package"]["fromSequence"]

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from integration.harness import new_handoff, new_session, ok, refused, snapshot
 
@@ -289,3 +290,31 @@ async def test_an_idempotent_retry_of_request_handoff_returns_the_same_handoff(c
     assert again == first
     page = await ok(client, "list_handoffs", {"sourceAgent": "agent-a", "targetAgent": "agent-b", "limit": 1000})
     assert [h["handoffId"] for h in page["handoffs"] if h["sessionKey"] == key] == [first["handoff"]["handoffId"]]
+
+
+async def test_an_idempotent_retry_of_accept_handoff_returns_the_first_result_not_a_conflict(
+    client: Client, key: str, uid: str
+) -> None:
+    hid = (await new_handoff(client, key))["handoffId"]
+    args = {"handoffId": hid, "agent": "agent-b", "idempotencyKey": f"acc-{uid}"}
+    first = await ok(client, "accept_handoff", args)
+    after_first = await snapshot(client, key)
+    assert await ok(client, "accept_handoff", args) == first
+    assert await snapshot(client, key) == after_first
+
+
+async def test_a_refused_call_does_not_consume_its_idempotency_key(client: Client, key: str, uid: str) -> None:
+    await new_session(client, key)
+    idem = f"fresh-{uid}"
+    stale = {"sessionKey": key, "contextType": "message", "content": "a", "expectedVersion": 7, "idempotencyKey": idem}
+    await refused(client, "update_context", stale, "VERSION_CONFLICT")
+    other = {"sessionKey": key, "contextType": "message", "content": "b", "idempotencyKey": idem}
+    assert (await ok(client, "update_context", other))["contextEntry"]["sequenceNumber"] == 2
+
+
+async def test_an_unknown_tool_is_a_protocol_error_not_a_tool_result(client: Client) -> None:
+    try:
+        result = await client.call_tool("drop_all_sessions", {})
+    except MCPError:
+        return
+    assert result.is_error
