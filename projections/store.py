@@ -54,8 +54,12 @@ class InMemoryKeyValue:
             i += 1
 
     def write(self, writes: Iterable[Write], sync: bool = False) -> None:
-        """Apply the writes."""
-        for key, value in writes:
+        """Apply the writes, all or none, as the RocksDB adapter's WriteBatch does."""
+        batch = list(writes)
+        for key, value in batch:
+            if type(key) is not bytes or (value is not None and type(value) is not bytes):
+                raise ValueError("keys and values must be bytes")
+        for key, value in batch:
             if value is None:
                 if self._data.pop(key, None) is not None:
                     del self._keys[bisect.bisect_left(self._keys, key)]
