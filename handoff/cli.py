@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -124,7 +125,7 @@ async def _serve_http(kv: RocksKeyValue, data: DataDir, ns: argparse.Namespace) 
 
         def started(url: str) -> None:
             launch.advertise(data, url)
-            log.info("serving MCP over HTTP", extra={"url": url, "dataDir": str(data.root), "pid": _pid()})
+            log.info("serving MCP over HTTP", extra={"url": url, "dataDir": str(data.root), "pid": os.getpid()})
 
         idle = None if ns.idle_exit is None else _idle_policy(data, activity, ns.idle_exit)
         try:
@@ -150,12 +151,6 @@ async def _serve_stdio(kv: RocksKeyValue) -> None:
                 await server.run(read_stream, write_stream, server.create_initialization_options())
         except asyncio.CancelledError:
             log.info("stopping on a signal")
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def _open_store(data: DataDir) -> RocksKeyValue | None:

@@ -132,6 +132,7 @@ def bind(host: str, port: int) -> socket.socket:
 def url_of(sock: socket.socket) -> str:
     """The MCP endpoint URL of a bound socket."""
     host, port = sock.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a wildcard bind is reached over loopback
     return f"http://{host_literal(host)}:{port}/mcp"
 
 

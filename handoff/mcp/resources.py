@@ -22,27 +22,31 @@ INBOX = UriTemplate.parse("handoff://agents/{agentId}/inbox")
 JSON = "application/json"
 LIST_LIMIT = 100
 
-TEMPLATES = [
+TEMPLATES = (
     types.ResourceTemplate(
-        name="session", uri_template=SESSION.template, mime_type=JSON, description="A session: status, version, "
-        "participants, counts. Subscribe to hear when it changes."
+        name="session",
+        uri_template=SESSION.template,
+        mime_type=JSON,
+        description="A session: status, version, participants, counts. Subscribe to hear when it changes.",
     ),
     types.ResourceTemplate(
-        name="context", uri_template=CONTEXT.template, mime_type=JSON, description="A session with its context "
-        "entries (first page) and summary."
+        name="context",
+        uri_template=CONTEXT.template,
+        mime_type=JSON,
+        description="A session with its context entries (first page) and summary.",
     ),
     types.ResourceTemplate(
         name="handoff", uri_template=HANDOFF.template, mime_type=JSON, description="A handoff and its recorded package."
     ),
     types.ResourceTemplate(
-        name="inbox", uri_template=INBOX.template, mime_type=JSON, description="The pending handoffs addressed to an "
-        "agent, newest first."
+        name="inbox",
+        uri_template=INBOX.template,
+        mime_type=JSON,
+        description="The pending handoffs addressed to an agent, newest first.",
     ),
-]  # fmt: skip
+)
 
-RESOURCES = [
-    types.Resource(name="sessions", uri=SESSIONS_URI, mime_type=JSON, description="Sessions, newest first."),
-]
+RESOURCES = (types.Resource(name="sessions", uri=SESSIONS_URI, mime_type=JSON, description="Sessions, newest first."),)
 
 
 def _not_found(uri: str) -> MCPError:
@@ -103,14 +107,14 @@ async def on_list_resources(
     ctx: ServerRequestContext[Deps], params: types.PaginatedRequestParams | None
 ) -> types.ListResourcesResult:
     """``resources/list``."""
-    return types.ListResourcesResult(resources=RESOURCES)
+    return types.ListResourcesResult(resources=list(RESOURCES))
 
 
 async def on_list_templates(
     ctx: ServerRequestContext[Deps], params: types.PaginatedRequestParams | None
 ) -> types.ListResourceTemplatesResult:
     """``resources/templates/list``."""
-    return types.ListResourceTemplatesResult(resource_templates=TEMPLATES)
+    return types.ListResourceTemplatesResult(resource_templates=list(TEMPLATES))
 
 
 async def on_read(ctx: ServerRequestContext[Deps], params: types.ReadResourceRequestParams) -> types.ReadResourceResult:

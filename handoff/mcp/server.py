@@ -21,14 +21,14 @@ INSTRUCTIONS = (
     "accept_handoff and later complete_handoff. Failures return isError with a code and a sentence."
 )
 
-_DECLARED = [spec.declare() for spec in tools.TOOLS.values()]
+_DECLARED = tuple(spec.declare() for spec in tools.TOOLS.values())
 _INPUT_SCHEMAS = {tool.name: tool.input_schema for tool in _DECLARED}
 
 
 async def _list_tools(
     ctx: ServerRequestContext[Deps], params: types.PaginatedRequestParams | None
 ) -> types.ListToolsResult:
-    return types.ListToolsResult(tools=_DECLARED)
+    return types.ListToolsResult(tools=list(_DECLARED))
 
 
 async def _call_tool(ctx: ServerRequestContext[Deps], params: types.CallToolRequestParams) -> types.CallToolResult:

@@ -63,7 +63,12 @@ class Notifier:
         """A `ChangeListener`: called on the event loop right after a commit; publishes in the background."""
         task = asyncio.get_running_loop().create_task(self.publish(touched_uris(change)))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("publishing a change failed", exc_info=task.exception())
 
     async def publish(self, uris: list[str]) -> None:
         """Send ``notifications/resources/updated`` for each URI to whoever subscribed to it."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import mcp_types as types
@@ -59,7 +60,7 @@ def _spec(name: str, description: str, a: type[Any], r: type[Any], h: Handler, w
     return ToolSpec(name, description, a, r, h, writes)
 
 
-TOOLS: dict[str, ToolSpec] = {
+TOOLS: Mapping[str, ToolSpec] = MappingProxyType({
     t.name: t
     for t in (
         _spec("register_session", "Start a new session owned by agentFrom.", A.RegisterSessionArgs,
@@ -90,7 +91,7 @@ TOOLS: dict[str, ToolSpec] = {
         _spec("list_handoffs", "Handoffs newest first; your inbox is targetAgent=<you>, status=pending.",
               A.ListHandoffsArgs, R.ListHandoffsResult, H.list_handoffs, writes=False),
     )
-}  # fmt: skip
+})  # fmt: skip
 
 _FIELD = re.compile(r"at `\$\.([^`\[]+)|field `([^`]+)`")
 
