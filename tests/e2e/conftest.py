@@ -61,6 +61,9 @@ def stdio_dir(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path / "data"
     finally:
         stop_engine_of(tmp_path / "data")
+        # Shown by pytest only when the test failed: what the stdio processes and their engine logged.
+        for log in sorted([*tmp_path.glob("*.log"), *(tmp_path / "data").glob("**/*.log")]):
+            print(f"--- {log} ---\n{log.read_text(errors='replace')[-5000:]}")
 
 
 TRANSPORTS = [("http", "auto"), ("http", "legacy"), ("stdio", "auto"), ("stdio", "legacy")]
