@@ -24,6 +24,7 @@ from handoff.kernel.events import (
     SessionExpired,
     SessionRegistered,
 )
+from handoff.kernel.package import estimate_tokens
 from projections.summary import add_entry
 from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
 
@@ -48,24 +49,34 @@ def entry_of(env: Envelope) -> ContextEntryView | None:
     event = env.event
     match event:
         case SessionRegistered():
-            seq, kind, content, agent, meta = 1, "system", registration_text(event.agent_from), env.actor, {}
+            seq, content = 1, registration_text(event.agent_from)
         case ContextAppended():
-            seq, kind, content, agent = event.sequence_number, event.context_type, event.content, event.agent
-            meta = event.metadata
+            return ContextEntryView(
+                sequence_number=event.sequence_number,
+                context_type=event.context_type,
+                content=event.content,
+                content_length=len(event.content),
+                agent=event.agent,
+                created_at=env.occurred_at,
+                version=env.version,
+                event_id=env.event_id,
+                tokens=event.tokens,
+                metadata=event.metadata,
+            )
         case HandoffRequested():
-            seq, kind, content, agent, meta = event.sequence_number, "system", request_text(event), env.actor, {}
+            seq, content = event.sequence_number, request_text(event)
         case _:
             return None
-    return ContextEntryView(
+    return ContextEntryView(  # a system entry standing for the event
         sequence_number=seq,
-        context_type=kind,
+        context_type="system",
         content=content,
         content_length=len(content),
-        agent=agent,
+        agent=env.actor,
         created_at=env.occurred_at,
         version=env.version,
         event_id=env.event_id,
-        metadata=meta,
+        tokens=estimate_tokens(content),
     )
 
 
@@ -85,7 +96,7 @@ def _joined(participants: list[str], agent: str) -> list[str]:
 _UNSET: Any = object()
 
 
-def fold_session(
+def fold_session(  # noqa: C901 - one case per event type: a total match
     view: SessionView | None,
     env: Envelope,
     before: Mapping[str, HandoffView],
@@ -149,7 +160,7 @@ def fold_session(
             )
             return replace(view, status="completed", closed_at=env.occurred_at) if event.session_completed else view
         case HandoffRejected() | HandoffCancelled() | HandoffExpired():
-            status = {HandoffRejected: "rejected", HandoffCancelled: "cancelled", HandoffExpired: "expired"}[type(event)]
+            status = _TERMINAL[type(event)]
             return replace(
                 view, handoff_counts=_bump(view.handoff_counts, status, _status(before, event.handoff_id))
             )
@@ -168,6 +179,9 @@ def fold_session(
             )
         case _:
             assert_never(event)
+
+
+_TERMINAL: dict[type, str] = {HandoffRejected: "rejected", HandoffCancelled: "cancelled", HandoffExpired: "expired"}
 
 
 def _status(before: Mapping[str, HandoffView], hid: str) -> str | None:
@@ -214,7 +228,7 @@ def affected_handoffs(env: Envelope) -> list[str]:
     return []
 
 
-def fold_handoff(view: HandoffView | None, env: Envelope) -> HandoffView | None:
+def fold_handoff(view: HandoffView | None, env: Envelope) -> HandoffView | None:  # noqa: C901 - one case per type: a total match
     """The handoff view after `env` (for any one of `affected_handoffs(env)`)."""
     event = env.event
     if isinstance(event, HandoffRequested):

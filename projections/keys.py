@@ -1,4 +1,4 @@
-"""The key layout of the views in a byte-ordered key-value store, and their secondary indexes.
+r"""The key layout of the views in a byte-ordered key-value store, and their secondary indexes.
 
     S:<sessionKey>                       SessionView
     Y:<sessionKey>                       SummaryView

@@ -13,7 +13,6 @@ from projections import keys
 from projections.store import KeyValue, StoreReader, decode_entry
 from projections.views import ContextEntryView, HandoffView, SessionView
 
-
 T = TypeVar("T")
 
 

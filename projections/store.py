@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator
-from typing import Protocol
+from typing import Protocol, cast
 
 import msgspec
 from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
@@ -110,7 +110,8 @@ class RocksKeyValue:
         if upper is not None:
             opts.set_iterate_upper_bound(upper)
         start = prefix if after is None or after < prefix else after
-        for key, value in self.db.items(from_key=start, read_opt=opts):
+        for raw_key, value in self.db.items(from_key=start, read_opt=opts):
+            key = cast(bytes, raw_key)  # raw mode: keys are bytes
             if after is not None and key <= after:
                 continue
             if not key.startswith(prefix):

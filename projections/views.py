@@ -40,6 +40,7 @@ class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     created_at: str
     version: int
     event_id: str
+    tokens: int = 0
     metadata: dict[str, object] = {}
 
 

@@ -28,7 +28,8 @@ Runner = Callable[[argparse.Namespace, Env], int]
 EPILOG = {
     "verify": "exit status: 0 when every chain and every view holds, 1 otherwise (the first broken place is named)\n"
     "example: handoff verify --data-dir ./data --json",
-    "replay": "examples:\n  handoff replay --to /tmp/views\n  handoff replay --to /tmp/then --until-time 2026-11-27T10:00:00Z",
+    "replay": "examples:\n  handoff replay --to /tmp/views\n"
+    "  handoff replay --to /tmp/then --until-time 2026-11-27T10:00:00Z",
     "audit": "example: handoff audit my-session --format json",
     "export": "example: handoff export > log.jsonl   (CloudEvents 1.0, one event per line)",
     "import": "example: handoff import --data-dir ./fresh < log.jsonl   (refuses a broken hash chain)",

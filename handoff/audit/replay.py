@@ -66,7 +66,8 @@ def replay(
     if next(target.scan(b""), None) is not None:
         raise InvalidArgument("the target store is not empty; replay builds a fresh store")
     log = EventLog(source)
-    progress = Progress("replay", total=log.count() if until_version is None and until_time is None else None, quiet=quiet)
+    everything = until_version is None and until_time is None
+    progress = Progress("replay", total=log.count() if everything else None, quiet=quiet)
     count = fold_events(target, _selected(log, until_version, until_time, progress))
     progress.done()
     return ReplayResult(count, progress.elapsed(), digest(target))

@@ -66,7 +66,7 @@ class Step:
     package: PackageCheck | None = None
 
 
-def describe(event: Event, actor: str) -> str:
+def describe(event: Event, actor: str) -> str:  # noqa: C901 - one case per type: a total match
     """One line saying what an event did."""
     match event:
         case SessionRegistered():

@@ -25,6 +25,7 @@ from projections import keys
 from projections.replay import fold_events
 from projections.store import KeyValue, RocksKeyValue
 
+
 @dataclass(frozen=True)
 class Problem:
     """One broken place: the session, the version, and what is wrong."""
@@ -127,7 +128,9 @@ def _finish(log: EventLog, check: _ChainCheck | None, report: Report) -> None:
     last = check.expected - 1
     if state is not None and state.version != last:
         report.problems.append(
-            Problem(check.session, last + 1, f"stream ends at version {last} but the session state is at {state.version}")
+            Problem(
+                check.session, last + 1, f"stream ends at version {last} but the session state is at {state.version}"
+            )
         )
 
 

@@ -87,13 +87,16 @@ def _explain(key: bytes, live: bytes | None, fresh: bytes | None) -> ViewDiffere
         return ViewDifference(owner, None, f"{kind} exists in the live store but not in a fresh fold of the log")
     a, b = _decoded(live), _decoded(fresh)
     fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    version = b.get("version") if isinstance(b.get("version"), int) else None
+    stored = b.get("version")
+    version = stored if isinstance(stored, int) else None
     shown = ", ".join(f"{f}: live={a.get(f)!r} fresh={b.get(f)!r}" for f in fields[:3])
     session = owner if key[:2] != b"H:" else str(b.get("sessionKey", owner))
     return ViewDifference(session, version, f"{kind} differs from a fresh fold of the log ({shown})")
 
 
-def first_difference(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> ViewDifference | None:
+def first_difference(
+    live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES
+) -> ViewDifference | None:
     """Merge-compare the two stores' views; the first key whose entry differs, or None."""
     left, right = view_items(live, prefixes), view_items(fresh, prefixes)
     a, b = next(left, None), next(right, None)

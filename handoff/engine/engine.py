@@ -15,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from handoff.engine import log as L
+from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import Command, RequestHandoff
 from handoff.kernel.decide import Ctx, execute_encoded
@@ -24,8 +26,6 @@ from handoff.kernel.package import PackageEntry, build_package
 from handoff.kernel.receipt import Receipt, check_retry, command_digest, receipt_of
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
-from handoff.engine import log as L
-from handoff.engine.ids import Clock, IdGenerator
 from handoff.ports import Outcome
 from projections.projector import Changes, OverlayReader, project
 from projections.queries import Queries, to_package_entry

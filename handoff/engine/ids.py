@@ -7,6 +7,7 @@ import random
 import time
 from datetime import UTC, datetime
 
+
 def utc_now() -> str:
     """The current time as ISO 8601 UTC with milliseconds, e.g. ``2026-11-27T10:00:00.123Z``."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -20,6 +21,7 @@ class Clock:
         self._text = ""
 
     def __call__(self) -> str:
+        """The current time, formatted."""
         ms = time.time_ns() // 1_000_000
         if ms != self._ms:
             self._ms = ms
@@ -34,4 +36,5 @@ class IdGenerator:
         self._random = random.Random(os.urandom(32))
 
     def __call__(self) -> str:
-        return "%012x%020x" % (time.time_ns() // 1_000_000, self._random.getrandbits(80))
+        """A new id."""
+        return f"{time.time_ns() // 1_000_000:012x}{self._random.getrandbits(80):020x}"

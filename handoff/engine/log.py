@@ -1,10 +1,10 @@
-"""The embedded event log: per-session streams, a global order, decision state and receipts in RocksDB.
+r"""The embedded event log: per-session streams, a global order, decision state and receipts in RocksDB.
 
-    E:<sessionKey>\\0<version:012d>     the event, canonical wire bytes (the truth)
-    G:<position:016d>                  <sessionKey>\\0<version>: the global order events were committed in
-    T:<sessionKey>                     SessionState (derived; rebuilt by folding E:)
-    K:<sessionKey>\\0<idempotencyKey>   Receipt of the first write with that key
-    M:position                         the last global position
+E:<sessionKey>\\0<version:012d>     the event, canonical wire bytes (the truth)
+G:<position:016d>                  <sessionKey>\\0<version>: the global order events were committed in
+T:<sessionKey>                     SessionState (derived; rebuilt by folding E:)
+K:<sessionKey>\\0<idempotencyKey>   Receipt of the first write with that key
+M:position                         the last global position
 """
 
 from __future__ import annotations

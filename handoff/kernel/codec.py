@@ -13,18 +13,17 @@ record whose bytes differ in any way from the re-encoding of what it decodes to 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import EVENT_TYPES, Envelope, Event
+from handoff.kernel.upcasters import UPCASTERS as _PUBLISHED
+from handoff.kernel.upcasters import Upcaster
 
-Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-
-# (type, schemaVersion it upgrades FROM) -> pure dict -> dict. Add one per breaking change.
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+# (type, schemaVersion it upgrades FROM) -> pure dict -> dict; one per schema change.
+UPCASTERS: dict[tuple[str, int], Upcaster] = dict(_PUBLISHED)
 
 
 def current_schema_version(event_type: str) -> int:

@@ -27,61 +27,77 @@ class _Command(
     idempotency_key: str | None = None
 
 
-class RegisterSession(_Command, tag="RegisterSession"):
+class RegisterSession(_Command, frozen=True, tag="RegisterSession"):
+    """Start a session owned by `agent_from`."""
+
     agent_from: AgentStr
     metadata: JsonObject | None = None
 
 
-class AppendContext(_Command, tag="AppendContext"):
+class AppendContext(_Command, frozen=True, tag="AppendContext"):
+    """Append one context entry (the `update_context` tool)."""
+
     context_type: ContextType
     content: str
     metadata: JsonObject | None = None
     agent: AgentStr | None = None
 
 
-class RequestHandoff(_Command, tag="RequestHandoff"):
+class RequestHandoff(_Command, frozen=True, tag="RequestHandoff"):
+    """Hand the session to `target_agent`."""
+
     target_agent: AgentStr
     request_type: RequestType = "context_transfer"
     request_data: JsonObject | None = None
     token_budget: int | None = None
 
 
-class AcceptHandoff(_Command, tag="AcceptHandoff"):
+class AcceptHandoff(_Command, frozen=True, tag="AcceptHandoff"):
+    """Accept a pending handoff."""
+
     handoff_id: KeyStr
     agent: AgentStr
 
 
-class CompleteHandoff(_Command, tag="CompleteHandoff"):
+class CompleteHandoff(_Command, frozen=True, tag="CompleteHandoff"):
+    """Complete an accepted handoff."""
+
     handoff_id: KeyStr
     agent: AgentStr
     result: JsonObject | None = None
 
 
-class RejectHandoff(_Command, tag="RejectHandoff"):
+class RejectHandoff(_Command, frozen=True, tag="RejectHandoff"):
+    """Decline a pending handoff."""
+
     handoff_id: KeyStr
     agent: AgentStr
     reason: Reason
 
 
-class CancelHandoff(_Command, tag="CancelHandoff"):
+class CancelHandoff(_Command, frozen=True, tag="CancelHandoff"):
+    """Withdraw a requested handoff."""
+
     handoff_id: KeyStr
     agent: AgentStr
     reason: Reason | None = None
 
 
-class CloseSession(_Command, tag="CloseSession"):
+class CloseSession(_Command, frozen=True, tag="CloseSession"):
+    """Close the session."""
+
     agent: AgentStr
     reason: Reason | None = None
 
 
-class ExpireHandoff(_Command, tag="ExpireHandoff"):
+class ExpireHandoff(_Command, frozen=True, tag="ExpireHandoff"):
     """Issued by the engine's own sweeper, never by a client tool."""
 
     handoff_id: KeyStr
     reason: Reason = "expired"
 
 
-class ExpireSession(_Command, tag="ExpireSession"):
+class ExpireSession(_Command, frozen=True, tag="ExpireSession"):
     """Issued by the engine's own sweeper, never by a client tool."""
 
     reason: Reason = "expired"

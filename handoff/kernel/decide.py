@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
 
+from handoff.kernel.codec import seal_and_encode
 from handoff.kernel.commands import (
     AcceptHandoff,
     AppendContext,
@@ -47,8 +48,8 @@ from handoff.kernel.events import (
     SessionExpired,
     SessionRegistered,
 )
-from handoff.kernel.codec import seal_and_encode
 from handoff.kernel.limits import check_limits
+from handoff.kernel.package import estimate_tokens
 from handoff.kernel.state import HandoffState, SessionState, evolve
 from handoff.kernel.types import OPEN_HANDOFF_STATUSES, Limits
 
@@ -89,7 +90,7 @@ def _conflict(handoff: HandoffState, action: str) -> HandoffConflict:
     )
 
 
-def _decide_handoff(state: SessionState, command: Command) -> tuple[Event, str]:
+def _decide_handoff(state: SessionState, command: Command) -> tuple[Event, str]:  # noqa: C901 - one case per type: a total match
     match command:
         case AcceptHandoff(handoff_id=hid, agent=agent):
             h = _handoff(state, hid)
@@ -132,7 +133,7 @@ def _open_handoffs(state: SessionState) -> list[str]:
     return [h.handoff_id for h in state.handoffs.values() if h.status in OPEN_HANDOFF_STATUSES]
 
 
-def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Event, str]:
+def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Event, str]:  # noqa: C901 - one case per type: a total match
     """The event the command produces and the actor it is attributed to; raises a DomainError."""
     key = command.session_key
     if isinstance(command, RegisterSession):
@@ -150,6 +151,7 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
                 context_type=command.context_type,
                 content=command.content,
                 agent=agent,
+                tokens=estimate_tokens(command.content),
                 metadata=command.metadata or {},
             )
             return event, agent

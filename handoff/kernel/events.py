@@ -18,17 +18,24 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"
     SCHEMA_VERSION: ClassVar[int] = 1
 
 
-class SessionRegistered(_Event):
+class SessionRegistered(_Event, frozen=True):
+    """A session was started by `agent_from` (context entry 1)."""
+
     agent_from: str
     metadata: JsonObject = {}
     sequence_number: int = 1
 
 
-class ContextAppended(_Event):
+class ContextAppended(_Event, frozen=True):
+    """v2 added ``tokens`` (the estimate of CONTRACT's package rules); v1 records are upcast."""
+
+    SCHEMA_VERSION: ClassVar[int] = 2
+
     sequence_number: int
     context_type: str
     content: str
     agent: str
+    tokens: int
     metadata: JsonObject = {}
 
 
@@ -46,7 +53,9 @@ class PackageRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename=
     participants: list[str] = []
 
 
-class HandoffRequested(_Event):
+class HandoffRequested(_Event, frozen=True):
+    """A handoff was requested; its package is recorded (context entry for the request)."""
+
     handoff_id: str
     sequence_number: int
     source_agent: str
@@ -56,42 +65,56 @@ class HandoffRequested(_Event):
     request_data: JsonObject = {}
 
 
-class HandoffAccepted(_Event):
+class HandoffAccepted(_Event, frozen=True):
+    """The target accepted the handoff."""
+
     handoff_id: str
     agent: str
 
 
-class HandoffCompleted(_Event):
+class HandoffCompleted(_Event, frozen=True):
+    """The accepting agent completed the handoff."""
+
     handoff_id: str
     agent: str
     result: JsonObject = {}
     session_completed: bool = False
 
 
-class HandoffRejected(_Event):
+class HandoffRejected(_Event, frozen=True):
+    """The target declined the handoff."""
+
     handoff_id: str
     agent: str
     reason: str
 
 
-class HandoffCancelled(_Event):
+class HandoffCancelled(_Event, frozen=True):
+    """The requester withdrew the handoff."""
+
     handoff_id: str
     agent: str
     reason: str | None = None
 
 
-class HandoffExpired(_Event):
+class HandoffExpired(_Event, frozen=True):
+    """The handoff expired before it was completed."""
+
     handoff_id: str
     reason: str = "expired"
 
 
-class SessionClosed(_Event):
+class SessionClosed(_Event, frozen=True):
+    """A participant closed the session; open handoffs were cancelled."""
+
     agent: str
     reason: str | None = None
     cancelled_handoffs: list[str] = []
 
 
-class SessionExpired(_Event):
+class SessionExpired(_Event, frozen=True):
+    """The session expired; open handoffs expired with it."""
+
     reason: str = "expired"
     cancelled_handoffs: list[str] = []
 

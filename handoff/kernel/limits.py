@@ -50,7 +50,7 @@ def _object(name: str, value: dict[str, Any] | None, limits: Limits) -> None:
 _msgpack = msgspec.msgpack.Encoder()
 
 
-def check_limits(command: Command, limits: Limits) -> None:
+def check_limits(command: Command, limits: Limits) -> None:  # noqa: C901 - one case per type: a total match
     """Raise LimitExceeded (or InvalidArgument for empty values) if the command breaks a limit."""
     _length("sessionKey", command.session_key, 1, limits.key_max)
     _length("idempotencyKey", command.idempotency_key, 1, limits.idempotency_key_max)

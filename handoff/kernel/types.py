@@ -10,10 +10,14 @@ SessionKey = NewType("SessionKey", str)
 HandoffId = NewType("HandoffId", str)
 AgentId = NewType("AgentId", str)
 
+# `$(?!\n)`: Python's `$` also matches before a trailing newline; the lookahead closes that gap
+# and still reads the same in ECMA regex (JSON Schema).
 # Shapes are checked by typed decoding; lengths are checked by `Limits` so they stay configurable
 # and so an over-long value is reported as LIMIT_EXCEEDED rather than INVALID_ARGUMENT.
-KeyStr = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]+$", description="1-255 chars of A-Za-z0-9._:-")]
-AgentStr = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]+$", description="1-100 chars, no control characters")]
+KeyStr = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]+$(?!\n)", description="1-255 chars of A-Za-z0-9._:-")]
+AgentStr = Annotated[
+    str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]+$(?!\n)", description="1-100 chars, no control characters")
+]
 Reason = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", max_length=4096)]
 JsonObject = dict[str, Any]
 

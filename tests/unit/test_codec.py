@@ -17,6 +17,8 @@ from handoff.kernel.codec import (
 )
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import EVENT_TYPES, GENESIS_HASH, ContextAppended
+from handoff.kernel.package import estimate_tokens
+from handoff.kernel.upcasters import context_appended_v1_to_v2
 
 from .support import H1, accept, append, given, register, request
 
@@ -45,7 +47,7 @@ def test_an_encoded_record_is_canonical_and_genuine():
 def test_the_wire_form_has_the_envelope_fields_beside_the_data():
     wire = msgspec.json.decode(encode_envelope(_history()[1]))
     assert list(wire) == sorted(wire)
-    assert wire["type"] == "ContextAppended" and wire["schemaVersion"] == 1 and wire["version"] == 2
+    assert wire["type"] == "ContextAppended" and wire["schemaVersion"] == 2 and wire["version"] == 2
     assert wire["idempotencyKey"] == "k"
     assert wire["data"]["sequenceNumber"] == 2
 
@@ -133,56 +135,46 @@ def test_an_event_payload_tolerates_a_field_added_by_a_newer_writer():
     assert decode_envelope(codec._canonical.encode(wire)).event == _history()[1].event
 
 
-def test_a_schema_version_newer_than_this_package_is_a_codec_error():
-    wire = msgspec.json.decode(encode_envelope(_history()[1]))
-    wire["schemaVersion"] = 2
-    with pytest.raises(CodecError, match="newer than this package"):
-        decode_envelope(codec._canonical.encode(wire))
+def test_every_event_type_is_at_schema_version_one_today_but_context_appended_at_two():
+    expected = {**dict.fromkeys(EVENT_TYPES, 1), "ContextAppended": 2}
+    assert {name: current_schema_version(name) for name in EVENT_TYPES} == expected
 
 
-def test_every_event_type_is_at_schema_version_one_today():
-    assert {name: current_schema_version(name) for name in EVENT_TYPES} == dict.fromkeys(EVENT_TYPES, 1)
+# -- upcasting: ContextAppended v2 added ``tokens``; v1 records, as the previous version wrote them, are upcast
 
 
-# -- upcasting: a breaking change bumps SCHEMA_VERSION and registers a pure dict -> dict step -------
+def as_written_by_v1(record: bytes) -> bytes:
+    """A ContextAppended record re-sealed as the previous version wrote it: schemaVersion 1, no tokens."""
+    wire = msgspec.json.decode(record)
+    del wire["data"]["tokens"], wire["hash"]
+    wire["schemaVersion"] = 1
+    wire["hash"] = hashlib.sha256(codec._canonical.encode(wire)).hexdigest()
+    return codec._canonical.encode(wire)
 
 
-def _rename_content_to_text(data):
-    out = dict(data)
-    out["text"] = out.pop("content")
-    return out
-
-
-class _ContextAppendedV2(ContextAppended, kw_only=True):
-    """A stand-in for a future schema in which ``content`` was renamed ``text``."""
-
-    SCHEMA_VERSION = 2
-    text: str = ""
-    content: str = ""
-
-
-@pytest.fixture
-def schema_v2(monkeypatch):
-    """ContextAppended at schemaVersion 2 with an upcaster from 1; monkeypatch restores everything."""
-    monkeypatch.setitem(codec.EVENT_TYPES, "ContextAppended", _ContextAppendedV2)
-    monkeypatch.setitem(codec._decoders, _ContextAppendedV2, msgspec.json.Decoder(_ContextAppendedV2))
-    monkeypatch.setitem(codec.UPCASTERS, ("ContextAppended", 1), _rename_content_to_text)
-    return _ContextAppendedV2
-
-
-def test_an_old_record_is_upcast_to_the_current_schema_when_decoded(schema_v2):
-    record = encode_envelope(_history()[1])
+def test_a_version_one_record_is_upcast_to_the_current_schema_when_decoded():
+    current = _history()[1]
+    record = as_written_by_v1(encode_envelope(current))
     env = decode_envelope(record)
-    assert isinstance(env.event, schema_v2)
-    assert env.event.text == "héllo ✓" and env.event.content == ""
+    assert env.event == current.event  # tokens re-derived by the upcaster
+    assert env.event.tokens == estimate_tokens(current.event.content)
     assert env.schema_version == 1  # the envelope still says what was written
     assert check_record(record) is None  # and the stored bytes stay genuine
 
 
-def test_a_missing_upcaster_is_a_codec_error(schema_v2, monkeypatch):
+def test_a_missing_upcaster_is_a_codec_error(monkeypatch):
     monkeypatch.delitem(codec.UPCASTERS, ("ContextAppended", 1))
     with pytest.raises(CodecError, match="no upcaster"):
-        decode_envelope(encode_envelope(_history()[1]))
+        decode_envelope(as_written_by_v1(encode_envelope(_history()[1])))
+
+
+def test_a_record_from_a_newer_version_is_a_codec_error():
+    wire = msgspec.json.decode(encode_envelope(_history()[1]))
+    del wire["hash"]
+    wire["schemaVersion"] = 9
+    wire["hash"] = hashlib.sha256(codec._canonical.encode(wire)).hexdigest()
+    with pytest.raises(CodecError, match="newer than this package"):
+        decode_envelope(codec._canonical.encode(wire))
 
 
 def test_upcasters_run_one_version_at_a_time(monkeypatch):
@@ -194,7 +186,7 @@ def test_upcasters_run_one_version_at_a_time(monkeypatch):
     assert steps == [1, 2]
 
 
-def test_upcasting_fixtures_leave_the_codec_as_it_was():
-    assert codec.UPCASTERS == {}
+def test_monkeypatched_upcasters_leave_the_codec_as_it_was():
+    assert codec.UPCASTERS == {("ContextAppended", 1): context_appended_v1_to_v2}
     assert codec.EVENT_TYPES["ContextAppended"] is ContextAppended
-    assert ContextAppended.SCHEMA_VERSION == 1
+    assert ContextAppended.SCHEMA_VERSION == 2

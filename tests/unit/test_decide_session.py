@@ -77,7 +77,7 @@ def test_appending_to_a_missing_session_is_refused():
 
 def test_appending_takes_the_next_sequence_number_after_the_registration_entry():
     assert when(given(register()), append("hi")) == [
-        ContextAppended(sequence_number=2, context_type="message", content="hi", agent="alice", metadata={})
+        ContextAppended(sequence_number=2, context_type="message", content="hi", agent="alice", tokens=1, metadata={})
     ]
 
 
