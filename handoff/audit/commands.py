@@ -41,8 +41,8 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="default: $HANDOFF_DATA_DIR or the user data dir + /handoff")
 
 
-def register(commands: Any) -> dict[str, Runner]:
-    """Add the audit subcommands to the CLI's subparsers; returns their runners by name."""
+def register(commands: Any) -> None:
+    """Add the audit subcommands to the CLI's subparsers (their runners are `RUNNERS`)."""
     raw = argparse.RawDescriptionHelpFormatter
 
     def add(name: str, text: str) -> argparse.ArgumentParser:
@@ -72,14 +72,6 @@ def register(commands: Any) -> dict[str, Runner]:
     _data_dir(p)
     p = add("schema", "print the JSON Schema of events and commands")
     p.add_argument("--kind", choices=("all", "events", "command"), default="all")
-    return {
-        "verify": run_verify,
-        "replay": run_replay,
-        "audit": run_audit,
-        "export": run_export,
-        "import": run_import,
-        "schema": run_schema,
-    }
 
 
 def _open(ns: argparse.Namespace, env: Env, *, read_only: bool) -> RocksKeyValue:
@@ -186,3 +178,13 @@ def guarded(runner: Runner) -> Runner:
         return 2
 
     return run
+
+
+RUNNERS: dict[str, Runner] = {
+    "verify": run_verify,
+    "replay": run_replay,
+    "audit": run_audit,
+    "export": run_export,
+    "import": run_import,
+    "schema": run_schema,
+}
