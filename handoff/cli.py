@@ -1,33 +1,24 @@
-"""The ``handoff`` command line and the composition roots of ``serve`` and ``stdio``.
+"""The ``handoff`` command line: parses options, reads the environment, and runs ``serve`` or ``stdio``.
 
-The composition roots are the only places that read the environment, open RocksDB and build the
-concrete adapters; everything below them takes its dependencies as arguments.
+``handoff stdio`` imports only what relaying needs (not the engine, not the MCP SDK): an MCP client
+gives its first request 10 s before falling back to an older protocol, and that time also has to
+cover starting the engine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
-import os
-import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 from handoff import logs
+from handoff.audit import commands as audit_commands
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, DataDir, Env, read_env
-from handoff.engine.engine import Engine
-from handoff.engine.service import EmbeddedService
-from handoff.kernel.types import Limits
-from handoff.mcp import http, launch, relay
-from handoff.mcp.deps import Deps
-from handoff.mcp.server import build_server
-from handoff.mcp.subscriptions import Notifier
-from handoff.metrics import Metrics
-from projections.store import RocksKeyValue
+from handoff.mcp import launch
 
 log = logging.getLogger("handoff")
 
@@ -74,126 +65,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"how long an engine this starts outlives its last client (default: {DEFAULT_SPAWN_IDLE_EXIT:.0f})",
     )
+    audit_commands.register(commands)
     return parser
-
-
-def _wire(engine: Engine) -> Deps:
-    """The adapter's dependencies over the embedded engine, with its gauges."""
-    service = EmbeddedService(engine)
-    notifier = Notifier()
-    service.add_listener(notifier.on_change)
-    metrics = Metrics()
-    metrics.gauge("handoff_engine_running", "1 while the engine takes writes.", lambda: float(engine.running))
-    metrics.gauge("handoff_log_position", "Events committed to the log.", lambda: float(engine.position))
-    metrics.gauge(
-        "handoff_resource_subscriptions", "Resource subscriptions (2025-11-25 era).", notifier.subscriber_count
-    )
-    return Deps(commands=service, reads=service, limits=engine.limits, metrics=metrics, notifier=notifier)
-
-
-@asynccontextmanager
-async def _running(engine: Engine) -> AsyncIterator[Engine]:
-    await engine.start()
-    try:
-        yield engine
-    finally:
-        await engine.stop()  # finishes the queued writes
-
-
-def _idle_policy(data: DataDir, activity: http.Activity, idle_exit: float) -> Callable[[], Awaitable[bool]]:
-    held: list[IO[str]] = []  # the exclusive client lock, kept until the process ends
-
-    async def should_stop() -> bool:
-        if activity.idle_for() < idle_exit:
-            return False
-        lock = launch.try_exclusive(data.clients_lock)
-        if lock is None:
-            return False
-        held.append(lock)
-        log.info("exiting after being idle", extra={"idleSeconds": idle_exit})
-        return True
-
-    return should_stop
-
-
-async def _serve_http(kv: RocksKeyValue, data: DataDir, ns: argparse.Namespace) -> None:
-    async with _running(Engine(kv, limits=Limits())) as engine:
-        deps = _wire(engine)
-        activity = http.Activity()
-        app = http.build_app(build_server(deps), deps, activity, ns.host)
-        sock = http.bind(ns.host, ns.port)
-
-        def started(url: str) -> None:
-            launch.advertise(data, url)
-            log.info("serving MCP over HTTP", extra={"url": url, "dataDir": str(data.root), "pid": os.getpid()})
-
-        idle = None if ns.idle_exit is None else _idle_policy(data, activity, ns.idle_exit)
-        try:
-            await http.serve(app, sock, on_started=started, should_stop=idle)
-        finally:
-            launch.withdraw(data)
-    log.info("stopped")
-
-
-async def _serve_stdio(kv: RocksKeyValue) -> None:
-    from mcp.server.stdio import stdio_server
-
-    async with _running(Engine(kv, limits=Limits())) as engine:
-        server = build_server(_wire(engine))
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        log.info("serving MCP over stdio")
-        try:
-            async with stdio_server() as (read_stream, write_stream):
-                await server.run(read_stream, write_stream, server.create_initialization_options())
-        except asyncio.CancelledError:
-            log.info("stopping on a signal")
-
-
-def _open_store(data: DataDir) -> RocksKeyValue | None:
-    data.root.mkdir(parents=True, exist_ok=True)
-    try:
-        return RocksKeyValue(str(data.db))
-    except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception, e.g. when the DB is locked
-        log.error("cannot open the database", extra={"path": str(data.db), "error": str(exc)})
-        if "lock" in str(exc).lower():
-            log.error("another engine holds this data dir; use `handoff stdio` to share it, or another --data-dir")
-        return None
-
-
-def serve(ns: argparse.Namespace, env: Env) -> int:
-    """`handoff serve`."""
-    if ns.kafka or env.kafka_bootstrap:
-        log.error("Kafka mode is not available yet; run without --kafka (and without HANDOFF_KAFKA_BOOTSTRAP)")
-        return 2
-    data = DataDir(ns.data_dir or env.data_dir)
-    kv = _open_store(data)
-    if kv is None:
-        return 1
-    try:
-        if ns.transport == "stdio":
-            asyncio.run(_serve_stdio(kv))
-        else:
-            asyncio.run(_serve_http(kv, data, ns))
-    except OSError as exc:
-        log.error("cannot serve", extra={"error": str(exc)})
-        return 1
-    finally:
-        kv.close()
-    return 0
 
 
 def stdio(ns: argparse.Namespace, env: Env) -> int:
     """`handoff stdio`: find or start the shared engine, then relay stdin/stdout to it."""
     data = DataDir(ns.data_dir or env.data_dir)
     try:
-        url, lease = launch.ensure_engine(data, ns.idle_exit)
+        url, lease = launch.ensure_engine(
+            data, ns.idle_exit, while_starting=lambda: importlib.import_module("handoff.mcp.relay")
+        )
     except (launch.EngineStartError, OSError) as exc:
         log.error("cannot reach an engine", extra={"error": str(exc)})
         return 1
+    from handoff.mcp import relay  # already imported while the engine started
+
     with lease:
         try:
             asyncio.run(relay.run(url))
@@ -208,8 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = read_env()
     logs.configure(env.log_level)
     if ns.command == "serve":
+        from handoff.mcp.serve import serve  # the engine and the SDK server: only this command pays for them
+
         return serve(ns, env)
-    return stdio(ns, env)
+    if ns.command == "stdio":
+        return stdio(ns, env)
+    return audit_commands.guarded(audit_commands.RUNNERS[ns.command])(ns, env)
 
 
 if __name__ == "__main__":

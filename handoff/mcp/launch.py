@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -109,8 +110,13 @@ def wait_healthy(data: DataDir, proc: subprocess.Popen[bytes], timeout: float) -
     raise EngineStartError(f"the engine did not become healthy within {timeout:.0f}s; see {data.engine_log}")
 
 
-def ensure_engine(data: DataDir, idle_exit: float, timeout: float = 60.0) -> tuple[str, IO[str]]:
-    """The URL of the data dir's engine (started if needed) and this client's lease on it."""
+def ensure_engine(
+    data: DataDir, idle_exit: float, timeout: float = 60.0, while_starting: Callable[[], object] = lambda: None
+) -> tuple[str, IO[str]]:
+    """The URL of the data dir's engine (started if needed) and this client's lease on it.
+
+    `while_starting` runs while a freshly spawned engine boots (e.g. to import the relay meanwhile).
+    """
     data.root.mkdir(parents=True, exist_ok=True)
     with data.engine_lock.open("a+") as decision:
         fcntl.flock(decision, fcntl.LOCK_EX)
@@ -119,7 +125,9 @@ def ensure_engine(data: DataDir, idle_exit: float, timeout: float = 60.0) -> tup
             url = live_engine(data)
             if url is None:
                 log.info("starting an engine", extra={"dataDir": str(data.root)})
-                url = wait_healthy(data, spawn(data, idle_exit), timeout)
+                proc = spawn(data, idle_exit)
+                while_starting()
+                url = wait_healthy(data, proc, timeout)
         except BaseException:
             lease.close()
             raise

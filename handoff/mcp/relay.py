@@ -10,8 +10,10 @@ aborts the request's POST. Only JSON-RPC is ever written to stdout.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import re
 import sys
 from typing import Any, BinaryIO
 
@@ -19,12 +21,25 @@ import anyio
 import anyio.abc
 import httpx2
 from httpx2 import EventSource
-from mcp.shared.inbound import NAME_BEARING_METHODS, encode_header_value
-from mcp_types import PROTOCOL_VERSION_META_KEY
 
 log = logging.getLogger(__name__)
 
+# These mirror `mcp_types.PROTOCOL_VERSION_META_KEY` and `mcp.shared.inbound` (mcp 2.3.0). They are
+# copied because importing the SDK costs seconds, and a client gives its first request (the
+# 2026-07-28 `server/discover` probe) only 10 s before falling back to the older protocol.
+PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
+NAME_BEARING_METHODS = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
+_HEADER_SAFE = re.compile(r"^[\x20-\x7E]*$")
+_B64_SENTINEL = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
+
 JsonObj = dict[str, Any]
+
+
+def encode_header_value(value: str) -> str:
+    """A value as an HTTP header carries it: verbatim if plain ASCII, else in the ``=?base64?...?=`` sentinel."""
+    if _HEADER_SAFE.fullmatch(value) and value == value.strip() and not _B64_SENTINEL.fullmatch(value):
+        return value
+    return f"=?base64?{base64.b64encode(value.encode('utf-8')).decode('ascii')}?="
 
 
 def _error(rid: Any, code: int, message: str) -> bytes:
