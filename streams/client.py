@@ -70,17 +70,14 @@ class KafkaService:
         self._owners_at = 0.0
         self._listeners: list[ChangeListener] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._producer_lock = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Create topics if needed, connect, and start following replies and worker announcements."""
         await ensure_topics(self.bootstrap, self.topics)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", linger_ms=1,
-            request_timeout_ms=int(self.timeout * 1000), max_request_size=8 << 20,
-        )  # fmt: skip
-        await self._producer.start()
+        self._producer = await self._new_producer()
         self._replies = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, isolation_level="read_committed",
             enable_auto_commit=False, fetch_max_wait_ms=10,
@@ -101,6 +98,23 @@ class KafkaService:
             asyncio.create_task(self._follow_replies(), name="handoff-replies"),
             asyncio.create_task(self._follow_workers(), name="handoff-workers"),
         ]
+
+    async def _new_producer(self) -> Any:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", linger_ms=1,
+            request_timeout_ms=int(self.timeout * 1000), max_request_size=8 << 20,
+        )  # fmt: skip
+        await producer.start()
+        return producer
+
+    async def _replace_producer(self, broken: Any) -> None:
+        """An idempotent producer that hit a fatal error (e.g. after a broker restart) is replaced."""
+        async with self._producer_lock:
+            if self._producer is not broken:
+                return
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(broken.stop(), 5)
+            self._producer = await self._new_producer()
 
     async def stop(self) -> None:
         """Disconnect."""
@@ -151,11 +165,16 @@ class KafkaService:
         record = encode_command(CommandRecord(command_id=command_id, command=command, reply_to=self.adapter_id))
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[command_id] = future
+        producer = self._producer
         try:
             async with asyncio.timeout(self.timeout):
-                await self._producer.send_and_wait(self.topics.commands, record, key=command.session_key.encode())
+                await producer.send_and_wait(self.topics.commands, record, key=command.session_key.encode())
                 reply = await future
-        except (TimeoutError, KafkaError) as exc:
+        except KafkaError as exc:
+            with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                await asyncio.wait_for(self._replace_producer(producer), self.timeout)
+            raise Unavailable(f"Kafka refused the command ({type(exc).__name__}); retry") from exc
+        except TimeoutError as exc:
             raise Unavailable(f"no decision from the Kafka workers in time ({type(exc).__name__}); retry") from exc
         finally:
             self._pending.pop(command_id, None)
