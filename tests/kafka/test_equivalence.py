@@ -38,7 +38,7 @@ def fake_ids() -> Callable[[], str]:
 
     def new_id() -> str:
         n[0] += 1
-        return "%032x" % n[0]
+        return f"{n[0]:032x}"
 
     return new_id
 
@@ -63,7 +63,7 @@ async def script(bus: CommandBus) -> list[str]:
         for i in range(s + 2):
             kind = ("message", "decision", "task", "file")[i % 4]
             await run(C.AppendContext(session_key=key, context_type=kind, content=f"{key} entry {i}"))  # type: ignore[arg-type]
-        hid = await run(C.RequestHandoff(session_key=key, target_agent="b", request_type="full_handoff" if s % 2 else "context_transfer", token_budget=200))  # type: ignore[arg-type]  # noqa: E501
+        hid = await run(C.RequestHandoff(session_key=key, target_agent="b", request_type="full_handoff" if s % 2 else "context_transfer", token_budget=200))  # noqa: E501
         assert hid is not None
         if s % 3 == 0:
             await run(C.RejectHandoff(session_key=key, handoff_id=hid, agent="b", reason="no"))
