@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
+    commands.add_parser("worker", help="Kafka mode: decide and project some partitions (handoff worker --help)")
     stdio = commands.add_parser(
         "stdio",
         help="MCP over stdio, relayed to the data dir's shared engine",
@@ -91,6 +92,11 @@ def stdio(ns: argparse.Namespace, env: Env) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``handoff`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["worker"]:  # the Kafka worker has its own composition root and options
+        from streams.worker import main as worker_main
+
+        return worker_main(args[1:])
     ns = _parser().parse_args(argv)
     env = read_env()
     logs.configure(env.log_level)
