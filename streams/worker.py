@@ -46,6 +46,7 @@ class WorkerConfig:
     data_dir: Path
     web_host: str = "127.0.0.1"
     web_port: int = 0
+    advertised_url: str | None = None  # the URL announced on handoff.workers (default: http://web_host:port)
     topics: Topics = field(default_factory=Topics)
     worker_id: str = field(default_factory=lambda: f"w-{uuid.uuid4().hex[:12]}")
     limits: Limits = field(default_factory=Limits)
@@ -157,7 +158,7 @@ class Worker:
         sock.bind((cfg.web_host, cfg.web_port))
         site = web.SockSite(self._runner, sock)
         await site.start()
-        self.url = f"http://{cfg.web_host}:{sock.getsockname()[1]}"
+        self.url = cfg.advertised_url or f"http://{cfg.web_host}:{sock.getsockname()[1]}"
 
     # -- partitions ---------------------------------------------------------------------------------
 
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=None, help="one per worker (default: a temp dir)")
     parser.add_argument("--web-host", default="127.0.0.1")
     parser.add_argument("--web-port", type=int, default=0, help="query endpoint port (0: a free one)")
+    parser.add_argument("--advertised-url", default=None, help="URL other processes reach the endpoint at")
     parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
     parser.add_argument("--topic-prefix", default="handoff")
     parser.add_argument("--worker-id", default=None)
@@ -322,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = ns.data_dir or Path(os.environ.get("HANDOFF_DATA_DIR", f"/tmp/handoff-worker-{worker_id}"))
     config = WorkerConfig(
         bootstrap=ns.kafka, data_dir=data_dir, web_host=ns.web_host, web_port=ns.web_port,
+        advertised_url=ns.advertised_url,
         topics=Topics(ns.topic_prefix, ns.partitions), worker_id=worker_id,
     )  # fmt: skip
     asyncio.run(run_worker(config))
