@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import IO
 
+from mcp.server.lowlevel.server import Server
+
 from handoff.config import DataDir, Env
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
@@ -87,22 +89,33 @@ async def _serve_http(kv: RocksKeyValue, data: DataDir, ns: argparse.Namespace) 
     log.info("stopped")
 
 
-async def _serve_stdio(kv: RocksKeyValue) -> None:
-    from mcp.server.stdio import stdio_server
+async def _stdio_session(server: Server[Deps]) -> None:
+    from mcp.server.stdio import stdio_server  # takes over fds 0 and 1 while it runs
 
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+async def _serve_stdio(kv: RocksKeyValue) -> None:
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, signalled.set)
     async with _running(Engine(kv, limits=Limits())) as engine:
-        server = build_server(_wire(engine))
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
         log.info("serving MCP over stdio")
-        try:
-            async with stdio_server() as (read_stream, write_stream):
-                await server.run(read_stream, write_stream, server.create_initialization_options())
-        except asyncio.CancelledError:
-            log.info("stopping on a signal")
+        serving = asyncio.create_task(_stdio_session(build_server(_wire(engine))))
+        waiter = asyncio.create_task(signalled.wait())
+        await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not signalled.is_set():
+            return await serving  # stdin closed: the normal end
+        log.info("stopping on a signal")
+        serving.cancel()
+    # The engine has finished its queued writes. The SDK reads stdin in a thread that no
+    # cancellation can interrupt, so close the store here and leave without waiting for it.
+    kv.close()
+    logging.shutdown()
+    os._exit(0)
 
 
 def _open_store(data: DataDir) -> RocksKeyValue | None:
