@@ -10,10 +10,13 @@ aborts the request's POST. Only JSON-RPC is ever written to stdout.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+import os
 import re
+import signal
 import sys
 from typing import Any, BinaryIO
 
@@ -195,13 +198,33 @@ class Relay:
 
 
 async def run(url: str) -> None:
-    """Relay stdin to the engine at `url` until stdin closes."""
-    timeout = httpx2.Timeout(30.0, read=None)
+    """Relay stdin to the engine at `url` until stdin closes or SIGINT/SIGTERM arrives."""
+    timeout = httpx2.Timeout(30.0, read=None)  # no read timeout: notification streams stay quiet for long
     stdin = anyio.wrap_file(sys.stdin)
+    done = anyio.Event()
+    signalled: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        signalled.append(sig)
+        done.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
     async with httpx2.AsyncClient(timeout=timeout, trust_env=False) as client, anyio.create_task_group() as tg:
         relay = Relay(url, client, tg, sys.stdout.buffer)
-        async for line in stdin:
-            if line.strip():
-                await relay.handle_line(line)
+
+        async def pump() -> None:
+            async for line in stdin:
+                if line.strip():
+                    await relay.handle_line(line)
+            done.set()
+
+        tg.start_soon(pump)
+        await done.wait()
         await relay.close()
+        if signalled:
+            # stdin is read in a thread that no cancellation can interrupt: leave without it.
+            logging.shutdown()
+            os._exit(0)
         tg.cancel_scope.cancel()
