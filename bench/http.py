@@ -3,8 +3,8 @@
     python -m bench.http [--clients 16] [--seconds 20] [--content 1024] [--url URL]
 
 Starts its own `handoff serve --port 0` on a scratch data dir unless --url is given. Each client is
-its own MCP session (2025-11-25 handshake) speaking raw JSON-RPC over httpx2, so the client side
-stays light; it still shares this machine's cores with the server, as a real local agent does.
+its own MCP session (2025-11-25 handshake) speaking raw JSON-RPC over aiohttp (TCP_NODELAY, so no
+Nagle/delayed-ACK stalls), so the client side stays light; it still shares this machine's cores with the server, as a real local agent does.
 Prints calls/s and latency percentiles.
 """
 
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx2
 
 PROTOCOL = "2025-11-25"
@@ -58,7 +59,7 @@ def _message(body: str) -> dict[str, Any]:
 class Client:
     """One MCP session."""
 
-    def __init__(self, http: httpx2.AsyncClient, url: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
         self.http, self.url, self.ids = http, url, 0
         self.headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
@@ -67,11 +68,12 @@ class Client:
         if not notify:
             self.ids += 1
             msg["id"] = self.ids
-        response = await self.http.post(self.url, json=msg, headers=self.headers)
-        response.raise_for_status()
-        if "mcp-session-id" in response.headers:
-            self.headers["mcp-session-id"] = response.headers["mcp-session-id"]
-        return {} if notify else _message(response.text)
+        async with self.http.post(self.url, data=json.dumps(msg), headers=self.headers) as response:
+            response.raise_for_status()
+            if "mcp-session-id" in response.headers:
+                self.headers["mcp-session-id"] = response.headers["mcp-session-id"]
+            text = await response.text()
+        return {} if notify else _message(text)
 
     async def open(self) -> None:
         await self._post("initialize", {
@@ -97,8 +99,8 @@ async def _worker(client: Client, key: str, content: str, until: float, latencie
 
 async def run(url: str, clients: int, seconds: float, content_size: int) -> None:
     """Warm up, then measure."""
-    limits = httpx2.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
-    async with httpx2.AsyncClient(limits=limits, timeout=30) as http:
+    connector = aiohttp.TCPConnector(limit=clients * 2)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
         sessions = [Client(http, url) for _ in range(clients)]
         await asyncio.gather(*(c.open() for c in sessions))
         run_id = os.urandom(4).hex()

@@ -121,7 +121,9 @@ def build_app(server: Server[Deps], deps: Deps, activity: Activity, host: str) -
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0: the OS picks a free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say they
+    # are TCP, and with Nagle on, every keep-alive response waited ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host.strip("[]"), port))
     sock.listen(2048)
