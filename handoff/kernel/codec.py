@@ -86,11 +86,21 @@ def seal(env: Envelope) -> Envelope:
     return seal_and_encode(env)[0]
 
 
+_EVENT_ID = b',"eventId":"'
+
+
 def seal_and_encode(env: Envelope) -> tuple[Envelope, bytes]:
-    """The sealed envelope and its wire bytes, encoding the payload once."""
-    fields = _fields(env, encode_data(env.event))
-    digest = hashlib.sha256(_canonical.encode(_Unsigned(**fields))).hexdigest()
-    return msgspec.structs.replace(env, hash=digest), _canonical.encode(_Signed(**fields, hash=digest))
+    """The sealed envelope and its wire bytes, encoding the payload once.
+
+    The record is the unsigned canonical JSON with ``"hash"`` spliced in after ``eventId``, where
+    sorted order puts it: everything after ``eventId`` is envelope fields whose values cannot hold a
+    bare quote, so the last ``,"eventId":"`` is the top-level one.
+    """
+    unsigned = _canonical.encode(_Unsigned(**_fields(env, encode_data(env.event))))
+    digest = hashlib.sha256(unsigned).hexdigest()
+    at = unsigned.index(b'"', unsigned.rindex(_EVENT_ID) + len(_EVENT_ID)) + 1
+    record = b"%s,\"hash\":\"%s\"%s" % (unsigned[:at], digest.encode(), unsigned[at:])
+    return msgspec.structs.replace(env, hash=digest), record
 
 
 def encode_envelope(env: Envelope) -> bytes:

@@ -6,8 +6,9 @@ Pure: the clock, the id generator and the pre-built handoff package come in thro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import assert_never
+
+import msgspec
 
 from handoff.kernel.codec import seal_and_encode
 from handoff.kernel.commands import (
@@ -56,9 +57,8 @@ from handoff.kernel.types import OPEN_HANDOFF_STATUSES, Limits
 SYSTEM_ACTOR = "system"
 
 
-@dataclass(frozen=True, slots=True)
-class Ctx:
-    """Everything impure a decision needs, supplied by the shell."""
+class Ctx(msgspec.Struct, frozen=True, gc=False):
+    """Everything impure a decision needs, supplied by the shell (a Struct: built once per command)."""
 
     now: str
     new_id: Callable[[], str]
