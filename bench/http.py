@@ -3,8 +3,9 @@
     python -m bench.http [--clients 16] [--seconds 20] [--content 1024] [--url URL]
 
 Starts its own `handoff serve --port 0` on a scratch data dir unless --url is given. Each client is
-its own MCP session (2025-11-25 handshake) speaking raw JSON-RPC over aiohttp (TCP_NODELAY, so no
-Nagle/delayed-ACK stalls), so the client side stays light; it still shares this machine's cores with the server, as a real local agent does.
+its own MCP session (2025-11-25 handshake) speaking raw JSON-RPC over aiohttp (TCP_NODELAY, so
+no Nagle/delayed-ACK stalls), so the client side stays light; it still shares this machine's cores
+with the server, as a real local agent does.
 Prints calls/s and latency percentiles.
 """
 
