@@ -327,6 +327,18 @@ class KafkaService:
         values, nxt = await self._merged(body, limit)
         return Page([msgspec.msgpack.decode(v, type=HandoffView) for v in values], nxt)
 
+    def in_flight(self) -> float:
+        """Commands sent whose decision has not come back yet (a gauge)."""
+        return float(len(self._pending))
+
+    def worker_count(self) -> float:
+        """Workers announced on the workers topic (a gauge)."""
+        return float(len(self._urls))
+
+    def partitions_served(self) -> float:
+        """Partitions that had a ready worker at the last check (a gauge)."""
+        return float(len(self._owners))
+
     async def ready(self) -> bool:
         """Kafka is connected and every partition has a ready worker."""
         if self._producer is None:

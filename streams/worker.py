@@ -288,8 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--web-host", default="127.0.0.1")
     parser.add_argument("--web-port", type=int, default=0, help="query endpoint port (0: a free one)")
     parser.add_argument("--advertised-url", default=None, help="URL other processes reach the endpoint at")
-    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
-    parser.add_argument("--topic-prefix", default="handoff")
+    parser.add_argument(
+        "--partitions", type=int, default=int(os.environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS)
+    )
+    parser.add_argument("--topic-prefix", default=os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff")
     parser.add_argument("--worker-id", default=None)
     return parser
 

@@ -1,7 +1,16 @@
-"""The composition root of `handoff serve`: opens RocksDB, builds the engine and the adapter, serves MCP.
+"""The composition root of `handoff serve`: builds the embedded engine or the Kafka adapter, serves MCP.
 
-It is the only place in that process that opens the store and builds concrete adapters; everything
-it builds takes its dependencies as arguments.
+It is the only place in that process that opens the store or Kafka and builds concrete adapters;
+everything it builds takes its dependencies as arguments.
+
+Kafka mode (`--kafka BOOTSTRAP` or ``HANDOFF_KAFKA_BOOTSTRAP``) opens no RocksDB: commands go to
+Kafka, reads go to the workers. Topic names and partition count come from
+``HANDOFF_KAFKA_TOPIC_PREFIX`` (default ``handoff``) and ``HANDOFF_KAFKA_PARTITIONS`` (default 8),
+the same settings the workers read. If Kafka refuses the connection at start-up, or does not answer within
+``HANDOFF_KAFKA_CONNECT_TIMEOUT`` seconds (default 30), serve exits with status 1 and says so: a
+wrong address is far likelier than a broker that comes later, and a supervisor (compose's
+``restart``, systemd) retries a failed start. Once running, an outage of Kafka or of the workers
+never stops the process: tools answer ``UNAVAILABLE`` and ``/readyz`` answers 503 until it heals.
 """
 
 from __future__ import annotations
@@ -11,9 +20,10 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import IO
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 from mcp.server.lowlevel.server import Server
 
@@ -27,6 +37,10 @@ from handoff.mcp.server import build_server
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
 from projections.store import RocksKeyValue
+
+if TYPE_CHECKING:
+    from streams.client import KafkaService
+    from streams.topics import Topics
 
 log = logging.getLogger("handoff")
 
@@ -45,13 +59,63 @@ def _wire(engine: Engine) -> Deps:
     return Deps(commands=service, reads=service, limits=engine.limits, metrics=metrics, notifier=notifier)
 
 
+def _wire_kafka(service: KafkaService) -> Deps:
+    """The adapter's dependencies over Kafka and the workers, with its gauges."""
+    notifier = Notifier()
+    service.add_listener(notifier.on_change)
+    metrics = Metrics()
+    metrics.gauge("handoff_kafka_commands_in_flight", "Commands sent, decision awaited.", service.in_flight)
+    metrics.gauge("handoff_kafka_workers", "Workers announced on the workers topic.", service.worker_count)
+    metrics.gauge(
+        "handoff_kafka_partitions_served", "Partitions with a ready worker (last check).", service.partitions_served
+    )
+    metrics.gauge(
+        "handoff_resource_subscriptions", "Resource subscriptions (2025-11-25 era).", notifier.subscriber_count
+    )
+    return Deps(commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier)
+
+
 @asynccontextmanager
-async def _running(engine: Engine) -> AsyncIterator[Engine]:
+async def _embedded(kv: RocksKeyValue) -> AsyncIterator[Deps]:
+    engine = Engine(kv, limits=Limits())
     await engine.start()
     try:
-        yield engine
+        yield _wire(engine)
     finally:
         await engine.stop()  # finishes the queued writes
+
+
+class KafkaUnreachable(Exception):
+    """Kafka could not be reached when `serve --kafka` started."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where the Kafka adapter connects, and how long it may take at start-up."""
+
+    bootstrap: str
+    topics: Topics
+    connect_timeout: float
+
+
+@asynccontextmanager
+async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
+    # Imported here: the embedded engine (and the `handoff stdio` it is spawned for) never pays for aiokafka.
+    from aiokafka.errors import KafkaError
+
+    from streams.client import KafkaService
+
+    service = KafkaService(settings.bootstrap, topics=settings.topics)
+    log.info("connecting to Kafka", extra={"bootstrap": settings.bootstrap, "topics": settings.topics.prefix})
+    try:
+        await asyncio.wait_for(service.start(), settings.connect_timeout)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await service.stop()
+        raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
+    try:
+        yield _wire_kafka(service)
+    finally:
+        await service.stop()
 
 
 def _idle_policy(data: DataDir, activity: http.Activity, idle_exit: float) -> Callable[[], Awaitable[bool]]:
@@ -70,9 +134,8 @@ def _idle_policy(data: DataDir, activity: http.Activity, idle_exit: float) -> Ca
     return should_stop
 
 
-async def _serve_http(kv: RocksKeyValue, data: DataDir, ns: argparse.Namespace) -> None:
-    async with _running(Engine(kv, limits=Limits())) as engine:
-        deps = _wire(engine)
+async def _serve_http(backend: AbstractAsyncContextManager[Deps], data: DataDir, ns: argparse.Namespace) -> None:
+    async with backend as deps:
         activity = http.Activity()
         app = http.build_app(build_server(deps), deps, activity, ns.host)
         sock = http.bind(ns.host, ns.port)
@@ -96,14 +159,14 @@ async def _stdio_session(server: Server[Deps]) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-async def _serve_stdio(kv: RocksKeyValue) -> None:
+async def _serve_stdio(backend: AbstractAsyncContextManager[Deps], close: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     signalled = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signalled.set)
-    async with _running(Engine(kv, limits=Limits())) as engine:
+    async with backend as deps:
         log.info("serving MCP over stdio")
-        serving = asyncio.create_task(_stdio_session(build_server(_wire(engine))))
+        serving = asyncio.create_task(_stdio_session(build_server(deps)))
         waiter = asyncio.create_task(signalled.wait())
         await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -111,9 +174,9 @@ async def _serve_stdio(kv: RocksKeyValue) -> None:
             return await serving  # stdin closed: the normal end
         log.info("stopping on a signal")
         serving.cancel()
-    # The engine has finished its queued writes. The SDK reads stdin in a thread that no
-    # cancellation can interrupt, so close the store here and leave without waiting for it.
-    kv.close()
+    # The engine has finished its queued writes (or the Kafka clients are closed). The SDK reads stdin
+    # in a thread that no cancellation can interrupt, so close the store here and leave without waiting.
+    close()
     logging.shutdown()
     os._exit(0)
 
@@ -129,23 +192,51 @@ def _open_store(data: DataDir) -> RocksKeyValue | None:
         return None
 
 
+def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
+    """The Kafka settings of `serve --kafka`, from the environment (shared with `handoff worker`)."""
+    from streams.topics import DEFAULT_PARTITIONS, Topics
+
+    return KafkaSettings(
+        bootstrap=bootstrap,
+        topics=Topics(
+            environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
+            int(environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
+        ),
+        connect_timeout=float(environ.get("HANDOFF_KAFKA_CONNECT_TIMEOUT") or 30),
+    )
+
+
+def _run(main: Coroutine[Any, Any, None]) -> int:
+    try:
+        asyncio.run(main)
+    except KafkaUnreachable as exc:
+        log.error(
+            "cannot reach Kafka; is the broker running, and is --kafka (or HANDOFF_KAFKA_BOOTSTRAP) its address?",
+            extra={"error": str(exc)},
+        )
+        return 1
+    except OSError as exc:
+        log.error("cannot serve", extra={"error": str(exc)})
+        return 1
+    return 0
+
+
 def serve(ns: argparse.Namespace, env: Env) -> int:
     """`handoff serve`."""
-    if ns.kafka or env.kafka_bootstrap:
-        log.error("Kafka mode is not available yet; run without --kafka (and without HANDOFF_KAFKA_BOOTSTRAP)")
-        return 2
     data = DataDir(ns.data_dir or env.data_dir)
+    bootstrap = ns.kafka or env.kafka_bootstrap
+    if bootstrap:
+        backend = _kafka(kafka_settings(bootstrap, os.environ))
+        if ns.transport == "stdio":
+            return _run(_serve_stdio(backend, logging.shutdown))
+        data.root.mkdir(parents=True, exist_ok=True)  # only engine.json, for `handoff stdio` relays
+        return _run(_serve_http(backend, data, ns))
     kv = _open_store(data)
     if kv is None:
         return 1
     try:
         if ns.transport == "stdio":
-            asyncio.run(_serve_stdio(kv))
-        else:
-            asyncio.run(_serve_http(kv, data, ns))
-    except OSError as exc:
-        log.error("cannot serve", extra={"error": str(exc)})
-        return 1
+            return _run(_serve_stdio(_embedded(kv), kv.close))
+        return _run(_serve_http(_embedded(kv), data, ns))
     finally:
         kv.close()
-    return 0
