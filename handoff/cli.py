@@ -15,6 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
+
 from handoff import logs
 from handoff.audit import commands as audit_commands
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, DataDir, Env, read_env
@@ -82,11 +85,19 @@ def stdio(ns: argparse.Namespace, env: Env) -> int:
         return 1
     from handoff.mcp import relay  # already imported while the engine started
 
-    with lease:
-        try:
-            asyncio.run(relay.run(url))
-        except KeyboardInterrupt:
-            pass
+    leases = [lease]  # held until this process ends
+
+    async def reconnect() -> str:
+        again, more = await anyio.to_thread.run_sync(launch.ensure_engine, data, ns.idle_exit)
+        leases.append(more)
+        return again
+
+    try:
+        asyncio.run(relay.run(url, reconnect))
+    except KeyboardInterrupt:
+        pass
+    for held in leases:
+        held.close()
     return 0
 
 

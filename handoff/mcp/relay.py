@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any, BinaryIO
 
 import anyio
@@ -36,6 +37,7 @@ _HEADER_SAFE = re.compile(r"^[\x20-\x7E]*$")
 _B64_SENTINEL = re.compile(r"^=\?base64\?(?P<payload>.*)\?=$")
 
 JsonObj = dict[str, Any]
+Reconnect = Callable[[], Awaitable[str]]
 
 
 def encode_header_value(value: str) -> str:
@@ -52,8 +54,17 @@ def _error(rid: Any, code: int, message: str) -> bytes:
 class Relay:
     """One stdio client's connection to the engine."""
 
-    def __init__(self, url: str, client: httpx2.AsyncClient, tg: anyio.abc.TaskGroup, out: BinaryIO) -> None:
+    def __init__(
+        self,
+        url: str,
+        client: httpx2.AsyncClient,
+        tg: anyio.abc.TaskGroup,
+        out: BinaryIO,
+        reconnect: Reconnect | None = None,
+    ) -> None:
         self.url = url
+        self.reconnect = reconnect
+        self.reconnect_lock = anyio.Lock()
         self.client = client
         self.tg = tg
         self.out = out
@@ -129,13 +140,31 @@ class Relay:
         with anyio.CancelScope() as scope:
             self.inflight[rid] = (scope, "mcp-method" in headers)
             try:
-                answered = await self._exchange(msg, headers)
+                answered = await self._send(msg, headers)
             except (httpx2.HTTPError, ValueError) as exc:
                 log.warning("request to the engine failed", extra={"method": msg.get("method"), "error": repr(exc)})
             finally:
                 self.inflight.pop(rid, None)
         if not answered and not scope.cancel_called:
             await self.write(_error(rid, -32603, "handoff stdio: the engine gave no answer"))
+
+    async def _send(self, msg: JsonObj, headers: dict[str, str]) -> bool:
+        """Exchange a request; if the engine is gone, find or start another and try once more.
+
+        A 2026-07-28 client does not notice; a 2025-11-25 session does not survive the engine, so its
+        client gets the new engine's "session not found" and has to reconnect.
+        """
+        try:
+            return await self._exchange(msg, headers)
+        except httpx2.ConnectError:
+            if self.reconnect is None:
+                raise
+        gone = self.url
+        async with self.reconnect_lock:
+            if self.url == gone:  # no other request has reconnected meanwhile
+                log.warning("the engine is gone; finding or starting another", extra={"url": gone})
+                self.url = await self.reconnect()
+        return await self._exchange(msg, headers)
 
     async def _exchange(self, msg: JsonObj, headers: dict[str, str]) -> bool:
         rid = msg["id"]
@@ -157,9 +186,14 @@ class Relay:
                 log.warning("empty answer", extra={"status": resp.status_code})
                 return False
             out = json.loads(body)
+            if isinstance(out, dict) and "error" in out and out.get("id") != rid:
+                # The transport refused the request (e.g. 404 for an unknown session) under another
+                # id; answer the client's request with that error, or it would wait forever.
+                out["id"] = rid
+                body = json.dumps(out).encode()
             self._note_initialize(msg, out)
             await self.write(body)
-            return isinstance(out, dict) and "id" in out
+            return isinstance(out, dict) and out.get("id") == rid
 
     def _note_initialize(self, request: JsonObj, response: JsonObj) -> None:
         if request.get("method") == "initialize" and isinstance(response.get("result"), dict):
@@ -197,8 +231,11 @@ class Relay:
         self.session_id = None
 
 
-async def run(url: str) -> None:
-    """Relay stdin to the engine at `url` until stdin closes or SIGINT/SIGTERM arrives."""
+async def run(url: str, reconnect: Reconnect | None = None) -> None:
+    """Relay stdin to the engine at `url` until stdin closes or SIGINT/SIGTERM arrives.
+
+    `reconnect` finds or starts an engine again when this one has gone away.
+    """
     timeout = httpx2.Timeout(30.0, read=None)  # no read timeout: notification streams stay quiet for long
     stdin = anyio.wrap_file(sys.stdin)
     done = anyio.Event()
@@ -212,7 +249,7 @@ async def run(url: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     async with httpx2.AsyncClient(timeout=timeout, trust_env=False) as client, anyio.create_task_group() as tg:
-        relay = Relay(url, client, tg, sys.stdout.buffer)
+        relay = Relay(url, client, tg, sys.stdout.buffer, reconnect)
 
         async def pump() -> None:
             async for line in stdin:
