@@ -10,7 +10,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from integration.harness import Served, http_client
+from mcp import Client
 
+from kafka.mcp import KafkaMcp, running_kafka_mcp
 from kafka.support import Broker, running_service, running_worker
 from streams.client import KafkaService
 from streams.topics import Topics
@@ -73,3 +76,38 @@ async def worker(broker: Broker, topics: Topics, tmp_path_factory: pytest.TempPa
 async def service(broker: Broker, topics: Topics, worker: Worker) -> AsyncIterator[KafkaService]:
     async with running_service(broker.bootstrap, topics) as svc:
         yield svc
+
+
+# -- the MCP suites of tests/integration and tests/e2e, adopted by tests/kafka/test_mcp_*.py ---------
+
+
+@pytest.fixture(scope="session")
+def kafka_mcp(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaMcp]:
+    """One `handoff worker` + `handoff serve --kafka` for every adopted MCP test (they use unique keys)."""
+    with running_kafka_mcp(broker.bootstrap, tmp_path_factory.mktemp("kafka-mcp")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(kafka_mcp: KafkaMcp) -> Iterator[Served]:
+    """What tests/integration's `server` is, in Kafka mode."""
+    yield kafka_mcp.served
+    assert kafka_mcp.served.proc.poll() is None, f"serve --kafka died during the module\n{kafka_mcp.logs()}"
+    assert kafka_mcp.worker.poll() is None, f"the worker died during the module\n{kafka_mcp.logs()}"
+
+
+@pytest.fixture
+def uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def key(uid: str) -> str:
+    """A session key no other test uses."""
+    return f"k-{uid}"
+
+
+@pytest.fixture
+async def client(server: Served) -> AsyncIterator[Client]:
+    async with http_client(server.mcp_url) as c:
+        yield c

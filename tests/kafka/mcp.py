@@ -1,0 +1,73 @@
+"""Run the MCP tests of tests/integration and tests/e2e against `handoff serve --kafka` + one `handoff worker`.
+
+The test functions are adopted, not copied: a module here imports a suite module and takes over its
+`test_*` functions (with their marks and parameters), and the fixtures they ask for (`server`,
+`client`, `key`, `uid`, `connect`) are provided by this tier against the Kafka processes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from integration.harness import Served, child_env, handoff_command, start_server
+
+from streams.topics import Topics
+
+
+def adopt(suite: ModuleType) -> dict[str, Any]:
+    """The test functions (and module marks) of another suite module, for `globals().update(...)`."""
+    found: dict[str, Any] = {name: value for name, value in vars(suite).items() if name.startswith("test_")}
+    if hasattr(suite, "pytestmark"):
+        found["pytestmark"] = suite.pytestmark
+    return found
+
+
+@dataclass
+class KafkaMcp:
+    """A `handoff worker` and a `handoff serve --kafka` on their own topics."""
+
+    served: Served
+    worker: subprocess.Popen[bytes]
+    worker_log: Path
+    topics: Topics
+
+    def logs(self) -> str:
+        worker = self.worker_log.read_text(errors="replace")[-6000:]
+        return f"--- worker ---\n{worker}\n--- serve ---\n{self.served.log()}"
+
+
+@contextmanager
+def running_kafka_mcp(bootstrap: str, root: Path) -> Iterator[KafkaMcp]:
+    """Start the worker, then the adapter (ready once every partition has a ready worker); stop both."""
+    topics = Topics(f"m{uuid.uuid4().hex[:8]}", 4)
+    settings = {"HANDOFF_KAFKA_TOPIC_PREFIX": topics.prefix, "HANDOFF_KAFKA_PARTITIONS": str(topics.partitions)}
+    worker_log = root / "worker.log"
+    with open(worker_log, "ab") as log:
+        worker = subprocess.Popen(
+            [*handoff_command(), "worker", "--kafka", bootstrap, "--data-dir", str(root / "worker")],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**child_env(), **settings},
+        )  # fmt: skip
+    try:
+        with pytest.MonkeyPatch.context() as mp:  # start_server passes os.environ on to the child
+            for name, value in settings.items():
+                mp.setenv(name, value)
+            served = start_server(root / "serve", root / "serve.log", "--kafka", bootstrap)
+        try:
+            yield KafkaMcp(served, worker, worker_log, topics)
+        finally:
+            served.stop()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
