@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,22 +24,40 @@ from handoff.kernel.errors import HandoffError
 from handoff.kernel.schema import all_schemas
 from projections.store import RocksKeyValue
 
+DEFAULT_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS, without importing Kafka clients for embedded runs
+
 Runner = Callable[[argparse.Namespace, Env], int]
 
 EPILOG = {
     "verify": "exit status: 0 when every chain and every view holds, 1 otherwise (the first broken place is named)\n"
-    "example: handoff verify --data-dir ./data --json",
+    "examples:\n  handoff verify --data-dir ./data --json\n  handoff verify --kafka 127.0.0.1:9092",
     "replay": "examples:\n  handoff replay --to /tmp/views\n"
     "  handoff replay --to /tmp/then --until-time 2026-11-27T10:00:00Z",
     "audit": "example: handoff audit my-session --format json",
-    "export": "example: handoff export > log.jsonl   (CloudEvents 1.0, one event per line)",
-    "import": "example: handoff import --data-dir ./fresh < log.jsonl   (refuses a broken hash chain)",
+    "export": "examples:\n  handoff export > log.jsonl   (CloudEvents 1.0, one event per line)\n"
+    "  handoff export --kafka 127.0.0.1:9092 > log.jsonl   (partition by partition, in offset order)",
+    "import": "examples:\n  handoff import --data-dir ./fresh < log.jsonl   (refuses a broken hash chain)\n"
+    "  handoff import --kafka 127.0.0.1:9092 < log.jsonl   (an empty deployment, workers stopped)",
     "schema": "example: handoff schema --kind command > command.schema.json",
 }
 
 
-def _data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="default: $HANDOFF_DATA_DIR or the user data dir + /handoff")
+def _data_dir(parser: argparse.ArgumentParser, *, partitions: bool = False) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", type=Path, help="default: $HANDOFF_DATA_DIR or the user data dir + /handoff")
+    where.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka mode: the log is the deployment's events topic")
+    parser.add_argument(
+        "--topic-prefix",
+        default=os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
+        help="with --kafka: the topics' prefix (default: $HANDOFF_KAFKA_TOPIC_PREFIX or handoff)",
+    )
+    if partitions:
+        parser.add_argument(
+            "--partitions",
+            type=int,
+            default=int(os.environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
+            help="with --kafka: partitions of topics this creates (default: $HANDOFF_KAFKA_PARTITIONS or 8)",
+        )
 
 
 def register(commands: Any) -> None:
@@ -69,7 +88,7 @@ def register(commands: Any) -> None:
     _data_dir(p)
     p = add("import", "load CloudEvents JSON lines into a fresh data dir, checking every hash chain first")
     p.add_argument("--in", dest="source", type=Path, help="a file (default: stdin)")
-    _data_dir(p)
+    _data_dir(p, partitions=True)
     p = add("schema", "print the JSON Schema of events and commands")
     p.add_argument("--kind", choices=("all", "events", "command"), default="all")
 
@@ -87,9 +106,13 @@ def _open(ns: argparse.Namespace, env: Env, *, read_only: bool) -> RocksKeyValue
 
 def run_verify(ns: argparse.Namespace, env: Env) -> int:
     """`handoff verify`."""
-    kv = _open(ns, env, read_only=True)
-    scratch = Path(ns.data_dir or env.data_dir)
-    report = verify(kv, session=ns.session, scratch=scratch, quiet=ns.json)
+    if ns.kafka:
+        from handoff.audit.kafka import verify_kafka  # Kafka clients only for --kafka
+
+        report = verify_kafka(ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json)
+    else:
+        kv = _open(ns, env, read_only=True)
+        report = verify(kv, session=ns.session, scratch=Path(ns.data_dir or env.data_dir), quiet=ns.json)
     if ns.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif report.ok:
@@ -104,12 +127,21 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
 
 def run_replay(ns: argparse.Namespace, env: Env) -> int:
     """`handoff replay`."""
-    source = _open(ns, env, read_only=True)
+    source = None if ns.kafka else _open(ns, env, read_only=True)
     ns.to.mkdir(parents=True, exist_ok=True)
     target = RocksKeyValue(str(ns.to))
-    until_time = parse_time(ns.until_time) if ns.until_time else None
-    result = replay(source, target, until_version=ns.until_version, until_time=until_time, quiet=ns.quiet)
-    target.close()
+    version, until_time = ns.until_version, parse_time(ns.until_time) if ns.until_time else None
+    try:
+        if source is None:
+            from handoff.audit.kafka import replay_kafka
+
+            result = replay_kafka(
+                ns.kafka, ns.topic_prefix, target, until_version=version, until_time=until_time, quiet=ns.quiet
+            )
+        else:
+            result = replay(source, target, until_version=version, until_time=until_time, quiet=ns.quiet)
+    finally:
+        target.close()
     print(f"replayed {result.events:,} events in {result.seconds:.1f}s ({result.rate:,.0f} events/s) into {ns.to}")
     print(f"views digest {result.digest}")
     return 0
@@ -117,8 +149,12 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
 
 def run_audit(ns: argparse.Namespace, env: Env) -> int:
     """`handoff audit`."""
-    kv = _open(ns, env, read_only=True)
-    steps = list(trail.timeline(EventLog(kv), ns.session))
+    if ns.kafka:
+        from handoff.audit.kafka import session_stream
+
+        steps = list(trail.timeline_of(ns.session, session_stream(ns.kafka, ns.topic_prefix, ns.session)))
+    else:
+        steps = list(trail.timeline(EventLog(_open(ns, env, read_only=True)), ns.session))
     if ns.format == "text":
         print(trail.render_text(ns.session, steps))
     elif ns.format == "json":
@@ -131,10 +167,15 @@ def run_audit(ns: argparse.Namespace, env: Env) -> int:
 
 def run_export(ns: argparse.Namespace, env: Env) -> int:
     """`handoff export`."""
-    kv = _open(ns, env, read_only=True)
+    if ns.kafka:
+        from handoff.audit.kafka import export_kafka
+
+        lines = export_kafka(ns.kafka, ns.topic_prefix, ns.session, quiet=ns.out is None)
+    else:
+        lines = export_lines(_open(ns, env, read_only=True), ns.session, quiet=ns.out is None)
     out = open(ns.out, "wb") if ns.out else sys.stdout.buffer  # noqa: SIM115 - closed below
     try:
-        for line in export_lines(kv, ns.session, quiet=ns.out is None):
+        for line in lines:
             out.write(line + b"\n")
     finally:
         if ns.out:
@@ -144,6 +185,18 @@ def run_export(ns: argparse.Namespace, env: Env) -> int:
 
 def run_import(ns: argparse.Namespace, env: Env) -> int:
     """`handoff import`."""
+    if ns.kafka:
+        from handoff.audit.kafka import import_kafka
+        from streams.topics import Topics
+
+        topics = Topics(ns.topic_prefix, ns.partitions)
+        if ns.source:
+            with open(ns.source, "rb") as stream:
+                result = import_kafka(ns.kafka, topics, stream, quiet=False)
+        else:
+            result = import_kafka(ns.kafka, topics, sys.stdin.buffer, quiet=False)
+        print(f"imported {result.events:,} events of {result.sessions:,} sessions in {result.seconds:.1f}s")
+        return 0
     kv = _open(ns, env, read_only=False)
     try:
         if ns.source:

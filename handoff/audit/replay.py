@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,9 +42,9 @@ def parse_time(text: str) -> str:
 
 
 def _selected(
-    log: EventLog, until_version: int | None, until_time: str | None, progress: Progress
+    records: Iterable[tuple[str, int, bytes]], until_version: int | None, until_time: str | None, progress: Progress
 ) -> Iterator[Envelope]:
-    for _, version, record in log.all_records():
+    for _, version, record in records:
         if until_version is not None and version > until_version:
             continue
         env = decode_envelope(record)
@@ -52,6 +52,28 @@ def _selected(
             continue
         progress.advance()
         yield env
+
+
+def replay_records(
+    records: Iterable[tuple[str, int, bytes]],
+    target: KeyValue,
+    *,
+    total: int | None = None,
+    until_version: int | None = None,
+    until_time: str | None = None,
+    quiet: bool = False,
+) -> ReplayResult:
+    """Fold (sessionKey, version, record) in log order into the empty store `target`, up to a version or time.
+
+    Any log can feed it: the embedded store's key order, or a Kafka partition's offset order.
+    """
+    if next(target.scan(b""), None) is not None:
+        raise InvalidArgument("the target store is not empty; replay builds a fresh store")
+    everything = until_version is None and until_time is None
+    progress = Progress("replay", total=total if everything else None, quiet=quiet)
+    count = fold_events(target, _selected(records, until_version, until_time, progress))
+    progress.done()
+    return ReplayResult(count, progress.elapsed(), digest(target))
 
 
 def replay(
@@ -63,11 +85,7 @@ def replay(
     quiet: bool = False,
 ) -> ReplayResult:
     """Fold the log of `source` into the empty store `target`; stop each session at a version or a time."""
-    if next(target.scan(b""), None) is not None:
-        raise InvalidArgument("the target store is not empty; replay builds a fresh store")
     log = EventLog(source)
-    everything = until_version is None and until_time is None
-    progress = Progress("replay", total=log.count() if everything else None, quiet=quiet)
-    count = fold_events(target, _selected(log, until_version, until_time, progress))
-    progress.done()
-    return ReplayResult(count, progress.elapsed(), digest(target))
+    return replay_records(
+        log.all_records(), target, total=log.count(), until_version=until_version, until_time=until_time, quiet=quiet
+    )

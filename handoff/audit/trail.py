@@ -7,7 +7,7 @@ range and its SHA-256 are compared with what the event recorded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import assert_never
 
@@ -129,11 +129,16 @@ def _derive(queries: Queries, key: str, env: Envelope) -> PackageCheck:
 
 def timeline(log: EventLog, key: str) -> Iterator[Step]:
     """The session's steps in order, each handoff's package re-derived from the fold before it."""
+    return timeline_of(key, log.stream(key))
+
+
+def timeline_of(key: str, stream: Iterable[Envelope]) -> Iterator[Step]:
+    """The steps of a session's stream read from any log (embedded store or Kafka partition)."""
     kv = InMemoryKeyValue()
     reader = StoreReader(kv)
     queries = Queries(kv)
     found = False
-    for env in log.stream(key):
+    for env in stream:
         found = True
         check = _derive(queries, key, env) if isinstance(env.event, HandoffRequested) else None
         yield Step(env.version, env.occurred_at, env.actor, env.type, describe(env.event, env.actor), check)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -154,13 +155,12 @@ def _read_checked(lines: Iterable[bytes], progress: Progress) -> Iterator[tuple[
         yield number, record
 
 
-def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportResult:
-    """Check every line first (nothing is written if any is bad), then write the log, state and views.
+def checked_records(stream: IO[bytes], quiet: bool = True) -> Iterator[bytes]:
+    """The canonical record of every line, yielded only after EVERY line passed the hash-chain check.
 
-    The stream is read twice; one that cannot seek (a pipe) is spooled to a temporary file first.
+    The first bad line raises InvalidArgument before anything is yielded. The stream is read twice;
+    one that cannot seek (a pipe) is spooled to a temporary file first.
     """
-    if next(kv.scan(b""), None) is not None:
-        raise InvalidArgument("the target store is not empty; import into a fresh data dir")
     if not stream.seekable():
         spool = tempfile.TemporaryFile()
         shutil.copyfileobj(stream, spool)
@@ -172,10 +172,20 @@ def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportR
     checking.done()
     stream.seek(0)
     writing = Progress("import: writing", total=checking.count, quiet=quiet)
+    for _, record in _read_checked(stream, writing):
+        yield record
+    writing.done()
+
+
+def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportResult:
+    """Check every line first (nothing is written if any is bad), then write the log, state and views."""
+    if next(kv.scan(b""), None) is not None:
+        raise InvalidArgument("the target store is not empty; import into a fresh data dir")
+    started = time.perf_counter()
     states: dict[str, SessionState] = {}
     writes: list[tuple[bytes, bytes | None]] = []
     position = 0
-    for _, record in _read_checked(stream, writing):
+    for record in checked_records(stream, quiet):
         position += 1
         env = decode_envelope(record)
         state = evolve(states.get(env.session_key), env)
@@ -192,6 +202,5 @@ def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportR
     writes += [(L.state_key(k), L.encode_state(s)) for k, s in states.items()]
     writes.append((L.POSITION_KEY, b"%d" % position))
     kv.write(writes)
-    writing.done()
     fold_events(kv, (decode_envelope(r) for _, _, r in L.EventLog(kv).all_records()))
-    return ImportResult(position, len(states), checking.elapsed() + writing.elapsed())
+    return ImportResult(position, len(states), time.perf_counter() - started)

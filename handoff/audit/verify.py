@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import msgspec
 
 from handoff.audit.progress import Progress
 from handoff.audit.views import VIEW_PREFIXES, digest, first_difference
@@ -28,16 +26,19 @@ from projections.store import KeyValue, RocksKeyValue
 
 @dataclass(frozen=True)
 class Problem:
-    """One broken place: the session, the version, and what is wrong."""
+    """One broken place: the session, the version, what is wrong, and where the record sits (Kafka)."""
 
     session: str | None
     version: int | None
     what: str
+    at: str | None = None
 
     def __str__(self) -> str:
         where = f"session {self.session!r}" if self.session is not None else "store"
         if self.version is not None:
             where += f" version {self.version}"
+        if self.at is not None:
+            where += f" ({self.at})"
         return f"{where}: {self.what}"
 
 
@@ -63,17 +64,29 @@ class Report:
             "ok": self.ok,
             "sessions": self.sessions,
             "events": self.events,
-            "problems": [{"session": p.session, "version": p.version, "error": p.what} for p in self.problems],
+            "problems": [
+                {"session": p.session, "version": p.version, "error": p.what, **({"at": p.at} if p.at else {})}
+                for p in self.problems
+            ],
             "liveDigest": self.live_digest,
             "freshDigest": self.fresh_digest,
             "seconds": round(self.seconds, 3),
         }
 
 
+StoredRecord = tuple[str, int | None, bytes, str | None]
+"""(sessionKey, version, record bytes, location) as a log stores it.
+
+The session and version are where the log files the record (the embedded store's key; a Kafka
+record's key and, if it decodes that far, its own version; None when unknown); the location names
+the record for a human (``partition 3 offset 17``), or is None.
+"""
+
+
 class _ChainCheck:
     """Checks one session's records in order and yields the decoded envelopes that hold."""
 
-    _head = msgspec.json.Decoder(dict[str, object])
+    __slots__ = ("session", "report", "expected", "prev_hash")
 
     def __init__(self, session: str, report: Report) -> None:
         self.session = session
@@ -81,60 +94,93 @@ class _ChainCheck:
         self.expected = 1
         self.prev_hash = GENESIS_HASH
 
-    def _fail(self, version: int | None, what: str) -> None:
-        self.report.problems.append(Problem(self.session, version, what))
+    def _fail(self, version: int | None, what: str, at: str | None) -> None:
+        self.report.problems.append(Problem(self.session, version, what, at))
 
-    def feed(self, version: int, record: bytes) -> Envelope | None:
-        if version != self.expected:
-            missing = "missing" if version > self.expected else "duplicated"
-            self._fail(self.expected, f"event is {missing} (the stream goes from {self.expected - 1} to {version})")
+    def feed(self, version: int | None, record: bytes, at: str | None = None) -> Envelope | None:
+        if version is None:  # the log could not say which version this is: it stands where the next one should
+            version = self.expected
+        if version < self.expected:  # a second record of a version already seen (only an appending log has these)
+            _, why = verify_record(record)
+            damage = f"; {why}" if why else ""
+            self._fail(version, f"event is duplicated (it follows version {self.expected - 1}){damage}", at)
+            return None
+        if version > self.expected:
+            self._fail(self.expected, f"event is missing (the stream goes from {self.expected - 1} to {version})", at)
             self.expected = version
         self.expected += 1
         env, why = verify_record(record)
         if env is None:
-            self._fail(version, str(why))
+            self._fail(version, str(why), at)
             try:  # keep following the chain from what the record claims, to report one break once
                 self.prev_hash = decode_envelope(record).hash
             except CodecError:
                 pass
             return None
         if env.session_key != self.session or env.version != version:
-            self._fail(version, f"record stored here says session {env.session_key!r} version {env.version}")
+            self._fail(version, f"record stored here says session {env.session_key!r} version {env.version}", at)
         elif env.prev_hash != self.prev_hash:
-            self._fail(version, "prevHash does not link to the previous event's hash (reordered or replaced)")
+            self._fail(version, "prevHash does not link to the previous event's hash (reordered or replaced)", at)
         self.prev_hash = env.hash
         return env
 
 
-def _checked_stream(log: EventLog, session: str | None, report: Report, progress: Progress) -> Iterator[Envelope]:
-    check: _ChainCheck | None = None
-    for key, version, record in log.all_records(session):
-        if check is None or key != check.session:
-            _finish(log, check, report)
-            check = _ChainCheck(key, report)
+StreamEnd = Callable[[str, int], None]
+"""Called with (sessionKey, last version seen) when a session's stream has been read to its end."""
+
+
+def checked_stream(
+    records: Iterable[StoredRecord],
+    report: Report,
+    progress: Progress,
+    *,
+    grouped: bool,
+    on_end: StreamEnd | None = None,
+) -> Iterator[Envelope]:
+    """Check every session's hash chain in `records`; yield the envelopes that hold, in the order read.
+
+    The records of one session must come in the log's order; sessions may interleave (a Kafka
+    partition) unless `grouped` says each session's records are contiguous (the embedded store's
+    key order), which lets a finished session's check be dropped: memory stays flat.
+    """
+    checks: dict[str, _ChainCheck] = {}
+    for key, version, record, at in records:
+        check = checks.get(key)
+        if check is None:
+            if grouped:
+                _end(checks, on_end)
+            check = checks[key] = _ChainCheck(key, report)
             report.sessions += 1
         report.events += 1
         progress.advance()
-        env = check.feed(version, record)
+        env = check.feed(version, record, at)
         if env is not None:
             yield env
-    _finish(log, check, report)
+    _end(checks, on_end)
 
 
-def _finish(log: EventLog, check: _ChainCheck | None, report: Report) -> None:
-    if check is None:
-        return
-    state = log.state(check.session)
-    last = check.expected - 1
-    if state is not None and state.version != last:
-        report.problems.append(
-            Problem(
-                check.session, last + 1, f"stream ends at version {last} but the session state is at {state.version}"
+def _end(checks: dict[str, _ChainCheck], on_end: StreamEnd | None) -> None:
+    if on_end is not None:
+        for key, check in checks.items():
+            on_end(key, check.expected - 1)
+    checks.clear()
+
+
+def _state_matcher(log: EventLog, report: Report) -> StreamEnd:
+    """The embedded store's decision state must end where the stream ends (a deleted last event)."""
+
+    def on_end(key: str, last: int) -> None:
+        state = log.state(key)
+        if state is not None and state.version != last:
+            report.problems.append(
+                Problem(key, last + 1, f"stream ends at version {last} but the session state is at {state.version}")
             )
-        )
+
+    return on_end
 
 
-def _session_prefixes(session: str) -> tuple[bytes, ...]:
+def session_prefixes(session: str) -> tuple[bytes, ...]:
+    """The view prefixes of one session's own views (context entries, session view, summary)."""
     return (keys.context_prefix(session), keys.session_key(session), keys.summary_key(session))
 
 
@@ -149,10 +195,11 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
     workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
     try:
         fresh = RocksKeyValue(str(workdir))
-        fold_events(fresh, _checked_stream(log, session, report, progress))
+        records = ((k, v, r, None) for k, v, r in log.all_records(session))
+        fold_events(fresh, checked_stream(records, report, progress, grouped=True, on_end=_state_matcher(log, report)))
         if session is None:
             _check_positions(log, report)
-        prefixes = VIEW_PREFIXES if session is None else _session_prefixes(session)
+        prefixes = VIEW_PREFIXES if session is None else session_prefixes(session)
         if report.ok:
             diff = first_difference(kv, fresh, prefixes)
             if diff is not None:

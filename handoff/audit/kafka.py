@@ -1,0 +1,250 @@
+"""The audit tools over a Kafka deployment: verify, replay, audit, export and import against ``handoff.events``.
+
+Every tool reads the events topic partition by partition, from the beginning to the end offsets taken
+when it starts, and feeds the records to the same chain check, fold and timeline as the embedded
+store (`handoff.audit.verify`, `.replay`, `.trail`). A session lives in one partition (the key is its
+sessionKey), so a partition is a self-contained log: verify folds each into its own scratch store and
+compares that partition's digest with the one its worker serves, naming the partition that differs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import msgspec
+
+from handoff.audit.progress import Progress
+from handoff.audit.replay import ReplayResult, replay_records
+from handoff.audit.transfer import ImportResult, checked_records, to_cloudevent
+from handoff.audit.verify import Problem, Report, StoredRecord, checked_stream, session_prefixes
+from handoff.audit.views import VIEW_PREFIXES, combine, digest_sum
+from handoff.kernel.codec import decode_envelope
+from handoff.kernel.errors import InvalidArgument, SessionNotFound
+from handoff.kernel.events import Envelope
+from projections.replay import fold_events
+from projections.store import KeyValue, RocksKeyValue
+from streams.logreader import LogReader, LogRecord, PartitionDigest, live_workers, view_digests
+from streams.logwriter import publish_partition
+from streams.topics import Topics, ensure_topics
+
+
+class _Head(msgspec.Struct, rename="camel"):
+    session_key: str = ""
+    version: int = 0
+
+
+_head = msgspec.json.Decoder(_Head)
+
+
+def _head_of(value: bytes) -> _Head | None:
+    try:
+        return _head.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _stored(records: Iterable[LogRecord], topics: Topics, report: Report | None) -> Iterator[StoredRecord]:
+    """Kafka records as the chain check takes them: filed under their key, with the version they claim."""
+    for rec in records:
+        head = _head_of(rec.value)
+        key = rec.key.decode(errors="replace") if rec.key is not None else (head.session_key if head else "")
+        if report is not None and topics.partition_for(key) != rec.partition:
+            where = topics.partition_for(key)
+            problem = Problem(key, head.version if head else None, f"record belongs on partition {where}", rec.where)
+            report.problems.append(problem)
+        yield key, (head.version if head and head.version > 0 else None), rec.value, rec.where
+
+
+def _of_session(records: Iterable[LogRecord], session: str | None) -> Iterator[LogRecord]:
+    wanted = session.encode() if session is not None else None
+    return (r for r in records if wanted is None or r.key == wanted)
+
+
+# -- verify ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Folded:
+    """The offset of the record the chain check last consumed (the fold stops at the worker's offset)."""
+
+    offset: int = -1
+
+
+def verify_kafka(
+    bootstrap: str, prefix: str = "handoff", *, session: str | None = None, scratch: Path | None = None,
+    quiet: bool = False,
+) -> Report:  # fmt: skip
+    """Check every chain in the events topic, fold it afresh, and compare each partition with its worker's views."""
+    report = Report()
+    prefixes = VIEW_PREFIXES if session is None else session_prefixes(session)
+    with LogReader(bootstrap, prefix) as reader:
+        topics = reader.topics
+        live = view_digests(live_workers(reader.worker_urls()), prefixes)  # before the ends: live ≤ what is read
+        ends = reader.end_offsets()
+        parts = [topics.partition_for(session)] if session is not None else sorted(ends)
+        progress = Progress("verify", total=None if session else sum(ends.values()), quiet=quiet)
+        workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
+        fresh: dict[int, int] = {}
+        try:
+            for p in parts:
+                upto = live[p].applied if p in live else ends[p] - 1
+                fresh[p] = _fold_partition(reader, p, ends[p], upto, session, report, progress, workdir, prefixes)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        progress.done()
+    if session is not None and report.events == 0:
+        report.problems.append(Problem(session, None, f"no such session in {topics.events}"))
+        return report
+    _compare(report, parts, fresh, live)
+    report.seconds = progress.elapsed()
+    return report
+
+
+def _fold_partition(
+    reader: LogReader, p: int, end: int, upto: int, session: str | None, report: Report, progress: Progress,
+    workdir: Path, prefixes: tuple[bytes, ...],
+) -> int:  # fmt: skip
+    """Chain-check partition p to its end; fold it up to offset `upto` into a scratch store; its digest_sum."""
+    folded = _Folded()
+
+    def records() -> Iterator[LogRecord]:
+        for rec in _of_session(reader.records(p, end), session):
+            folded.offset = rec.offset
+            yield rec
+
+    def until_worker() -> Iterator[Envelope]:
+        for env in checked_stream(_stored(records(), reader.topics, report), report, progress, grouped=False):
+            if folded.offset <= upto:  # later events are checked, but the worker has not folded them yet
+                yield env
+
+    kv = RocksKeyValue(str(workdir / f"p{p}"))
+    try:
+        fold_events(kv, until_worker())
+        return digest_sum(kv, prefixes)
+    finally:
+        kv.close()
+
+
+def _compare(report: Report, parts: list[int], fresh: dict[int, int], live: dict[int, PartitionDigest]) -> None:
+    served = {p: live[p] for p in parts if p in live}
+    report.fresh_digest = combine([fresh[p] for p in parts])
+    report.live_digest = combine([d.total for d in served.values()])
+    if not report.ok:
+        return  # a broken chain already explains a difference of the views
+    for p in parts:
+        d = served.get(p)
+        if d is None:
+            report.problems.append(
+                Problem(None, None, f"partition {p} has no live worker; its views were not compared")
+            )
+        elif d.total != fresh[p]:
+            what = (
+                f"the views of partition {p} ({d.url}, at event offset {d.applied}) differ from a fresh fold of the log"
+            )
+            report.problems.append(Problem(None, None, what))
+
+
+# -- replay, audit, export -------------------------------------------------------------------------
+
+
+def _everything(reader: LogReader, ends: dict[int, int], session: str | None = None) -> Iterator[LogRecord]:
+    parts = [reader.topics.partition_for(session)] if session is not None else sorted(ends)
+    for p in parts:
+        yield from _of_session(reader.records(p, ends[p]), session)
+
+
+def replay_kafka(
+    bootstrap: str, prefix: str, target: KeyValue, *, until_version: int | None = None,
+    until_time: str | None = None, quiet: bool = False,
+) -> ReplayResult:  # fmt: skip
+    """Fold the whole events topic (partition by partition, offset order) into the empty store `target`."""
+    with LogReader(bootstrap, prefix) as reader:
+        ends = reader.end_offsets()
+        records = ((k, v or 0, r) for k, v, r, _ in _stored(_everything(reader, ends), reader.topics, None))
+        return replay_records(
+            records, target, total=sum(ends.values()), until_version=until_version, until_time=until_time, quiet=quiet
+        )
+
+
+def session_stream(bootstrap: str, prefix: str, session: str) -> list[Envelope]:
+    """A session's events, read from its partition."""
+    with LogReader(bootstrap, prefix) as reader:
+        found = [decode_envelope(r.value) for r in _everything(reader, reader.end_offsets(), session)]
+    if not found:
+        raise SessionNotFound(f"session {session!r} has no events in {reader.topics.events}", sessionKey=session)
+    return found
+
+
+def export_kafka(bootstrap: str, prefix: str, session: str | None = None, quiet: bool = True) -> Iterator[bytes]:
+    """Every event of the topic (or of one session) as CloudEvents lines: partition by partition, in offset order."""
+    with LogReader(bootstrap, prefix) as reader:
+        ends = reader.end_offsets()
+        progress = Progress("export", total=None if session else sum(ends.values()), quiet=quiet)
+        for rec in _everything(reader, ends, session):
+            progress.advance()
+            yield to_cloudevent(rec.value)
+        progress.done()
+
+
+# -- import ----------------------------------------------------------------------------------------
+
+
+def import_kafka(bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool = True) -> ImportResult:
+    """Check every chain of the lines, then append each partition's events under its transactional id.
+
+    Refused when the events topic already holds an event, or when a worker is running: workers fold
+    the log when they take a partition, so the ones started after the import decide on imported state.
+    """
+    started = time.perf_counter()
+    reader = LogReader(bootstrap, topics.prefix)
+    try:
+        if not reader.open(missing_ok=True).partitions:  # a fresh deployment: create its topics as a worker would
+            reader.run(ensure_topics(bootstrap, topics))
+            reader.open()
+        topics = reader.topics  # an existing topic keeps its partition count
+        _refuse_unless_empty(reader)
+        spools = {p: tempfile.TemporaryFile() for p in range(topics.partitions)}
+        try:
+            sessions: set[str] = set()
+            for record in checked_records(stream, quiet):
+                key = decode_envelope(record).session_key
+                sessions.add(key)
+                raw = key.encode()
+                spools[topics.partition_for(key)].write(b"%d %d\n" % (len(raw), len(record)) + raw + record)
+            count = 0
+            for p, spool in spools.items():
+                spool.seek(0)
+                count += reader.run(publish_partition(bootstrap, topics, p, _spooled(spool)))
+        finally:
+            for spool in spools.values():
+                spool.close()
+    finally:
+        reader.close()
+    return ImportResult(count, len(sessions), time.perf_counter() - started)
+
+
+def _spooled(spool: IO[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    while line := spool.readline():
+        key_len, record_len = map(int, line.split())
+        yield spool.read(key_len), spool.read(record_len)
+
+
+def _refuse_unless_empty(reader: LogReader) -> None:
+    ends = reader.end_offsets()
+    held = sum(1 for _ in _everything(reader, ends)) if any(ends.values()) else 0
+    if held:
+        raise InvalidArgument(
+            f"{reader.topics.events} already holds {held:,} events; import only into an empty deployment"
+        )
+    running = live_workers(reader.worker_urls())
+    if running:
+        raise InvalidArgument(
+            f"{len(running)} worker(s) are running ({', '.join(running)}); stop them, import, then start them: "
+            "a worker folds the whole log when it takes a partition"
+        )

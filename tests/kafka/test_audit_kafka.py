@@ -1,0 +1,227 @@
+"""Audit and replay in Kafka mode: verify, replay, audit, export and import against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from handoff.audit import trail
+from handoff.audit.kafka import export_kafka, import_kafka, replay_kafka, session_stream, verify_kafka
+from handoff.audit.transfer import export_lines, import_lines
+from handoff.audit.verify import verify
+from handoff.audit.views import digest
+from handoff.engine.engine import Engine
+from handoff.engine.log import EventLog
+from handoff.engine.service import EmbeddedService
+from handoff.kernel import commands as C
+from handoff.kernel.codec import decode_envelope, seal_and_encode
+from handoff.kernel.errors import InvalidArgument
+from kafka.support import Broker, running_service, running_worker, served_digest
+from kafka.test_equivalence import fake_clock, fake_ids, script
+from projections import keys
+from projections.store import InMemoryKeyValue, RocksKeyValue
+from streams.client import KafkaService
+from streams.topics import Topics
+
+pytestmark = pytest.mark.anyio
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Deployment:
+    """A Kafka deployment after the equivalence script, and the embedded store that ran the same script."""
+
+    bootstrap: str
+    topics: Topics
+    service: KafkaService
+    embedded: InMemoryKeyValue
+
+
+async def embedded_after_script() -> InMemoryKeyValue:
+    kv = InMemoryKeyValue()
+    engine = Engine(kv, clock=fake_clock(), new_id=fake_ids(), sync=False)
+    await engine.start()
+    try:
+        await script(EmbeddedService(engine))
+    finally:
+        await engine.stop()
+    return kv
+
+
+@pytest.fixture(scope="module")
+async def deployment(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
+    topics = Topics(f"a{uuid.uuid4().hex[:8]}", 4)
+    data = tmp_path_factory.mktemp("audit-w")
+    async with running_worker(broker.bootstrap, topics, data, clock=fake_clock(), new_id=fake_ids()):
+        async with running_service(broker.bootstrap, topics) as svc:
+            await script(svc)
+            yield Deployment(broker.bootstrap, topics, svc, await embedded_after_script())
+
+
+def export_embedded(kv: InMemoryKeyValue) -> bytes:
+    return b"".join(line + b"\n" for line in export_lines(kv))
+
+
+async def test_verify_passes_on_a_healthy_kafka_deployment_after_a_script(deployment: Deployment) -> None:
+    report = await asyncio.to_thread(verify_kafka, deployment.bootstrap, deployment.topics.prefix, quiet=True)
+    assert report.ok, report.problems
+    assert report.events == EventLog(deployment.embedded).count()
+    assert report.live_digest == report.fresh_digest == await served_digest(deployment.service, deployment.topics)
+
+
+async def test_verify_of_one_session_in_kafka_mode(deployment: Deployment) -> None:
+    prefix = deployment.topics.prefix
+    report = await asyncio.to_thread(verify_kafka, deployment.bootstrap, prefix, session="eq-3", quiet=True)
+    assert report.ok, report.problems
+    assert report.sessions == 1 and report.events == sum(1 for _ in EventLog(deployment.embedded).records("eq-3"))
+    missing = await asyncio.to_thread(verify_kafka, deployment.bootstrap, prefix, session="nobody", quiet=True)
+    assert [p.what for p in missing.problems] == [f"no such session in {deployment.topics.events}"]
+
+
+async def test_replay_from_kafka_equals_the_live_workers_and_the_embedded_engine(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    target = RocksKeyValue(str(tmp_path / "replayed"))
+    try:
+        result = await asyncio.to_thread(
+            replay_kafka, deployment.bootstrap, deployment.topics.prefix, target, quiet=True
+        )
+    finally:
+        target.close()
+    assert result.events == EventLog(deployment.embedded).count()
+    assert result.digest == await served_digest(deployment.service, deployment.topics) == digest(deployment.embedded)
+
+
+async def test_audit_of_a_session_read_from_its_partition_re_derives_its_package(deployment: Deployment) -> None:
+    stream = await asyncio.to_thread(session_stream, deployment.bootstrap, deployment.topics.prefix, "eq-1")
+    steps = list(trail.timeline_of("eq-1", stream))
+    assert [s.version for s in steps] == list(range(1, len(steps) + 1))
+    packages = [s.package for s in steps if s.package is not None]
+    assert len(packages) == 1 and packages[0].ok
+    embedded = list(trail.timeline(EventLog(deployment.embedded), "eq-1"))
+    assert steps == embedded
+
+
+async def test_export_from_kafka_imports_into_a_fresh_data_dir_that_verifies(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    lines = await asyncio.to_thread(lambda: list(export_kafka(deployment.bootstrap, deployment.topics.prefix)))
+    kv = RocksKeyValue(str(tmp_path / "db"))
+    try:
+        import_lines(kv, io.BytesIO(b"".join(line + b"\n" for line in lines)))
+        report = verify(kv, scratch=tmp_path, quiet=True)
+        assert report.ok, report.problems
+        assert report.live_digest == digest(deployment.embedded)
+    finally:
+        kv.close()
+
+
+async def test_import_into_kafka_refuses_a_topic_that_already_holds_events(deployment: Deployment) -> None:
+    lines = io.BytesIO(export_embedded(deployment.embedded))
+    with pytest.raises(InvalidArgument, match="already holds"):
+        await asyncio.to_thread(import_kafka, deployment.bootstrap, deployment.topics, lines)
+
+
+async def test_export_from_embedded_then_import_into_kafka_gives_the_same_projections(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    topics = Topics(f"i{uuid.uuid4().hex[:8]}", 4)
+    lines = io.BytesIO(export_embedded(deployment.embedded))
+    result = await asyncio.to_thread(import_kafka, deployment.bootstrap, topics, lines)
+    assert result.events == EventLog(deployment.embedded).count()
+    async with running_worker(deployment.bootstrap, topics, tmp_path / "w") as worker:
+        async with running_service(deployment.bootstrap, topics) as svc:
+            assert await served_digest(svc, topics) == digest(deployment.embedded)
+            report = await asyncio.to_thread(verify_kafka, deployment.bootstrap, topics.prefix, quiet=True)
+            assert report.ok, report.problems
+            # an imported session is decidable: its state was folded from the imported log
+            before = await svc.session("eq-0")
+            assert before is not None
+            out = await svc.submit(C.AppendContext(session_key="eq-0", context_type="message", content="after import"))
+            assert out.envelope.version == before.version + 1
+            again = await asyncio.to_thread(verify_kafka, deployment.bootstrap, topics.prefix, quiet=True)
+            assert again.ok, again.problems
+            # a view edited behind the worker's back: verify names its partition
+            p = topics.partition_for("eq-0")
+            store = worker.ready_stores()[p]
+            view = msgspec.msgpack.decode(store.kv.get(keys.session_key("eq-0")) or b"")
+            view["agentFrom"] = "mallory"
+            store.kv.write([(keys.session_key("eq-0"), msgspec.msgpack.encode(view))])
+            edited = await asyncio.to_thread(verify_kafka, deployment.bootstrap, topics.prefix, quiet=True)
+            assert [pr.what.split(" (")[0] for pr in edited.problems] == [f"the views of partition {p}"]
+
+
+async def test_import_into_kafka_refuses_while_a_worker_is_running(deployment: Deployment, tmp_path: Path) -> None:
+    topics = Topics(f"j{uuid.uuid4().hex[:8]}", 4)
+    async with running_worker(deployment.bootstrap, topics, tmp_path / "w"):  # its topics exist and are empty
+        lines = io.BytesIO(export_embedded(deployment.embedded))
+        with pytest.raises(InvalidArgument, match="worker"):
+            await asyncio.to_thread(import_kafka, deployment.bootstrap, topics, lines)
+
+
+async def _imported_copy(deployment: Deployment) -> Topics:
+    """A deployment without workers whose log is the embedded store's (a test may tamper with it)."""
+    topics = Topics(f"x{uuid.uuid4().hex[:8]}", 4)
+    await asyncio.to_thread(
+        import_kafka, deployment.bootstrap, topics, io.BytesIO(export_embedded(deployment.embedded))
+    )
+    return topics
+
+
+async def _publish(bootstrap: str, topics: Topics, key: str, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.events, value, key=key.encode(), partition=topics.partition_for(key))
+    finally:
+        await producer.stop()
+
+
+def _cli_verify(bootstrap: str, topics: Topics) -> tuple[int, dict[str, object]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "handoff", "verify", "--kafka", bootstrap, "--topic-prefix", topics.prefix, "--json"],
+        capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO, timeout=120,
+    )  # fmt: skip
+    return done.returncode, json.loads(done.stdout)
+
+
+async def test_verify_names_the_session_and_version_of_a_tampered_copy_published_into_the_events_topic(
+    deployment: Deployment,
+) -> None:
+    topics = await _imported_copy(deployment)
+    record = deployment.embedded.get(b"E:eq-2\x00%012d" % 3)
+    assert record is not None
+    at = record.index(b'"content":"') + 12
+    await _publish(deployment.bootstrap, topics, "eq-2", record[:at] + bytes([record[at] ^ 0x01]) + record[at + 1 :])
+    code, report = await asyncio.to_thread(_cli_verify, deployment.bootstrap, topics)
+    assert code == 1
+    first = report["problems"][0]  # type: ignore[index]
+    assert (first["session"], first["version"]) == ("eq-2", 3)
+    assert "duplicated" in first["error"] and "hash mismatch" in first["error"]
+    assert first["at"].startswith(f"partition {topics.partition_for('eq-2')} offset ")
+
+
+async def test_verify_names_the_missing_version_of_a_gap_in_the_events_topic(deployment: Deployment) -> None:
+    topics = await _imported_copy(deployment)
+    log = EventLog(deployment.embedded)
+    last = max(v for v, _ in log.records("eq-4"))
+    env = decode_envelope(log.record("eq-4", last) or b"")
+    _, gap = seal_and_encode(msgspec.structs.replace(env, version=last + 2, prev_hash=env.hash, event_id="f" * 32))
+    await _publish(deployment.bootstrap, topics, "eq-4", gap)
+    report = await asyncio.to_thread(verify_kafka, deployment.bootstrap, topics.prefix, quiet=True)
+    first = report.problems[0]
+    assert (first.session, first.version) == ("eq-4", last + 1)
+    assert "missing" in first.what
