@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,15 +21,50 @@ from streams.topics import Topics
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: after the restart aiokafka raises KeyError in MessageAccumulator's callback when a broken "
-    "idempotent/transactional producer is stopped with batches pending; resumption not yet proven",
-)
+def _aiokafka_pending_batch_noise(context: dict[str, Any]) -> bool:
+    """aiokafka 0.14's known callback error when a sender dies with a batch queued for retry.
+
+    When a producer's sender task fails (here: the coordinator lookup of a transaction hits the closed
+    connection), `Sender._fail_all` fails every batch, including one that `reenqueue` had already
+    taken out of `MessageAccumulator._pending_batches`; that batch's done callback then calls
+    `_pending_batches.remove` and raises KeyError. The batch is failed all the same, the decider
+    re-prepares its partition, and nothing else is affected: it is log noise, not a lost write.
+    """
+    exc = context.get("exception")
+    return isinstance(exc, KeyError) and "MessageBatch" in repr(exc.args)
+
+
+@contextmanager
+def _ignoring_known_aiokafka_noise() -> Iterator[list[dict[str, Any]]]:
+    """Scoped: the event loop's handler drops only that KeyError and passes every other error on."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    dropped: list[dict[str, Any]] = []
+
+    def handler(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if _aiokafka_pending_batch_noise(context):
+            dropped.append(context)
+        elif previous is not None:
+            previous(lp, context)
+        else:
+            lp.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    try:
+        yield dropped
+    finally:
+        loop.set_exception_handler(previous)
+
+
 async def test_a_broker_restart_loses_and_doubles_no_acknowledged_write_and_the_system_resumes(
     broker: Broker, tmp_path: Path
 ) -> None:
     topics = Topics(f"r{uuid.uuid4().hex[:8]}", 4)
+    with _ignoring_known_aiokafka_noise():
+        await _run_through_a_broker_restart(broker, topics, tmp_path)
+
+
+async def _run_through_a_broker_restart(broker: Broker, topics: Topics, tmp_path: Path) -> None:
     async with running_worker(broker.bootstrap, topics, tmp_path / "w"):
         async with running_service(broker.bootstrap, topics, timeout=4) as svc:
             keys = [f"r{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
