@@ -229,13 +229,19 @@ format_storage() {
   [[ -f "$DATA_DIR/meta.properties" ]] && return 0
   local cid
   if command -v python3 >/dev/null 2>&1; then
-    cid="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    # A cluster id that starts with "-" would be read as an option by StorageTool: draw again.
+    cid="$(python3 -c 'import base64,uuid
+while True:
+    c = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not c.startswith("-"):
+        print(c)
+        break')"
   else
     cid="$(java_cmd kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
   fi
   log "formatting KRaft storage in $DATA_DIR (cluster id $cid)"
   mkdir -p "$DATA_DIR"
-  if ! java_cmd kafka.tools.StorageTool format -t "$cid" -c "$CONF" >"$LOG_DIR/format.out" 2>&1; then
+  if ! java_cmd kafka.tools.StorageTool format --cluster-id="$cid" -c "$CONF" >"$LOG_DIR/format.out" 2>&1; then
     cat "$LOG_DIR/format.out" >&2
     die "kafka-storage format failed"
   fi
