@@ -26,7 +26,8 @@ from typing import Any
 import aiohttp
 import httpx2
 
-PROTOCOL = "2025-11-25"
+LEGACY = "2025-11-25"
+MODERN = "2026-07-28"
 
 
 def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -60,16 +61,24 @@ def _message(body: str) -> dict[str, Any]:
 class Client:
     """One MCP session."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
-        self.http, self.url, self.ids = http, url, 0
+    def __init__(self, http: aiohttp.ClientSession, url: str, era: str) -> None:
+        self.http, self.url, self.ids, self.era = http, url, 0, era
         self.headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
     async def _post(self, method: str, params: dict[str, Any], notify: bool = False) -> dict[str, Any]:
         msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+        headers = self.headers
         if not notify:
             self.ids += 1
             msg["id"] = self.ids
-        async with self.http.post(self.url, data=json.dumps(msg), headers=self.headers) as response:
+        if self.era == MODERN:
+            params["_meta"] = {
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+            }
+            headers = {**headers, "mcp-protocol-version": MODERN, "mcp-method": method, "mcp-name": params["name"]}
+        async with self.http.post(self.url, data=json.dumps(msg), headers=headers) as response:
             response.raise_for_status()
             if "mcp-session-id" in response.headers:
                 self.headers["mcp-session-id"] = response.headers["mcp-session-id"]
@@ -77,10 +86,12 @@ class Client:
         return {} if notify else _message(text)
 
     async def open(self) -> None:
+        if self.era == MODERN:
+            return  # no handshake: every request carries its envelope
         await self._post("initialize", {
-            "protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"},
+            "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"},
         })
-        self.headers["mcp-protocol-version"] = PROTOCOL
+        self.headers["mcp-protocol-version"] = LEGACY
         await self._post("notifications/initialized", {}, notify=True)
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -98,11 +109,11 @@ async def _worker(client: Client, key: str, content: str, until: float, latencie
         latencies.append(time.perf_counter() - start)
 
 
-async def run(url: str, clients: int, seconds: float, content_size: int) -> None:
+async def run(url: str, clients: int, seconds: float, content_size: int, era: str) -> None:
     """Warm up, then measure."""
     connector = aiohttp.TCPConnector(limit=clients * 2)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
-        sessions = [Client(http, url) for _ in range(clients)]
+        sessions = [Client(http, url, era) for _ in range(clients)]
         await asyncio.gather(*(c.open() for c in sessions))
         run_id = os.urandom(4).hex()
         for i, c in enumerate(sessions):
@@ -119,7 +130,8 @@ async def run(url: str, clients: int, seconds: float, content_size: int) -> None
         ))
         elapsed = time.perf_counter() - start
     q = statistics.quantiles(latencies, n=100)
-    print(f"{clients} clients, {content_size} B content, {elapsed:.1f}s: {len(latencies) / elapsed:,.0f} calls/s; "
+    rate = len(latencies) / elapsed
+    print(f"{era}, {clients} clients, {content_size} B content, {elapsed:.1f}s: {rate:,.0f} calls/s; "
           f"latency p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
 
 
@@ -129,6 +141,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--content", type=int, default=1024)
+    parser.add_argument("--era", choices=(LEGACY, MODERN), default=LEGACY, help="the protocol era the clients speak")
     parser.add_argument("--url", help="an already running server's MCP URL")
     args = parser.parse_args()
     proc = None
@@ -136,7 +149,7 @@ def main() -> None:
     if url is None:
         proc, url = _start_server(Path(tempfile.mkdtemp(prefix="handoff-bench-http-")))
     try:
-        asyncio.run(run(url, args.clients, args.seconds, args.content))
+        asyncio.run(run(url, args.clients, args.seconds, args.content, args.era))
     finally:
         if proc is not None:
             proc.terminate()
