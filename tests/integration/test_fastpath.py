@@ -74,6 +74,7 @@ class Spy:
 class Served:
     url: str
     spy: Spy | None = None
+    path: fastpath.FastPath | None = None
 
 
 @dataclass
@@ -149,12 +150,13 @@ async def _serving(app: Starlette) -> AsyncIterator[str]:
         await task
 
 
-def _spy_on(app: Starlette) -> Spy:
+def _spy_on(app: Starlette) -> tuple[fastpath.FastPath, Spy]:
     tracked = app.routes[0].endpoint  # type: ignore[attr-defined]
     fast = tracked.app
     assert isinstance(fast, fastpath.FastPath)
-    fast.sdk = Spy(fast.sdk)
-    return fast.sdk
+    spy = Spy(fast.sdk)
+    fast.sdk = spy
+    return fast, spy
 
 
 @pytest.fixture
@@ -165,10 +167,10 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     deps = _deps(engine)
     fast_app = http.build_app(build_server(deps), deps, http.Activity(), "127.0.0.1")
     sdk_app = http.build_app(build_server(deps), deps, http.Activity(), "127.0.0.1", fast_path=False)
-    spy = _spy_on(fast_app)
+    path, spy = _spy_on(fast_app)
     try:
         async with _serving(fast_app) as fast_url, _serving(sdk_app) as sdk_url:
-            yield Pair(Served(fast_url, spy), Served(sdk_url), deps)
+            yield Pair(Served(fast_url, spy, path), Served(sdk_url), deps)
     finally:
         await engine.stop()
         kv.close()
@@ -348,3 +350,19 @@ async def test_the_official_client_works_through_the_fast_path(pair: Pair, mode:
         await ok(client, "update_context", {"sessionKey": f"c{uid}", "contextType": "message", "content": "hi"})
         await refused(client, "get_session", {"sessionKey": f"missing{uid}"}, "SESSION_NOT_FOUND")
         assert "tools/call" not in pair.fast.spy.seen[before:], pair.fast.spy.seen
+
+
+
+async def test_fast_calls_keep_a_session_from_idling_out_and_an_idle_one_still_ends(pair: Pair, uid: str) -> None:
+    assert pair.fast.path is not None
+    pair.fast.path.manager.session_idle_timeout = 1.0  # for the sessions opened from now on
+    params = {"name": "get_session", "arguments": {"sessionKey": f"i{uid}"}}
+    async with _peers(pair, LEGACY) as (fast, _):
+        for _ in range(6):  # 1.8 s of calls 0.3 s apart: longer than the idle timeout
+            assert (await fast.request("tools/call", params)).status_code == 200
+            await asyncio.sleep(0.3)
+        end = asyncio.get_running_loop().time() + 10
+        while (status := (await fast.request("tools/call", params)).status_code) == 200:
+            assert asyncio.get_running_loop().time() < end, "an idle session should have ended"
+            await asyncio.sleep(1.5)
+        assert status == 404
