@@ -3,9 +3,9 @@
 Writes: a command record goes to ``handoff.commands`` (idempotent producer, acks=all) and the call
 waits for its reply on ``handoff.replies``. Reads: session reads go to the worker that owns the
 session's partition, lists and handoff lookups go to every worker and are merged by index key.
-Workers are found from the compacted ``handoff.workers`` topic. Every read carries the event offsets
-this adapter has written (per partition), and workers answer only once their stores have folded
-them: read-your-writes. When Kafka or the workers cannot be reached in time → `Unavailable`.
+Workers are found from the compacted ``handoff.workers`` topic. Every read carries the offsets of
+the command records this adapter had accepted (per partition), and workers answer only once their
+stores have decided them: read-your-writes. When Kafka or the workers cannot be reached in time → `Unavailable`.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class KafkaService:
         self._events: Any = None
         self._http: aiohttp.ClientSession | None = None
         self._pending: dict[str, asyncio.Future[Reply]] = {}
-        self._written: dict[int, int] = {}  # partition -> newest event offset this adapter wrote
+        self._written: dict[int, int] = {}  # partition -> newest accepted command record of this adapter
         self._urls: dict[str, str] = {}  # workerId -> url, from handoff.workers
         self._owners: dict[int, str] = {}  # partition -> url, from the workers' /health
         self._owners_at = 0.0
@@ -168,7 +168,7 @@ class KafkaService:
         producer = self._producer
         try:
             async with asyncio.timeout(self.timeout):
-                await producer.send_and_wait(self.topics.commands, record, key=command.session_key.encode())
+                sent = await producer.send_and_wait(self.topics.commands, record, key=command.session_key.encode())
                 reply = await future
         except KafkaError as exc:
             with contextlib.suppress(KafkaError, TimeoutError, OSError):
@@ -178,14 +178,14 @@ class KafkaService:
             raise Unavailable(f"no decision from the Kafka workers in time ({type(exc).__name__}); retry") from exc
         finally:
             self._pending.pop(command_id, None)
-        return self._outcome(reply)
+        return self._outcome(reply, sent.partition, sent.offset)
 
-    def _outcome(self, reply: Reply) -> Outcome:
+    def _outcome(self, reply: Reply, partition: int, offset: int) -> Outcome:
         if not reply.ok:
             raise error_of(reply.error or ErrorBody(code="INTERNAL", message="refused"))
         assert reply.event and reply.receipt is not None
-        if reply.offset >= 0 and reply.offset > self._written.get(reply.partition, -1):
-            self._written[reply.partition] = reply.offset
+        if offset > self._written.get(partition, -1):  # reads wait until the owner has decided this record
+            self._written[partition] = offset
         return Outcome(decode_envelope(bytes(reply.event)), reply.receipt, replayed=reply.replayed)
 
     # -- routing ------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from handoff.kernel.commands import Command
 from handoff.kernel.errors import HandoffError, InvalidArgument
 from handoff.kernel.receipt import command_digest
 from handoff.ports import Outcome
-from streams.partition import HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_key
+from streams.partition import DECIDED_KEY, HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_key
 from streams.records import CommandRecord, Reply, decode_command, encode_reply, error_body
 from streams.topics import Topics
 
@@ -159,34 +159,46 @@ class Decider:
         envelopes = list(batch.envelopes) if batch is not None else []
         records = [batch.records[(e.session_key, e.version)] for e in envelopes]
         producer, topics = self.producer, self.topics
-        offsets: dict[str, tuple[int, bytes]] = {}
-        async with producer.transaction():
-            futures = [
-                await producer.send(topics.events, rec, key=key, partition=self.partition, headers=headers)
-                for (_, key, headers), rec in zip(plan.events, records, strict=True)
-            ]
-            for (cid, _, _), rec, fut in zip(plan.events, records, futures, strict=True):
-                offsets[cid] = ((await fut).offset, rec)
-            stored: list[tuple[bytes, bytes | None]] = []
-            for reply_to, reply in self._final_replies(plan, offsets):
-                body = encode_reply(reply)
-                if reply.command_id in offsets and reply.ok and not reply.replayed:
-                    stored.append((dedupe_key(reply.command_id), body))
-                if reply_to:
-                    await producer.send(topics.replies, body, key=reply_to.encode())
-            for value, reason, offset in plan.dead:
-                headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % self.partition),
-                           ("offset", b"%d" % offset)]  # fmt: skip
-                await producer.send(topics.deadletter, value, headers=headers)
-            tp = TopicPartition(topics.commands, self.partition)
-            await producer.send_offsets_to_transaction({tp: OffsetAndMetadata(last_offset + 1, "")}, topics.group)
+        by_command = {cid: rec for (cid, _, _), rec in zip(plan.events, records, strict=True)}
+        tp = TopicPartition(topics.commands, self.partition)
+        stored: list[tuple[bytes, bytes | None]] = []
+        committing: asyncio.Future[None] | None = None
+        try:
+            async with producer.transaction():
+                # The consumed offsets join the transaction while the events and replies are produced, and
+                # nothing inside waits for a produce: the round trips overlap, and the commit flushes them all.
+                committing = asyncio.ensure_future(
+                    producer.send_offsets_to_transaction({tp: OffsetAndMetadata(last_offset + 1, "")}, topics.group)
+                )
+                futures = [
+                    await producer.send(topics.events, rec, key=key, partition=self.partition, headers=headers)
+                    for (_, key, headers), rec in zip(plan.events, records, strict=True)
+                ]
+                for reply_to, reply in self._final_replies(plan, by_command):
+                    body = encode_reply(reply)
+                    if reply.command_id in by_command and reply.ok and not reply.replayed:
+                        stored.append((dedupe_key(reply.command_id), body))
+                    if reply_to:
+                        await producer.send(topics.replies, body, key=reply_to.encode())
+                for value, reason, offset in plan.dead:
+                    headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % self.partition),
+                               ("offset", b"%d" % offset)]  # fmt: skip
+                    await producer.send(topics.deadletter, value, headers=headers)
+                await committing
+        finally:
+            if committing is not None and not committing.done():
+                committing.cancel()  # the transaction failed first; it aborts anyway
+        # Committed: the store follows. Its decided-commands mark is what read-your-writes waits on.
+        writes: list[tuple[bytes, bytes | None]] = [(DECIDED_KEY, b"%d" % last_offset)]
         if batch is not None and envelopes:
-            last = max(o for o, _ in offsets.values())
-            self.store.kv.write([*batch.writes, *dict(stored).items(), (OFFSET_KEY, b"%d" % last)])
+            last_event = max([(await fut).offset for fut in futures])  # resolved: the commit flushed them
+            writes = [*batch.writes, *dict(stored).items(), (OFFSET_KEY, b"%d" % last_event), *writes]
+        self.store.kv.write(writes)
+        if batch is not None and envelopes:
             self.store.engine._commit(batch)  # noqa: SLF001 - the engine's own cache update after its batch is durable
 
-    def _final_replies(self, plan: _Plan, offsets: dict[str, tuple[int, bytes]]) -> list[tuple[str, Reply]]:
-        """Replies with their event's offset filled in; a duplicate within the batch gets its first's reply."""
+    def _final_replies(self, plan: _Plan, by_command: dict[str, bytes]) -> list[tuple[str, Reply]]:
+        """Replies with their event filled in; a duplicate within the batch gets its first's reply."""
         first: dict[str, Reply] = {}
         out: list[tuple[str, Reply]] = []
         for reply_to, cid, reply in plan.replies:
@@ -194,9 +206,8 @@ class Decider:
                 reply = first.get(cid)
                 if reply is None:
                     continue
-            elif cid in offsets and reply.ok and not reply.event:
-                offset, rec = offsets[cid]
-                reply = msgspec.structs.replace(reply, event=msgspec.Raw(rec), partition=self.partition, offset=offset)
+            elif cid in by_command and reply.ok and not reply.event:
+                reply = msgspec.structs.replace(reply, event=msgspec.Raw(by_command[cid]), partition=self.partition)
             first.setdefault(cid, reply)
             out.append((reply_to, reply))
         return out

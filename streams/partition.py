@@ -4,6 +4,8 @@ A worker that owns partition p keeps, in ``<data-dir>/p<p>``, exactly what the e
 (events, decision state, idempotency receipts and every view) plus two things of its own:
 
     O:events            the offset of the last event of partition p folded into this store
+    O:commands          the offset of the last command record of partition p decided into this store
+                        (what a read-your-writes read waits for: the submitter knows its record's offset)
     D:<commandId>       the reply a command got, so a command sent twice is decided once
 
 The events topic is the truth: `catch_up` folds the events after ``O:events`` (with the same kernel
@@ -31,6 +33,7 @@ from projections.store import RocksKeyValue, StoreReader, Write, changes_to_writ
 from streams.records import Reply, encode_reply
 
 OFFSET_KEY = b"O:events"
+DECIDED_KEY = b"O:commands"
 HEADER_COMMAND_ID = "commandId"
 HEADER_DIGEST = "digest"
 
@@ -75,6 +78,16 @@ class PartitionStore:
         """The offset of the last folded event, -1 for none."""
         raw = self.kv.get(OFFSET_KEY)
         return -1 if raw is None else int(raw)
+
+    @property
+    def decided(self) -> int:
+        """The offset of the last command record decided into this store, -1 for none."""
+        raw = self.kv.get(DECIDED_KEY)
+        return -1 if raw is None else int(raw)
+
+    def mark_decided(self, offset: int) -> None:
+        """Every command record up to `offset` has its effects in this store (after catching up)."""
+        self.kv.write([(DECIDED_KEY, b"%d" % offset)])
 
     def stored_reply(self, command_id: str) -> bytes | None:
         """The reply a command already got, if it was decided."""

@@ -1,11 +1,12 @@
 """The worker's query endpoint: answers reads for the partitions it owns, over HTTP (msgpack bodies).
 
-    POST /q      {"op": ..., args..., "wait": {partition: eventOffset}}  → {"ok": ..., ...} | {"error": {...}}
+    POST /q      {"op": ..., args..., "wait": {partition: commandOffset}}  → {"ok": ..., ...} | {"error": {...}}
     POST /q      {"op": "digest", "prefixes": [...] | null} → {"ok": {partition: {"sum", "applied"}}, ...}
     GET  /health {"workerId", "url", "partitions": [owned and ready], "applied": {p: offset}}
 
-``wait`` is read-your-writes: the worker answers only once its store has folded the given event
-offsets of the partitions it answers for (or 503 after a short deadline). A session read for a
+``wait`` is read-your-writes: the worker answers only once its store has decided the command records
+up to the given offsets of ``handoff.commands``, for the partitions it answers for (or 503 after a short
+deadline). A session read for a
 partition this worker does not own gets 421, and the caller asks the owner.
 """
 
@@ -156,7 +157,7 @@ async def _caught_up(stores: Callable[[], dict[int, PartitionStore]], wait: dict
         current = stores()
         if any(p not in current for p in wait):
             raise NotOwner(wait)
-        if all(current[p].applied >= offset for p, offset in wait.items()):
+        if all(current[p].decided >= offset for p, offset in wait.items()):
             return
         if time.monotonic() > deadline:
             raise Lagging(wait)

@@ -50,7 +50,7 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defa
     receipt: Receipt | None = None
     replayed: bool = False
     partition: int = -1
-    offset: int = -1  # of the event on handoff.events (read-your-writes), -1 if none was written
+    offset: int = -1  # unused (read-your-writes now waits on the command record's own offset); kept for old readers
     error: ErrorBody | None = None
 
 

@@ -53,7 +53,8 @@ class WorkerConfig:
     clock: Callable[[], str] = field(default_factory=Clock)
     new_id: Callable[[], str] = field(default_factory=IdGenerator)
     session_timeout_ms: int = 6000
-    max_batch: int = 500
+    max_batch: int = 500  # command records per transaction
+    max_queued: int = 5000  # consumed records waiting for a decider, over all partitions
 
 
 @dataclass
@@ -61,6 +62,8 @@ class _Partition:
     store: PartitionStore
     decider: Decider | None = None
     ready: bool = False
+    queue: list[Incoming] = field(default_factory=list)  # consumed, not yet decided
+    task: asyncio.Task[None] | None = None  # deciding what is queued
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -89,6 +92,7 @@ class Worker:
         self._announcer: Any = None
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # the partitions' deciding tasks
 
     # -- the Owner protocol of the query endpoint ------------------------------------------------
 
@@ -136,6 +140,7 @@ class Worker:
         if self._consumer is not None:
             await self._consumer.stop()  # revokes: releases every partition
         await self.release(list(self.parts))
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # they end once their partition is released
         if self._announcer is not None:
             with contextlib.suppress(Exception):
                 await self._announcer.send_and_wait(self.topics.workers, None, key=self.worker_id.encode())
@@ -178,6 +183,7 @@ class Worker:
                 continue
             async with part.decider.lock:
                 part.ready = False
+                part.queue = []
                 decider, part.decider = part.decider, None
             await _stop_quietly(decider.producer)
         if partitions:
@@ -205,10 +211,13 @@ class Worker:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, committed)
+            # The committed offset moved in the transactions that appended the events just folded.
+            part.store.mark_decided(-1 if committed is None else committed - 1)
         except BaseException:
             await _stop_quietly(producer)
             raise
         part.decider = Decider(part.store, producer, self.topics)
+        part.queue = []
         part.ready = True
         self._consumer.resume(tp)
         log.info("partition ready", extra={"workerId": self.worker_id, "partition": p, "folded": folded})
@@ -232,26 +241,46 @@ class Worker:
     # -- the decide loop ------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Poll commands and hand each partition's records to that partition's deciding task.
+
+        Partitions decide concurrently (each has its own transactional producer), and while one
+        transaction commits the records that arrive meanwhile queue up and go into the next one:
+        under load a transaction carries many commands, which is where the throughput comes from.
+        """
         consumer = self._consumer
         while True:
             await self._prepare_pending()
+            while sum(len(part.queue) for part in self.parts.values()) > self.config.max_queued:
+                await asyncio.sleep(0.001)  # backpressure: the deciders are behind
             data = await consumer.getmany(timeout_ms=50, max_records=self.config.max_batch)
             for tp, messages in data.items():
                 part = self.parts.get(tp.partition)
                 if part is None or not part.ready or part.decider is None or tp.partition in self.pending:
                     continue  # re-read from the committed offset once prepared
-                decider = part.decider
-                try:
-                    async with decider.lock:
-                        if part.decider is decider and part.ready:
-                            await decider.process([Incoming(m.offset, m.value) for m in messages])
-                except Exception:  # noqa: BLE001 - a Kafka failure: re-prepare the partition, never die
-                    log.exception("deciding failed; preparing the partition again", extra={"partition": tp.partition})
-                    await self._unready(tp.partition)
+                part.queue.extend(Incoming(m.offset, m.value) for m in messages)
+                if part.task is None or part.task.done():
+                    part.task = asyncio.create_task(self._decide(tp.partition, part), name=f"decide-{tp.partition}")
+                    part.task.add_done_callback(self._tasks.discard)
+                    self._tasks.add(part.task)
+
+    async def _decide(self, p: int, part: _Partition) -> None:
+        """Decide what is queued for a partition, one transaction per round, until the queue is empty."""
+        decider = part.decider
+        while part.queue and decider is not None and part.decider is decider and part.ready:
+            records, part.queue = part.queue[: self.config.max_batch], part.queue[self.config.max_batch :]
+            try:
+                async with decider.lock:
+                    if part.decider is decider and part.ready:
+                        await decider.process(records)
+            except Exception:  # noqa: BLE001 - a Kafka failure: re-prepare the partition, never die
+                log.exception("deciding failed; preparing the partition again", extra={"partition": p})
+                await self._unready(p)
+                return
 
     async def _unready(self, p: int) -> None:
         part = self.parts[p]
         part.ready = False
+        part.queue = []  # re-read from the committed offset once prepared again
         decider, part.decider = part.decider, None
         if decider is not None:
             await _stop_quietly(decider.producer)
