@@ -1,0 +1,280 @@
+"""Kafka mode end to end beside the embedded engine: sustained update_context, latency under load, replay.
+
+    python -m bench.kafka [--kafka BOOTSTRAP] [--seconds 8] [--sessions 64] [--concurrency 512]
+
+Without ``--kafka`` it starts a broker with ``compose/kafka-local.sh`` (its own state dir) and stops it
+after. One ``handoff worker`` runs as a child process; the submitter is a `KafkaService` in this
+process (the same port `serve --kafka` uses, without the MCP layer). The embedded figures come from
+the same harness over `EmbeddedService`. Figures only; nothing is asserted.
+
+- max: a closed loop of ``--concurrency`` submitters; throughput counts until the last command's
+  effect is visible in the projection (the session's version read back through the ReadModel).
+- latency: an open loop at 50% and 100% of that maximum; submitted → acknowledged. In Kafka mode an
+  acknowledgement carries the event's offset and every read waits for it (read-your-writes), so an
+  acknowledged command is visible to the next read.
+- replay: every event of the log folded into a fresh in-memory projection store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from handoff.engine.engine import Engine
+from handoff.engine.service import EmbeddedService
+from handoff.kernel.codec import decode_envelope
+from handoff.kernel.commands import AppendContext, RegisterSession
+from handoff.kernel.errors import HandoffError
+from projections.replay import fold_events
+from projections.store import InMemoryKeyValue, RocksKeyValue
+from streams.client import KafkaService
+from streams.topics import Topics
+
+REPO = Path(__file__).resolve().parents[1]
+CONTENT = "x" * 1024
+
+
+@dataclass
+class Figures:
+    """One mode's results."""
+
+    max_rate: float = 0.0
+    latency: dict[str, tuple[float, float, float, float]] | None = None  # label -> (rate, p50, p95, p99) ms
+    replay_rate: float = 0.0
+    replay_events: int = 0
+
+
+def _append(key: str) -> AppendContext:
+    return AppendContext(session_key=key, context_type="message", content=CONTENT)
+
+
+async def _register(svc: Any, keys: list[str]) -> None:
+    await asyncio.gather(*(svc.submit(RegisterSession(session_key=k, agent_from="bench")) for k in keys))
+
+
+async def max_throughput(svc: Any, keys: list[str], seconds: float, concurrency: int) -> float:
+    """Closed loop: `concurrency` submitters for `seconds`; commands/s until the last one is visible."""
+    sent = dict.fromkeys(keys, 0)
+    stop = time.perf_counter() + seconds
+    start = time.perf_counter()
+
+    async def lane(i: int) -> None:
+        key = keys[i % len(keys)]
+        while time.perf_counter() < stop:
+            await svc.submit(_append(key))
+            sent[key] += 1
+
+    await asyncio.gather(*(lane(i) for i in range(concurrency)))
+    for key in keys:  # visible in the projection: the session view counts every appended entry
+        view = await svc.session(key)
+        assert view is not None and view.version >= sent[key] + 1, (key, view, sent[key])
+    return sum(sent.values()) / (time.perf_counter() - start)
+
+
+async def open_loop(svc: Any, keys: list[str], rate: float, seconds: float) -> tuple[float, float, float, float]:
+    """Submit at `rate`/s for `seconds` regardless of answers; (achieved rate, p50, p95, p99) in ms."""
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(key: str) -> None:
+        nonlocal errors
+        t0 = time.perf_counter()
+        try:
+            await svc.submit(_append(key))
+        except HandoffError:
+            errors += 1
+            return
+        latencies.append(time.perf_counter() - t0)
+
+    tasks: list[asyncio.Task[None]] = []
+    start = time.perf_counter()
+    n = int(rate * seconds)
+    for i in range(n):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(keys[i % len(keys)])))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+
+    if errors:
+        print(f"    ({errors} commands refused)", file=sys.stderr)
+    return len(latencies) / elapsed, pct(0.50), pct(0.95), pct(0.99)
+
+
+async def measure(svc: Any, seconds: float, sessions: int, concurrency: int) -> Figures:
+    """Max throughput, then latency at 50% and 100% of it."""
+    keys = [f"b-{uuid.uuid4().hex[:8]}-{i}" for i in range(sessions)]
+    await _register(svc, keys)
+    await max_throughput(svc, keys, 1.0, concurrency)  # warm-up
+    figures = Figures(max_rate=await max_throughput(svc, keys, seconds, concurrency))
+    figures.latency = {}
+    for label, share in (("50%", 0.5), ("100%", 1.0)):
+        figures.latency[label] = await open_loop(svc, keys, figures.max_rate * share, seconds)
+    return figures
+
+
+def replay_kafka(bootstrap: str, topics: Topics) -> tuple[int, float]:
+    """Read every event of the events topic and fold it into a fresh store; (events, events/s)."""
+
+    async def read() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed", enable_auto_commit=False,
+            max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            parts = [TopicPartition(topics.events, p) for p in range(topics.partitions)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            values: list[bytes] = []
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+                data = await consumer.getmany(timeout_ms=500, max_records=50_000)
+                for messages in data.values():
+                    values.extend(m.value for m in messages)
+            return values
+        finally:
+            await consumer.stop()
+
+    start = time.perf_counter()
+    values = asyncio.run(read())
+    read_s = time.perf_counter() - start
+    count = fold_events(InMemoryKeyValue(), (decode_envelope(v) for v in values))
+    total = time.perf_counter() - start
+    print(f"    replay: read {count} events in {read_s:.2f}s, folded in {total - read_s:.2f}s", file=sys.stderr)
+    return count, count / total
+
+
+def replay_embedded(kv: RocksKeyValue) -> tuple[int, float]:
+    """Fold every event of the embedded log into a fresh store; (events, events/s)."""
+    from handoff.engine.log import EventLog
+
+    start = time.perf_counter()
+    log = EventLog(kv)
+    count = fold_events(InMemoryKeyValue(), (decode_envelope(raw) for _, _, _, raw in log.global_records()))
+    return count, count / (time.perf_counter() - start)
+
+
+# -- the two modes ------------------------------------------------------------------------------------
+
+
+def run_embedded(ns: argparse.Namespace) -> Figures:
+    """The embedded engine, same harness."""
+    kv = RocksKeyValue(tempfile.mkdtemp(prefix="handoff-bench-embedded-"))
+
+    async def main() -> Figures:
+        engine = Engine(kv)
+        await engine.start()
+        try:
+            return await measure(EmbeddedService(engine), ns.seconds, ns.sessions, ns.concurrency)
+        finally:
+            await engine.stop()
+
+    figures = asyncio.run(main())
+    figures.replay_events, figures.replay_rate = replay_embedded(kv)
+    kv.close()
+    return figures
+
+
+@asynccontextmanager
+async def _worker(bootstrap: str, topics: Topics, data_dir: Path) -> AsyncIterator[None]:
+    cmd = [
+        sys.executable, "-m", "streams.worker", "--kafka", bootstrap, "--data-dir", str(data_dir),
+        "--topic-prefix", topics.prefix, "--partitions", str(topics.partitions),
+    ]  # fmt: skip
+    log = open(data_dir.with_suffix(".log"), "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def run_kafka(bootstrap: str, ns: argparse.Namespace) -> Figures:
+    """Kafka mode with one worker process."""
+    topics = Topics(f"bench{uuid.uuid4().hex[:6]}", ns.partitions)
+    root = Path(tempfile.mkdtemp(prefix="handoff-bench-kafka-"))
+
+    async def main() -> Figures:
+        async with _worker(bootstrap, topics, root / "worker"):
+            svc = KafkaService(bootstrap, topics=topics, timeout=30)
+            await svc.start()
+            try:
+                deadline = time.monotonic() + 60
+                while not await svc.ready():
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"no worker became ready; see {root / 'worker.log'}")
+                    await asyncio.sleep(0.2)
+                return await measure(svc, ns.seconds, ns.sessions, ns.concurrency)
+            finally:
+                await svc.stop()
+
+    figures = asyncio.run(main())
+    figures.replay_events, figures.replay_rate = replay_kafka(bootstrap, topics)
+    return figures
+
+
+def _local_broker() -> tuple[str, Callable[[], None]]:
+    script = REPO / "compose" / "kafka-local.sh"
+    env = dict(os.environ, HANDOFF_KAFKA_DIR=tempfile.mkdtemp(prefix="handoff-bench-broker-"))
+    done = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1], lambda: subprocess.run([str(script), "stop"], env=env, check=False)
+
+
+def report(name: str, f: Figures) -> list[str]:
+    """Rows of the figures table."""
+    rows = [f"{name:<9} max {f.max_rate:>8,.0f} commands/s (end to end, visible in the projection)"]
+    for label, (rate, p50, p95, p99) in (f.latency or {}).items():
+        rows.append(
+            f"{name:<9} at {label:>4}: {rate:>8,.0f}/s  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  p99 {p99:7.1f} ms"
+        )
+    rows.append(f"{name:<9} replay {f.replay_rate:>8,.0f} events/s ({f.replay_events} events into fresh projections)")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both modes and print the figures side by side."""
+    parser = argparse.ArgumentParser(prog="python -m bench.kafka", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kafka", metavar="BOOTSTRAP", help="default: start a local broker for the run")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--sessions", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=512)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--skip-embedded", action="store_true")
+    ns = parser.parse_args(argv)
+    bootstrap, stop = (ns.kafka, lambda: None) if ns.kafka else _local_broker()
+    try:
+        kafka = run_kafka(bootstrap, ns)
+    finally:
+        stop()
+    rows = report("kafka", kafka)
+    if not ns.skip_embedded:
+        rows += report("embedded", run_embedded(ns))
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
