@@ -72,6 +72,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from handoff.mcp.fastcall import Direct
+
 log = logging.getLogger("handoff.mcp")
 
 FAST_METHODS: Final = frozenset({
@@ -166,8 +168,10 @@ class FastPath:
         server: Server[Any],
         lifespan_state: Any,
         sessions: LegacySessions,
+        direct: Direct | None = None,
     ) -> None:
         self.sdk, self.manager, self.server, self.state, self.sessions = sdk, manager, server, lifespan_state, sessions
+        self.direct = direct
         self.security = TransportSecurityMiddleware(manager.security_settings)
         self.json_response = manager.json_response
 
@@ -230,8 +234,6 @@ class FastPath:
     async def _run_modern(
         self, request: Request, req: JSONRPCRequest, verdict: InboundModernRoute
     ) -> tuple[Reply, _Exchange]:
-        envelope = (verdict.protocol_version, verdict.client_info, verdict.client_capabilities)
-        connection = Connection.from_envelope(*envelope)
         exchange = _Exchange(
             transport=TransportContext(kind="streamable-http", can_send_request=False, headers=request.headers),
             request_id=req.id,
@@ -239,12 +241,21 @@ class FastPath:
             progress_token=progress_token_from_params(req.params),
         )
         try:
-            result = await serve_one(
-                self.server, exchange, req.method, req.params, connection=connection, lifespan_state=self.state
-            )
+            if self._direct(verdict.protocol_version, req):
+                assert self.direct is not None and req.params is not None
+                result = await self.direct.call(verdict.protocol_version, req.params)
+            else:
+                envelope = (verdict.protocol_version, verdict.client_info, verdict.client_capabilities)
+                connection = Connection.from_envelope(*envelope)
+                result = await serve_one(
+                    self.server, exchange, req.method, req.params, connection=connection, lifespan_state=self.state
+                )
         except Exception as exc:  # noqa: BLE001 - the SDK's own exception-to-wire boundary, reproduced
             return JSONRPCError(jsonrpc="2.0", id=req.id, error=modern_error_data(exc)), exchange
         return JSONRPCResponse(jsonrpc="2.0", id=req.id, result=result), exchange
+
+    def _direct(self, version: str, req: JSONRPCRequest) -> bool:
+        return req.method == "tools/call" and self.direct is not None and self.direct.applies(version, req.params)
 
     def _param_headers_refused(self, request: Request, req: JSONRPCRequest) -> bool:
         """Whether the SDK would refuse the call's ``Mcp-Param-*`` headers (its `_mcp_param_rejection`)."""
@@ -300,9 +311,14 @@ class FastPath:
             message_metadata=ServerMessageMetadata(request_context=request, can_send_request=False),
             progress_token=progress_token_from_params(message.params),
         )
-        runner = ServerRunner(self.server, connection, self.state)
+        version = connection.protocol_version
         try:
-            result = await runner.on_request(exchange, message.method, message.params)
+            if self._direct(version, message):
+                assert self.direct is not None and message.params is not None
+                result = await self.direct.call(version, message.params)
+            else:
+                runner = ServerRunner(self.server, connection, self.state)
+                result = await runner.on_request(exchange, message.method, message.params)
         except Exception as exc:  # noqa: BLE001 - the SDK dispatcher's exception-to-wire boundary, reproduced
             error = handler_exception_to_error_data(exc)
             if error is None:

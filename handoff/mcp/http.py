@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from mcp.server.lowlevel.server import Server
@@ -25,8 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from handoff.mcp import fastpath
+from handoff.mcp import fastcall, fastpath
 from handoff.mcp.deps import Deps
 from handoff.metrics import CONTENT_TYPE
 
@@ -93,12 +95,11 @@ def mcp_endpoint(server: Server[Deps], manager: StreamableHTTPSessionManager, de
         return sdk
     sessions = fastpath.LegacySessions()
     server.middleware.append(sessions.record)
-    return fastpath.FastPath(sdk, manager, server, deps, sessions)
+    direct = fastcall.Direct(server, deps, allowed_middleware=(sessions.record,))
+    return fastpath.FastPath(sdk, manager, server, deps, sessions, direct)
 
 
-def build_app(
-    server: Server[Deps], deps: Deps, activity: Activity, host: str, *, fast_path: bool = True
-) -> Starlette:
+def build_app(server: Server[Deps], deps: Deps, activity: Activity, host: str, *, fast_path: bool = True) -> Starlette:
     """The ASGI app; its lifespan runs the MCP session manager. `fast_path=False` leaves every request to the SDK."""
     limits = deps.limits
     manager = StreamableHTTPSessionManager(
@@ -151,6 +152,83 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host_literal(host)}:{port}/mcp"
 
 
+class _Coalescing(asyncio.Transport):
+    """A transport that sends the writes of one event-loop turn together.
+
+    uvicorn writes a reply's status line and headers, then its body, as two writes: two syscalls
+    and two TCP segments on a keep-alive loopback connection, which cost as much as the tool call.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport, self._loop = transport, loop
+        self._pending: list[bytes | bytearray | memoryview] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._pending.append(data)
+        if len(self._pending) > 1:
+            self._flush()  # a reply's body right after its headers: send both now, in one segment
+        else:
+            self._loop.call_soon(self._flush)  # a lone write waits at most until the loop's next turn
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._transport.can_write_eof()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._transport.get_protocol()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(len(chunk) for chunk in self._pending)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+
+class _HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol over a coalescing transport."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        super().connection_made(_Coalescing(transport, self.loop))
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its habit of re-raising the stop signal after shutdown: we still have to clean up."""
 
@@ -177,7 +255,7 @@ async def serve(
     """Serve until SIGINT/SIGTERM (or `should_stop`), then shut down gracefully."""
     config = uvicorn.Config(
         app,
-        http="httptools",  # its C parser costs a fraction of h11's pure-Python one per request
+        http=_HttpProtocol,  # httptools' C parser costs a fraction of h11's pure-Python one per request
         lifespan="on",
         log_config=None,
         access_log=False,

@@ -98,7 +98,7 @@ _FIELD = re.compile(r"at `\$\.([^`\[]+)|field `([^`]+)`")
 
 def _result(body: dict[str, Any], *, is_error: bool) -> types.CallToolResult:
     return types.CallToolResult(
-        content=[types.TextContent(type="text", text=msgspec.json.encode(body).decode())],
+        content=[types.TextContent(type="text", text=text_of(body))],
         structured_content=body,
         is_error=is_error,
     )
@@ -115,6 +115,16 @@ def invalid_argument(exc: msgspec.ValidationError) -> dict[str, Any]:
 
 async def call_tool(deps: Deps, name: str, arguments: dict[str, Any] | None) -> types.CallToolResult:
     """Run one tool call, counting it in the metrics by outcome code."""
+    body, is_error = await run_tool(deps, name, arguments)
+    return _result(body, is_error=is_error)
+
+
+async def run_tool(deps: Deps, name: str, arguments: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
+    """Run one tool call, counting it in the metrics by outcome code: its structured content and whether it failed.
+
+    Raises:
+        MCPError: the tool does not exist (a protocol error, INVALID_PARAMS).
+    """
     spec = TOOLS.get(name)
     if spec is None:
         raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
@@ -125,14 +135,19 @@ async def call_tool(deps: Deps, name: str, arguments: dict[str, Any] | None) -> 
         result = await spec.handler(deps, parsed)
     except msgspec.ValidationError as exc:
         code = "INVALID_ARGUMENT"
-        return _result(invalid_argument(exc), is_error=True)
+        return invalid_argument(exc), True
     except HandoffError as exc:
         if exc.code not in ERROR_CODES:
             raise  # a codec error is a bug or tampering, not something the caller can correct
         code = exc.code
-        return _result(exc.to_dict(), is_error=True)
+        return exc.to_dict(), True
     else:
         code = "OK"
-        return _result(msgspec.to_builtins(result), is_error=False)
+        return msgspec.to_builtins(result), False
     finally:
         deps.metrics.observe(name, code, time.perf_counter() - started)
+
+
+def text_of(body: dict[str, Any]) -> str:
+    """The text content of a result: its structured content as JSON, for clients that predate structured results."""
+    return msgspec.json.encode(body).decode()

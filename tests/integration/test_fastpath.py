@@ -48,6 +48,7 @@ class Spy:
 
     app: Callable[[Scope, Receive, Send], Awaitable[None]]
     seen: list[str] = field(default_factory=list)
+    direct: int = 0  # tools/call answered without the SDK's kernel
 
     @property
     def delegated(self) -> int:
@@ -156,6 +157,15 @@ def _spy_on(app: Starlette) -> tuple[fastpath.FastPath, Spy]:
     assert isinstance(fast, fastpath.FastPath)
     spy = Spy(fast.sdk)
     fast.sdk = spy
+    direct = fast.direct
+    assert direct is not None
+    plain_call = direct.call
+
+    async def counted_call(version: str, params: Any) -> dict[str, Any]:
+        spy.direct += 1
+        return await plain_call(version, params)
+
+    direct.call = counted_call  # type: ignore[method-assign]
     return fast, spy
 
 
@@ -242,10 +252,12 @@ async def test_the_fast_path_answers_byte_for_byte_as_the_sdk_does(pair: Pair, e
     assert pair.fast.spy is not None
     sdk_key, fast_key = f"S{uid}", f"F{uid}"
     async with _peers(pair, era) as (fast, sdk):
-        before = pair.fast.spy.delegated
+        before, direct = pair.fast.spy.delegated, pair.fast.spy.direct
         for method, params in CALLS:
             await _same(fast, sdk, method, json.loads(json.dumps(params).replace("KEY", sdk_key)), {sdk_key: fast_key})
         assert pair.fast.spy.delegated == before, "every call above should have been answered by the fast path"
+        tool_calls = [p for m, p in CALLS if m == "tools/call" and isinstance(p.get("arguments", {}), dict)]
+        assert pair.fast.spy.direct - direct == len(tool_calls), "well-formed tools/call should skip the kernel"
 
 
 @pytest.mark.parametrize("era", ERAS)
