@@ -13,18 +13,51 @@ from typing import Protocol
 from handoff.kernel.commands import Command
 from handoff.kernel.events import Envelope
 from handoff.kernel.package import PackageEntry
-from handoff.kernel.receipt import Receipt
+from handoff.kernel.receipt import Receipt, receipt_of
+from handoff.kernel.state import SessionState
 from projections.queries import Page
 from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
 
 
-@dataclass(frozen=True)
 class Outcome:
-    """What a successful write produced; `replayed` when an idempotent retry returned the first result."""
+    """What a successful write produced; `replayed` when an idempotent retry returned the first result.
 
-    envelope: Envelope
-    receipt: Receipt
-    replayed: bool = False
+    The receipt may be given, or derived on first use from the session state the write left
+    (the engine's hot path builds it only when a caller asks, or an idempotency key needs it).
+    """
+
+    __slots__ = ("envelope", "replayed", "_receipt", "_state")
+
+    def __init__(
+        self,
+        envelope: Envelope,
+        receipt: Receipt | None = None,
+        replayed: bool = False,
+        *,
+        state: SessionState | None = None,
+    ) -> None:
+        if receipt is None and state is None:
+            raise ValueError("an Outcome needs a receipt or the state to derive it from")
+        self.envelope = envelope
+        self.replayed = replayed
+        self._receipt = receipt
+        self._state = state
+
+    @property
+    def receipt(self) -> Receipt:
+        """The receipt: what the write's result reports about the session and the handoff."""
+        if self._receipt is None:
+            assert self._state is not None
+            self._receipt = receipt_of(self._state, self.envelope, "")
+        return self._receipt
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Outcome):
+            return NotImplemented
+        return (self.envelope, self.receipt, self.replayed) == (other.envelope, other.receipt, other.replayed)
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.envelope!r}, {self.receipt!r}, replayed={self.replayed})"
 
 
 @dataclass(frozen=True)

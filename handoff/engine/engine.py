@@ -229,19 +229,20 @@ class Engine:
         ctx = Ctx(now=self.clock(), new_id=self.new_id, limits=self.limits, package=package)
         new_state, env, record = execute_encoded(state, command, ctx)
         project(reader, env, batch.changes)  # a projection bug fails the whole batch: nothing is written
-        receipt = receipt_of(new_state, env, command_digest(command) if ikey is not None else "")
+        receipt = receipt_of(new_state, env, command_digest(command)) if ikey is not None else None
         position = self.position + len(batch.envelopes) + 1
         batch.writes += [
             (L.event_key(key, env.version), record),
             (L.position_key(position), key.encode() + L.SEP + b"%012d" % env.version),
         ]
-        if ikey is not None:
+        if receipt is not None:
+            assert ikey is not None
             batch.receipts[(key, ikey)] = receipt
             batch.writes.append((L.receipt_key(key, ikey), L.encode_receipt(receipt)))
         batch.states[key] = new_state
         batch.records[(key, env.version)] = record
         batch.envelopes.append(env)
-        return Outcome(env, receipt)
+        return Outcome(env, receipt, state=new_state)
 
     def _package(self, reader: OverlayReader, batch: _Batch, state: SessionState, budget: int):  # type: ignore[no-untyped-def]
         summary = reader.summary(state.session_key)
