@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from mcp.server.lowlevel.server import Server
@@ -225,8 +225,8 @@ class _HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol over a coalescing transport."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        super().connection_made(_Coalescing(transport, self.loop))
+        # a cast, not an isinstance check: uvloop's transports do not derive from asyncio.Transport
+        super().connection_made(_Coalescing(cast(asyncio.Transport, transport), self.loop))
 
 
 class _Server(uvicorn.Server):
