@@ -6,8 +6,9 @@ request whose method is in `FAST_METHODS`, this module applies the transport's c
 SDK's own functions (Host/Origin and Content-Type, Accept, the live session and its handshake for
 2025-11-25, the envelope and routing headers for 2026-07-28), runs the request through the same
 kernel (`ServerRunner`: middleware, the version gate, params validation, the handler, the result
-sieve, the 2026 ``serverInfo`` stamp) and writes the reply the transport would write, serialized
-by the SDK's own models.
+sieve, the 2026 ``serverInfo`` stamp) -- or, for a plain ``tools/call``, through `fastcall.Direct`,
+which gives the kernel's result without its cost -- and writes the reply the transport would
+write, serialized by the SDK's own models.
 
 Whatever it is not sure of goes to the SDK untouched, the body replayed: a failed check, an
 unknown or ending session, a batch, a notification, ``initialize``, GET/DELETE, an authenticated
