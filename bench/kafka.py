@@ -1,6 +1,6 @@
 """Kafka mode end to end beside the embedded engine: sustained update_context, latency under load, replay.
 
-    python -m bench.kafka [--kafka BOOTSTRAP] [--seconds 8] [--sessions 64] [--concurrency 512]
+    python -m bench.kafka [--kafka BOOTSTRAP] [--seconds 8] [--sessions 64] [--concurrency 512] [--at RATE ...]
 
 Without ``--kafka`` it starts a broker with ``compose/kafka-local.sh`` (its own state dir) and stops it
 after. One ``handoff worker`` runs as a child process; the submitter is a `KafkaService` in this
@@ -121,8 +121,10 @@ async def open_loop(svc: Any, keys: list[str], rate: float, seconds: float) -> t
     return len(latencies) / elapsed, pct(0.50), pct(0.95), pct(0.99)
 
 
-async def measure(svc: Any, seconds: float, sessions: int, concurrency: int) -> Figures:
-    """Max throughput, then latency at 50% and 100% of it."""
+async def measure(
+    svc: Any, seconds: float, sessions: int, concurrency: int, rates: tuple[float, ...] = ()
+) -> Figures:
+    """Max throughput, then latency at 50% and 100% of it, and at each fixed rate of `rates` (comparable)."""
     keys = [f"b-{uuid.uuid4().hex[:8]}-{i}" for i in range(sessions)]
     await _register(svc, keys)
     await max_throughput(svc, keys, 1.0, concurrency)  # warm-up
@@ -130,6 +132,8 @@ async def measure(svc: Any, seconds: float, sessions: int, concurrency: int) -> 
     figures.latency = {}
     for label, share in (("50%", 0.5), ("100%", 1.0)):
         figures.latency[label] = await open_loop(svc, keys, figures.max_rate * share, seconds)
+    for rate in rates:
+        figures.latency[f"{rate:g}/s"] = await open_loop(svc, keys, rate, seconds)
     return figures
 
 
@@ -186,7 +190,7 @@ def run_embedded(ns: argparse.Namespace) -> Figures:
         engine = Engine(kv)
         await engine.start()
         try:
-            return await measure(EmbeddedService(engine), ns.seconds, ns.sessions, ns.concurrency)
+            return await measure(EmbeddedService(engine), ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at))
         finally:
             await engine.stop()
 
@@ -227,7 +231,7 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace) -> Figures:
                     if time.monotonic() > deadline:
                         raise SystemExit(f"no worker became ready; see {root / 'worker.log'}")
                     await asyncio.sleep(0.2)
-                return await measure(svc, ns.seconds, ns.sessions, ns.concurrency)
+                return await measure(svc, ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at))
             finally:
                 await svc.stop()
 
@@ -248,7 +252,7 @@ def report(name: str, f: Figures) -> list[str]:
     rows = [f"{name:<9} max {f.max_rate:>8,.0f} commands/s (end to end, visible in the projection)"]
     for label, (rate, p50, p95, p99) in (f.latency or {}).items():
         rows.append(
-            f"{name:<9} at {label:>4}: {rate:>8,.0f}/s  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  p99 {p99:7.1f} ms"
+            f"{name:<9} at {label:>6}: {rate:>8,.0f}/s  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  p99 {p99:7.1f} ms"
         )
     rows.append(f"{name:<9} replay {f.replay_rate:>8,.0f} events/s ({f.replay_events} events into fresh projections)")
     return rows
@@ -263,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument(
+        "--at", type=float, action="append", default=[], metavar="RATE",
+        help="also measure latency at this fixed rate (commands/s; repeatable), comparable across runs",
+    )  # fmt: skip
     ns = parser.parse_args(argv)
     bootstrap, stop = (ns.kafka, lambda: None) if ns.kafka else _local_broker()
     try:

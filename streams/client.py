@@ -102,7 +102,7 @@ class KafkaService:
     async def _new_producer(self) -> Any:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", linger_ms=1,
-            request_timeout_ms=int(self.timeout * 1000), max_request_size=8 << 20,
+            request_timeout_ms=int(self.timeout * 1000), max_request_size=8 << 20, max_batch_size=1 << 20,
         )  # fmt: skip
         await producer.start()
         return producer
@@ -130,11 +130,12 @@ class KafkaService:
             await self._http.close()
 
     async def _follow_replies(self) -> None:
+        mine = self.adapter_id.encode()
         while True:
             data = await self._replies.getmany(timeout_ms=200)
             for messages in data.values():
                 for m in messages:
-                    if m.key != self.adapter_id.encode():
+                    if m.key != mine:
                         continue
                     try:
                         reply = decode_reply(m.value)

@@ -178,8 +178,8 @@ class Decider:
                     body = encode_reply(reply)
                     if reply.command_id in by_command and reply.ok and not reply.replayed:
                         stored.append((dedupe_key(reply.command_id), body))
-                    if reply_to:
-                        await producer.send(topics.replies, body, key=reply_to.encode())
+                    if reply_to:  # partition p of the replies: one transactional writer each (see `Topics`)
+                        await producer.send(topics.replies, body, key=reply_to.encode(), partition=self.partition)
                 for value, reason, offset in plan.dead:
                     headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % self.partition),
                                ("offset", b"%d" % offset)]  # fmt: skip

@@ -2,7 +2,10 @@
 
     handoff.commands    command records (JSON), keyed by sessionKey (raw UTF-8)
     handoff.events      sealed events (canonical JSON), keyed by sessionKey; infinite retention: it is the log
-    handoff.replies     decisions, keyed by the submitter's replyTo id; short retention
+    handoff.replies     decisions, keyed by the submitter's replyTo id (a submitter reads every partition and
+                        keeps its own); short retention. The decider of p writes its replies to partition p, so
+                        each replies partition has one transactional writer and a committed reply is never held
+                        back (last stable offset) by another partition's open transaction
     handoff.deadletter  records that could not be decoded or decided, with the reason in headers
     handoff.workers     compacted: each worker's query URL, keyed by worker id (discovery)
 

@@ -200,7 +200,7 @@ class Worker:
         producer = AIOKafkaProducer(
             bootstrap_servers=cfg.bootstrap, transactional_id=self.topics.transactional_id(p),
             enable_idempotence=True, acks="all", request_timeout_ms=10_000, linger_ms=0, retry_backoff_ms=5,
-            max_request_size=8 << 20, transaction_timeout_ms=30_000,
+            max_request_size=8 << 20, transaction_timeout_ms=30_000, max_batch_size=1 << 20,
         )  # fmt: skip
         try:
             await asyncio.wait_for(producer.start(), 20)  # init_transactions: fences the previous owner
