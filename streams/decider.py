@@ -163,6 +163,8 @@ class Decider:
         tp = TopicPartition(topics.commands, self.partition)
         stored: list[tuple[bytes, bytes | None]] = []
         committing: asyncio.Future[None] | None = None
+        futures: list[asyncio.Future[Any]] = []
+        sends: list[asyncio.Future[Any]] = []
         try:
             async with producer.transaction():
                 # The consumed offsets join the transaction while the events and replies are produced, and
@@ -179,15 +181,19 @@ class Decider:
                     if reply.command_id in by_command and reply.ok and not reply.replayed:
                         stored.append((dedupe_key(reply.command_id), body))
                     if reply_to:  # partition p of the replies: one transactional writer each (see `Topics`)
-                        await producer.send(topics.replies, body, key=reply_to.encode(), partition=self.partition)
+                        sends.append(
+                            await producer.send(topics.replies, body, key=reply_to.encode(), partition=self.partition)
+                        )
                 for value, reason, offset in plan.dead:
                     headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % self.partition),
                                ("offset", b"%d" % offset)]  # fmt: skip
-                    await producer.send(topics.deadletter, value, headers=headers)
+                    sends.append(await producer.send(topics.deadletter, value, headers=headers))
                 await committing
         finally:
             if committing is not None and not committing.done():
                 committing.cancel()  # the transaction failed first; it aborts anyway
+            for fut in [*futures, *sends]:  # a failed batch fails these too: retrieve it (no "never retrieved")
+                fut.add_done_callback(_retrieve)
         # Committed: the store follows. Its decided-commands mark is what read-your-writes waits on.
         writes: list[tuple[bytes, bytes | None]] = [(DECIDED_KEY, b"%d" % last_offset)]
         if batch is not None and envelopes:
@@ -211,6 +217,11 @@ class Decider:
             first.setdefault(cid, reply)
             out.append((reply_to, reply))
         return out
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _event_key(session_key: str) -> bytes:
