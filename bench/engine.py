@@ -81,11 +81,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--sessions", type=int, default=16)
     parser.add_argument("--big", type=int, default=100_000, help="entries in the large session")
+    parser.add_argument("--runs", type=int, default=5, help="repetitions of each throughput measurement")
     args = parser.parse_args()
     print(f"in-process update_context, 1 KiB content, batches of {args.batch}, {args.sessions} sessions")
+    print(f"  ({args.runs} runs each: median and best; this machine's neighbours make single runs vary by 30%+)")
     for sync in (False, True):
-        rate = throughput(args.commands, args.batch, args.sessions, sync)
-        print(f"  fsync per batch={'yes' if sync else 'no ':3}  {rate:10,.0f} commands/s")
+        rates = sorted(throughput(args.commands, args.batch, args.sessions, sync) for _ in range(args.runs))
+        print(f"  fsync per batch={'yes' if sync else 'no ':3}  median {statistics.median(rates):10,.0f}"
+              f"  best {rates[-1]:10,.0f} commands/s")
     print("cost per command vs history (median, single-command batches, no fsync)")
     for entries in (100, args.big):
         append, request = history_cost(entries, sync=False)
