@@ -28,6 +28,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
+from handoff import logs
+from handoff.config import read_env
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.types import Limits
 from streams.decider import Decider, Incoming
@@ -311,17 +313,41 @@ async def _stop_quietly(producer: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``handoff worker``."""
-    parser = argparse.ArgumentParser(prog="handoff worker", description="A Kafka-mode worker: decide and project.")
-    parser.add_argument("--kafka", metavar="BOOTSTRAP", default=os.environ.get("HANDOFF_KAFKA_BOOTSTRAP"))
-    parser.add_argument("--data-dir", type=Path, default=None, help="one per worker (default: a temp dir)")
-    parser.add_argument("--web-host", default="127.0.0.1")
+    parser = argparse.ArgumentParser(
+        prog="handoff worker",
+        description="A Kafka-mode worker: decides the commands of the partitions it owns, keeps their views, "
+        "and answers reads for them. Several workers share the partitions.",
+        epilog="example: handoff worker --kafka 127.0.0.1:9092 --data-dir ./w1 --web-port 8800",
+    )
+    parser.add_argument(
+        "--kafka",
+        metavar="BOOTSTRAP",
+        default=os.environ.get("HANDOFF_KAFKA_BOOTSTRAP"),
+        help="Kafka bootstrap servers (default: $HANDOFF_KAFKA_BOOTSTRAP)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="this worker's stores, one RocksDB per owned partition; one directory per worker process "
+        "(default: $HANDOFF_DATA_DIR or the user data dir + /handoff, then /worker); a lost one is rebuilt "
+        "from handoff.events",
+    )
+    parser.add_argument("--web-host", default="127.0.0.1", help="interface of the query endpoint")
     parser.add_argument("--web-port", type=int, default=0, help="query endpoint port (0: a free one)")
     parser.add_argument("--advertised-url", default=None, help="URL other processes reach the endpoint at")
     parser.add_argument(
-        "--partitions", type=int, default=int(os.environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS)
+        "--partitions",
+        type=int,
+        default=int(os.environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
+        help="partitions of the topics it creates (default: $HANDOFF_KAFKA_PARTITIONS or 8)",
     )
-    parser.add_argument("--topic-prefix", default=os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff")
-    parser.add_argument("--worker-id", default=None)
+    parser.add_argument(
+        "--topic-prefix",
+        default=os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
+        help="topic names are PREFIX.commands, PREFIX.events, ... (default: $HANDOFF_KAFKA_TOPIC_PREFIX or handoff)",
+    )
+    parser.add_argument("--worker-id", default=None, help="a stable name for this worker (default: random)")
     return parser
 
 
@@ -346,13 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     if not ns.kafka:
         print("handoff worker: --kafka BOOTSTRAP (or HANDOFF_KAFKA_BOOTSTRAP) is required", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=os.environ.get("HANDOFF_LOG_LEVEL", "INFO"), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )  # fmt: skip
+    env = read_env()
+    logs.configure(env.log_level)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     worker_id = ns.worker_id or f"w-{uuid.uuid4().hex[:12]}"
-    data_dir = ns.data_dir or Path(os.environ.get("HANDOFF_DATA_DIR", f"/tmp/handoff-worker-{worker_id}"))
+    data_dir = ns.data_dir or env.data_dir / "worker"
     config = WorkerConfig(
         bootstrap=ns.kafka, data_dir=data_dir, web_host=ns.web_host, web_port=ns.web_port,
         advertised_url=ns.advertised_url,
