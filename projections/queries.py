@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -14,6 +14,7 @@ from projections.store import KeyValue, StoreReader, decode_entry
 from projections.views import ContextEntryView, HandoffView, SessionView
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,22 @@ class Queries:
         entries, _ = self.context(view.session_key, rec.from_sequence - 1, rec.to_sequence - rec.from_sequence + 1)
         return [to_package_entry(e) for e in entries]
 
-    def list_index(self, prefix: bytes, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
-        """Ids from one index slice, newest first, and the cursor to the next page."""
+    def _page(
+        self, prefix: bytes, limit: int, cursor: str | None, load: Callable[[str], V | None], keep: Callable[[V], bool]
+    ) -> Page[V]:
+        """Views from one index slice, newest first, that `keep` accepts; and the cursor to the next page."""
         after = decode_cursor(cursor, prefix) if cursor else None
-        ids: list[str] = []
+        found: list[V] = []
         last = b""
         for key, value in self.kv.scan(prefix, after):
-            if len(ids) == limit:
-                return ids, encode_cursor(last)
-            ids.append(value.decode())
+            view = load(value.decode())
+            if view is None or not keep(view):
+                continue
+            if len(found) == limit:
+                return Page(found, encode_cursor(last))
+            found.append(view)
             last = key
-        return ids, None
+        return Page(found, None)
 
     def list_sessions(
         self, agent: str | None, status: str | None, limit: int, cursor: str | None
@@ -108,8 +114,7 @@ class Queries:
             prefix = keys.index_prefix("Ss", status)
         else:
             prefix = keys.index_prefix("S*")
-        ids, nxt = self.list_index(prefix, limit, cursor)
-        return Page([v for v in map(self.reader.session, ids) if v is not None], nxt)
+        return self._page(prefix, limit, cursor, self.reader.session, lambda _: True)
 
     def list_handoffs(
         self, target: str | None, source: str | None, status: str | None, limit: int, cursor: str | None
@@ -121,24 +126,8 @@ class Queries:
             prefix = keys.index_prefix("Hfs", source, status) if status else keys.index_prefix("Hf", source)
         else:
             prefix = keys.index_prefix("Hs", status) if status else keys.index_prefix("H*")
-        if not (target and source):
-            ids, nxt = self.list_index(prefix, limit, cursor)
-            return Page([v for v in map(self.reader.handoff, ids) if v is not None], nxt)
-        return self._filtered_by_source(prefix, source, limit, cursor)
-
-    def _filtered_by_source(self, prefix: bytes, source: str, limit: int, cursor: str | None) -> Page[HandoffView]:
-        after = decode_cursor(cursor, prefix) if cursor else None
-        found: list[HandoffView] = []
-        last = b""
-        for key, value in self.kv.scan(prefix, after):
-            view = self.reader.handoff(value.decode())
-            if view is None or view.source_agent != source:
-                continue
-            if len(found) == limit:
-                return Page(found, encode_cursor(last))
-            found.append(view)
-            last = key
-        return Page(found, None)
+        by_source = (lambda v: v.source_agent == source) if target and source else (lambda _: True)
+        return self._page(prefix, limit, cursor, self.reader.handoff, by_source)
 
 
 def to_package_entry(entry: ContextEntryView) -> PackageEntry:
