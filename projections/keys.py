@@ -78,6 +78,26 @@ def handoff_index(view: HandoffView) -> set[bytes]:
     }
 
 
+def session_listing(agent: str | None, status: str | None) -> bytes:
+    """The index slice a session listing reads: by participant and/or status, else all."""
+    if agent and status:
+        return index_prefix("Sas", agent, status)
+    if agent:
+        return index_prefix("Sa", agent)
+    if status:
+        return index_prefix("Ss", status)
+    return index_prefix("S*")
+
+
+def handoff_listing(target: str | None, source: str | None, status: str | None) -> bytes:
+    """The index slice a handoff listing reads (with both target and source, the caller filters by source)."""
+    if target:
+        return index_prefix("Hts", target, status) if status else index_prefix("Ht", target)
+    if source:
+        return index_prefix("Hfs", source, status) if status else index_prefix("Hf", source)
+    return index_prefix("Hs", status) if status else index_prefix("H*")
+
+
 def index_id(index_entry: bytes) -> str:
     """The id an index entry points at."""
     return index_entry.rsplit(SEP, 1)[1].decode()

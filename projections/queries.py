@@ -106,26 +106,14 @@ class Queries:
         self, agent: str | None, status: str | None, limit: int, cursor: str | None
     ) -> Page[SessionView]:
         """Sessions newest first, optionally of one participant and/or status."""
-        if agent and status:
-            prefix = keys.index_prefix("Sas", agent, status)
-        elif agent:
-            prefix = keys.index_prefix("Sa", agent)
-        elif status:
-            prefix = keys.index_prefix("Ss", status)
-        else:
-            prefix = keys.index_prefix("S*")
+        prefix = keys.session_listing(agent, status)
         return self._page(prefix, limit, cursor, self.reader.session, lambda _: True)
 
     def list_handoffs(
         self, target: str | None, source: str | None, status: str | None, limit: int, cursor: str | None
     ) -> Page[HandoffView]:
         """Handoffs newest first, filtered by target, source and status."""
-        if target:
-            prefix = keys.index_prefix("Hts", target, status) if status else keys.index_prefix("Ht", target)
-        elif source:
-            prefix = keys.index_prefix("Hfs", source, status) if status else keys.index_prefix("Hf", source)
-        else:
-            prefix = keys.index_prefix("Hs", status) if status else keys.index_prefix("H*")
+        prefix = keys.handoff_listing(target, source, status)
         by_source = (lambda v: v.source_agent == source) if target and source else (lambda _: True)
         return self._page(prefix, limit, cursor, self.reader.handoff, by_source)
 

@@ -54,26 +54,6 @@ class Lagging(Exception):
     """The store did not reach the offset a read waits for in time."""
 
 
-def session_prefix(agent: str | None, status: str | None) -> bytes:
-    """The index slice a session listing reads (the layout of `projections.keys`)."""
-    if agent and status:
-        return keys.index_prefix("Sas", agent, status)
-    if agent:
-        return keys.index_prefix("Sa", agent)
-    if status:
-        return keys.index_prefix("Ss", status)
-    return keys.index_prefix("S*")
-
-
-def handoff_prefix(target: str | None, source: str | None, status: str | None) -> bytes:
-    """The index slice a handoff listing reads."""
-    if target:
-        return keys.index_prefix("Hts", target, status) if status else keys.index_prefix("Ht", target)
-    if source:
-        return keys.index_prefix("Hfs", source, status) if status else keys.index_prefix("Hf", source)
-    return keys.index_prefix("Hs", status) if status else keys.index_prefix("H*")
-
-
 class QueryApi:
     """The handlers; `app()` builds the aiohttp application."""
 
@@ -192,10 +172,10 @@ def _listing(stores: dict[int, PartitionStore], op: str, body: dict[str, Any]) -
     """Up to limit+1 (index key, view) pairs after the cursor, merged over this worker's partitions."""
     limit = int(body["limit"]) + 1
     if op == "list_sessions":
-        prefix = session_prefix(body.get("agent"), body.get("status"))
+        prefix = keys.session_listing(body.get("agent"), body.get("status"))
         source = None
     else:
-        prefix = handoff_prefix(body.get("target"), body.get("source"), body.get("status"))
+        prefix = keys.handoff_listing(body.get("target"), body.get("source"), body.get("status"))
         source = body.get("source") if body.get("target") else None
     after = decode_cursor(body["cursor"], prefix) if body.get("cursor") else None
     found: list[list[bytes]] = []
