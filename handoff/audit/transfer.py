@@ -191,7 +191,7 @@ def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportR
         state = evolve(states.get(env.session_key), env)
         states[env.session_key] = state
         writes.append((L.event_key(env.session_key, env.version), record))
-        writes.append((L.position_key(position), env.session_key.encode() + L.SEP + b"%012d" % env.version))
+        writes.append(L.position_write(position, env.session_key, env.version))
         if env.idempotency_key is not None:
             # The arguments' fingerprint is not in the log; an empty one accepts any retry with the key.
             receipt = receipt_of(state, env, "")

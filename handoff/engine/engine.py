@@ -14,6 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from handoff.engine import log as L
 from handoff.engine.ids import Clock, IdGenerator
@@ -36,6 +37,8 @@ from projections.views import HandoffView, SessionView, SummaryView
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class _Lru(OrderedDict[str, object]):
     def __init__(self, size: int) -> None:
@@ -48,6 +51,15 @@ class _Lru(OrderedDict[str, object]):
         if len(self) > self.size:
             self.popitem(last=False)
 
+    def through(self, key: str, load: Callable[[str], T | None]) -> T | None:
+        """The cached value, else `load(key)` (remembered when found)."""
+        hit = self.get(key)
+        if hit is None:
+            hit = load(key)
+            if hit is not None:
+                self.remember(key, hit)
+        return hit  # type: ignore[return-value]
+
 
 class _CachedReader:
     """Views from the caches, else decoded from the store (and then cached)."""
@@ -59,28 +71,13 @@ class _CachedReader:
         self.handoffs = _Lru(cache_size)
 
     def session(self, key: str) -> SessionView | None:
-        hit = self.sessions.get(key)
-        if hit is None:
-            hit = self.store.session(key)
-            if hit is not None:
-                self.sessions.remember(key, hit)
-        return hit  # type: ignore[return-value]
+        return self.sessions.through(key, self.store.session)
 
     def summary(self, key: str) -> SummaryView | None:
-        hit = self.summaries.get(key)
-        if hit is None:
-            hit = self.store.summary(key)
-            if hit is not None:
-                self.summaries.remember(key, hit)
-        return hit  # type: ignore[return-value]
+        return self.summaries.through(key, self.store.summary)
 
     def handoff(self, hid: str) -> HandoffView | None:
-        hit = self.handoffs.get(hid)
-        if hit is None:
-            hit = self.store.handoff(hid)
-            if hit is not None:
-                self.handoffs.remember(hid, hit)
-        return hit  # type: ignore[return-value]
+        return self.handoffs.through(hid, self.store.handoff)
 
     def commit(self, changes: Changes) -> None:
         for key, session in changes.sessions.items():
@@ -233,7 +230,7 @@ class Engine:
         position = self.position + len(batch.envelopes) + 1
         batch.writes += [
             (L.event_key(key, env.version), record),
-            (L.position_key(position), key.encode() + L.SEP + b"%012d" % env.version),
+            L.position_write(position, key, env.version),
         ]
         if receipt is not None:
             assert ikey is not None
@@ -279,12 +276,7 @@ class Engine:
 
     def state(self, key: str) -> SessionState | None:
         """The committed decision state of a session."""
-        hit = self.states.get(key)
-        if hit is None:
-            hit = self.log.state(key)
-            if hit is not None:
-                self.states.remember(key, hit)
-        return hit  # type: ignore[return-value]
+        return self.states.through(key, self.log.state)
 
     def session_view(self, key: str) -> SessionView | None:
         """The live session view."""

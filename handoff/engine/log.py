@@ -42,6 +42,11 @@ def position_key(position: int) -> bytes:
     return b"G:%016d" % position
 
 
+def position_write(position: int, key: str, version: int) -> tuple[bytes, bytes]:
+    """The global-order entry naming one event (read back by `EventLog.global_records`)."""
+    return position_key(position), key.encode() + SEP + b"%012d" % version
+
+
 def state_key(key: str) -> bytes:
     """Key of a session's decision state."""
     return b"T:" + key.encode()
