@@ -19,7 +19,7 @@ import anyio
 import anyio.to_thread
 
 from handoff import logs
-from handoff.audit import commands as audit_commands
+from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, DataDir, Env, read_env
 from handoff.mcp import launch
 
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"how long an engine this starts outlives its last client (default: {DEFAULT_SPAWN_IDLE_EXIT:.0f})",
     )
-    audit_commands.register(commands)
+    audit_arguments.register(commands)
     return parser
 
 
@@ -117,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(ns, env)
     if ns.command == "stdio":
         return stdio(ns, env)
+    from handoff.audit import commands as audit_commands  # only the audit commands pay for their imports
+
     return audit_commands.guarded(audit_commands.RUNNERS[ns.command])(ns, env)
 
 

@@ -1,0 +1,78 @@
+"""The audit commands' arguments: verify, replay, audit, export, import, schema.
+
+Standard library only, so building the CLI's parser for `handoff stdio` or `serve` does not import
+RocksDB, the engine or the audit code; `handoff.audit.commands` holds the runners.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS, without importing Kafka clients for embedded runs
+
+EPILOG = {
+    "verify": "exit status: 0 when every chain and every view holds, 1 otherwise (the first broken place is named)\n"
+    "examples:\n  handoff verify --data-dir ./data --json\n  handoff verify --kafka 127.0.0.1:9092",
+    "replay": "examples:\n  handoff replay --to /tmp/views\n"
+    "  handoff replay --to /tmp/then --until-time 2026-11-27T10:00:00Z",
+    "audit": "example: handoff audit my-session --format json",
+    "export": "examples:\n  handoff export > log.jsonl   (CloudEvents 1.0, one event per line)\n"
+    "  handoff export --kafka 127.0.0.1:9092 > log.jsonl   (partition by partition, in offset order)",
+    "import": "examples:\n  handoff import --data-dir ./fresh < log.jsonl   (refuses a broken hash chain)\n"
+    "  handoff import --kafka 127.0.0.1:9092 < log.jsonl   (an empty deployment, workers stopped)",
+    "schema": "example: handoff schema --kind command > command.schema.json",
+}
+
+
+def _data_dir(parser: argparse.ArgumentParser, *, partitions: bool = False) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", type=Path, help="default: $HANDOFF_DATA_DIR or the user data dir + /handoff")
+    where.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka mode: the log is the deployment's events topic")
+    parser.add_argument(
+        "--topic-prefix",
+        default=os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
+        help="with --kafka: the topics' prefix (default: $HANDOFF_KAFKA_TOPIC_PREFIX or handoff)",
+    )
+    if partitions:
+        parser.add_argument(
+            "--partitions",
+            type=int,
+            default=int(os.environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
+            help="with --kafka: partitions of topics this creates (default: $HANDOFF_KAFKA_PARTITIONS or 8)",
+        )
+
+
+def register(commands: Any) -> None:
+    """Add the audit subcommands to the CLI's subparsers (their runners are `RUNNERS`)."""
+    raw = argparse.RawDescriptionHelpFormatter
+
+    def add(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, description=text, epilog=EPILOG[name], formatter_class=raw)  # type: ignore[no-any-return]
+
+    p = add("verify", "check every hash chain and every projection against a fresh fold of the log")
+    p.add_argument("--session", metavar="KEY", help="only this session")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _data_dir(p)
+    p = add("replay", "rebuild every projection from the log into a fresh store")
+    p.add_argument("--to", type=Path, required=True, metavar="DIR", help="an empty or new directory")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--until-version", type=int, metavar="N", help="stop every session after its version N")
+    group.add_argument("--until-time", metavar="T", help="only events that occurred at or before T (ISO 8601)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _data_dir(p)
+    p = add("audit", "a session's timeline, with every handoff package re-derived and its hash checked")
+    p.add_argument("session", metavar="SESSION")
+    p.add_argument("--format", choices=("text", "json", "jsonl"), default="text")
+    _data_dir(p)
+    p = add("export", "write the log as CloudEvents JSON lines")
+    p.add_argument("--session", metavar="KEY", help="only this session")
+    p.add_argument("--out", type=Path, help="a file (default: stdout)")
+    _data_dir(p)
+    p = add("import", "load CloudEvents JSON lines into a fresh data dir, checking every hash chain first")
+    p.add_argument("--in", dest="source", type=Path, help="a file (default: stdin)")
+    _data_dir(p, partitions=True)
+    p = add("schema", "print the JSON Schema of events and commands")
+    p.add_argument("--kind", choices=("all", "events", "command"), default="all")
