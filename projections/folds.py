@@ -12,6 +12,7 @@ from typing import Any, assert_never
 import msgspec
 
 from handoff.kernel.events import (
+    HANDOFF_EVENTS,
     ContextAppended,
     Envelope,
     HandoffAccepted,
@@ -220,10 +221,7 @@ def affected_handoffs(env: Envelope) -> list[str]:
     event = env.event
     if isinstance(event, SessionClosed | SessionExpired):
         return list(event.cancelled_handoffs)
-    if isinstance(
-        event,
-        HandoffRequested | HandoffAccepted | HandoffCompleted | HandoffRejected | HandoffCancelled | HandoffExpired,
-    ):
+    if isinstance(event, HANDOFF_EVENTS):
         return [event.handoff_id]
     return []
 

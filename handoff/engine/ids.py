@@ -8,13 +8,11 @@ import time
 from datetime import UTC, datetime
 
 
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC with milliseconds, e.g. ``2026-11-27T10:00:00.123Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Clock:
-    """`utc_now`, formatting each millisecond once: the writer asks for the time per command."""
+    """The current time as ISO 8601 UTC with milliseconds (``2026-11-27T10:00:00.123Z``).
+
+    Each millisecond is formatted once: the writer asks for the time per command.
+    """
 
     def __init__(self) -> None:
         self._ms = -1

@@ -8,15 +8,7 @@ import msgspec
 
 from handoff.kernel.commands import Command, fingerprint
 from handoff.kernel.errors import IdempotencyMismatch
-from handoff.kernel.events import (
-    Envelope,
-    HandoffAccepted,
-    HandoffCancelled,
-    HandoffCompleted,
-    HandoffExpired,
-    HandoffRejected,
-    HandoffRequested,
-)
+from handoff.kernel.events import HANDOFF_EVENTS, Envelope
 from handoff.kernel.state import HandoffState, SessionState
 
 
@@ -51,10 +43,7 @@ def receipt_of(state: SessionState, env: Envelope, digest: str) -> Receipt:
     """The receipt of the write that produced `env` and left the session in `state`."""
     event = env.event
     handoff = None
-    if isinstance(
-        event,
-        HandoffRequested | HandoffAccepted | HandoffCompleted | HandoffRejected | HandoffCancelled | HandoffExpired,
-    ):
+    if isinstance(event, HANDOFF_EVENTS):
         handoff = state.handoffs[event.handoff_id]
     return Receipt(
         fingerprint=digest,
