@@ -6,7 +6,7 @@ Each skips an event whose version the view already reflects, so applying twice c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, assert_never
 
 import msgspec
@@ -26,7 +26,7 @@ from handoff.kernel.events import (
     SessionRegistered,
 )
 from handoff.kernel.package import estimate_tokens
-from projections.summary import add_entry
+from projections.summary import add_entries
 from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
 
 replace = msgspec.structs.replace
@@ -126,15 +126,7 @@ def fold_session(  # noqa: C901 - one case per event type: a total match
     if entry is None:
         view = replace(view, version=env.version, updated_at=env.occurred_at)
     else:
-        view = replace(
-            view,
-            version=env.version,
-            updated_at=env.occurred_at,
-            entry_count=view.entry_count + 1,
-            last_sequence=entry.sequence_number,
-            context_counts=_bump(view.context_counts, entry.context_type),
-            participants=_joined(view.participants, entry.agent),
-        )
+        view = _with_entries(view, (entry,), env)
     match event:
         case SessionRegistered() | ContextAppended():
             return view
@@ -182,6 +174,50 @@ def fold_session(  # noqa: C901 - one case per event type: a total match
             assert_never(event)
 
 
+def _with_entries(view: SessionView, entries: Sequence[ContextEntryView], last: Envelope) -> SessionView:
+    """The session view after entries added by events up to `last`."""
+    counts = dict(view.context_counts)
+    participants = view.participants
+    for entry in entries:
+        counts[entry.context_type] = counts.get(entry.context_type, 0) + 1
+        if entry.agent not in participants:
+            participants = [*participants, entry.agent]
+    return replace(
+        view,
+        version=last.version,
+        updated_at=last.occurred_at,
+        entry_count=view.entry_count + len(entries),
+        last_sequence=entries[-1].sequence_number,
+        context_counts=counts,
+        participants=participants,
+    )
+
+
+def unseen(envs: Sequence[Envelope], version: int) -> list[int]:
+    """The positions in `envs` that a view at `version` folding them one by one would apply (not skip)."""
+    fresh = []
+    for i, env in enumerate(envs):
+        if env.version > version:
+            fresh.append(i)
+            version = env.version
+    return fresh
+
+
+def fold_session_appends(
+    view: SessionView | None, envs: Sequence[Envelope], entries: Sequence[ContextEntryView]
+) -> SessionView | None:
+    """The session view after a run of its ContextAppended events (`entries` = their `entry_of`).
+
+    Equal to folding them one by one with `fold_session`, in one step.
+    """
+    if view is None:
+        return None
+    fresh = unseen(envs, view.version)
+    if not fresh:
+        return view
+    return _with_entries(view, [entries[i] for i in fresh], envs[fresh[-1]])
+
+
 _TERMINAL: dict[type, str] = {HandoffRejected: "rejected", HandoffCancelled: "cancelled", HandoffExpired: "expired"}
 
 
@@ -199,21 +235,24 @@ def fold_summary(view: SummaryView | None, env: Envelope, entry: ContextEntryVie
     if entry is _UNSET:
         entry = entry_of(env)
     if entry is not None:
-        view = add_entry(
-            view,
-            version=env.version,
-            seq=entry.sequence_number,
-            context_type=entry.context_type,
-            content=entry.content,
-            agent=entry.agent,
-            metadata=entry.metadata,
-            at=entry.created_at,
-        )
+        view = add_entries(view, (entry,), env.version)
     else:
         view = replace(view, version=env.version)
     if isinstance(env.event, HandoffRequested):
         view = replace(view, handoffs=view.handoffs + 1)
     return view
+
+
+def fold_summary_appends(
+    view: SummaryView | None, envs: Sequence[Envelope], entries: Sequence[ContextEntryView]
+) -> SummaryView:
+    """The summary after a run of ContextAppended events of its session: `fold_summary` of each, in one step."""
+    if view is None:
+        view = SummaryView(session_key=envs[0].session_key)
+    fresh = unseen(envs, view.version)
+    if not fresh:
+        return view
+    return add_entries(view, [entries[i] for i in fresh], envs[fresh[-1]].version)
 
 
 def affected_handoffs(env: Envelope) -> list[str]:

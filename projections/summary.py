@@ -9,10 +9,12 @@ kept (the oldest drop out), so the summary's size never grows with the session's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 
 from handoff.kernel.package import PackageHead
-from projections.views import SummaryView, TaskItem
+from projections.views import ContextEntryView, SummaryView, TaskItem
 
 SNIPPET = 200
 MAX_DECISIONS = 10
@@ -43,25 +45,52 @@ def add_entry(
     version: int | None = None,
 ) -> SummaryView:
     """The summary after one more context entry (and at `version`, if given)."""
+    entry = ContextEntryView(
+        sequence_number=seq,
+        context_type=context_type,
+        content=content,
+        content_length=len(content),
+        agent=agent,
+        created_at=at,
+        version=version or 0,
+        event_id="",
+        metadata=metadata,
+    )
+    return add_entries(view, (entry,), version)
+
+
+def add_entries(view: SummaryView, entries: Sequence[ContextEntryView], version: int | None = None) -> SummaryView:
+    """The summary after more context entries, in order (and at `version`, if given).
+
+    Adding a run at once equals adding its entries one by one; only the texts that survive into the
+    summary (the first and last message, the last decisions) are cut into snippets.
+    """
     counts = dict(view.counts)
-    counts[context_type] = counts.get(context_type, 0) + 1
-    participants = view.participants if agent in view.participants else [*view.participants, agent]
+    participants = view.participants
+    for entry in entries:
+        counts[entry.context_type] = counts.get(entry.context_type, 0) + 1
+        if entry.agent not in participants:
+            participants = [*participants, entry.agent]
     changes: dict[str, object] = {
-        "total_entries": view.total_entries + 1,
+        "total_entries": view.total_entries + len(entries),
         "counts": counts,
         "participants": participants,
-        "last_activity": at,
+        "last_activity": entries[-1].created_at,
     }
     if version is not None:
         changes["version"] = version
-    if context_type == "message":
-        changes["last_message"] = snippet(content)
+    messages = [entry.content for entry in entries if entry.context_type == "message"]
+    if messages:
+        changes["last_message"] = snippet(messages[-1])
         if view.first_message is None:
-            changes["first_message"] = snippet(content)
-    elif context_type == "decision":
-        changes["decisions"] = [*view.decisions, snippet(content)][-MAX_DECISIONS:]
-    elif context_type == "task":
-        changes["open_tasks"] = _tasks(view.open_tasks, seq, content, metadata)
+            changes["first_message"] = changes["last_message"] if len(messages) == 1 else snippet(messages[0])
+    decisions = [entry.content for entry in entries if entry.context_type == "decision"][-MAX_DECISIONS:]
+    if decisions:
+        changes["decisions"] = [*view.decisions, *map(snippet, decisions)][-MAX_DECISIONS:]
+    tasks = view.open_tasks
+    for entry in entries:
+        if entry.context_type == "task":
+            tasks = changes["open_tasks"] = _tasks(tasks, entry.sequence_number, entry.content, entry.metadata)
     return msgspec.structs.replace(view, **changes)
 
 

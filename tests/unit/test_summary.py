@@ -7,13 +7,14 @@ from projections.summary import (
     MAX_DECISIONS,
     MAX_TASKS,
     SNIPPET,
+    add_entries,
     add_entry,
     key_points,
     package_head,
     render,
     snippet,
 )
-from projections.views import SummaryView
+from projections.views import ContextEntryView, SummaryView
 
 AT = "2026-11-27T10:00:00.000Z"
 
@@ -149,3 +150,31 @@ def test_adding_an_entry_leaves_the_previous_summary_untouched():
     before = _fold(("message", "a"))
     add_entry(before, seq=2, context_type="message", content="b", agent="bob", metadata={}, at=AT)
     assert before.participants == ["alice"] and before.last_message == "a"
+
+
+def test_adding_a_run_of_entries_at_once_equals_adding_them_one_by_one():
+    kinds = ["message", "decision", "task", "file", "decision", "message"] * 5
+    run = [
+        ContextEntryView(
+            sequence_number=seq,
+            context_type=kind,
+            content=f"{kind} {seq} " + "word " * seq,
+            content_length=0,
+            agent=f"agent-{seq % 3}",
+            created_at=f"2026-11-27T10:00:{seq:02d}.000Z",
+            version=seq,
+            event_id=f"e{seq}",
+            metadata={"taskId": f"T{seq % 4}", "status": "done" if seq % 5 == 0 else "open"},
+        )
+        for seq, kind in enumerate(kinds, start=2)
+    ]
+    start = _fold(("message", "first"))
+    one_by_one = start
+    for e in run:
+        one_by_one = add_entry(
+            one_by_one, seq=e.sequence_number, context_type=e.context_type, content=e.content, agent=e.agent,
+            metadata=e.metadata, at=e.created_at, version=e.version,
+        )
+    at_once = add_entries(start, run, run[-1].version)
+    assert at_once == one_by_one
+    assert len(at_once.decisions) == MAX_DECISIONS and at_once.first_message == "first"
