@@ -56,7 +56,7 @@ def _replay(path: str, out: dict[str, float]) -> None:
     from handoff.audit.replay import replay
 
     target = tempfile.mkdtemp(dir=Path(path).parent)
-    result = replay(RocksKeyValue(path), RocksKeyValue(target))
+    result = replay(RocksKeyValue(path), RocksKeyValue(target, bulk=True))
     shutil.rmtree(target, ignore_errors=True)
     out.update(events=result.events, seconds=result.seconds, ok=1.0)
     out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -84,7 +84,12 @@ def _upper_bound(prefix: bytes) -> bytes | None:
 class RocksKeyValue:
     """The real adapter over one rocksdict database in raw (bytes) mode."""
 
-    def __init__(self, path: str, *, read_only: bool = False) -> None:
+    def __init__(self, path: str, *, read_only: bool = False, bulk: bool = False) -> None:
+        """Open (creating) the database at `path`.
+
+        `bulk` is for stores built from scratch in one go (replay, verification): writes skip the
+        write-ahead log and `close` flushes instead; a crash midway leaves a store to rebuild.
+        """
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_max_background_jobs(2)
@@ -94,9 +99,12 @@ class RocksKeyValue:
             self.db = Rdict(path, options, access_type=AccessType.read_only())
         else:
             self.db = Rdict(path, options)
+        self.bulk = bulk
         self._sync = WriteOptions()
         self._sync.sync = True
         self._nosync = WriteOptions()
+        if bulk:
+            self._nosync.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
 
     def get(self, key: bytes) -> bytes | None:
         """The value, or None."""
@@ -121,15 +129,18 @@ class RocksKeyValue:
     def write(self, writes: Iterable[Write], sync: bool = False) -> None:
         """Apply the writes in one WriteBatch; with `sync` the WAL is fsynced before returning."""
         batch = WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
         for key, value in writes:
             if value is None:
-                batch.delete(key)
+                delete(key)
             else:
-                batch.put(key, value)
-        self.db.write(batch, self._sync if sync else self._nosync)
+                put(key, value)
+        self.db.write(batch, self._sync if sync and not self.bulk else self._nosync)
 
     def close(self) -> None:
         """Flush and release the database lock."""
+        if self.bulk:
+            self.db.flush()
         self.db.close()
 
 

@@ -63,7 +63,7 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
     """`handoff replay`."""
     source = None if ns.kafka else _open(ns, env, read_only=True)
     ns.to.mkdir(parents=True, exist_ok=True)
-    target = RocksKeyValue(str(ns.to))
+    target = RocksKeyValue(str(ns.to), bulk=True)
     version, until_time = ns.until_version, parse_time(ns.until_time) if ns.until_time else None
     try:
         if source is None:

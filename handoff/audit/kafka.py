@@ -123,7 +123,7 @@ def _fold_partition(
             if folded.offset <= upto:  # later events are checked, but the worker has not folded them yet
                 yield env
 
-    kv = RocksKeyValue(str(workdir / f"p{p}"))
+    kv = RocksKeyValue(str(workdir / f"p{p}"), bulk=True)
     try:
         fold_events(kv, until_worker())
         return digest_sum(kv, prefixes)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from handoff.audit.progress import Progress
-from handoff.audit.views import VIEW_PREFIXES, digest, first_difference
+from handoff.audit.views import VIEW_PREFIXES, compare
 from handoff.engine.log import EventLog, event_prefix
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
@@ -194,19 +194,18 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
     progress = Progress("verify", total=None if session else log.count(), quiet=quiet)
     workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
     try:
-        fresh = RocksKeyValue(str(workdir))
+        fresh = RocksKeyValue(str(workdir), bulk=True)
         records = ((k, v, r, None) for k, v, r in log.all_records(session))
         fold_events(fresh, checked_stream(records, report, progress, grouped=True, on_end=_state_matcher(log, report)))
         if session is None:
             _check_positions(log, report)
         prefixes = VIEW_PREFIXES if session is None else session_prefixes(session)
-        if report.ok:
-            diff = first_difference(kv, fresh, prefixes)
-            if diff is not None:
-                report.problems.append(Problem(diff.session, diff.version, diff.what))
-        report.live_digest = digest(kv, prefixes)
-        report.fresh_digest = digest(fresh, prefixes)
-        fresh.close()
+        views = compare(kv, fresh, prefixes)
+        if report.ok and views.difference is not None:
+            diff = views.difference
+            report.problems.append(Problem(diff.session, diff.version, diff.what))
+        report.live_digest, report.fresh_digest = views.live_digest, views.fresh_digest
+        fresh.db.close()  # a scratch store: nothing to flush
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     progress.done()

@@ -94,19 +94,49 @@ def _explain(key: bytes, live: bytes | None, fresh: bytes | None) -> ViewDiffere
     return ViewDifference(session, version, f"{kind} differs from a fresh fold of the log ({shown})")
 
 
-def first_difference(
-    live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES
-) -> ViewDifference | None:
-    """Merge-compare the two stores' views; the first key whose entry differs, or None."""
+@dataclass(frozen=True)
+class Comparison:
+    """The first difference between two stores' views (or None), and the digest of each."""
+
+    difference: ViewDifference | None
+    live_digest: str
+    fresh_digest: str
+
+
+def compare(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> Comparison:
+    """Merge-compare the two stores' views and digest both, in one pass over each.
+
+    An entry present in both with the same bytes is hashed once and counted in both digests.
+    """
     left, right = view_items(live, prefixes), view_items(fresh, prefixes)
+    live_sum = fresh_sum = 0
+    difference: ViewDifference | None = None
     a, b = next(left, None), next(right, None)
     while a is not None or b is not None:
         if b is None or (a is not None and a[0] < b[0]):
             assert a is not None
-            return _explain(a[0], a[1], None)
-        if a is None or b[0] < a[0]:
-            return _explain(b[0], None, b[1])
-        if a[1] != b[1]:
-            return _explain(a[0], a[1], b[1])
-        a, b = next(left, None), next(right, None)
-    return None
+            difference = difference or _explain(a[0], a[1], None)
+            live_sum += entry_hash(*a)
+            a = next(left, None)
+        elif a is None or b[0] < a[0]:
+            difference = difference or _explain(b[0], None, b[1])
+            fresh_sum += entry_hash(*b)
+            b = next(right, None)
+        else:
+            if a[1] == b[1]:
+                h = entry_hash(*a)
+                live_sum += h
+                fresh_sum += h
+            else:
+                difference = difference or _explain(a[0], a[1], b[1])
+                live_sum += entry_hash(*a)
+                fresh_sum += entry_hash(*b)
+            a, b = next(left, None), next(right, None)
+    return Comparison(difference, combine([live_sum % (1 << 256)]), combine([fresh_sum % (1 << 256)]))
+
+
+def first_difference(
+    live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES
+) -> ViewDifference | None:
+    """Merge-compare the two stores' views; the first key whose entry differs, or None."""
+    return compare(live, fresh, prefixes).difference
