@@ -118,6 +118,10 @@ class RocksKeyValue:
         if upper is not None:
             opts.set_iterate_upper_bound(upper)
         start = prefix if after is None or after < prefix else after
+        if upper is not None and (after is None or after < prefix):
+            # the bound keeps every key inside the prefix: no per-entry checks in Python
+            yield from self.db.items(from_key=start, read_opt=opts)
+            return
         for raw_key, value in self.db.items(from_key=start, read_opt=opts):
             key = cast(bytes, raw_key)  # raw mode: keys are bytes
             if after is not None and key <= after:

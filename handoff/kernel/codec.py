@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from handoff.kernel.errors import CodecError
-from handoff.kernel.events import EVENT_TYPES, Envelope, Event
+from handoff.kernel.events import EVENT_TYPES, ContextAppended, Envelope, Event
 from handoff.kernel.upcasters import UPCASTERS as _PUBLISHED
 from handoff.kernel.upcasters import Upcaster
 
@@ -48,7 +48,49 @@ class _Signed(_Unsigned, kw_only=True, forbid_unknown_fields=True):
     hash: str
 
 
+class _Appended(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+    """The whole record of a ContextAppended event in one typed struct: most of any log is these."""
+
+    actor: str
+    data: ContextAppended
+    event_id: str
+    hash: str
+    occurred_at: str
+    prev_hash: str
+    schema_version: int
+    session_key: str
+    type: str
+    version: int
+    idempotency_key: str | None = None
+
+
 _canonical = msgspec.json.Encoder(order="sorted")
+_decode_appended = msgspec.json.Decoder(_Appended)
+_APPENDED_VERSION = ContextAppended.SCHEMA_VERSION
+
+
+def _appended(record: bytes) -> _Appended | None:
+    """The record as today's ContextAppended in one decode, or None if it is anything else."""
+    try:
+        rec = _decode_appended.decode(record)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return rec if rec.type == "ContextAppended" and rec.schema_version == _APPENDED_VERSION else None
+
+
+def _from_appended(rec: _Appended) -> Envelope:
+    return Envelope(
+        event_id=rec.event_id,
+        session_key=rec.session_key,
+        version=rec.version,
+        occurred_at=rec.occurred_at,
+        actor=rec.actor,
+        prev_hash=rec.prev_hash,
+        hash=rec.hash,
+        event=rec.data,
+        idempotency_key=rec.idempotency_key,
+        schema_version=rec.schema_version,
+    )
 _decode_signed = msgspec.json.Decoder(_Signed)
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
     cls: msgspec.json.Decoder(cls) for cls in EVENT_TYPES.values()
@@ -134,6 +176,9 @@ def _decode_payload(event_type: str, schema_version: int, raw: bytes) -> Event:
 
 def decode_envelope(record: bytes) -> Envelope:
     """Decode wire bytes into an envelope, upcasting old payloads; raises CodecError."""
+    appended = _appended(record)
+    if appended is not None:
+        return _from_appended(appended)
     try:
         signed = _decode_signed.decode(record)
         event = _decode_payload(signed.type, signed.schema_version, bytes(signed.data))
@@ -164,6 +209,15 @@ def check_record(record: bytes) -> str | None:
 _HASH_FIELD = b',"hash":"'
 
 
+def _hash_of(record: bytes, recorded: str) -> str | None:
+    """SHA-256 of a canonical record without its top-level ``hash`` member (None if it is not where it must be)."""
+    at = record.rindex(_HASH_FIELD)
+    end = at + len(_HASH_FIELD) + 64
+    if record[at + len(_HASH_FIELD) : end] != recorded.encode() or record[end : end + 1] != b'"':
+        return None
+    return hashlib.sha256(record[:at] + record[end + 1 :]).hexdigest()
+
+
 def _genuine(record: bytes) -> Envelope | None:
     """The envelope of a record that is genuine by the quick test, or None to take the thorough one.
 
@@ -174,6 +228,11 @@ def _genuine(record: bytes) -> Envelope | None:
     thorough test accepts too; anything else (old schema versions, explicit nulls, damage) goes to
     the thorough test, which says exactly what is wrong.
     """
+    appended = _appended(record)
+    if appended is not None:
+        if _canonical.encode(appended) != record or _hash_of(record, appended.hash) != appended.hash:
+            return None
+        return _from_appended(appended)
     try:
         signed = _decode_signed.decode(record)
         cls = EVENT_TYPES.get(signed.type)
@@ -183,13 +242,7 @@ def _genuine(record: bytes) -> Envelope | None:
         event = _decoders[cls].decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if _canonical.encode(event) != raw:
-        return None
-    at = record.rindex(_HASH_FIELD)
-    end = at + len(_HASH_FIELD) + 64
-    if record[at + len(_HASH_FIELD) : end] != signed.hash.encode() or record[end : end + 1] != b'"':
-        return None
-    if hashlib.sha256(record[:at] + record[end + 1 :]).hexdigest() != signed.hash:
+    if _canonical.encode(event) != raw or _hash_of(record, signed.hash) != signed.hash:
         return None
     return Envelope(
         event_id=signed.event_id,
