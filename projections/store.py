@@ -171,8 +171,13 @@ def changes_to_writes(changes: Changes) -> list[Write]:
         writes.append((keys.summary_key(key), _enc.encode(summary)))
     for hid, handoff in changes.handoffs.items():
         writes.append((keys.handoff_key(hid), _enc.encode(handoff)))
+    encode = _enc.encode
+    prefixes: dict[str, bytes] = {}
     for (key, seq), entry in changes.entries.items():
-        writes.append((keys.context_key(key, seq), _enc.encode(entry)))
+        prefix = prefixes.get(key)
+        if prefix is None:
+            prefix = prefixes[key] = keys.context_prefix(key)
+        writes.append((prefix + b"%012d" % seq, encode(entry)))
     writes.extend((k, None) for k in changes.index_delete)
     writes.extend(changes.index_put.items())
     return writes

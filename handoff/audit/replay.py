@@ -44,6 +44,11 @@ def parse_time(text: str) -> str:
 def _selected(
     records: Iterable[tuple[str, int, bytes]], until_version: int | None, until_time: str | None, progress: Progress
 ) -> Iterator[Envelope]:
+    if until_version is None and until_time is None:
+        for _, _, record in records:
+            progress.advance()
+            yield decode_envelope(record)
+        return
     for _, version, record in records:
         if until_version is not None and version > until_version:
             continue
