@@ -1,8 +1,10 @@
 """`handoff verify`: every stream gap-free and hash-chained, every event decodable, every view a true fold.
 
 One pass over the log checks each session's stream (versions 1..n, ``prevHash`` links, canonical bytes
-and hashes) and folds it afresh into a scratch store; a merge-compare of that store with the live views
-then names the first view that differs. Memory stays flat: both stores are RocksDB.
+and hashes) and folds it afresh. The fold's context entries are merge-compared with the live ones as
+they come (the log and the entries share their order: session by session); the other views go to a
+scratch store that is merge-compared with the live views after. The first view that differs is
+named. Memory stays flat: the scratch store is RocksDB and nothing else grows with the log.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from handoff.audit.progress import Progress
-from handoff.audit.views import VIEW_PREFIXES, compare
+from handoff.audit.views import VIEW_PREFIXES, ViewMerge, view_items
 from handoff.engine.log import EventLog, event_prefix
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import GENESIS_HASH, Envelope
 from projections import keys
 from projections.replay import fold_events
-from projections.store import KeyValue, RocksKeyValue
+from projections.store import KeyValue, RocksKeyValue, Write
 
 
 @dataclass(frozen=True)
@@ -192,15 +194,27 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
         report.problems.append(Problem(session, None, "no such session in this store"))
         return report
     progress = Progress("verify", total=None if session else log.count(), quiet=quiet)
+    prefixes = VIEW_PREFIXES if session is None else session_prefixes(session)
+    entries_prefix, others = prefixes[0], prefixes[1:]  # context entries sort first in either case
+
+    def stream(into: Report, shown: Progress) -> Iterator[Envelope]:
+        records = ((k, v, r, None) for k, v, r in log.all_records(session))
+        return checked_stream(records, into, shown, grouped=True, on_end=_state_matcher(log, into))
+
     workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
     try:
-        fresh = RocksKeyValue(str(workdir), bulk=True)
-        records = ((k, v, r, None) for k, v, r in log.all_records(session))
-        fold_events(fresh, checked_stream(records, report, progress, grouped=True, on_end=_state_matcher(log, report)))
+        fresh = RocksKeyValue(str(workdir / "views"), bulk=True)
+        entries = ViewMerge(kv.scan(entries_prefix))
+        fold_events(_EntriesAside(fresh, entries), stream(report, progress))
         if session is None:
             _check_positions(log, report)
-        prefixes = VIEW_PREFIXES if session is None else session_prefixes(session)
-        views = compare(kv, fresh, prefixes)
+        if entries.ordered:
+            views = entries.finish().result(_merged(kv, fresh, others))
+        else:  # entries came out of key order (only a damaged log does that): fold it all into the store
+            fresh.db.close()
+            fresh = RocksKeyValue(str(workdir / "all-views"), bulk=True)
+            fold_events(fresh, stream(Report(), Progress("verify", quiet=True)))
+            views = _merged(kv, fresh, prefixes).result()
         if report.ok and views.difference is not None:
             diff = views.difference
             report.problems.append(Problem(diff.session, diff.version, diff.what))
@@ -211,6 +225,42 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
     progress.done()
     report.seconds = progress.elapsed()
     return report
+
+
+def _merged(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...]) -> ViewMerge:
+    merge = ViewMerge(view_items(live, prefixes))
+    for key, value in view_items(fresh, prefixes):
+        merge.push(key, value)
+    return merge.finish()
+
+
+class _EntriesAside:
+    """The fresh fold's store, which keeps context entries out of the scratch store.
+
+    Entries (most of the views) go straight into a merge with the live ones as the fold writes them,
+    in key order, instead of into a store to be read back. Everything else goes to the scratch store,
+    and reads come from it (a fold never reads entries).
+    """
+
+    def __init__(self, scratch: KeyValue, entries: ViewMerge) -> None:
+        self.scratch = scratch
+        self.entries = entries
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.scratch.get(key)
+
+    def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        return self.scratch.scan(prefix, after)
+
+    def write(self, writes: Iterable[Write], sync: bool = False) -> None:
+        rest = []
+        push = self.entries.push
+        for key, value in writes:
+            if value is not None and key[:2] == b"C:":
+                push(key, value)
+            else:
+                rest.append((key, value))
+        self.scratch.write(rest, sync)
 
 
 def _check_positions(log: EventLog, report: Report) -> None:

@@ -103,36 +103,71 @@ class Comparison:
     fresh_digest: str
 
 
-def compare(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> Comparison:
-    """Merge-compare the two stores' views and digest both, in one pass over each.
+class ViewMerge:
+    """Merge-compares live view entries, pulled in key order, with fresh ones pushed in key order.
 
-    An entry present in both with the same bytes is hashed once and counted in both digests.
+    It keeps the first difference and both digests; an entry both sides hold alike is hashed once.
+    The fresh side may be pushed straight from a fold as it writes (no store in between), as long
+    as it comes in ascending key order: `ordered` says whether it did (if not, the result is void).
     """
-    left, right = view_items(live, prefixes), view_items(fresh, prefixes)
-    live_sum = fresh_sum = 0
-    difference: ViewDifference | None = None
-    a, b = next(left, None), next(right, None)
-    while a is not None or b is not None:
-        if b is None or (a is not None and a[0] < b[0]):
-            assert a is not None
-            difference = difference or _explain(a[0], a[1], None)
-            live_sum += entry_hash(*a)
-            a = next(left, None)
-        elif a is None or b[0] < a[0]:
-            difference = difference or _explain(b[0], None, b[1])
-            fresh_sum += entry_hash(*b)
-            b = next(right, None)
-        else:
-            if a[1] == b[1]:
-                h = entry_hash(*a)
-                live_sum += h
-                fresh_sum += h
+
+    def __init__(self, live: Iterator[tuple[bytes, bytes]]) -> None:
+        self._live = live
+        self._next = next(live, None)
+        self._last: bytes | None = None
+        self.ordered = True
+        self.live_sum = self.fresh_sum = 0
+        self.difference: ViewDifference | None = None
+
+    def push(self, key: bytes, value: bytes) -> None:
+        """The next fresh entry."""
+        if self._last is not None and key <= self._last:
+            self.ordered = False
+        self._last = key
+        a = self._next
+        while a is not None and a[0] < key:
+            self._only_live(a)
+            a = next(self._live, None)
+        if a is not None and a[0] == key:
+            if a[1] == value:
+                h = entry_hash(key, value)
+                self.live_sum += h
+                self.fresh_sum += h
             else:
-                difference = difference or _explain(a[0], a[1], b[1])
-                live_sum += entry_hash(*a)
-                fresh_sum += entry_hash(*b)
-            a, b = next(left, None), next(right, None)
-    return Comparison(difference, combine([live_sum % (1 << 256)]), combine([fresh_sum % (1 << 256)]))
+                self.difference = self.difference or _explain(key, a[1], value)
+                self.live_sum += entry_hash(*a)
+                self.fresh_sum += entry_hash(key, value)
+            a = next(self._live, None)
+        else:
+            self.difference = self.difference or _explain(key, None, value)
+            self.fresh_sum += entry_hash(key, value)
+        self._next = a
+
+    def _only_live(self, item: tuple[bytes, bytes]) -> None:
+        self.difference = self.difference or _explain(item[0], item[1], None)
+        self.live_sum += entry_hash(*item)
+
+    def finish(self) -> ViewMerge:
+        """Count the live entries no fresh one came for."""
+        while self._next is not None:
+            self._only_live(self._next)
+            self._next = next(self._live, None)
+        return self
+
+    def result(self, *others: ViewMerge) -> Comparison:
+        """This merge's outcome, joined with merges of further key ranges that sort after this one's."""
+        difference = next((m.difference for m in (self, *others) if m.difference is not None), None)
+        live = combine([m.live_sum for m in (self, *others)])
+        fresh = combine([m.fresh_sum for m in (self, *others)])
+        return Comparison(difference, live, fresh)
+
+
+def compare(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> Comparison:
+    """Merge-compare the two stores' views and digest both, in one pass over each."""
+    merge = ViewMerge(view_items(live, prefixes))
+    for key, value in view_items(fresh, prefixes):
+        merge.push(key, value)
+    return merge.finish().result()
 
 
 def first_difference(

@@ -13,8 +13,8 @@ import pytest
 from handoff.audit import trail
 from handoff.audit.replay import replay
 from handoff.audit.transfer import export_lines, import_lines
-from handoff.audit.verify import verify
-from handoff.audit.views import digest
+from handoff.audit.verify import session_prefixes, verify
+from handoff.audit.views import VIEW_PREFIXES, digest
 from handoff.engine.engine import Engine
 from handoff.engine.log import EventLog, event_key
 from handoff.kernel.commands import (
@@ -126,6 +126,37 @@ def test_verify_names_a_projection_edited_behind_the_engines_back(store: RocksKe
     assert first.session == "audit-099" and first.version == EVENTS_PER_SESSION
     assert "agentFrom" in first.what and "mallory" in first.what
     assert report.live_digest != report.fresh_digest
+
+
+def test_verify_names_a_context_entry_edited_behind_the_engines_back(store: RocksKeyValue, tmp_path: Path):
+    raw = store.get(keys.context_key("audit-050", 12))
+    assert raw is not None
+    entry = msgspec.msgpack.decode(raw)
+    entry["content"] = "something the agent never wrote"
+    store.write([(keys.context_key("audit-050", 12), msgspec.msgpack.encode(entry))])
+    report = verify(store, scratch=tmp_path, quiet=True)
+    first = report.problems[0]
+    assert first.session == "audit-050" and "context entry 12 differs" in first.what and "never wrote" in first.what
+    assert report.live_digest == digest(store) != report.fresh_digest
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [("delete", "context entry 30 is missing from the live store"), ("add", "context entry 9999 exists in the live")],
+)
+def test_verify_names_a_context_entry_missing_or_added_behind_the_engines_back(
+    store: RocksKeyValue, tmp_path: Path, change: str, expected: str
+):
+    if change == "delete":
+        store.write([(keys.context_key("audit-061", 30), None)])
+    else:
+        store.write([(keys.context_key("audit-061", 9999), store.get(keys.context_key("audit-061", 30)))])
+    for session in (None, "audit-061"):
+        report = verify(store, session=session, scratch=tmp_path, quiet=True)
+        first = report.problems[0]
+        assert first.session == "audit-061" and expected in first.what, first
+        prefixes = VIEW_PREFIXES if session is None else session_prefixes(session)
+        assert report.live_digest == digest(store, prefixes) != report.fresh_digest
 
 
 def test_verify_of_one_session_checks_only_that_session(store: RocksKeyValue, tmp_path: Path):
