@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from handoff.kernel.events import Envelope
+from handoff.kernel.events import ContextAppended, Envelope
 from projections import keys
 from projections.folds import (
     affected_handoffs,
@@ -123,6 +123,38 @@ def project_appends(reader: ViewReader, envs: Sequence[Envelope], changes: Chang
     pending = changes.entries
     for entry in entries:
         pending[(key, entry.sequence_number)] = entry
+
+
+class RunFolder:
+    """Projects events into `changes` like `project`, holding each session's appends to fold them as one run.
+
+    Sessions' views are independent, so one session's appends may wait while others' events fold.
+    Any other kind of event first folds every held run, so views are read and entries written in
+    log order across that event; call `flush` before reading the views or writing `changes`.
+    """
+
+    def __init__(self, reader: ViewReader, changes: Changes) -> None:
+        self.reader = OverlayReader(reader, changes)
+        self.changes = changes
+        self._runs: dict[str, list[Envelope]] = {}
+
+    def add(self, env: Envelope) -> None:
+        """Project one more event."""
+        if type(env.event) is ContextAppended:
+            run = self._runs.get(env.session_key)
+            if run is None:
+                self._runs[env.session_key] = [env]
+            else:
+                run.append(env)
+        else:
+            self.flush()
+            project(self.reader, env, self.changes)
+
+    def flush(self) -> None:
+        """Fold every held run into `changes`."""
+        for run in self._runs.values():
+            project_appends(self.reader, run, self.changes)
+        self._runs.clear()
 
 
 def _indexed(view: SessionView) -> tuple[str, list[str], str]:
