@@ -92,16 +92,8 @@ def project(reader: ViewReader, env: Envelope, changes: Changes) -> None:
             changes.handoffs[hid] = new_h
             changes.reindex(keys.handoff_index(old_h) if old_h else set(), keys.handoff_index(new_h))
     entry = entry_of(env)
-    old_s = reader.session(key)
-    new_s = fold_session(old_s, env, before, entry)
-    if new_s is not None and new_s is not old_s:
-        changes.sessions[key] = new_s
-        if old_s is None or _indexed(old_s) != _indexed(new_s):
-            changes.reindex(keys.session_index(old_s) if old_s else set(), keys.session_index(new_s))
-    old_y = reader.summary(key)
-    new_y = fold_summary(old_y, env, entry)
-    if new_y is not old_y:
-        changes.summaries[key] = new_y
+    old_s, old_y = reader.session(key), reader.summary(key)
+    _keep(changes, key, old_s, fold_session(old_s, env, before, entry), old_y, fold_summary(old_y, env, entry))
     if entry is not None:
         changes.entries[(key, entry.sequence_number)] = entry
 
@@ -110,19 +102,29 @@ def project_appends(reader: ViewReader, envs: Sequence[Envelope], changes: Chang
     """`project` each of a run of one session's ContextAppended events, folding the run in one step."""
     key = envs[0].session_key
     entries = cast(list[ContextEntryView], [entry_of(env) for env in envs])  # an append always adds one
-    old_s = reader.session(key)
-    new_s = fold_session_appends(old_s, envs, entries)
+    old_s, old_y = reader.session(key), reader.summary(key)
+    new_s, new_y = fold_session_appends(old_s, envs, entries), fold_summary_appends(old_y, envs, entries)
+    _keep(changes, key, old_s, new_s, old_y, new_y)
+    pending = changes.entries
+    for entry in entries:
+        pending[(key, entry.sequence_number)] = entry
+
+
+def _keep(
+    changes: Changes,
+    key: str,
+    old_s: SessionView | None,
+    new_s: SessionView | None,
+    old_y: SummaryView | None,
+    new_y: SummaryView,
+) -> None:
+    """Record a session's new session view and summary, and the index entries that changed with them."""
     if new_s is not None and new_s is not old_s:
         changes.sessions[key] = new_s
         if old_s is None or _indexed(old_s) != _indexed(new_s):
             changes.reindex(keys.session_index(old_s) if old_s else set(), keys.session_index(new_s))
-    old_y = reader.summary(key)
-    new_y = fold_summary_appends(old_y, envs, entries)
     if new_y is not old_y:
         changes.summaries[key] = new_y
-    pending = changes.entries
-    for entry in entries:
-        pending[(key, entry.sequence_number)] = entry
 
 
 class RunFolder:

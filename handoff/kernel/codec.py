@@ -78,19 +78,6 @@ def _appended(record: bytes) -> _Appended | None:
     return rec if rec.type == "ContextAppended" and rec.schema_version == _APPENDED_VERSION else None
 
 
-def _from_appended(rec: _Appended) -> Envelope:
-    return Envelope(
-        event_id=rec.event_id,
-        session_key=rec.session_key,
-        version=rec.version,
-        occurred_at=rec.occurred_at,
-        actor=rec.actor,
-        prev_hash=rec.prev_hash,
-        hash=rec.hash,
-        event=rec.data,
-        idempotency_key=rec.idempotency_key,
-        schema_version=rec.schema_version,
-    )
 _decode_signed = msgspec.json.Decoder(_Signed)
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
     cls: msgspec.json.Decoder(cls) for cls in EVENT_TYPES.values()
@@ -174,28 +161,32 @@ def _decode_payload(event_type: str, schema_version: int, raw: bytes) -> Event:
     return msgspec.convert(data, cls)  # type: ignore[no-any-return]
 
 
+def _envelope(head: _Signed | _Appended, event: Event) -> Envelope:
+    return Envelope(
+        event_id=head.event_id,
+        session_key=head.session_key,
+        version=head.version,
+        occurred_at=head.occurred_at,
+        actor=head.actor,
+        prev_hash=head.prev_hash,
+        hash=head.hash,
+        event=event,
+        idempotency_key=head.idempotency_key,
+        schema_version=head.schema_version,
+    )
+
+
 def decode_envelope(record: bytes) -> Envelope:
     """Decode wire bytes into an envelope, upcasting old payloads; raises CodecError."""
     appended = _appended(record)
     if appended is not None:
-        return _from_appended(appended)
+        return _envelope(appended, appended.data)
     try:
         signed = _decode_signed.decode(record)
         event = _decode_payload(signed.type, signed.schema_version, bytes(signed.data))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise CodecError(f"undecodable event record: {exc}") from exc
-    return Envelope(
-        event_id=signed.event_id,
-        session_key=signed.session_key,
-        version=signed.version,
-        occurred_at=signed.occurred_at,
-        actor=signed.actor,
-        prev_hash=signed.prev_hash,
-        hash=signed.hash,
-        event=event,
-        idempotency_key=signed.idempotency_key,
-        schema_version=signed.schema_version,
-    )
+    return _envelope(signed, event)
 
 
 _decode_generic = msgspec.json.Decoder(dict[str, Any])
@@ -232,7 +223,7 @@ def _genuine(record: bytes) -> Envelope | None:
     if appended is not None:
         if _canonical.encode(appended) != record or _hash_of(record, appended.hash) != appended.hash:
             return None
-        return _from_appended(appended)
+        return _envelope(appended, appended.data)
     try:
         signed = _decode_signed.decode(record)
         cls = EVENT_TYPES.get(signed.type)
@@ -244,18 +235,7 @@ def _genuine(record: bytes) -> Envelope | None:
         return None
     if _canonical.encode(event) != raw or _hash_of(record, signed.hash) != signed.hash:
         return None
-    return Envelope(
-        event_id=signed.event_id,
-        session_key=signed.session_key,
-        version=signed.version,
-        occurred_at=signed.occurred_at,
-        actor=signed.actor,
-        prev_hash=signed.prev_hash,
-        hash=signed.hash,
-        event=event,
-        idempotency_key=signed.idempotency_key,
-        schema_version=signed.schema_version,
-    )
+    return _envelope(signed, event)
 
 
 def verify_record(record: bytes) -> tuple[Envelope | None, str | None]:
