@@ -3,7 +3,8 @@
 For a batch of command records of partition p it decides every command with the embedded engine's
 `decide_batch` (the same kernel and projections, nothing re-implemented), then, in ONE transaction
 of the partition's transactional producer, appends the events to ``handoff.events`` (partition p),
-sends the replies and dead letters, and commits the consumed command offsets. Only after the
+sends the replies and dead letters, and records the partition's decided position (the next command
+offset) on ``handoff.progress``. Only after the
 transaction commits are the decided state and views written to the local store.
 
 Why this cannot fork a session's hash chain: partition p's events are only ever appended under the
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from handoff.kernel.commands import Command
 from handoff.kernel.errors import HandoffError, InvalidArgument
@@ -160,18 +160,14 @@ class Decider:
         records = [batch.records[(e.session_key, e.version)] for e in envelopes]
         producer, topics = self.producer, self.topics
         by_command = {cid: rec for (cid, _, _), rec in zip(plan.events, records, strict=True)}
-        tp = TopicPartition(topics.commands, self.partition)
         stored: list[tuple[bytes, bytes | None]] = []
-        committing: asyncio.Future[None] | None = None
         futures: list[asyncio.Future[Any]] = []
         sends: list[asyncio.Future[Any]] = []
         try:
             async with producer.transaction():
-                # The consumed offsets join the transaction while the events and replies are produced, and
-                # nothing inside waits for a produce: the round trips overlap, and the commit flushes them all.
-                committing = asyncio.ensure_future(
-                    producer.send_offsets_to_transaction({tp: OffsetAndMetadata(last_offset + 1, "")}, topics.group)
-                )
+                # Nothing inside waits for a produce: the records go out in one produce request, which the
+                # commit flushes. The decided position is a record of the same transaction (not a consumer-group
+                # offset commit, which would add AddOffsetsToTxn and TxnOffsetCommit round trips to every batch).
                 futures = [
                     await producer.send(topics.events, rec, key=key, partition=self.partition, headers=headers)
                     for (_, key, headers), rec in zip(plan.events, records, strict=True)
@@ -188,10 +184,12 @@ class Decider:
                     headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % self.partition),
                                ("offset", b"%d" % offset)]  # fmt: skip
                     sends.append(await producer.send(topics.deadletter, value, headers=headers))
-                await committing
+                sends.append(
+                    await producer.send(
+                        topics.progress, b"%d" % (last_offset + 1), key=b"%d" % self.partition, partition=self.partition
+                    )
+                )
         finally:
-            if committing is not None and not committing.done():
-                committing.cancel()  # the transaction failed first; it aborts anyway
             for fut in [*futures, *sends]:  # a failed batch fails these too: retrieve it (no "never retrieved")
                 fut.add_done_callback(_retrieve)
         # Committed: the store follows. Its decided-commands mark is what read-your-writes waits on.

@@ -208,12 +208,14 @@ class Worker:
             await asyncio.wait_for(producer.start(), 20)  # init_transactions: fences the previous owner
             folded = await self._catch_up(part.store)
             tp = TopicPartition(self.topics.commands, p)
-            committed = await self._consumer.committed(tp)
+            # The decided position moved in the transactions that appended the events just folded. A
+            # consumer-group offset is where workers of earlier releases kept it: the later of the two counts.
+            positions = [await self._progress(p), await self._consumer.committed(tp)]
+            committed = max((o for o in positions if o is not None), default=None)
             if committed is None:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, committed)
-            # The committed offset moved in the transactions that appended the events just folded.
             part.store.mark_decided(-1 if committed is None else committed - 1)
         except BaseException:
             await _stop_quietly(producer)
@@ -239,6 +241,27 @@ class Worker:
             ]
             folded += await asyncio.to_thread(store.catch_up, records)
         return folded
+
+    async def _progress(self, p: int) -> int | None:
+        """Partition p's decided position: the value of the last committed record of its progress partition."""
+        tp = TopicPartition(self.topics.progress, p)
+        consumer = self._events
+        consumer.assign([tp])
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        window = 8  # a transaction's record and its commit marker; aborted ones and compaction may need more
+        while True:
+            start = max(begin, end - window)
+            consumer.seek(tp, start)
+            found: int | None = None
+            while await consumer.position(tp) < end:
+                data = await consumer.getmany(tp, timeout_ms=500, max_records=10_000)
+                for m in data.get(tp, []):
+                    if m.offset < end and m.value is not None:
+                        found = int(m.value)
+            if found is not None or start == begin:
+                return found
+            window *= 16
 
     # -- the decide loop ------------------------------------------------------------------------------
 
