@@ -169,7 +169,10 @@ class KafkaService:
         producer = self._producer
         try:
             async with asyncio.timeout(self.timeout):
-                sent = await producer.send_and_wait(self.topics.commands, record, key=command.session_key.encode())
+                sent = await producer.send_and_wait(
+                    self.topics.commands, record, key=command.session_key.encode(),
+                    partition=self.topics.partition_for(command.session_key),
+                )  # fmt: skip
                 reply = await future
         except KafkaError as exc:
             with contextlib.suppress(KafkaError, TimeoutError, OSError):
