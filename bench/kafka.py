@@ -31,9 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
-
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.codec import decode_envelope
@@ -42,6 +39,7 @@ from handoff.kernel.errors import HandoffError
 from projections.replay import fold_events
 from projections.store import InMemoryKeyValue, RocksKeyValue
 from streams.client import KafkaService
+from streams.logreader import LogReader
 from streams.topics import Topics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,34 +136,19 @@ async def measure(
 
 
 def replay_kafka(bootstrap: str, topics: Topics) -> tuple[int, float]:
-    """Read every event of the events topic and fold it into a fresh store; (events, events/s)."""
-
-    async def read() -> list[bytes]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed", enable_auto_commit=False,
-            max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
-        )  # fmt: skip
-        await consumer.start()
-        try:
-            parts = [TopicPartition(topics.events, p) for p in range(topics.partitions)]
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            ends = await consumer.end_offsets(parts)
-            values: list[bytes] = []
-            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
-                data = await consumer.getmany(timeout_ms=500, max_records=50_000)
-                for messages in data.values():
-                    values.extend(m.value for m in messages)
-            return values
-        finally:
-            await consumer.stop()
-
+    """Read every event of the events topic as ``handoff replay --kafka`` does, fold it into a fresh store."""
     start = time.perf_counter()
-    values = asyncio.run(read())
+    with LogReader(bootstrap, topics.prefix) as reader:
+        ends = reader.end_offsets()
+        values = [rec.value for p in sorted(ends) for rec in reader.records(p, ends[p])]
     read_s = time.perf_counter() - start
     count = fold_events(InMemoryKeyValue(), (decode_envelope(v) for v in values))
     total = time.perf_counter() - start
-    print(f"    replay: read {count} events in {read_s:.2f}s, folded in {total - read_s:.2f}s", file=sys.stderr)
+    print(
+        f"    replay: read {count} events in {read_s:.2f}s ({count / read_s:,.0f}/s), "
+        f"folded in {total - read_s:.2f}s ({count / (total - read_s):,.0f}/s)",
+        file=sys.stderr,
+    )
     return count, count / total
 
 

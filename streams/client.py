@@ -11,7 +11,10 @@ stores have decided them: read-your-writes. When Kafka or the workers cannot be 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import time
@@ -21,7 +24,7 @@ from typing import Any
 import aiohttp
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.structs import TopicPartition
 
 from handoff.kernel.codec import decode_envelope
@@ -46,6 +49,12 @@ _dec_context = msgspec.msgpack.Decoder(tuple[list[ContextEntryView], int | None]
 _dec_entries = msgspec.msgpack.Decoder(list[PackageEntry])
 
 
+def _fail_with(reply: asyncio.Future[Reply], delivery: asyncio.Future[Any]) -> None:
+    """A command record that could not be delivered fails the wait for its decision."""
+    if not delivery.cancelled() and delivery.exception() is not None and not reply.done():
+        reply.set_exception(delivery.exception())  # type: ignore[arg-type]
+
+
 class _Retry(Exception):
     """A worker could not answer now (not the owner, lagging, unreachable): refresh and try again."""
 
@@ -64,6 +73,9 @@ class KafkaService:
         self._events: Any = None
         self._http: aiohttp.ClientSession | None = None
         self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._deadlines: collections.deque[tuple[float, str]] = collections.deque()  # in order: one timeout for all
+        self._id_prefix = f"{uuid.uuid4().hex}-"  # command ids: unique per adapter, then a counter
+        self._ids = itertools.count()
         self._written: dict[int, int] = {}  # partition -> newest accepted command record of this adapter
         self._urls: dict[str, str] = {}  # workerId -> url, from handoff.workers
         self._owners: dict[int, str] = {}  # partition -> url, from the workers' /health
@@ -97,6 +109,7 @@ class KafkaService:
         self._tasks = [
             asyncio.create_task(self._follow_replies(), name="handoff-replies"),
             asyncio.create_task(self._follow_workers(), name="handoff-workers"),
+            asyncio.create_task(self._expire(), name="handoff-deadlines"),
         ]
 
     async def _new_producer(self) -> Any:
@@ -104,7 +117,12 @@ class KafkaService:
             bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", linger_ms=1,
             request_timeout_ms=int(self.timeout * 1000), max_request_size=8 << 20, max_batch_size=1 << 20,
         )  # fmt: skip
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
         return producer
 
     async def _replace_producer(self, broken: Any) -> None:
@@ -146,6 +164,17 @@ class KafkaService:
                     if future is not None and not future.done():
                         future.set_result(reply)
 
+    async def _expire(self) -> None:
+        """Fail the commands whose decision has not come within `timeout` (one timer for all of them)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.05)
+            now, deadlines = loop.time(), self._deadlines
+            while deadlines and deadlines[0][0] <= now:
+                future = self._pending.get(deadlines.popleft()[1])
+                if future is not None and not future.done():
+                    future.set_exception(TimeoutError())
+
     async def _follow_workers(self) -> None:
         while True:
             data = await self._workers_consumer.getmany(timeout_ms=500)
@@ -162,15 +191,24 @@ class KafkaService:
 
     async def submit(self, command: Command) -> Outcome:
         """Send the command and wait for its decision; Unavailable if none comes in time."""
-        command_id = uuid.uuid4().hex
+        command_id = f"{self._id_prefix}{next(self._ids):x}"
         record = encode_command(CommandRecord(command_id=command_id, command=command, reply_to=self.adapter_id))
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
         self._pending[command_id] = future
+        self._deadlines.append((loop.time() + self.timeout, command_id))  # `_expire` fails it then, if still pending
         producer = self._producer
         try:
-            async with asyncio.timeout(self.timeout):
-                sent = await producer.send_and_wait(self.topics.commands, record, key=command.session_key.encode())
-                reply = await future
+            # Sending is bounded by the producer's request timeout (the same `timeout`); the decision by `_expire`.
+            delivery = await producer.send(
+                self.topics.commands, record, key=command.session_key.encode(),
+                partition=self.topics.partition_for(command.session_key),
+            )  # fmt: skip
+            delivery.add_done_callback(functools.partial(_fail_with, future))
+            reply = await future
+            sent = await delivery  # done: the reply follows the record's acknowledgement (or it failed the reply)
+        except KafkaTimeoutError as exc:  # the record was not acknowledged in time: as a late decision
+            raise Unavailable(f"no decision from the Kafka workers in time ({type(exc).__name__}); retry") from exc
         except KafkaError as exc:
             with contextlib.suppress(KafkaError, TimeoutError, OSError):
                 await asyncio.wait_for(self._replace_producer(producer), self.timeout)

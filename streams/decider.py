@@ -3,7 +3,8 @@
 For a batch of command records of partition p it decides every command with the embedded engine's
 `decide_batch` (the same kernel and projections, nothing re-implemented), then, in ONE transaction
 of the partition's transactional producer, appends the events to ``handoff.events`` (partition p),
-sends the replies and dead letters, and commits the consumed command offsets. Only after the
+sends the replies and dead letters, and records the partition's decided position (the next command
+offset) on ``handoff.progress``. Only after the
 transaction commits are the decided state and views written to the local store.
 
 Why this cannot fork a session's hash chain: partition p's events are only ever appended under the
@@ -21,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from handoff.kernel.commands import Command
 from handoff.kernel.errors import HandoffError, InvalidArgument
@@ -158,46 +158,39 @@ class Decider:
     async def _commit(self, last_offset: int, plan: _Plan, batch: Any) -> None:
         envelopes = list(batch.envelopes) if batch is not None else []
         records = [batch.records[(e.session_key, e.version)] for e in envelopes]
-        producer, topics = self.producer, self.topics
+        producer, topics, p = self.producer, self.topics, self.partition
         by_command = {cid: rec for (cid, _, _), rec in zip(plan.events, records, strict=True)}
-        tp = TopicPartition(topics.commands, self.partition)
         stored: list[tuple[bytes, bytes | None]] = []
-        committing: asyncio.Future[None] | None = None
-        futures: list[asyncio.Future[Any]] = []
+        events, replies = _Batches(producer, topics.events, p), _Batches(producer, topics.replies, p)
         sends: list[asyncio.Future[Any]] = []
         try:
             async with producer.transaction():
-                # The consumed offsets join the transaction while the events and replies are produced, and
-                # nothing inside waits for a produce: the round trips overlap, and the commit flushes them all.
-                committing = asyncio.ensure_future(
-                    producer.send_offsets_to_transaction({tp: OffsetAndMetadata(last_offset + 1, "")}, topics.group)
-                )
-                futures = [
-                    await producer.send(topics.events, rec, key=key, partition=self.partition, headers=headers)
-                    for (_, key, headers), rec in zip(plan.events, records, strict=True)
-                ]
+                # Records go into record batches built here (aiokafka's per-record `send` costs more than deciding
+                # the command), all in one produce request that the commit flushes. The decided position is a record
+                # of the same transaction (not a consumer-group offset commit, which would add AddOffsetsToTxn and
+                # TxnOffsetCommit round trips to every batch).
+                for (_, key, headers), rec in zip(plan.events, records, strict=True):
+                    await events.add(key, rec, headers)
                 for reply_to, reply in self._final_replies(plan, by_command):
                     body = encode_reply(reply)
                     if reply.command_id in by_command and reply.ok and not reply.replayed:
                         stored.append((dedupe_key(reply.command_id), body))
                     if reply_to:  # partition p of the replies: one transactional writer each (see `Topics`)
-                        sends.append(
-                            await producer.send(topics.replies, body, key=reply_to.encode(), partition=self.partition)
-                        )
+                        await replies.add(reply_to.encode(), body)
                 for value, reason, offset in plan.dead:
-                    headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % self.partition),
-                               ("offset", b"%d" % offset)]  # fmt: skip
+                    headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % p), ("offset", b"%d" % offset)]
                     sends.append(await producer.send(topics.deadletter, value, headers=headers))
-                await committing
+                position = b"%d" % (last_offset + 1)
+                sends.append(await producer.send(topics.progress, position, key=b"%d" % p, partition=p))
+                await events.flush()
+                await replies.flush()
         finally:
-            if committing is not None and not committing.done():
-                committing.cancel()  # the transaction failed first; it aborts anyway
-            for fut in [*futures, *sends]:  # a failed batch fails these too: retrieve it (no "never retrieved")
+            for fut in [*events.sent, *replies.sent, *sends]:  # a failed batch fails these too: retrieve it
                 fut.add_done_callback(_retrieve)
         # Committed: the store follows. Its decided-commands mark is what read-your-writes waits on.
         writes: list[tuple[bytes, bytes | None]] = [(DECIDED_KEY, b"%d" % last_offset)]
         if batch is not None and envelopes:
-            last_event = max([(await fut).offset for fut in futures])  # resolved: the commit flushed them
+            last_event = await events.last_offset()  # resolved: the commit flushed them
             writes = [*batch.writes, *dict(stored).items(), (OFFSET_KEY, b"%d" % last_event), *writes]
         self.store.kv.write(writes)
         if batch is not None and envelopes:
@@ -217,6 +210,36 @@ class Decider:
             first.setdefault(cid, reply)
             out.append((reply_to, reply))
         return out
+
+
+class _Batches:
+    """Records for one topic-partition, appended to aiokafka record batches and handed over a batch at a time."""
+
+    def __init__(self, producer: Any, topic: str, partition: int) -> None:
+        self.producer, self.topic, self.partition = producer, topic, partition
+        self.builder: Any = None
+        self.sent: list[asyncio.Future[Any]] = []
+        self.counts: list[int] = []
+
+    async def add(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
+        """Append a record; a full batch is handed to the producer (the first record of a batch always fits)."""
+        builder = self.builder
+        if builder is not None and builder.append(timestamp=None, key=key, value=value, headers=headers) is not None:
+            return
+        await self.flush()
+        self.builder = self.producer.create_batch()
+        self.builder.append(timestamp=None, key=key, value=value, headers=headers)
+
+    async def flush(self) -> None:
+        """Hand the open batch to the producer."""
+        if self.builder is not None and self.builder.record_count():
+            self.sent.append(await self.producer.send_batch(self.builder, self.topic, partition=self.partition))
+            self.counts.append(self.builder.record_count())
+        self.builder = None
+
+    async def last_offset(self) -> int:
+        """The offset of the last record (once delivered)."""
+        return int((await self.sent[-1]).offset) + self.counts[-1] - 1
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

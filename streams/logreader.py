@@ -4,6 +4,11 @@ A `LogReader` owns a private event loop and a group-less ``read_committed`` cons
 appends in transactions: an aborted one must not count). Its iterators are plain generators, so the
 audit tools check and fold a Kafka log with the same code that checks and folds the embedded store.
 Each read goes from the beginning of a partition to the end offset taken when the read starts.
+
+Records are read with plain Fetch requests (`fetch_committed`), not through aiokafka's consumer: its
+fetcher turns every record into a `ConsumerRecord` on the way, which cost several times what a replay
+spends reading the bytes. The read_committed rules are the consumer's: the broker answers up to the last
+stable offset, control batches are skipped, and batches of aborted transactions are dropped.
 """
 
 from __future__ import annotations
@@ -12,20 +17,28 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncGenerator, Coroutine, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
+from aiokafka import errors as Errors
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
+from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
 from streams.topics import Topics
 
 T = TypeVar("T")
+
+READ_COMMITTED = 1
+FETCH_BYTES = 16 << 20  # per request: a replay reads whole partitions
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,7 @@ class LogReader:
         self.prefix = prefix
         self._loop = asyncio.new_event_loop()
         self._consumer: Any = None
+        self._client: Any = None
         self.topics = Topics(prefix)
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
@@ -84,6 +98,12 @@ class LogReader:
         return self.topics
 
     async def _connect(self) -> Any:
+        self._client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=15_000)
+        try:
+            await self._client.bootstrap()
+        except BaseException:
+            await self._client.close()
+            raise
         consumer = AIOKafkaConsumer(  # aiokafka clients are made inside the loop they run on
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
@@ -111,6 +131,8 @@ class LogReader:
         """Disconnect and close the loop."""
         if self._consumer is not None:
             self.run(self._consumer.stop())
+        if self._client is not None:
+            self.run(self._client.close())
         self._loop.close()
 
     def __enter__(self) -> LogReader:
@@ -135,18 +157,13 @@ class LogReader:
     def records(self, partition: int, end: int, topic: str | None = None) -> Iterator[LogRecord]:
         """Every committed record of a partition, in offset order, up to `end` (exclusive)."""
         tp = TopicPartition(topic or self.topics.events, partition)
-        consumer = self._consumer
-        self.run(self._rewind(tp))
-        while self.run(consumer.position(tp)) < end:
-            batch = self.run(consumer.getmany(tp, timeout_ms=500, max_records=10_000))
-            for m in batch.get(tp, []):
-                if m.offset >= end:
-                    return
-                yield LogRecord(partition, m.offset, m.key, m.value)
-
-    async def _rewind(self, tp: TopicPartition) -> None:
-        self._consumer.assign([tp])  # inside the loop: aiokafka makes futures of the running loop
-        await self._consumer.seek_to_beginning(tp)
+        fetches = fetch_committed(self._client, tp, 0, end)
+        try:
+            while (chunk := self.run(_next(fetches))) is not None:
+                for m in chunk:
+                    yield LogRecord(partition, m.offset, m.key, m.value)
+        finally:
+            self.run(fetches.aclose())
 
     def worker_urls(self) -> list[str]:
         """The query URLs announced on ``handoff.workers`` (some may belong to workers that are gone)."""
@@ -162,6 +179,80 @@ class LogReader:
                 else:
                     urls[rec.key] = json.loads(rec.value)["url"]
         return sorted(set(urls.values()))
+
+
+async def fetch_committed(
+    client: AIOKafkaClient, tp: TopicPartition, start: int, end: int, max_bytes: int = FETCH_BYTES
+) -> AsyncGenerator[list[Any], None]:
+    """The committed records of `tp` from offset `start` up to `end` (exclusive), a fetch response at a time.
+
+    Each record has ``offset``, ``key``, ``value`` and ``headers``. `end` must not pass the last stable offset
+    (take it from a read_committed ``end_offsets``), or this waits for it.
+    """
+    reading = _Committed(start, end)
+    attempts = 0
+    await client.add_topic(tp.topic)
+    while reading.offset < end:
+        node = client.cluster.leader_for_partition(tp)
+        error: type[KafkaError] | None = Errors.NotLeaderForPartitionError
+        if node is not None and node >= 0:
+            request = FetchRequest(
+                500, 1, max_bytes, READ_COMMITTED, [(tp.topic, [(tp.partition, reading.offset, max_bytes)])]
+            )
+            error, chunk = reading.take(await client.send(node, request))
+        if error is not None:
+            if not error.retriable or attempts >= 50:
+                raise error(f"fetching {tp} at offset {reading.offset}")
+            attempts += 1
+            await client.force_metadata_update()
+            await asyncio.sleep(0.1)
+            continue
+        attempts = 0
+        if chunk:
+            yield chunk
+
+
+class _Committed:
+    """What a read_committed consumer keeps of one partition's fetched batches, and where it stands."""
+
+    def __init__(self, offset: int, end: int) -> None:
+        self.offset, self.end = offset, end
+        self.aborted_producers: set[int] = set()
+
+    def take(self, response: Any) -> tuple[type[KafkaError] | None, list[Any]]:
+        """The error of a fetch response, or its committed records below the end (moving the offset on)."""
+        chunk: list[Any] = []
+        for _, partitions in response.topics:
+            for _, error_code, _, *data in partitions:
+                error = Errors.for_code(error_code)
+                if error is not Errors.NoError:
+                    return error, []
+                # v4: [lso, aborted, records]; v5+: [lso, log_start, aborted, (preferred replica,) records]
+                aborted = sorted((data[1] if response.API_VERSION == 4 else data[2]) or [], key=lambda a: a[1])
+                records = MemoryRecords(data[-1])
+                while records.has_next():
+                    batch = records.next_batch()
+                    if batch is None:  # cut off at the end of the response: fetched again next time
+                        break
+                    if self._kept(batch, aborted):
+                        chunk.extend(r for r in batch if self.offset <= r.offset < self.end)
+                    self.offset = batch.next_offset
+        return None, chunk
+
+    def _kept(self, batch: Any, aborted: list[Any]) -> bool:
+        if batch.producer_id is None or batch.producer_id < 0:
+            return not batch.is_control_batch
+        while aborted and aborted[0][1] <= batch.base_offset:
+            self.aborted_producers.add(aborted.pop(0)[0])
+        if batch.is_control_batch:
+            if ControlRecord.parse(next(batch).key) == ABORT_MARKER:
+                self.aborted_producers.discard(batch.producer_id)
+            return False
+        return not (batch.is_transactional and batch.producer_id in self.aborted_producers)
+
+
+async def _next(records: AsyncGenerator[list[Any], None]) -> list[Any] | None:
+    return await anext(records, None)
 
 
 def live_workers(urls: list[str], timeout: float = 3.0) -> list[str]:

@@ -8,6 +8,8 @@
                         back (last stable offset) by another partition's open transaction
     handoff.deadletter  records that could not be decoded or decided, with the reason in headers
     handoff.workers     compacted: each worker's query URL, keyed by worker id (discovery)
+    handoff.progress    compacted: partition p's decided position (the next command offset to decide), keyed by p,
+                        written by the decider of p inside the transaction that appends the decided events
 
 Commands and events share the partition count, so partition p of the commands and partition p of
 the events belong to the same decider: the single writer of every session hashed to p.
@@ -16,6 +18,7 @@ the events belong to the same decider: the single writer of every session hashed
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -27,6 +30,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 8
 GROUP_ID = "handoff.deciders"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _key_hash(session_key: str) -> int:
+    """murmur2 is pure Python in aiokafka (~30 µs a key): every command needs it, and sessions repeat."""
+    return int(murmur2(session_key.encode()) & 0x7FFFFFFF)
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,11 @@ class Topics:
         return f"{self.prefix}.workers"
 
     @property
+    def progress(self) -> str:
+        """Each partition's decided position, in the deciders' transactions."""
+        return f"{self.prefix}.progress"
+
+    @property
     def group(self) -> str:
         """The deciders' consumer group."""
         return f"{self.prefix}.deciders"
@@ -72,7 +86,7 @@ class Topics:
 
     def partition_for(self, session_key: str) -> int:
         """Kafka's default partitioner (murmur2 of the raw UTF-8 key), as every client computes it."""
-        return int(murmur2(session_key.encode()) & 0x7FFFFFFF) % self.partitions
+        return _key_hash(session_key) % self.partitions
 
     def specs(self) -> list[NewTopic]:
         """The topics and their settings."""
@@ -83,6 +97,7 @@ class Topics:
             NewTopic(self.replies, n, 1, topic_configs={"retention.ms": str(3_600_000)}),
             NewTopic(self.deadletter, 1, 1, topic_configs={"retention.ms": "-1"}),
             NewTopic(self.workers, 1, 1, topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+            NewTopic(self.progress, n, 1, topic_configs={"cleanup.policy": "compact", "segment.ms": "3600000"}),
         ]
 
 
