@@ -33,13 +33,10 @@ from typing import Any
 
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
-from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.errors import HandoffError
-from projections.replay import fold_events
-from projections.store import InMemoryKeyValue, RocksKeyValue
+from projections.store import RocksKeyValue
 from streams.client import KafkaService
-from streams.logreader import LogReader
 from streams.topics import Topics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,30 +133,25 @@ async def measure(
 
 
 def replay_kafka(bootstrap: str, topics: Topics) -> tuple[int, float]:
-    """Read every event of the events topic as ``handoff replay --kafka`` does, fold it into a fresh store."""
-    start = time.perf_counter()
-    with LogReader(bootstrap, topics.prefix) as reader:
-        ends = reader.end_offsets()
-        values = [rec.value for p in sorted(ends) for rec in reader.records(p, ends[p])]
-    read_s = time.perf_counter() - start
-    count = fold_events(InMemoryKeyValue(), (decode_envelope(v) for v in values))
-    total = time.perf_counter() - start
-    print(
-        f"    replay: read {count} events in {read_s:.2f}s ({count / read_s:,.0f}/s), "
-        f"folded in {total - read_s:.2f}s ({count / (total - read_s):,.0f}/s)",
-        file=sys.stderr,
-    )
-    return count, count / total
+    """``handoff replay --kafka``: every event of the events topic folded into a fresh RocksDB store."""
+    from handoff.audit.kafka import replay_kafka as replay_topic
+
+    with tempfile.TemporaryDirectory(prefix="handoff-bench-replay-") as scratch:
+        target = RocksKeyValue(scratch, bulk=True)
+        result = replay_topic(bootstrap, topics.prefix, target, quiet=True)
+        target.close()
+    return result.events, result.rate
 
 
 def replay_embedded(kv: RocksKeyValue) -> tuple[int, float]:
-    """Fold every event of the embedded log into a fresh store; (events, events/s)."""
-    from handoff.engine.log import EventLog
+    """``handoff replay``: every event of the embedded log folded into a fresh RocksDB store."""
+    from handoff.audit.replay import replay
 
-    start = time.perf_counter()
-    log = EventLog(kv)
-    count = fold_events(InMemoryKeyValue(), (decode_envelope(raw) for _, _, _, raw in log.global_records()))
-    return count, count / (time.perf_counter() - start)
+    with tempfile.TemporaryDirectory(prefix="handoff-bench-replay-") as scratch:
+        target = RocksKeyValue(scratch, bulk=True)
+        result = replay(kv, target, quiet=True)
+        target.close()
+    return result.events, result.rate
 
 
 # -- the two modes ------------------------------------------------------------------------------------
