@@ -12,7 +12,7 @@ the same harness over `EmbeddedService`. Figures only; nothing is asserted.
 - latency: an open loop at 50% and 100% of that maximum; submitted → acknowledged. In Kafka mode an
   acknowledgement carries the event's offset and every read waits for it (read-your-writes), so an
   acknowledged command is visible to the next read.
-- replay: every event of the log folded into a fresh in-memory projection store.
+- replay: every event of the log folded into a fresh RocksDB projection store, as `handoff replay` does.
 """
 
 from __future__ import annotations
