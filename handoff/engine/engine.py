@@ -5,6 +5,14 @@ session are applied one at a time, in arrival order), its event and every view i
 one RocksDB WriteBatch (group commit), and only after that batch is durable are the callers
 answered. A failed command adds nothing to the batch; a failed write answers every caller of the
 batch with UNAVAILABLE and leaves the caches as they were.
+
+Durability without stalling the event loop: rocksdict holds the GIL for the whole of a synced write,
+fsync included (several ms on a virtual disk), so with `sync=True` every batch froze the process.
+Given `sync_log` (RocksDB's FlushWAL(sync), which releases the GIL), the writer instead applies the
+batch unsynced on the loop, then syncs the log in a thread while the loop keeps serving; until that
+sync returns, `settled()` holds back the readers of the store, so nothing not yet durable is read.
+A failed sync leaves the store holding a batch nobody was told of: the engine then refuses every
+further write (UNAVAILABLE) until it is restarted and the store recovers from its log.
 """
 
 from __future__ import annotations
@@ -117,6 +125,7 @@ class Engine:
         cache_size: int = 10_000,
         clock: Callable[[], str] | None = None,
         new_id: Callable[[], str] | None = None,
+        sync_log: Callable[[], None] | None = None,
     ) -> None:
         self.kv = kv
         self.log = L.EventLog(kv)
@@ -130,8 +139,11 @@ class Engine:
         self.states = _Lru(cache_size)
         self.position = self.log.position()
         self.listeners: list[Listener] = []
+        self.sync_log = sync_log
         self._queue: asyncio.Queue[tuple[Command, asyncio.Future[Outcome]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._syncing: asyncio.Future[None] | None = None  # set while a written batch is not yet durable
+        self._broken: str | None = None  # why writes are refused after a failed log sync
 
     # -- the write path -------------------------------------------------------------------------
 
@@ -167,11 +179,15 @@ class Engine:
             items = [await queue.get()]
             while len(items) < self.max_batch and not queue.empty():
                 items.append(queue.get_nowait())
+            results: list[Outcome | HandoffError]
             try:
-                results, batch = self.decide_batch([c for c, _ in items])
-                if batch.writes:
-                    await asyncio.to_thread(self.kv.write, batch.writes, self.sync)
-                    self._commit(batch)
+                if self._broken is not None:
+                    results = [Unavailable(self._broken)] * len(items)
+                else:
+                    results, batch = self.decide_batch([c for c, _ in items])
+                    if batch.writes:
+                        await self._write(batch.writes)
+                        self._commit(batch)
             except Exception as exc:  # noqa: BLE001 - a failed write must answer every caller
                 log.exception("batch of %d commands failed to commit", len(items))
                 failure = Unavailable(f"the store could not commit the write: {exc}")
@@ -183,6 +199,34 @@ class Engine:
                     else:
                         future.set_result(result)
                 queue.task_done()
+
+    async def _write(self, writes: list[Write]) -> None:
+        """Make the batch durable (when `sync`) without holding up the event loop for the fsync."""
+        if not self.sync:
+            self.kv.write(writes, False)  # a memtable insert: a thread hop would cost more than it saves
+            return
+        if self.sync_log is None:
+            await asyncio.to_thread(self.kv.write, writes, True)
+            return
+        self.kv.write(writes, False)
+        syncing = self._syncing = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.to_thread(self.sync_log)
+        except Exception as exc:
+            self._broken = f"the log could not be synced to disk ({exc}); restart the engine"
+            log.critical("log sync failed; refusing writes until restart: %s", exc)
+            raise
+        finally:
+            self._syncing = None
+            syncing.set_result(None)
+
+    async def settled(self) -> None:
+        """Return once no written batch awaits its log sync: a read of the store then sees only durable data.
+
+        The caller must read without awaiting in between, or a later batch may be in flight again.
+        """
+        while self._syncing is not None:
+            await asyncio.shield(self._syncing)
 
     def write_now(self, commands: list[Command]) -> list[Outcome | HandoffError]:
         """Decide and commit a batch synchronously, without the writer task (benchmarks, import tools)."""
@@ -270,7 +314,7 @@ class Engine:
     @property
     def running(self) -> bool:
         """Whether the writer task is taking commands."""
-        return self._task is not None and not self._task.done()
+        return self._task is not None and not self._task.done() and self._broken is None
 
     # -- the read path --------------------------------------------------------------------------
 

@@ -75,9 +75,18 @@ def _wire_kafka(service: KafkaService) -> Deps:
     return Deps(commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier)
 
 
+def _log_syncer(kv: RocksKeyValue) -> Callable[[], None]:
+    """RocksDB's FlushWAL(sync): the one durable-write call of rocksdict that releases the GIL while it fsyncs."""
+
+    def sync_log() -> None:
+        kv.db.flush_wal(True)
+
+    return sync_log
+
+
 @asynccontextmanager
 async def _embedded(kv: RocksKeyValue) -> AsyncIterator[Deps]:
-    engine = Engine(kv, limits=Limits())
+    engine = Engine(kv, limits=Limits(), sync_log=_log_syncer(kv))
     await engine.start()
     try:
         yield _wire(engine)
