@@ -30,7 +30,7 @@ from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import Command, RequestHandoff
 from handoff.kernel.decide import Ctx, execute_encoded
 from handoff.kernel.errors import HandoffError, Unavailable
-from handoff.kernel.events import Envelope
+from handoff.kernel.events import Envelope, PackageRecord
 from handoff.kernel.package import PackageEntry, build_package
 from handoff.kernel.receipt import Receipt, check_retry, command_digest, receipt_of
 from handoff.kernel.state import SessionState
@@ -140,6 +140,7 @@ class Engine:
         self.position = self.log.position()
         self.listeners: list[Listener] = []
         self.sync_log = sync_log
+        self._plain_ctx: Ctx | None = None
         self._queue: asyncio.Queue[tuple[Command, asyncio.Future[Outcome]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._syncing: asyncio.Future[None] | None = None  # set while a written batch is not yet durable
@@ -267,15 +268,10 @@ class Engine:
         package = None
         if isinstance(command, RequestHandoff) and state is not None and state.status == "active":
             package = self._package(reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
-        ctx = Ctx(now=self.clock(), new_id=self.new_id, limits=self.limits, package=package)
-        new_state, env, record = execute_encoded(state, command, ctx)
+        new_state, env, record = execute_encoded(state, command, self._ctx(package))
         project(reader, env, batch.changes)  # a projection bug fails the whole batch: nothing is written
         receipt = receipt_of(new_state, env, command_digest(command)) if ikey is not None else None
-        position = self.position + len(batch.envelopes) + 1
-        batch.writes += [
-            (L.event_key(key, env.version), record),
-            L.position_write(position, key, env.version),
-        ]
+        L.add_event_writes(batch.writes, self.position + len(batch.envelopes) + 1, key, env.version, record)
         if receipt is not None:
             assert ikey is not None
             batch.receipts[(key, ikey)] = receipt
@@ -284,6 +280,16 @@ class Engine:
         batch.records[(key, env.version)] = record
         batch.envelopes.append(env)
         return Outcome(env, receipt, state=new_state)
+
+    def _ctx(self, package: PackageRecord | None) -> Ctx:
+        """The decision context; without a package, one per clock tick is shared by the commands in it."""
+        now = self.clock()
+        if package is not None:
+            return Ctx(now=now, new_id=self.new_id, limits=self.limits, package=package)
+        ctx = self._plain_ctx
+        if ctx is None or ctx.now != now:
+            ctx = self._plain_ctx = Ctx(now=now, new_id=self.new_id, limits=self.limits)
+        return ctx
 
     def _package(self, reader: OverlayReader, batch: _Batch, state: SessionState, budget: int):  # type: ignore[no-untyped-def]
         summary = reader.summary(state.session_key)
