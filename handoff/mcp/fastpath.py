@@ -25,12 +25,11 @@ Differences from the SDK path, none observable by handoff's handlers:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -291,7 +290,7 @@ class FastPath:
             return False
         if not isinstance(message, JSONRPCRequest) or message.method not in FAST_METHODS:
             return False
-        with _in_flight(transport):
+        with _InFlight(transport):
             reply, exchange = await self._run_legacy(request, message, connection)
         frames = [*exchange.notifications, reply]
         if self.json_response:
@@ -342,21 +341,28 @@ def _json_content_type(request: Request) -> bool:
     return any(part.strip() == "application/json" for part in parts)
 
 
-@contextlib.contextmanager
-def _in_flight(transport: StreamableHTTPServerTransport) -> Iterator[None]:
-    """Hold the session open while the call runs, as `StreamableHTTPServerTransport.handle_request` does."""
-    scope, timeout = transport.idle_scope, transport._idle_timeout
-    if scope is None or timeout is None:
-        yield
-        return
-    transport._requests_in_flight += 1
-    scope.deadline = math.inf
-    try:
-        yield
-    finally:
-        transport._requests_in_flight -= 1
-        if not transport._requests_in_flight:
-            scope.deadline = anyio.current_time() + timeout
+class _InFlight:
+    """Hold the session open while the call runs, as `StreamableHTTPServerTransport.handle_request` does.
+
+    A class, not a generator-based context manager: this runs on every fast call.
+    """
+
+    __slots__ = ("transport", "scope", "timeout")
+
+    def __init__(self, transport: StreamableHTTPServerTransport) -> None:
+        self.transport = transport
+        self.scope, self.timeout = transport.idle_scope, transport._idle_timeout
+
+    def __enter__(self) -> None:
+        if self.scope is not None and self.timeout is not None:
+            self.transport._requests_in_flight += 1
+            self.scope.deadline = math.inf
+
+    def __exit__(self, *exc: object) -> None:
+        if self.scope is not None and self.timeout is not None:
+            self.transport._requests_in_flight -= 1
+            if not self.transport._requests_in_flight:
+                self.scope.deadline = anyio.current_time() + self.timeout
 
 
 def _legacy_event(frame: JSONRPCResponse | JSONRPCError | JSONRPCNotification) -> bytes:
