@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from handoff.engine import log as L
 from handoff.engine.ids import Clock, IdGenerator
+from handoff.engine.logsync import LogSyncThread
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import Command, RequestHandoff
 from handoff.kernel.decide import Ctx, execute_encoded
@@ -145,12 +146,15 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self._syncing: asyncio.Future[None] | None = None  # set while a written batch is not yet durable
         self._broken: str | None = None  # why writes are refused after a failed log sync
+        self._log_sync: LogSyncThread | None = None
 
     # -- the write path -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the writer task."""
         self._queue = asyncio.Queue()
+        if self.sync_log is not None and self.sync:
+            self._log_sync = LogSyncThread(self.sync_log)
         self._task = asyncio.create_task(self._writer(), name="handoff-writer")
 
     async def stop(self) -> None:
@@ -164,6 +168,9 @@ class Engine:
         except asyncio.CancelledError:
             pass
         self._task = None
+        if self._log_sync is not None:
+            self._log_sync.close()
+            self._log_sync = None
 
     async def submit(self, command: Command) -> Outcome:
         """Decide and commit one command; raises a HandoffError if it is refused."""
@@ -206,13 +213,13 @@ class Engine:
         if not self.sync:
             self.kv.write(writes, False)  # a memtable insert: a thread hop would cost more than it saves
             return
-        if self.sync_log is None:
+        if self._log_sync is None:
             await asyncio.to_thread(self.kv.write, writes, True)
             return
         self.kv.write(writes, False)
         syncing = self._syncing = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.to_thread(self.sync_log)
+            await self._log_sync.sync()
         except Exception as exc:
             self._broken = f"the log could not be synced to disk ({exc}); restart the engine"
             log.critical("log sync failed; refusing writes until restart: %s", exc)
