@@ -1,12 +1,20 @@
 """Benchmark of MCP over streamable HTTP: N concurrent clients calling update_context against `handoff serve`.
 
-    python -m bench.http [--clients 16] [--seconds 20] [--content 1024] [--url URL]
+    python -m bench.http [--clients 16] [--seconds 20] [--content 1024] [--url URL] [--load raw|aiohttp]
 
 Starts its own `handoff serve --port 0` on a scratch data dir unless --url is given. Each client is
-its own MCP session (2025-11-25 handshake) speaking raw JSON-RPC over aiohttp (TCP_NODELAY, so
-no Nagle/delayed-ACK stalls), so the client side stays light; it still shares this machine's cores
-with the server, as a real local agent does.
-Prints calls/s and latency percentiles.
+its own MCP session (2025-11-25 handshake, or 2026-07-28 envelopes with --era). The handshake and
+register_session go through aiohttp; the measured update_context calls go through one of two load
+generators, both in this process (the server is another), both sharing this machine's cores with it:
+
+* ``raw`` (default): wrk-style. One asyncio protocol per keep-alive connection writes pre-built
+  request bytes (only the JSON-RPC id and Content-Length change per call) and sends the next call
+  from the callback that completes the previous reply: no tasks, no futures, no HTTP library.
+  On a 2-core box it leaves most of a core to the server, so it measures the server.
+* ``aiohttp``: raw JSON-RPC over aiohttp (TCP_NODELAY), as a light real client would; its own CPU
+  (~0.5 ms per call) competes with the server's, so it reports less than the server can do.
+
+Both check every reply (HTTP 200 and ``"isError":false``). Prints calls/s and latency percentiles.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx2
@@ -72,11 +81,7 @@ class Client:
             self.ids += 1
             msg["id"] = self.ids
         if self.era == MODERN:
-            params["_meta"] = {
-                "io.modelcontextprotocol/protocolVersion": MODERN,
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
-            }
+            params["_meta"] = _modern_meta()
             headers = {**headers, "mcp-protocol-version": MODERN, "mcp-method": method, "mcp-name": params["name"]}
         async with self.http.post(self.url, data=json.dumps(msg), headers=headers) as response:
             response.raise_for_status()
@@ -109,29 +114,143 @@ async def _worker(client: Client, key: str, content: str, until: float, latencie
         latencies.append(time.perf_counter() - start)
 
 
-async def run(url: str, clients: int, seconds: float, content_size: int, era: str) -> None:
-    """Warm up, then measure."""
+class _RawCall:
+    """Pre-built bytes of one session's update_context request; only the id (and so the length) varies."""
+
+    _MARK = 987654321987
+
+    def __init__(self, url: str, headers: dict[str, str], arguments: dict[str, Any], era: str) -> None:
+        parts = urlsplit(url)
+        params: dict[str, Any] = {"name": "update_context", "arguments": arguments}
+        fields = {**headers, "host": parts.netloc, "connection": "keep-alive"}
+        if era == MODERN:
+            params["_meta"] = _modern_meta()
+            fields |= {"mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": "update_context"}
+        body = json.dumps({"jsonrpc": "2.0", "method": "tools/call", "params": params, "id": self._MARK}).encode()
+        self.before, self.after = body.split(b"%d" % self._MARK)
+        lines = [f"POST {parts.path or '/'} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items()]
+        self.head = ("\r\n".join(lines) + "\r\ncontent-length: ").encode()
+        self.ids = 0
+
+    def next(self) -> bytes:
+        self.ids += 1
+        body = b"%s%d%s" % (self.before, self.ids, self.after)
+        return b"%s%d\r\n\r\n%s" % (self.head, len(body), body)
+
+
+class _RawConnection(asyncio.Protocol):
+    """One keep-alive connection that sends the next call as soon as the previous reply is complete."""
+
+    def __init__(self, call: _RawCall, until: float, latencies: list[float], done: asyncio.Future[None]) -> None:
+        self.call, self.until, self.latencies, self.done = call, until, latencies, done
+        self.buffer = b""
+        self.sent = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        self.sent = time.perf_counter()
+        self.transport.write(self.call.next())
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end].lower()
+        length = -1
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name == b"content-length":
+                length = int(value)
+        if length < 0:
+            return self._fail(f"a reply without Content-Length: {head[:200]!r}")
+        if len(self.buffer) < end + 4 + length:
+            return
+        body, self.buffer = self.buffer[end + 4 : end + 4 + length], self.buffer[end + 4 + length :]
+        now = time.perf_counter()
+        if not head.startswith(b"http/1.1 200") or b'"isError":false' not in body:
+            return self._fail(f"a failed call: {head[:12]!r} {body[:300]!r}")
+        self.latencies.append(now - self.sent)
+        if now < self.until:
+            self._send()
+        elif not self.done.done():
+            self.done.set_result(None)
+
+    def _fail(self, why: str) -> None:
+        if not self.done.done():
+            self.done.set_exception(RuntimeError(why))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(f"the server closed the connection ({exc})")
+
+
+async def _raw_phase(calls: list[_RawCall], url: str, seconds: float) -> tuple[list[float], float]:
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(url)
+    latencies: list[float] = []
+    start = time.perf_counter()
+    dones: list[asyncio.Future[None]] = []
+    transports = []
+    for call in calls:
+        done: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.create_connection(
+            lambda c=call, d=done: _RawConnection(c, start + seconds, latencies, d),  # type: ignore[misc]
+            parts.hostname or "127.0.0.1",
+            parts.port or 80,
+        )
+        transports.append(transport)
+        dones.append(done)
+    try:
+        await asyncio.gather(*dones)
+    finally:
+        for transport in transports:
+            transport.close()
+    return latencies, time.perf_counter() - start
+
+
+def _modern_meta() -> dict[str, Any]:
+    return {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+    }
+
+
+async def run(url: str, clients: int, seconds: float, content_size: int, era: str, load: str = "raw") -> None:
+    """Open the sessions, warm up, then measure."""
     connector = aiohttp.TCPConnector(limit=clients * 2)
+    content = "x" * content_size
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
         sessions = [Client(http, url, era) for _ in range(clients)]
         await asyncio.gather(*(c.open() for c in sessions))
         run_id = os.urandom(4).hex()
-        for i, c in enumerate(sessions):
-            await c.call("register_session", {"sessionKey": f"bench-{run_id}-{i}", "agentFrom": "bench"})
-        content = "x" * content_size
-        warm: list[float] = []
-        await asyncio.gather(*(
-            _worker(c, f"bench-{run_id}-{i}", content, time.perf_counter() + 2, warm) for i, c in enumerate(sessions)
-        ))
-        latencies: list[float] = []
-        start = time.perf_counter()
-        await asyncio.gather(*(
-            _worker(c, f"bench-{run_id}-{i}", content, start + seconds, latencies) for i, c in enumerate(sessions)
-        ))
-        elapsed = time.perf_counter() - start
+        keys = [f"bench-{run_id}-{i}" for i in range(clients)]
+        for key, c in zip(keys, sessions, strict=True):
+            await c.call("register_session", {"sessionKey": key, "agentFrom": "bench"})
+        if load == "aiohttp":
+            warm: list[float] = []
+            await asyncio.gather(*(
+                _worker(c, key, content, time.perf_counter() + 2, warm) for key, c in zip(keys, sessions, strict=True)
+            ))
+            latencies: list[float] = []
+            start = time.perf_counter()
+            await asyncio.gather(*(
+                _worker(c, key, content, start + seconds, latencies) for key, c in zip(keys, sessions, strict=True)
+            ))
+            elapsed = time.perf_counter() - start
+    if load == "raw":
+        arguments = [{"sessionKey": key, "contextType": "message", "content": content} for key in keys]
+        calls = [_RawCall(url, c.headers, a, era) for c, a in zip(sessions, arguments, strict=True)]
+        await _raw_phase(calls, url, 2)
+        latencies, elapsed = await _raw_phase(calls, url, seconds)
     q = statistics.quantiles(latencies, n=100)
     rate = len(latencies) / elapsed
-    print(f"{era}, {clients} clients, {content_size} B content, {elapsed:.1f}s: {rate:,.0f} calls/s; "
+    print(f"{era}, {load} load, {clients} clients, {content_size} B content, {elapsed:.1f}s: {rate:,.0f} calls/s; "
           f"latency p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
 
 
@@ -143,13 +262,14 @@ def main() -> None:
     parser.add_argument("--content", type=int, default=1024)
     parser.add_argument("--era", choices=(LEGACY, MODERN), default=LEGACY, help="the protocol era the clients speak")
     parser.add_argument("--url", help="an already running server's MCP URL")
+    parser.add_argument("--load", choices=("raw", "aiohttp"), default="raw", help="the load generator (see above)")
     args = parser.parse_args()
     proc = None
     url = args.url
     if url is None:
         proc, url = _start_server(Path(tempfile.mkdtemp(prefix="handoff-bench-http-")))
     try:
-        asyncio.run(run(url, args.clients, args.seconds, args.content, args.era))
+        asyncio.run(run(url, args.clients, args.seconds, args.content, args.era, args.load))
     finally:
         if proc is not None:
             proc.terminate()

@@ -28,14 +28,21 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.in_flight = Gauge(
             "handoff_mcp_requests_in_flight", "MCP HTTP requests being served.", registry=self.registry
         )
 
     def observe(self, tool: str, code: str, seconds: float) -> None:
-        """Count one tool call and its latency."""
-        self.requests.labels(tool=tool, code=code).inc()
-        self.latency.labels(tool=tool).observe(seconds)
+        """Count one tool call and its latency (the labelled children are looked up once per label set)."""
+        children = self._children.get((tool, code))
+        if children is None:
+            children = self._children[(tool, code)] = (
+                self.requests.labels(tool=tool, code=code),
+                self.latency.labels(tool=tool),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge whose value is read when the metrics are scraped."""

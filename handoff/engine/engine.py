@@ -5,6 +5,14 @@ session are applied one at a time, in arrival order), its event and every view i
 one RocksDB WriteBatch (group commit), and only after that batch is durable are the callers
 answered. A failed command adds nothing to the batch; a failed write answers every caller of the
 batch with UNAVAILABLE and leaves the caches as they were.
+
+Durability without stalling the event loop: rocksdict holds the GIL for the whole of a synced write,
+fsync included (several ms on a virtual disk), so with `sync=True` every batch froze the process.
+Given `sync_log` (RocksDB's FlushWAL(sync), which releases the GIL), the writer instead applies the
+batch unsynced on the loop, then syncs the log in a thread while the loop keeps serving; until that
+sync returns, `settled()` holds back the readers of the store, so nothing not yet durable is read.
+A failed sync leaves the store holding a batch nobody was told of: the engine then refuses every
+further write (UNAVAILABLE) until it is restarted and the store recovers from its log.
 """
 
 from __future__ import annotations
@@ -18,11 +26,12 @@ from typing import TypeVar
 
 from handoff.engine import log as L
 from handoff.engine.ids import Clock, IdGenerator
+from handoff.engine.logsync import LogSyncThread
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import Command, RequestHandoff
 from handoff.kernel.decide import Ctx, execute_encoded
 from handoff.kernel.errors import HandoffError, Unavailable
-from handoff.kernel.events import Envelope
+from handoff.kernel.events import Envelope, PackageRecord
 from handoff.kernel.package import PackageEntry, build_package
 from handoff.kernel.receipt import Receipt, check_retry, command_digest, receipt_of
 from handoff.kernel.state import SessionState
@@ -117,6 +126,7 @@ class Engine:
         cache_size: int = 10_000,
         clock: Callable[[], str] | None = None,
         new_id: Callable[[], str] | None = None,
+        sync_log: Callable[[], None] | None = None,
     ) -> None:
         self.kv = kv
         self.log = L.EventLog(kv)
@@ -130,14 +140,21 @@ class Engine:
         self.states = _Lru(cache_size)
         self.position = self.log.position()
         self.listeners: list[Listener] = []
+        self.sync_log = sync_log
+        self._plain_ctx: Ctx | None = None
         self._queue: asyncio.Queue[tuple[Command, asyncio.Future[Outcome]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._syncing: asyncio.Future[None] | None = None  # set while a written batch is not yet durable
+        self._broken: str | None = None  # why writes are refused after a failed log sync
+        self._log_sync: LogSyncThread | None = None
 
     # -- the write path -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start the writer task."""
         self._queue = asyncio.Queue()
+        if self.sync_log is not None and self.sync:
+            self._log_sync = LogSyncThread(self.sync_log)
         self._task = asyncio.create_task(self._writer(), name="handoff-writer")
 
     async def stop(self) -> None:
@@ -151,6 +168,9 @@ class Engine:
         except asyncio.CancelledError:
             pass
         self._task = None
+        if self._log_sync is not None:
+            self._log_sync.close()
+            self._log_sync = None
 
     async def submit(self, command: Command) -> Outcome:
         """Decide and commit one command; raises a HandoffError if it is refused."""
@@ -167,11 +187,15 @@ class Engine:
             items = [await queue.get()]
             while len(items) < self.max_batch and not queue.empty():
                 items.append(queue.get_nowait())
+            results: list[Outcome | HandoffError]
             try:
-                results, batch = self.decide_batch([c for c, _ in items])
-                if batch.writes:
-                    await asyncio.to_thread(self.kv.write, batch.writes, self.sync)
-                    self._commit(batch)
+                if self._broken is not None:
+                    results = [Unavailable(self._broken)] * len(items)
+                else:
+                    results, batch = self.decide_batch([c for c, _ in items])
+                    if batch.writes:
+                        await self._write(batch.writes)
+                        self._commit(batch)
             except Exception as exc:  # noqa: BLE001 - a failed write must answer every caller
                 log.exception("batch of %d commands failed to commit", len(items))
                 failure = Unavailable(f"the store could not commit the write: {exc}")
@@ -183,6 +207,34 @@ class Engine:
                     else:
                         future.set_result(result)
                 queue.task_done()
+
+    async def _write(self, writes: list[Write]) -> None:
+        """Make the batch durable (when `sync`) without holding up the event loop for the fsync."""
+        if not self.sync:
+            self.kv.write(writes, False)  # a memtable insert: a thread hop would cost more than it saves
+            return
+        if self._log_sync is None:
+            await asyncio.to_thread(self.kv.write, writes, True)
+            return
+        self.kv.write(writes, False)
+        syncing = self._syncing = asyncio.get_running_loop().create_future()
+        try:
+            await self._log_sync.sync()
+        except Exception as exc:
+            self._broken = f"the log could not be synced to disk ({exc}); restart the engine"
+            log.critical("log sync failed; refusing writes until restart: %s", exc)
+            raise
+        finally:
+            self._syncing = None
+            syncing.set_result(None)
+
+    async def settled(self) -> None:
+        """Return once no written batch awaits its log sync: a read of the store then sees only durable data.
+
+        The caller must read without awaiting in between, or a later batch may be in flight again.
+        """
+        while self._syncing is not None:
+            await asyncio.shield(self._syncing)
 
     def write_now(self, commands: list[Command]) -> list[Outcome | HandoffError]:
         """Decide and commit a batch synchronously, without the writer task (benchmarks, import tools)."""
@@ -223,15 +275,10 @@ class Engine:
         package = None
         if isinstance(command, RequestHandoff) and state is not None and state.status == "active":
             package = self._package(reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
-        ctx = Ctx(now=self.clock(), new_id=self.new_id, limits=self.limits, package=package)
-        new_state, env, record = execute_encoded(state, command, ctx)
+        new_state, env, record = execute_encoded(state, command, self._ctx(package))
         project(reader, env, batch.changes)  # a projection bug fails the whole batch: nothing is written
         receipt = receipt_of(new_state, env, command_digest(command)) if ikey is not None else None
-        position = self.position + len(batch.envelopes) + 1
-        batch.writes += [
-            (L.event_key(key, env.version), record),
-            L.position_write(position, key, env.version),
-        ]
+        L.add_event_writes(batch.writes, self.position + len(batch.envelopes) + 1, key, env.version, record)
         if receipt is not None:
             assert ikey is not None
             batch.receipts[(key, ikey)] = receipt
@@ -241,6 +288,16 @@ class Engine:
         batch.envelopes.append(env)
         return Outcome(env, receipt, state=new_state)
 
+    def _ctx(self, package: PackageRecord | None) -> Ctx:
+        """The decision context; without a package, one per clock tick is shared by the commands in it."""
+        now = self.clock()
+        if package is not None:
+            return Ctx(now=now, new_id=self.new_id, limits=self.limits, package=package)
+        ctx = self._plain_ctx
+        if ctx is None or ctx.now != now:
+            ctx = self._plain_ctx = Ctx(now=now, new_id=self.new_id, limits=self.limits)
+        return ctx
+
     def _package(self, reader: OverlayReader, batch: _Batch, state: SessionState, budget: int):  # type: ignore[no-untyped-def]
         summary = reader.summary(state.session_key)
         assert summary is not None
@@ -249,12 +306,23 @@ class Engine:
         return record
 
     def _entries_newest_first(self, batch: _Batch, key: str, last: int) -> Iterator[PackageEntry]:
+        """The batch's pending entries, then the stored ones, newest first, read as the package pulls them.
+
+        Stored entries are read in pages that start at 8 and double up to 64: a package of 1 KiB
+        entries holds ~7 of them, and a first page of 64 decoded ~57 entries for nothing.
+        """
         seq = last
         pending = batch.changes.entries
         while seq >= 1 and (key, seq) in pending:
             yield to_package_entry(pending[(key, seq)])
             seq -= 1
-        yield from self.queries.entries_newest_first(key, seq)
+        page = 8
+        while seq >= 1:
+            lo = max(1, seq - page + 1)
+            entries, _ = self.queries.context(key, lo - 1, seq - lo + 1)
+            for entry in reversed(entries):
+                yield to_package_entry(entry)
+            seq, page = lo - 1, min(page * 2, 64)
 
     def _commit(self, batch: _Batch) -> None:
         self.position += len(batch.envelopes)
@@ -270,7 +338,7 @@ class Engine:
     @property
     def running(self) -> bool:
         """Whether the writer task is taking commands."""
-        return self._task is not None and not self._task.done()
+        return self._task is not None and not self._task.done() and self._broken is None
 
     # -- the read path --------------------------------------------------------------------------
 

@@ -28,11 +28,30 @@ class Clock:
 
 
 class IdGenerator:
-    """32-hex-digit ids: 48 bits of milliseconds (so ids sort by creation time), then 80 random bits."""
+    """32-hex-digit ids: 48 bits of milliseconds (so ids sort by creation time), then 80 random bits.
+
+    The random bits are drawn and formatted 256 ids at a time, and the millisecond prefix once per
+    millisecond: formatting an 80-bit integer per id cost more than the rest of the id.
+    """
+
+    _DRAW = 256
 
     def __init__(self) -> None:
         self._random = random.Random(os.urandom(32))
+        self._ms = -1
+        self._prefix = ""
+        self._pool = ""
+        self._at = 0
 
     def __call__(self) -> str:
         """A new id."""
-        return f"{time.time_ns() // 1_000_000:012x}{self._random.getrandbits(80):020x}"
+        ms = time.time_ns() // 1_000_000
+        if ms != self._ms:
+            self._ms = ms
+            self._prefix = f"{ms:012x}"
+        at = self._at
+        if at >= len(self._pool):
+            self._pool = f"{self._random.getrandbits(80 * self._DRAW):0{20 * self._DRAW}x}"
+            at = 0
+        self._at = at + 20
+        return self._prefix + self._pool[at : at + 20]

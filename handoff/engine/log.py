@@ -17,7 +17,7 @@ from handoff.kernel.codec import decode_envelope
 from handoff.kernel.events import Envelope
 from handoff.kernel.receipt import Receipt
 from handoff.kernel.state import SessionState
-from projections.store import KeyValue
+from projections.store import KeyValue, Write
 
 SEP = b"\x00"
 POSITION_KEY = b"M:position"
@@ -32,9 +32,14 @@ def event_prefix(key: str) -> bytes:
     return b"E:" + key.encode() + SEP
 
 
+def _pointer(key: str, version: int) -> bytes:
+    """``<sessionKey> NUL <version:012d>``: an event's key without its ``E:``, and its global-order value."""
+    return b"%s\x00%012d" % (key.encode(), version)
+
+
 def event_key(key: str, version: int) -> bytes:
     """Key of one event."""
-    return event_prefix(key) + b"%012d" % version
+    return b"E:" + _pointer(key, version)
 
 
 def position_key(position: int) -> bytes:
@@ -44,7 +49,14 @@ def position_key(position: int) -> bytes:
 
 def position_write(position: int, key: str, version: int) -> tuple[bytes, bytes]:
     """The global-order entry naming one event (read back by `EventLog.global_records`)."""
-    return position_key(position), key.encode() + SEP + b"%012d" % version
+    return position_key(position), _pointer(key, version)
+
+
+def add_event_writes(writes: list[Write], position: int, key: str, version: int, record: bytes) -> None:
+    """Append the writes of one event: its record under its key, and its global-order entry (one pointer for both)."""
+    pointer = _pointer(key, version)
+    writes.append((b"E:" + pointer, record))
+    writes.append((position_key(position), pointer))
 
 
 def state_key(key: str) -> bytes:

@@ -115,21 +115,69 @@ def seal(env: Envelope) -> Envelope:
     return seal_and_encode(env)[0]
 
 
-_EVENT_ID = b',"eventId":"'
+class _Head(msgspec.Struct, kw_only=True, gc=False, rename="camel"):
+    """The wire fields that sort before ``hash``; the event is encoded in place, as `encode_data` would."""
+
+    actor: str
+    data: Any
+    event_id: str
+
+
+class _Tail(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defaults=True):
+    """The wire fields that sort after ``hash``."""
+
+    occurred_at: str
+    prev_hash: str
+    schema_version: int
+    session_key: str
+    type: str
+    version: int
+    idempotency_key: str | None = None
 
 
 def seal_and_encode(env: Envelope) -> tuple[Envelope, bytes]:
-    """The sealed envelope and its wire bytes, encoding the payload once.
-
-    The record is the unsigned canonical JSON with ``"hash"`` spliced in after ``eventId``, where
-    sorted order puts it: everything after ``eventId`` is envelope fields whose values cannot hold a
-    bare quote, so the last ``,"eventId":"`` is the top-level one.
-    """
-    unsigned = _canonical.encode(_Unsigned(**_fields(env, encode_data(env.event))))
-    digest = hashlib.sha256(unsigned).hexdigest()
-    at = unsigned.index(b'"', unsigned.rindex(_EVENT_ID) + len(_EVENT_ID)) + 1
-    record = b"%s,\"hash\":\"%s\"%s" % (unsigned[:at], digest.encode(), unsigned[at:])
+    """The sealed envelope and its wire bytes, encoding the payload once."""
+    digest, record = sealed_record(
+        env.event, env.event_id, env.session_key, env.version, env.occurred_at, env.actor, env.prev_hash,
+        env.idempotency_key, env.schema_version,
+    )  # fmt: skip
     return msgspec.structs.replace(env, hash=digest), record
+
+
+def sealed_record(
+    event: Event,
+    event_id: str,
+    session_key: str,
+    version: int,
+    occurred_at: str,
+    actor: str,
+    prev_hash: str,
+    idempotency_key: str | None,
+    schema_version: int,
+) -> tuple[str, bytes]:
+    """The ``hash`` of an envelope with these fields, and its canonical wire bytes.
+
+    Sorted order puts ``hash`` between ``eventId`` and the rest, so the fields before it and the
+    fields after it are encoded as two objects: the unsigned form is the two joined by a comma,
+    the record is the same with ``"hash":..`` spliced in at the join. No byte is encoded twice.
+    """
+    head = _canonical.encode(_Head(actor=actor, data=event, event_id=event_id))[:-1]
+    tail = _canonical.encode(
+        _Tail(
+            occurred_at=occurred_at,
+            prev_hash=prev_hash,
+            schema_version=schema_version,
+            session_key=session_key,
+            type=type(event).__name__,
+            version=version,
+            idempotency_key=idempotency_key,
+        )
+    )[1:]
+    sha = hashlib.sha256(head)
+    sha.update(b",")
+    sha.update(tail)
+    digest = sha.hexdigest()
+    return digest, b'%s,"hash":"%s",%s' % (head, digest.encode(), tail)
 
 
 def encode_envelope(env: Envelope) -> bytes:

@@ -10,7 +10,7 @@ from typing import assert_never
 
 import msgspec
 
-from handoff.kernel.codec import seal_and_encode
+from handoff.kernel.codec import sealed_record
 from handoff.kernel.commands import (
     AcceptHandoff,
     AppendContext,
@@ -208,18 +208,20 @@ def execute_encoded(
     check_limits(command, ctx.limits)
     event, actor = decide(state, command, ctx)
     prior = state or SessionState(session_key=command.session_key)
-    env, record = seal_and_encode(
-        Envelope(
-            event_id=ctx.new_id(),
-            session_key=command.session_key,
-            version=prior.version + 1,
-            occurred_at=ctx.now,
-            actor=actor,
-            prev_hash=prior.last_hash,
-            hash="",
-            event=event,
-            idempotency_key=command.idempotency_key,
-            schema_version=type(event).SCHEMA_VERSION,
-        )
+    key, event_id, version, schema = command.session_key, ctx.new_id(), prior.version + 1, type(event).SCHEMA_VERSION
+    digest, record = sealed_record(
+        event, event_id, key, version, ctx.now, actor, prior.last_hash, command.idempotency_key, schema
+    )
+    env = Envelope(
+        event_id=event_id,
+        session_key=key,
+        version=version,
+        occurred_at=ctx.now,
+        actor=actor,
+        prev_hash=prior.last_hash,
+        hash=digest,
+        event=event,
+        idempotency_key=command.idempotency_key,
+        schema_version=schema,
     )
     return evolve(prior, env), env, record

@@ -25,12 +25,11 @@ Differences from the SDK path, none observable by handoff's handlers:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -222,9 +221,9 @@ class FastPath:
         verdict = classify_inbound_request(decoded, headers=dict(request.headers))
         if isinstance(verdict, InboundLadderRejection) or self._param_headers_refused(request, req):
             return False
-        reply, exchange = await self._run_modern(request, req, verdict)
-        if exchange.notifications:
-            events = [_modern_event(n) for n in exchange.notifications] + [_modern_event(reply)]
+        reply, notifications = await self._run_modern(request, req, verdict)
+        if notifications:
+            events = [_modern_event(n) for n in notifications] + [_modern_event(reply)]
             await _send(send, 200, _MODERN_SSE, b"".join(events))
         else:
             status = ERROR_CODE_HTTP_STATUS.get(reply.error.code, 200) if isinstance(reply, JSONRPCError) else 200
@@ -234,26 +233,28 @@ class FastPath:
 
     async def _run_modern(
         self, request: Request, req: JSONRPCRequest, verdict: InboundModernRoute
-    ) -> tuple[Reply, _Exchange]:
-        exchange = _Exchange(
-            transport=TransportContext(kind="streamable-http", can_send_request=False, headers=request.headers),
-            request_id=req.id,
-            message_metadata=ServerMessageMetadata(request_context=request),
-            progress_token=progress_token_from_params(req.params),
-        )
+    ) -> tuple[Reply, list[JSONRPCNotification]]:
+        notifications: list[JSONRPCNotification] = []  # a direct call sends none: only the kernel needs an exchange
         try:
             if self._direct(verdict.protocol_version, req):
                 assert self.direct is not None and req.params is not None
                 result = await self.direct.call(verdict.protocol_version, req.params)
             else:
+                exchange = _Exchange(
+                    transport=TransportContext(kind="streamable-http", can_send_request=False, headers=request.headers),
+                    request_id=req.id,
+                    message_metadata=ServerMessageMetadata(request_context=request),
+                    progress_token=progress_token_from_params(req.params),
+                    notifications=notifications,
+                )
                 envelope = (verdict.protocol_version, verdict.client_info, verdict.client_capabilities)
                 connection = Connection.from_envelope(*envelope)
                 result = await serve_one(
                     self.server, exchange, req.method, req.params, connection=connection, lifespan_state=self.state
                 )
         except Exception as exc:  # noqa: BLE001 - the SDK's own exception-to-wire boundary, reproduced
-            return JSONRPCError(jsonrpc="2.0", id=req.id, error=modern_error_data(exc)), exchange
-        return JSONRPCResponse(jsonrpc="2.0", id=req.id, result=result), exchange
+            return JSONRPCError(jsonrpc="2.0", id=req.id, error=modern_error_data(exc)), notifications
+        return JSONRPCResponse(jsonrpc="2.0", id=req.id, result=result), notifications
 
     def _direct(self, version: str, req: JSONRPCRequest) -> bool:
         return req.method == "tools/call" and self.direct is not None and self.direct.applies(version, req.params)
@@ -291,9 +292,9 @@ class FastPath:
             return False
         if not isinstance(message, JSONRPCRequest) or message.method not in FAST_METHODS:
             return False
-        with _in_flight(transport):
-            reply, exchange = await self._run_legacy(request, message, connection)
-        frames = [*exchange.notifications, reply]
+        with _InFlight(transport):
+            reply, notifications = await self._run_legacy(request, message, connection)
+        frames = [*notifications, reply]
         if self.json_response:
             data = reply.model_dump_json(by_alias=True, exclude_unset=True).encode()
             await _send(send, 200, {"content-type": "application/json", MCP_SESSION_ID_HEADER: sid}, data)
@@ -305,19 +306,21 @@ class FastPath:
 
     async def _run_legacy(
         self, request: Request, message: JSONRPCRequest, connection: Connection
-    ) -> tuple[Reply, _Exchange]:
-        exchange = _Exchange(
-            transport=TransportContext(kind="jsonrpc", can_send_request=False),
-            request_id=message.id,
-            message_metadata=ServerMessageMetadata(request_context=request, can_send_request=False),
-            progress_token=progress_token_from_params(message.params),
-        )
+    ) -> tuple[Reply, list[JSONRPCNotification]]:
+        notifications: list[JSONRPCNotification] = []  # a direct call sends none: only the kernel needs an exchange
         version = connection.protocol_version
         try:
             if self._direct(version, message):
                 assert self.direct is not None and message.params is not None
                 result = await self.direct.call(version, message.params)
             else:
+                exchange = _Exchange(
+                    transport=TransportContext(kind="jsonrpc", can_send_request=False),
+                    request_id=message.id,
+                    message_metadata=ServerMessageMetadata(request_context=request, can_send_request=False),
+                    progress_token=progress_token_from_params(message.params),
+                    notifications=notifications,
+                )
                 runner = ServerRunner(self.server, connection, self.state)
                 result = await runner.on_request(exchange, message.method, message.params)
         except Exception as exc:  # noqa: BLE001 - the SDK dispatcher's exception-to-wire boundary, reproduced
@@ -325,8 +328,8 @@ class FastPath:
             if error is None:
                 log.exception("handler for %r raised", message.method)
                 error = ErrorData(code=0, message=str(exc))  # the SDK's 2025-era dispatcher answers code 0
-            return JSONRPCError(jsonrpc="2.0", id=message.id, error=error), exchange
-        return JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result), exchange
+            return JSONRPCError(jsonrpc="2.0", id=message.id, error=error), notifications
+        return JSONRPCResponse(jsonrpc="2.0", id=message.id, result=result), notifications
 
 
 def _open(transport: StreamableHTTPServerTransport, connection: Connection) -> bool:
@@ -342,21 +345,28 @@ def _json_content_type(request: Request) -> bool:
     return any(part.strip() == "application/json" for part in parts)
 
 
-@contextlib.contextmanager
-def _in_flight(transport: StreamableHTTPServerTransport) -> Iterator[None]:
-    """Hold the session open while the call runs, as `StreamableHTTPServerTransport.handle_request` does."""
-    scope, timeout = transport.idle_scope, transport._idle_timeout
-    if scope is None or timeout is None:
-        yield
-        return
-    transport._requests_in_flight += 1
-    scope.deadline = math.inf
-    try:
-        yield
-    finally:
-        transport._requests_in_flight -= 1
-        if not transport._requests_in_flight:
-            scope.deadline = anyio.current_time() + timeout
+class _InFlight:
+    """Hold the session open while the call runs, as `StreamableHTTPServerTransport.handle_request` does.
+
+    A class, not a generator-based context manager: this runs on every fast call.
+    """
+
+    __slots__ = ("transport", "scope", "timeout")
+
+    def __init__(self, transport: StreamableHTTPServerTransport) -> None:
+        self.transport = transport
+        self.scope, self.timeout = transport.idle_scope, transport._idle_timeout
+
+    def __enter__(self) -> None:
+        if self.scope is not None and self.timeout is not None:
+            self.transport._requests_in_flight += 1
+            self.scope.deadline = math.inf
+
+    def __exit__(self, *exc: object) -> None:
+        if self.scope is not None and self.timeout is not None:
+            self.transport._requests_in_flight -= 1
+            if not self.transport._requests_in_flight:
+                self.scope.deadline = anyio.current_time() + self.timeout
 
 
 def _legacy_event(frame: JSONRPCResponse | JSONRPCError | JSONRPCNotification) -> bytes:

@@ -54,21 +54,32 @@ class Activity:
         try:
             yield
         finally:
-            self.in_flight -= 1
-            self.last = self.clock()
+            self.ended()
+
+    def ended(self) -> None:
+        """One request is over."""
+        self.in_flight -= 1
+        self.last = self.clock()
 
 
 class _Tracked:
-    """The MCP endpoint, counted as activity and in the in-flight gauge."""
+    """The MCP endpoint, counted as activity; the in-flight gauge reads the same count when scraped.
+
+    Counted inline rather than with two context managers (one of them taking the gauge's lock):
+    this wraps every call.
+    """
 
     def __init__(self, app: ASGIApp, activity: Activity, deps: Deps) -> None:
         self.app = app
         self.activity = activity
-        self.gauge = deps.metrics.in_flight
+        deps.metrics.in_flight.set_function(lambda: float(activity.in_flight))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        with self.activity.request(), self.gauge.track_inprogress():
+        self.activity.in_flight += 1
+        try:
             await self.app(scope, receive, send)
+        finally:
+            self.activity.ended()
 
 
 def host_literal(host: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -75,9 +76,18 @@ def _wire_kafka(service: KafkaService) -> Deps:
     return Deps(commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier)
 
 
+def _log_syncer(kv: RocksKeyValue) -> Callable[[], None]:
+    """RocksDB's FlushWAL(sync): the one durable-write call of rocksdict that releases the GIL while it fsyncs."""
+
+    def sync_log() -> None:
+        kv.db.flush_wal(True)
+
+    return sync_log
+
+
 @asynccontextmanager
 async def _embedded(kv: RocksKeyValue) -> AsyncIterator[Deps]:
-    engine = Engine(kv, limits=Limits())
+    engine = Engine(kv, limits=Limits(), sync_log=_log_syncer(kv))
     await engine.start()
     try:
         yield _wire(engine)
@@ -134,11 +144,26 @@ def _idle_policy(data: DataDir, activity: http.Activity, idle_exit: float) -> Ca
     return should_stop
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic GC off the request path: it cost ~50 µs per MCP call under a write load.
+
+    Everything built at start-up (modules, the SDK's pydantic models, the tool schemas: ~90,000
+    tracked objects) is frozen out of the collector's scans, and the youngest generation is
+    collected every 20,000 allocations instead of 700. A request leaves almost no cyclic garbage
+    (refcounting frees it), so a collection mostly re-scans live objects: fewer scans, less time
+    (measured: GC time under the 16-client bench roughly halved).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 async def _serve_http(backend: AbstractAsyncContextManager[Deps], data: DataDir, ns: argparse.Namespace) -> None:
     async with backend as deps:
         activity = http.Activity()
         app = http.build_app(build_server(deps), deps, activity, ns.host)
         sock = http.bind(ns.host, ns.port)
+        _tune_gc()
 
         def started(url: str) -> None:
             launch.advertise(data, url)

@@ -134,3 +134,8 @@ def test_serve_takes_its_data_dir_from_handoff_data_dir(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(15)
+
+
+def test_the_in_flight_gauge_counts_no_mcp_request_between_requests(http_server: Served) -> None:
+    _, text = http_get(http_server.url + "/metrics")
+    assert re.search(r"^handoff_mcp_requests_in_flight 0\.0$", text, re.MULTILINE), text[:3000]

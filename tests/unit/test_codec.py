@@ -190,3 +190,18 @@ def test_monkeypatched_upcasters_leave_the_codec_as_it_was():
     assert codec.UPCASTERS == {("ContextAppended", 1): context_appended_v1_to_v2}
     assert codec.EVENT_TYPES["ContextAppended"] is ContextAppended
     assert ContextAppended.SCHEMA_VERSION == 2
+
+
+def test_the_record_the_write_path_returns_is_the_canonical_encoding_of_its_sealed_envelope():
+    from handoff.kernel.decide import Ctx, execute_encoded
+
+    from .support import PACKAGE
+
+    state = None
+    ids = iter(f"{n:032x}" for n in range(1, 100))
+    tricky = 'k,"eventId":"x\\"}'  # an idempotency key that imitates the fields the record is spliced at
+    for command in (register(), append("héllo ✓\n\"q\"", idempotency_key=tricky), request("bob")):
+        ctx = Ctx(now="2026-01-02T03:04:05.678Z", new_id=lambda: next(ids), package=PACKAGE)
+        state, env, record = execute_encoded(state, command, ctx)
+        assert record == encode_envelope(env)
+        assert env.hash == compute_hash(env)
