@@ -37,7 +37,7 @@ from handoff.kernel.receipt import Receipt, check_retry, command_digest, receipt
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
 from handoff.ports import Outcome
-from projections.projector import Changes, OverlayReader, project
+from projections.projector import Changes, OverlayReader, RunFolder
 from projections.queries import Queries, to_package_entry
 from projections.replay import fold_events
 from projections.store import InMemoryKeyValue, KeyValue, StoreReader, Write, changes_to_writes
@@ -107,7 +107,7 @@ class _Batch:
     changes: Changes = field(default_factory=Changes)
     writes: list[Write] = field(default_factory=list)
     envelopes: list[Envelope] = field(default_factory=list)
-    reader: OverlayReader = field(init=False)
+    folder: RunFolder = field(init=False)
 
 
 Listener = Callable[[list[Envelope], Changes], None]
@@ -247,13 +247,14 @@ class Engine:
     def decide_batch(self, commands: list[Command]) -> tuple[list[Outcome | HandoffError], _Batch]:
         """Decide each command against the state the previous ones left; collect the batch's writes."""
         batch = _Batch()
-        batch.reader = OverlayReader(self.reader, batch.changes)
+        batch.folder = RunFolder(self.reader, batch.changes)
         results: list[Outcome | HandoffError] = []
         for command in commands:
             try:
                 results.append(self._decide_one(command, batch))
             except HandoffError as exc:
                 results.append(exc)
+        batch.folder.flush()  # a projection bug fails the whole batch: nothing is written
         if batch.envelopes:
             batch.writes.extend((L.state_key(k), L.encode_state(s)) for k, s in batch.states.items())
             batch.writes.extend(changes_to_writes(batch.changes))
@@ -271,12 +272,12 @@ class Engine:
                 record = batch.records.get((key, first.version)) or self.log.record(key, first.version)
                 assert record is not None, "a receipt always points at a stored event"
                 return Outcome(decode_envelope(record), first, replayed=True)
-        reader = batch.reader
         package = None
         if isinstance(command, RequestHandoff) and state is not None and state.status == "active":
-            package = self._package(reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
+            batch.folder.flush()  # the package reads the views as of this command
+            package = self._package(batch.folder.reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
         new_state, env, record = execute_encoded(state, command, self._ctx(package))
-        project(reader, env, batch.changes)  # a projection bug fails the whole batch: nothing is written
+        batch.folder.add(env)  # appends fold per session at the end of the batch
         receipt = receipt_of(new_state, env, command_digest(command)) if ikey is not None else None
         L.add_event_writes(batch.writes, self.position + len(batch.envelopes) + 1, key, env.version, record)
         if receipt is not None:

@@ -66,5 +66,6 @@ def test_the_package_of_a_request_covers_the_entries_written_earlier_in_the_same
     results = engine.write_now([register(), append("one"), append("two"), request("bob")])
     package = results[3].envelope.event.package
     assert (package.from_sequence, package.to_sequence, package.entry_count) == (1, 3, 3)
+    assert "last message: two" in package.summary  # the summary too: held appends fold before a package
     entries = engine.queries.package_entries(engine.handoff_view(results[3].envelope.event.handoff_id))
     assert [e.content for e in entries][1:] == ["one", "two"]
