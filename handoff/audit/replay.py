@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from handoff.audit.progress import Progress
 from handoff.audit.views import digest
@@ -44,11 +45,6 @@ def parse_time(text: str) -> str:
 def _selected(
     records: Iterable[tuple[str, int, bytes]], until_version: int | None, until_time: str | None, progress: Progress
 ) -> Iterator[Envelope]:
-    if until_version is None and until_time is None:
-        for _, _, record in records:
-            progress.advance()
-            yield decode_envelope(record)
-        return
     for _, version, record in records:
         if until_version is not None and version > until_version:
             continue
@@ -59,8 +55,14 @@ def _selected(
         yield env
 
 
+def _every(records: Iterable[bytes], progress: Progress) -> Iterator[Envelope]:
+    for record in records:
+        progress.advance()
+        yield decode_envelope(record)
+
+
 def replay_records(
-    records: Iterable[tuple[str, int, bytes]],
+    records: Iterable[tuple[str, int, bytes]] | Iterable[bytes],
     target: KeyValue,
     *,
     total: int | None = None,
@@ -68,15 +70,21 @@ def replay_records(
     until_time: str | None = None,
     quiet: bool = False,
 ) -> ReplayResult:
-    """Fold (sessionKey, version, record) in log order into the empty store `target`, up to a version or time.
+    """Fold the records of a log, in its order, into the empty store `target`, up to a version or a time.
 
-    Any log can feed it: the embedded store's key order, or a Kafka partition's offset order.
+    Any log can feed it: the embedded store's key order, or a Kafka partition's offset order. The
+    records are (sessionKey, version, bytes) where the log files them, or only their bytes when
+    nothing is filtered.
     """
     if next(target.scan(b""), None) is not None:
         raise InvalidArgument("the target store is not empty; replay builds a fresh store")
     everything = until_version is None and until_time is None
     progress = Progress("replay", total=total if everything else None, quiet=quiet)
-    count = fold_events(target, _selected(records, until_version, until_time, progress))
+    if everything:
+        stream = _every((r if isinstance(r, bytes) else r[2] for r in records), progress)
+    else:
+        stream = _selected(cast(Iterable[tuple[str, int, bytes]], records), until_version, until_time, progress)
+    count = fold_events(target, stream)
     progress.done()
     return ReplayResult(count, progress.elapsed(), digest(target))
 
@@ -91,6 +99,8 @@ def replay(
 ) -> ReplayResult:
     """Fold the log of `source` into the empty store `target`; stop each session at a version or a time."""
     log = EventLog(source)
+    everything = until_version is None and until_time is None
+    records = log.all_values() if everything else log.all_records()
     return replay_records(
-        log.all_records(), target, total=log.count(), until_version=until_version, until_time=until_time, quiet=quiet
+        records, target, total=log.count(), until_version=until_version, until_time=until_time, quiet=quiet
     )

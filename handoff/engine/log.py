@@ -136,6 +136,11 @@ class EventLog:
             key, _, version = k[2:].rpartition(SEP)
             yield key.decode(), int(version), value
 
+    def all_values(self) -> Iterator[bytes]:
+        """The bytes of every stored event in the order of `all_records`, without reading their keys."""
+        for _, value in self.kv.scan(b"E:"):
+            yield value
+
     def count(self) -> int:
         """The number of events in the global order (the log's length)."""
         return self.position()
