@@ -29,6 +29,9 @@ class KeyValue(Protocol):
     def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Entries whose key starts with `prefix`, ascending, strictly after `after` if given."""
 
+    def values(self, prefix: bytes) -> Iterator[bytes]:
+        """The values of `scan(prefix)`, without their keys."""
+
     def write(self, writes: Iterable[Write], sync: bool = False) -> None:
         """Apply puts (value) and deletes (None) atomically."""
 
@@ -52,6 +55,11 @@ class InMemoryKeyValue:
             key = self._keys[i]
             yield key, self._data[key]
             i += 1
+
+    def values(self, prefix: bytes) -> Iterator[bytes]:
+        """The values under `prefix`, ascending by key."""
+        for _, value in self.scan(prefix):
+            yield value
 
     def write(self, writes: Iterable[Write], sync: bool = False) -> None:
         """Apply the writes, all or none, as the RocksDB adapter's WriteBatch does."""
@@ -129,6 +137,17 @@ class RocksKeyValue:
             if not key.startswith(prefix):
                 return
             yield key, value
+
+    def values(self, prefix: bytes) -> Iterator[bytes]:
+        """The values under `prefix`, ascending by key, straight from RocksDB's iterator."""
+        opts = ReadOptions()
+        upper = _upper_bound(prefix)
+        if upper is None:
+            for _, value in self.scan(prefix):
+                yield value
+            return
+        opts.set_iterate_upper_bound(upper)
+        yield from self.db.values(from_key=prefix, read_opt=opts)
 
     def write(self, writes: Iterable[Write], sync: bool = False) -> None:
         """Apply the writes in one WriteBatch; with `sync` the WAL is fsynced before returning."""

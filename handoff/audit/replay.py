@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
 
 from handoff.audit.progress import Progress
 from handoff.audit.views import digest
@@ -62,7 +61,7 @@ def _every(records: Iterable[bytes], progress: Progress) -> Iterator[Envelope]:
 
 
 def replay_records(
-    records: Iterable[tuple[str, int, bytes]] | Iterable[bytes],
+    records: Iterable[tuple[str, int, bytes]],
     target: KeyValue,
     *,
     total: int | None = None,
@@ -72,18 +71,18 @@ def replay_records(
 ) -> ReplayResult:
     """Fold the records of a log, in its order, into the empty store `target`, up to a version or a time.
 
-    Any log can feed it: the embedded store's key order, or a Kafka partition's offset order. The
-    records are (sessionKey, version, bytes) where the log files them, or only their bytes when
-    nothing is filtered.
+    Any log can feed it: the embedded store's key order, or a Kafka partition's offset order.
     """
-    if next(target.scan(b""), None) is not None:
-        raise InvalidArgument("the target store is not empty; replay builds a fresh store")
     everything = until_version is None and until_time is None
     progress = Progress("replay", total=total if everything else None, quiet=quiet)
     if everything:
-        stream = _every((r if isinstance(r, bytes) else r[2] for r in records), progress)
-    else:
-        stream = _selected(cast(Iterable[tuple[str, int, bytes]], records), until_version, until_time, progress)
+        return _replay(target, _every((r for _, _, r in records), progress), progress)
+    return _replay(target, _selected(records, until_version, until_time, progress), progress)
+
+
+def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress) -> ReplayResult:
+    if next(target.scan(b""), None) is not None:
+        raise InvalidArgument("the target store is not empty; replay builds a fresh store")
     count = fold_events(target, stream)
     progress.done()
     return ReplayResult(count, progress.elapsed(), digest(target))
@@ -99,8 +98,9 @@ def replay(
 ) -> ReplayResult:
     """Fold the log of `source` into the empty store `target`; stop each session at a version or a time."""
     log = EventLog(source)
-    everything = until_version is None and until_time is None
-    records = log.all_values() if everything else log.all_records()
+    if until_version is None and until_time is None:  # no need to read each record's key
+        progress = Progress("replay", total=log.count(), quiet=quiet)
+        return _replay(target, _every(log.all_values(), progress), progress)
     return replay_records(
-        records, target, total=log.count(), until_version=until_version, until_time=until_time, quiet=quiet
+        log.all_records(), target, total=log.count(), until_version=until_version, until_time=until_time, quiet=quiet
     )

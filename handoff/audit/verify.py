@@ -252,6 +252,9 @@ class _EntriesAside:
     def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         return self.scratch.scan(prefix, after)
 
+    def values(self, prefix: bytes) -> Iterator[bytes]:
+        return self.scratch.values(prefix)
+
     def write(self, writes: Iterable[Write], sync: bool = False) -> None:
         rest = []
         push = self.entries.push

@@ -190,3 +190,9 @@ def test_the_rocksdb_store_reopened_read_only_reads_what_was_written(tmp_path):
         assert reader.get(b"a") == b"1"
     finally:
         reader.close()
+
+
+@pytest.mark.parametrize("prefix", [b"p:", b"", b"a\xff", b"\xff", b"zz"])
+def test_values_are_the_values_of_a_scan_in_the_same_order(kv, prefix):
+    kv.write([(k, b"v" + k) for k in [b"p:b", b"p:a", b"q:a", b"a\xff", b"a\xff\x01", b"\xff", b"\xff\xff", b"o"]])
+    assert list(kv.values(prefix)) == [value for _, value in kv.scan(prefix)]
