@@ -20,7 +20,7 @@ from typing import IO
 import msgspec
 
 from handoff.audit.progress import Progress
-from handoff.audit.replay import ReplayResult, replay_records
+from handoff.audit.replay import ReplayResult, replay_records, replay_values
 from handoff.audit.transfer import ImportResult, checked_records, to_cloudevent
 from handoff.audit.verify import Problem, Report, StoredRecord, checked_stream, session_prefixes
 from handoff.audit.views import VIEW_PREFIXES, combine, digest_sum
@@ -166,6 +166,9 @@ def replay_kafka(
     """Fold the whole events topic (partition by partition, offset order) into the empty store `target`."""
     with LogReader(bootstrap, prefix) as reader:
         ends = reader.end_offsets()
+        if until_version is None and until_time is None:  # no need to read each record's key and version
+            values = (rec.value for rec in _everything(reader, ends))
+            return replay_values(values, target, total=sum(ends.values()), quiet=quiet)
         records = ((k, v or 0, r) for k, v, r, _ in _stored(_everything(reader, ends), reader.topics, None))
         return replay_records(
             records, target, total=sum(ends.values()), until_version=until_version, until_time=until_time, quiet=quiet

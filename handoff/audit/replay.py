@@ -73,11 +73,18 @@ def replay_records(
 
     Any log can feed it: the embedded store's key order, or a Kafka partition's offset order.
     """
-    everything = until_version is None and until_time is None
-    progress = Progress("replay", total=total if everything else None, quiet=quiet)
-    if everything:
-        return _replay(target, _every((r for _, _, r in records), progress), progress)
+    if until_version is None and until_time is None:
+        return replay_values((r for _, _, r in records), target, total=total, quiet=quiet)
+    progress = Progress("replay", quiet=quiet)
     return _replay(target, _selected(records, until_version, until_time, progress), progress)
+
+
+def replay_values(
+    records: Iterable[bytes], target: KeyValue, *, total: int | None = None, quiet: bool = False
+) -> ReplayResult:
+    """Fold every record of a log, in its order, into the empty store `target` (no key or filter needed)."""
+    progress = Progress("replay", total=total, quiet=quiet)
+    return _replay(target, _every(records, progress), progress)
 
 
 def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress) -> ReplayResult:
@@ -99,8 +106,7 @@ def replay(
     """Fold the log of `source` into the empty store `target`; stop each session at a version or a time."""
     log = EventLog(source)
     if until_version is None and until_time is None:  # no need to read each record's key
-        progress = Progress("replay", total=log.count(), quiet=quiet)
-        return _replay(target, _every(log.all_values(), progress), progress)
+        return replay_values(log.all_values(), target, total=log.count(), quiet=quiet)
     return replay_records(
         log.all_records(), target, total=log.count(), until_version=until_version, until_time=until_time, quiet=quiet
     )
