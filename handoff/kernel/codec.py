@@ -31,9 +31,8 @@ def current_schema_version(event_type: str) -> int:
     return int(EVENT_TYPES[event_type].SCHEMA_VERSION)
 
 
-class _Unsigned(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defaults=True):
+class _Fields(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defaults=True):
     actor: str
-    data: msgspec.Raw
     event_id: str
     occurred_at: str
     prev_hash: str
@@ -42,26 +41,21 @@ class _Unsigned(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_def
     type: str
     version: int
     idempotency_key: str | None = None
+
+
+class _Unsigned(_Fields, kw_only=True):
+    data: msgspec.Raw
 
 
 class _Signed(_Unsigned, kw_only=True, forbid_unknown_fields=True):
     hash: str
 
 
-class _Appended(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defaults=True, forbid_unknown_fields=True):
+class _Appended(_Fields, kw_only=True, forbid_unknown_fields=True):
     """The whole record of a ContextAppended event in one typed struct: most of any log is these."""
 
-    actor: str
     data: ContextAppended
-    event_id: str
     hash: str
-    occurred_at: str
-    prev_hash: str
-    schema_version: int
-    session_key: str
-    type: str
-    version: int
-    idempotency_key: str | None = None
 
 
 _canonical = msgspec.json.Encoder(order="sorted")
@@ -245,45 +239,35 @@ def check_record(record: bytes) -> str | None:
     return verify_record(record)[1]
 
 
-_HASH_FIELD = b',"hash":"'
-
-
-def _hash_of(record: bytes, recorded: str) -> str | None:
-    """SHA-256 of a canonical record without its top-level ``hash`` member (None if it is not where it must be)."""
-    at = record.rindex(_HASH_FIELD)
-    end = at + len(_HASH_FIELD) + 64
-    if record[at + len(_HASH_FIELD) : end] != recorded.encode() or record[end : end + 1] != b'"':
-        return None
-    return hashlib.sha256(record[:at] + record[end + 1 :]).hexdigest()
-
-
 def _genuine(record: bytes) -> Envelope | None:
     """The envelope of a record that is genuine by the quick test, or None to take the thorough one.
 
-    The quick test decodes the envelope and the payload with their typed decoders and checks that
-    each re-encodes to exactly its bytes; the hash is then the SHA-256 of the record with its
-    top-level ``"hash"`` member cut out (the last one: data, which sorts before it, is the only place
-    a nested ``"hash"`` key can be, and string values escape their quotes). A record it accepts, the
-    thorough test accepts too; anything else (old schema versions, explicit nulls, damage) goes to
-    the thorough test, which says exactly what is wrong.
+    The quick test decodes the record with the typed decoders and seals what it decoded again: a
+    genuine record is byte for byte that sealed record (canonical form and hash at once). A record
+    it accepts, the thorough test accepts too; anything else (old schema versions, explicit nulls,
+    damage) goes to the thorough test, which says exactly what is wrong.
     """
     appended = _appended(record)
+    head: _Signed | _Appended
+    event: Event
     if appended is not None:
-        if _canonical.encode(appended) != record or _hash_of(record, appended.hash) != appended.hash:
+        head, event = appended, appended.data
+    else:
+        try:
+            head = signed = _decode_signed.decode(record)
+            cls = EVENT_TYPES.get(signed.type)
+            if cls is None or signed.schema_version != cls.SCHEMA_VERSION:
+                return None
+            event = _decoders[cls].decode(signed.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
             return None
-        return _envelope(appended, appended.data)
-    try:
-        signed = _decode_signed.decode(record)
-        cls = EVENT_TYPES.get(signed.type)
-        if cls is None or signed.schema_version != cls.SCHEMA_VERSION or _canonical.encode(signed) != record:
-            return None
-        raw = bytes(signed.data)
-        event = _decoders[cls].decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    digest, resealed = sealed_record(
+        event, head.event_id, head.session_key, head.version, head.occurred_at, head.actor, head.prev_hash,
+        head.idempotency_key, head.schema_version,
+    )  # fmt: skip
+    if digest != head.hash or resealed != record:
         return None
-    if _canonical.encode(event) != raw or _hash_of(record, signed.hash) != signed.hash:
-        return None
-    return _envelope(signed, event)
+    return _envelope(head, event)
 
 
 def verify_record(record: bytes) -> tuple[Envelope | None, str | None]:

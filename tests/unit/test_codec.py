@@ -205,3 +205,13 @@ def test_the_record_the_write_path_returns_is_the_canonical_encoding_of_its_seal
         state, env, record = execute_encoded(state, command, ctx)
         assert record == encode_envelope(env)
         assert env.hash == compute_hash(env)
+
+
+def test_a_record_whose_metadata_holds_hash_keys_is_genuine_and_a_flip_in_them_is_caught():
+    history = given(register(), append(metadata={"hash": "x" * 64, "nested": {"hash": '","hash":"'}}))
+    record = encode_envelope(history[1])
+    env, why = codec.verify_record(record)
+    assert why is None and env == history[1]
+    at = record.index(b'"x')
+    tampered = record[:at + 1] + b"y" + record[at + 2 :]
+    assert check_record(tampered) is not None
