@@ -165,6 +165,16 @@ class LogReader:
         finally:
             self.run(fetches.aclose())
 
+    def values(self, partition: int, end: int) -> Iterator[bytes]:
+        """The values of `records` of the events topic, without a record object around each."""
+        tp = TopicPartition(self.topics.events, partition)
+        fetches = fetch_committed(self._client, tp, 0, end)
+        try:
+            while (chunk := self.run(_next(fetches))) is not None:
+                yield from (m.value for m in chunk)
+        finally:
+            self.run(fetches.aclose())
+
     def worker_urls(self) -> list[str]:
         """The query URLs announced on ``handoff.workers`` (some may belong to workers that are gone)."""
         urls: dict[bytes, str] = {}
@@ -235,7 +245,10 @@ class _Committed:
                     if batch is None:  # cut off at the end of the response: fetched again next time
                         break
                     if self._kept(batch, aborted):
-                        chunk.extend(r for r in batch if self.offset <= r.offset < self.end)
+                        if self.offset <= batch.base_offset and batch.next_offset <= self.end:
+                            chunk.extend(batch)  # the whole batch lies inside the range: the usual case
+                        else:
+                            chunk.extend(r for r in batch if self.offset <= r.offset < self.end)
                     self.offset = batch.next_offset
         return None, chunk
 

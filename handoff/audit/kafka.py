@@ -167,7 +167,7 @@ def replay_kafka(
     with LogReader(bootstrap, prefix) as reader:
         ends = reader.end_offsets()
         if until_version is None and until_time is None:  # no need to read each record's key and version
-            values = (rec.value for rec in _everything(reader, ends))
+            values = (value for p in sorted(ends) for value in reader.values(p, ends[p]))
             return replay_values(values, target, total=sum(ends.values()), quiet=quiet)
         records = ((k, v or 0, r) for k, v, r, _ in _stored(_everything(reader, ends), reader.topics, None))
         return replay_records(
