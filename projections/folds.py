@@ -26,7 +26,7 @@ from handoff.kernel.events import (
     SessionRegistered,
 )
 from handoff.kernel.package import estimate_tokens
-from projections.summary import add_entries
+from projections.summary import add_entries, tally
 from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
 
 replace = msgspec.structs.replace
@@ -176,12 +176,7 @@ def fold_session(  # noqa: C901 - one case per event type: a total match
 
 def _with_entries(view: SessionView, entries: Sequence[ContextEntryView], last: Envelope) -> SessionView:
     """The session view after entries added by events up to `last`."""
-    counts = dict(view.context_counts)
-    participants = view.participants
-    for entry in entries:
-        counts[entry.context_type] = counts.get(entry.context_type, 0) + 1
-        if entry.agent not in participants:
-            participants = [*participants, entry.agent]
+    counts, participants = tally(view.context_counts, view.participants, entries)
     return replace(
         view,
         version=last.version,

@@ -59,18 +59,25 @@ def add_entry(
     return add_entries(view, (entry,), version)
 
 
+def tally(
+    counts: dict[str, int], participants: list[str], entries: Sequence[ContextEntryView]
+) -> tuple[dict[str, int], list[str]]:
+    """Counts by context type and participants in order of first appearance, after more entries (copies)."""
+    counts = dict(counts)
+    for entry in entries:
+        counts[entry.context_type] = counts.get(entry.context_type, 0) + 1
+        if entry.agent not in participants:
+            participants = [*participants, entry.agent]
+    return counts, participants
+
+
 def add_entries(view: SummaryView, entries: Sequence[ContextEntryView], version: int | None = None) -> SummaryView:
     """The summary after more context entries, in order (and at `version`, if given).
 
     Adding a run at once equals adding its entries one by one; only the texts that survive into the
     summary (the first and last message, the last decisions) are cut into snippets.
     """
-    counts = dict(view.counts)
-    participants = view.participants
-    for entry in entries:
-        counts[entry.context_type] = counts.get(entry.context_type, 0) + 1
-        if entry.agent not in participants:
-            participants = [*participants, entry.agent]
+    counts, participants = tally(view.counts, view.participants, entries)
     changes: dict[str, object] = {
         "total_entries": view.total_entries + len(entries),
         "counts": counts,

@@ -31,9 +31,9 @@ def current_schema_version(event_type: str) -> int:
     return int(EVENT_TYPES[event_type].SCHEMA_VERSION)
 
 
-class _Fields(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defaults=True):
-    actor: str
-    event_id: str
+class _Tail(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defaults=True):
+    """The wire fields that sort after ``hash``."""
+
     occurred_at: str
     prev_hash: str
     schema_version: int
@@ -41,6 +41,13 @@ class _Fields(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defau
     type: str
     version: int
     idempotency_key: str | None = None
+
+
+class _Fields(_Tail, kw_only=True):
+    """Every envelope field but ``data`` and ``hash``."""
+
+    actor: str
+    event_id: str
 
 
 class _Unsigned(_Fields, kw_only=True):
@@ -115,18 +122,6 @@ class _Head(msgspec.Struct, kw_only=True, gc=False, rename="camel"):
     actor: str
     data: Any
     event_id: str
-
-
-class _Tail(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_defaults=True):
-    """The wire fields that sort after ``hash``."""
-
-    occurred_at: str
-    prev_hash: str
-    schema_version: int
-    session_key: str
-    type: str
-    version: int
-    idempotency_key: str | None = None
 
 
 def seal_and_encode(env: Envelope) -> tuple[Envelope, bytes]:
