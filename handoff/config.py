@@ -21,6 +21,7 @@ class Env:
     data_dir: Path
     kafka_bootstrap: str | None
     log_level: str
+    fast_path: bool = True  # HANDOFF_FAST_PATH=0: every /mcp request goes through the SDK
 
 
 def default_data_dir() -> Path:
@@ -29,13 +30,14 @@ def default_data_dir() -> Path:
 
 
 def read_env(environ: Mapping[str, str] | None = None) -> Env:
-    """Settings from ``HANDOFF_DATA_DIR``, ``HANDOFF_KAFKA_BOOTSTRAP`` and ``HANDOFF_LOG_LEVEL``."""
+    """Settings from the ``HANDOFF_DATA_DIR``, ``_KAFKA_BOOTSTRAP``, ``_LOG_LEVEL`` and ``_FAST_PATH`` variables."""
     env = os.environ if environ is None else environ
     data_dir = env.get("HANDOFF_DATA_DIR") or None
     return Env(
         data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
         kafka_bootstrap=env.get("HANDOFF_KAFKA_BOOTSTRAP") or None,
         log_level=(env.get("HANDOFF_LOG_LEVEL") or "INFO").upper(),
+        fast_path=(env.get("HANDOFF_FAST_PATH") or "1").strip().lower() not in {"0", "false", "no", "off"},
     )
 
 

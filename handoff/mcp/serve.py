@@ -158,16 +158,19 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-async def _serve_http(backend: AbstractAsyncContextManager[Deps], data: DataDir, ns: argparse.Namespace) -> None:
+async def _serve_http(
+    backend: AbstractAsyncContextManager[Deps], data: DataDir, ns: argparse.Namespace, env: Env
+) -> None:
     async with backend as deps:
         activity = http.Activity()
-        app = http.build_app(build_server(deps), deps, activity, ns.host)
+        app = http.build_app(build_server(deps), deps, activity, ns.host, fast_path=env.fast_path)
         sock = http.bind(ns.host, ns.port)
         _tune_gc()
 
         def started(url: str) -> None:
             launch.advertise(data, url)
-            log.info("serving MCP over HTTP", extra={"url": url, "dataDir": str(data.root), "pid": os.getpid()})
+            where = {"url": url, "dataDir": str(data.root), "pid": os.getpid(), "fastPath": env.fast_path}
+            log.info("serving MCP over HTTP", extra=where)
 
         idle = None if ns.idle_exit is None else _idle_policy(data, activity, ns.idle_exit)
         try:
@@ -255,13 +258,13 @@ def serve(ns: argparse.Namespace, env: Env) -> int:
         if ns.transport == "stdio":
             return _run(_serve_stdio(backend, logging.shutdown))
         data.root.mkdir(parents=True, exist_ok=True)  # only engine.json, for `handoff stdio` relays
-        return _run(_serve_http(backend, data, ns))
+        return _run(_serve_http(backend, data, ns, env))
     kv = _open_store(data)
     if kv is None:
         return 1
     try:
         if ns.transport == "stdio":
             return _run(_serve_stdio(_embedded(kv), kv.close))
-        return _run(_serve_http(_embedded(kv), data, ns))
+        return _run(_serve_http(_embedded(kv), data, ns, env))
     finally:
         kv.close()

@@ -20,6 +20,7 @@ from integration.harness import (
     http_get,
     ok,
     read_engine_file,
+    start_server,
     wait_for,
 )
 
@@ -139,3 +140,16 @@ def test_serve_takes_its_data_dir_from_handoff_data_dir(tmp_path: Path) -> None:
 def test_the_in_flight_gauge_counts_no_mcp_request_between_requests(http_server: Served) -> None:
     _, text = http_get(http_server.url + "/metrics")
     assert re.search(r"^handoff_mcp_requests_in_flight 0\.0$", text, re.MULTILINE), text[:3000]
+
+
+@pytest.mark.anyio
+async def test_with_handoff_fast_path_0_every_request_goes_through_the_sdk_and_is_served(tmp_path: Path, key: str):
+    served = start_server(tmp_path / "data", tmp_path / "server.log", env={"HANDOFF_FAST_PATH": "0"})
+    try:
+        async with http_client(served.mcp_url) as client:
+            await ok(client, "register_session", {"sessionKey": key, "agentFrom": "a"})
+            session = await ok(client, "get_session", {"sessionKey": key})
+        assert session["session"]["version"] == 1
+        assert "fastPath=False" in served.log()
+    finally:
+        served.stop()

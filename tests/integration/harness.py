@@ -157,8 +157,8 @@ class Served:
         self.proc.wait(STOP_DEADLINE)
 
 
-def start_server(data_dir: Path, log_path: Path, *extra: str) -> Served:
-    """Start `handoff serve --port 0` and wait, with a deadline, until /readyz answers 200."""
+def start_server(data_dir: Path, log_path: Path, *extra: str, env: dict[str, str] | None = None) -> Served:
+    """Start `handoff serve --port 0` (with more environment, if given) and wait until /readyz answers 200."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -166,7 +166,7 @@ def start_server(data_dir: Path, log_path: Path, *extra: str) -> Served:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            env=child_env(),
+            env={**child_env(), **(env or {})},
         )
     served = Served(proc, data_dir, log_path)
 
