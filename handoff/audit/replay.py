@@ -54,12 +54,6 @@ def _selected(
         yield env
 
 
-def _every(records: Iterable[bytes], progress: Progress) -> Iterator[Envelope]:
-    for record in records:
-        progress.advance()
-        yield decode_envelope(record)
-
-
 def replay_records(
     records: Iterable[tuple[str, int, bytes]],
     target: KeyValue,
@@ -76,7 +70,7 @@ def replay_records(
     if until_version is None and until_time is None:
         return replay_values((r for _, _, r in records), target, total=total, quiet=quiet)
     progress = Progress("replay", quiet=quiet)
-    return _replay(target, _selected(records, until_version, until_time, progress), progress)
+    return _replay(target, _selected(records, until_version, until_time, progress), progress, counted=True)
 
 
 def replay_values(
@@ -84,13 +78,14 @@ def replay_values(
 ) -> ReplayResult:
     """Fold every record of a log, in its order, into the empty store `target` (no key or filter needed)."""
     progress = Progress("replay", total=total, quiet=quiet)
-    return _replay(target, _every(records, progress), progress)
+    return _replay(target, map(decode_envelope, records), progress)
 
 
-def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress) -> ReplayResult:
+def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress, counted: bool = False) -> ReplayResult:
+    """Fold `stream` into `target`; the progress counts each folded batch unless `stream` counts itself."""
     if next(target.scan(b""), None) is not None:
         raise InvalidArgument("the target store is not empty; replay builds a fresh store")
-    count = fold_events(target, stream)
+    count = fold_events(target, stream, on_batch=None if counted else progress.advance)
     progress.done()
     return ReplayResult(count, progress.elapsed(), digest(target))
 
