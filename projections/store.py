@@ -101,6 +101,8 @@ class RocksKeyValue:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_max_background_jobs(2)
+        if bulk:  # no compaction while it is built: a store opened normally compacts itself later
+            options.set_disable_auto_compactions(True)
         if read_only:
             from rocksdict import AccessType
 
