@@ -213,17 +213,21 @@ def _envelope(head: _Signed | _Appended, event: Event) -> Envelope:
     )
 
 
-def decode_envelope(record: bytes) -> Envelope:
-    """Decode wire bytes into an envelope, upcasting old payloads; raises CodecError."""
+def _decoded(record: bytes) -> tuple[_Signed | _Appended, Event]:
+    """The record's envelope fields and its event, upcast; raises CodecError."""
     appended = _appended(record)
     if appended is not None:
-        return _envelope(appended, appended.data)
+        return appended, appended.data
     try:
         signed = _decode_signed.decode(record)
-        event = _decode_payload(signed.type, signed.schema_version, bytes(signed.data))
+        return signed, _decode_payload(signed.type, signed.schema_version, bytes(signed.data))
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise CodecError(f"undecodable event record: {exc}") from exc
-    return _envelope(signed, event)
+
+
+def decode_envelope(record: bytes) -> Envelope:
+    """Decode wire bytes into an envelope, upcasting old payloads; raises CodecError."""
+    return _envelope(*_decoded(record))
 
 
 _decode_generic = msgspec.json.Decoder(dict[str, Any])
@@ -237,25 +241,15 @@ def check_record(record: bytes) -> str | None:
 def _genuine(record: bytes) -> Envelope | None:
     """The envelope of a record that is genuine by the quick test, or None to take the thorough one.
 
-    The quick test decodes the record with the typed decoders and seals what it decoded again: a
+    The quick test decodes the record as `decode_envelope` does and seals what it decoded again: a
     genuine record is byte for byte that sealed record (canonical form and hash at once). A record
-    it accepts, the thorough test accepts too; anything else (old schema versions, explicit nulls,
-    damage) goes to the thorough test, which says exactly what is wrong.
+    it accepts, the thorough test accepts too; anything else (old schema versions, which seal as
+    today's, explicit nulls, damage) goes to the thorough test, which says exactly what is wrong.
     """
-    appended = _appended(record)
-    head: _Signed | _Appended
-    event: Event
-    if appended is not None:
-        head, event = appended, appended.data
-    else:
-        try:
-            head = signed = _decode_signed.decode(record)
-            cls = EVENT_TYPES.get(signed.type)
-            if cls is None or signed.schema_version != cls.SCHEMA_VERSION:
-                return None
-            event = _decoders[cls].decode(signed.data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
+    try:
+        head, event = _decoded(record)
+    except CodecError:
+        return None
     digest, resealed = sealed_record(
         event, head.event_id, head.session_key, head.version, head.occurred_at, head.actor, head.prev_hash,
         head.idempotency_key, head.schema_version,
