@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from handoff.audit.progress import Progress
-from handoff.audit.views import VIEW_PREFIXES, ViewMerge, view_items
+from handoff.audit.views import VIEW_PREFIXES, ViewMerge, merged
 from handoff.engine.log import EventLog, event_prefix
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
@@ -205,16 +205,16 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
     try:
         fresh = RocksKeyValue(str(workdir / "views"), bulk=True)
         entries = ViewMerge(kv.scan(entries_prefix))
-        fold_events(_EntriesAside(fresh, entries), stream(report, progress))
+        fold_events(_EntriesAside(fresh, entries, entries_prefix), stream(report, progress))
         if session is None:
             _check_positions(log, report)
         if entries.ordered:
-            views = entries.finish().result(_merged(kv, fresh, others))
+            views = entries.finish().result(merged(kv, fresh, others))
         else:  # entries came out of key order (only a damaged log does that): fold it all into the store
             fresh.db.close()
             fresh = RocksKeyValue(str(workdir / "all-views"), bulk=True)
             fold_events(fresh, stream(Report(), Progress("verify", quiet=True)))
-            views = _merged(kv, fresh, prefixes).result()
+            views = merged(kv, fresh, prefixes).result()
         if report.ok and views.difference is not None:
             diff = views.difference
             report.problems.append(Problem(diff.session, diff.version, diff.what))
@@ -227,13 +227,6 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
     return report
 
 
-def _merged(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...]) -> ViewMerge:
-    merge = ViewMerge(view_items(live, prefixes))
-    for key, value in view_items(fresh, prefixes):
-        merge.push(key, value)
-    return merge.finish()
-
-
 class _EntriesAside:
     """The fresh fold's store, which keeps context entries out of the scratch store.
 
@@ -242,9 +235,10 @@ class _EntriesAside:
     and reads come from it (a fold never reads entries).
     """
 
-    def __init__(self, scratch: KeyValue, entries: ViewMerge) -> None:
+    def __init__(self, scratch: KeyValue, entries: ViewMerge, prefix: bytes) -> None:
         self.scratch = scratch
         self.entries = entries
+        self.prefix = prefix  # the entries' prefix, as the live side of the merge scans it
 
     def get(self, key: bytes) -> bytes | None:
         return self.scratch.get(key)
@@ -257,9 +251,9 @@ class _EntriesAside:
 
     def write(self, writes: Iterable[Write], sync: bool = False) -> None:
         rest = []
-        push = self.entries.push
+        push, prefix = self.entries.push, self.prefix
         for key, value in writes:
-            if value is not None and key[:2] == b"C:":
+            if value is not None and key.startswith(prefix):
                 push(key, value)
             else:
                 rest.append((key, value))

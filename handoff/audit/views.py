@@ -162,16 +162,9 @@ class ViewMerge:
         return Comparison(difference, live, fresh)
 
 
-def compare(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> Comparison:
-    """Merge-compare the two stores' views and digest both, in one pass over each."""
+def merged(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> ViewMerge:
+    """The finished merge-compare of two stores' views, in one pass over each."""
     merge = ViewMerge(view_items(live, prefixes))
     for key, value in view_items(fresh, prefixes):
         merge.push(key, value)
-    return merge.finish().result()
-
-
-def first_difference(
-    live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES
-) -> ViewDifference | None:
-    """Merge-compare the two stores' views; the first key whose entry differs, or None."""
-    return compare(live, fresh, prefixes).difference
+    return merge.finish()
