@@ -23,6 +23,13 @@ def fold_events(
     `on_batch`, if given, hears how many events each committed batch held (a progress display).
     """
     reader = StoreReader(kv)
+
+    def commit(folder: RunFolder, pending: int) -> None:
+        folder.flush()
+        kv.write(changes_to_writes(folder.changes))
+        if on_batch is not None:
+            on_batch(pending)
+
     folder = RunFolder(reader, Changes())
     pending = count = 0
     for env in envelopes:
@@ -30,14 +37,8 @@ def fold_events(
         pending += 1
         count += 1
         if pending >= batch_size:
-            folder.flush()
-            kv.write(changes_to_writes(folder.changes))
-            if on_batch is not None:
-                on_batch(pending)
+            commit(folder, pending)
             folder, pending = RunFolder(reader, Changes()), 0
-    folder.flush()
     if pending:
-        kv.write(changes_to_writes(folder.changes))
-        if on_batch is not None:
-            on_batch(pending)
+        commit(folder, pending)
     return count

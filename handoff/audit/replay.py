@@ -42,7 +42,7 @@ def parse_time(text: str) -> str:
 
 
 def _selected(
-    records: Iterable[tuple[str, int, bytes]], until_version: int | None, until_time: str | None, progress: Progress
+    records: Iterable[tuple[str, int, bytes]], until_version: int | None, until_time: str | None
 ) -> Iterator[Envelope]:
     for _, version, record in records:
         if until_version is not None and version > until_version:
@@ -50,7 +50,6 @@ def _selected(
         env = decode_envelope(record)
         if until_time is not None and env.occurred_at > until_time:
             continue
-        progress.advance()
         yield env
 
 
@@ -69,8 +68,7 @@ def replay_records(
     """
     if until_version is None and until_time is None:
         return replay_values((r for _, _, r in records), target, total=total, quiet=quiet)
-    progress = Progress("replay", quiet=quiet)
-    return _replay(target, _selected(records, until_version, until_time, progress), progress, counted=True)
+    return _replay(target, _selected(records, until_version, until_time), Progress("replay", quiet=quiet))
 
 
 def replay_values(
@@ -81,11 +79,11 @@ def replay_values(
     return _replay(target, map(decode_envelope, records), progress)
 
 
-def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress, counted: bool = False) -> ReplayResult:
-    """Fold `stream` into `target`; the progress counts each folded batch unless `stream` counts itself."""
+def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress) -> ReplayResult:
+    """Fold `stream` into `target`, counting each folded batch on `progress`."""
     if next(target.scan(b""), None) is not None:
         raise InvalidArgument("the target store is not empty; replay builds a fresh store")
-    count = fold_events(target, stream, on_batch=None if counted else progress.advance)
+    count = fold_events(target, stream, on_batch=progress.advance)
     progress.done()
     return ReplayResult(count, progress.elapsed(), digest(target))
 
