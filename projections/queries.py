@@ -67,15 +67,19 @@ class Queries:
             entries.append(decode_entry(value))
         return entries, None
 
-    def entries_newest_first(self, key: str, last: int, page: int = 64) -> Iterator[PackageEntry]:
-        """The session's entries from `last` down to 1, read a page at a time as the caller pulls."""
+    def entries_newest_first(self, key: str, last: int, page: int = 8, max_page: int = 64) -> Iterator[PackageEntry]:
+        """The session's entries from `last` down to 1, read a page at a time as the caller pulls.
+
+        Pages start at `page` and double up to `max_page`: a package of 1 KiB entries holds ~7 of
+        them, so a first page of 64 decoded ~57 entries for nothing.
+        """
         hi = last
         while hi >= 1:
             lo = max(1, hi - page + 1)
             entries, _ = self.context(key, lo - 1, hi - lo + 1)
             for entry in reversed(entries):
                 yield to_package_entry(entry)
-            hi = lo - 1
+            hi, page = lo - 1, min(page * 2, max_page)
 
     def package_entries(self, view: HandoffView) -> list[PackageEntry]:
         """The entries a handoff's package holds, re-read by its recorded range."""

@@ -307,23 +307,13 @@ class Engine:
         return record
 
     def _entries_newest_first(self, batch: _Batch, key: str, last: int) -> Iterator[PackageEntry]:
-        """The batch's pending entries, then the stored ones, newest first, read as the package pulls them.
-
-        Stored entries are read in pages that start at 8 and double up to 64: a package of 1 KiB
-        entries holds ~7 of them, and a first page of 64 decoded ~57 entries for nothing.
-        """
+        """The batch's pending entries, then the stored ones, newest first, read as the package pulls them."""
         seq = last
         pending = batch.changes.entries
         while seq >= 1 and (key, seq) in pending:
             yield to_package_entry(pending[(key, seq)])
             seq -= 1
-        page = 8
-        while seq >= 1:
-            lo = max(1, seq - page + 1)
-            entries, _ = self.queries.context(key, lo - 1, seq - lo + 1)
-            for entry in reversed(entries):
-                yield to_package_entry(entry)
-            seq, page = lo - 1, min(page * 2, 64)
+        yield from self.queries.entries_newest_first(key, seq)
 
     def _commit(self, batch: _Batch) -> None:
         self.position += len(batch.envelopes)
