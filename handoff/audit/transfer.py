@@ -31,7 +31,7 @@ from handoff.kernel.events import GENESIS_HASH
 from handoff.kernel.receipt import receipt_of
 from handoff.kernel.state import SessionState, evolve
 from projections.replay import fold_events
-from projections.store import KeyValue
+from projections.store import KeyValue, Write
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
@@ -183,15 +183,14 @@ def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportR
         raise InvalidArgument("the target store is not empty; import into a fresh data dir")
     started = time.perf_counter()
     states: dict[str, SessionState] = {}
-    writes: list[tuple[bytes, bytes | None]] = []
+    writes: list[Write] = []
     position = 0
     for record in checked_records(stream, quiet):
         position += 1
         env = decode_envelope(record)
         state = evolve(states.get(env.session_key), env)
         states[env.session_key] = state
-        writes.append((L.event_key(env.session_key, env.version), record))
-        writes.append(L.position_write(position, env.session_key, env.version))
+        L.add_event_writes(writes, position, env.session_key, env.version, record)
         if env.idempotency_key is not None:
             # The arguments' fingerprint is not in the log; an empty one accepts any retry with the key.
             receipt = receipt_of(state, env, "")
@@ -202,5 +201,5 @@ def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportR
     writes += [(L.state_key(k), L.encode_state(s)) for k, s in states.items()]
     writes.append((L.POSITION_KEY, b"%d" % position))
     kv.write(writes)
-    fold_events(kv, (decode_envelope(r) for _, _, r in L.EventLog(kv).all_records()))
+    fold_events(kv, map(decode_envelope, L.EventLog(kv).all_values()))
     return ImportResult(position, len(states), time.perf_counter() - started)

@@ -47,11 +47,6 @@ def position_key(position: int) -> bytes:
     return b"G:%016d" % position
 
 
-def position_write(position: int, key: str, version: int) -> tuple[bytes, bytes]:
-    """The global-order entry naming one event (read back by `EventLog.global_records`)."""
-    return position_key(position), _pointer(key, version)
-
-
 def add_event_writes(writes: list[Write], position: int, key: str, version: int, record: bytes) -> None:
     """Append the writes of one event: its record under its key, and its global-order entry (one pointer for both)."""
     pointer = _pointer(key, version)
