@@ -156,22 +156,21 @@ class LogReader:
 
     def records(self, partition: int, end: int, topic: str | None = None) -> Iterator[LogRecord]:
         """Every committed record of a partition, in offset order, up to `end` (exclusive)."""
-        tp = TopicPartition(topic or self.topics.events, partition)
-        fetches = fetch_committed(self._client, tp, 0, end)
-        try:
-            while (chunk := self.run(_next(fetches))) is not None:
-                for m in chunk:
-                    yield LogRecord(partition, m.offset, m.key, m.value)
-        finally:
-            self.run(fetches.aclose())
+        for chunk in self._chunks(partition, end, topic):
+            for m in chunk:
+                yield LogRecord(partition, m.offset, m.key, m.value)
 
     def values(self, partition: int, end: int) -> Iterator[bytes]:
         """The values of `records` of the events topic, without a record object around each."""
-        tp = TopicPartition(self.topics.events, partition)
-        fetches = fetch_committed(self._client, tp, 0, end)
+        for chunk in self._chunks(partition, end, None):
+            yield from (m.value for m in chunk)
+
+    def _chunks(self, partition: int, end: int, topic: str | None) -> Iterator[list[Any]]:
+        """The fetched records of a partition up to `end`, a fetch response at a time."""
+        fetches = fetch_committed(self._client, TopicPartition(topic or self.topics.events, partition), 0, end)
         try:
             while (chunk := self.run(_next(fetches))) is not None:
-                yield from (m.value for m in chunk)
+                yield chunk
         finally:
             self.run(fetches.aclose())
 
