@@ -1,7 +1,8 @@
-"""Settings from the environment and the command line; read only by the composition roots."""
+"""Settings from the environment and the command line, and process tuning; used only by the composition roots."""
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,3 +72,14 @@ class DataDir:
     def engine_log(self) -> Path:
         """Stdout and stderr of an auto-spawned engine."""
         return self.root / "engine.log"
+
+
+def keep_gc_off_the_hot_path(young: int, older: tuple[int, int]) -> None:
+    """Freeze what start-up built out of the cyclic GC's scans; collect the young generation per `young` allocations.
+
+    A long-running server's garbage is freed by reference counting (cycles are rare), so its
+    collections mostly re-scan live objects: fewer, over fewer objects, is less time and fewer pauses.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(young, *older)

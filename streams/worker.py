@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import TopicPartition
 
 from handoff import logs
-from handoff.config import read_env
+from handoff.config import keep_gc_off_the_hot_path, read_env
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.types import Limits
 from streams.decider import Decider, Incoming
@@ -379,11 +378,8 @@ async def run_worker(config: WorkerConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await worker.start()
-    # Latency: the cyclic GC's full collections paused the loop for ~60 ms, all in-flight commands with it. What
-    # start-up built is kept out of collections, and young collections run per 50k allocations instead of 700
-    # (the worker's garbage is freed by reference counting; cycles are rare).
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    # Latency: the cyclic GC's full collections paused the loop for ~60 ms, all in-flight commands with it.
+    keep_gc_off_the_hot_path(50_000, (20, 100))
     print(json.dumps({"workerId": worker.worker_id, "url": worker.url}), file=sys.stderr, flush=True)
     try:
         await stop.wait()
