@@ -162,10 +162,21 @@ class RocksKeyValue:
                 put(key, value)
         self.db.write(batch, self._sync if sync and not self.bulk else self._nosync)
 
+    def sync_log(self) -> None:
+        """Make every write so far durable: RocksDB's FlushWAL(sync).
+
+        It releases the GIL while it fsyncs, where a synced `write` holds it, fsync included.
+        """
+        self.db.flush_wal(True)
+
     def close(self) -> None:
         """Flush and release the database lock."""
         if self.bulk:
             self.db.flush()
+        self.db.close()
+
+    def discard(self) -> None:
+        """Release the database lock without flushing: a scratch store about to be deleted."""
         self.db.close()
 
 

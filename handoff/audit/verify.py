@@ -211,7 +211,7 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
         if entries.ordered:
             views = entries.finish().result(merged(kv, fresh, others))
         else:  # entries came out of key order (only a damaged log does that): fold it all into the store
-            fresh.db.close()
+            fresh.discard()
             fresh = RocksKeyValue(str(workdir / "all-views"), bulk=True)
             fold_events(fresh, stream(Report(), Progress("verify", quiet=True)))
             views = merged(kv, fresh, prefixes).result()
@@ -219,7 +219,7 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
             diff = views.difference
             report.problems.append(Problem(diff.session, diff.version, diff.what))
         report.live_digest, report.fresh_digest = views.live_digest, views.fresh_digest
-        fresh.db.close()  # a scratch store: nothing to flush
+        fresh.discard()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     progress.done()

@@ -45,48 +45,40 @@ if TYPE_CHECKING:
 log = logging.getLogger("handoff")
 
 
-def _wire(engine: Engine) -> Deps:
-    """The adapter's dependencies over the embedded engine, with its gauges."""
-    service = EmbeddedService(engine)
+def _observed(service: EmbeddedService | KafkaService) -> tuple[Notifier, Metrics]:
+    """A notifier fed by the service's commits, and the metrics with the gauge both modes share."""
     notifier = Notifier()
     service.add_listener(notifier.on_change)
     metrics = Metrics()
-    metrics.gauge("handoff_engine_running", "1 while the engine takes writes.", lambda: float(engine.running))
-    metrics.gauge("handoff_log_position", "Events committed to the log.", lambda: float(engine.position))
     metrics.gauge(
         "handoff_resource_subscriptions", "Resource subscriptions (2025-11-25 era).", notifier.subscriber_count
     )
+    return notifier, metrics
+
+
+def _wire(engine: Engine) -> Deps:
+    """The adapter's dependencies over the embedded engine, with its gauges."""
+    service = EmbeddedService(engine)
+    notifier, metrics = _observed(service)
+    metrics.gauge("handoff_engine_running", "1 while the engine takes writes.", lambda: float(engine.running))
+    metrics.gauge("handoff_log_position", "Events committed to the log.", lambda: float(engine.position))
     return Deps(commands=service, reads=service, limits=engine.limits, metrics=metrics, notifier=notifier)
 
 
 def _wire_kafka(service: KafkaService) -> Deps:
     """The adapter's dependencies over Kafka and the workers, with its gauges."""
-    notifier = Notifier()
-    service.add_listener(notifier.on_change)
-    metrics = Metrics()
+    notifier, metrics = _observed(service)
     metrics.gauge("handoff_kafka_commands_in_flight", "Commands sent, decision awaited.", service.in_flight)
     metrics.gauge("handoff_kafka_workers", "Workers announced on the workers topic.", service.worker_count)
     metrics.gauge(
         "handoff_kafka_partitions_served", "Partitions with a ready worker (last check).", service.partitions_served
     )
-    metrics.gauge(
-        "handoff_resource_subscriptions", "Resource subscriptions (2025-11-25 era).", notifier.subscriber_count
-    )
     return Deps(commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier)
-
-
-def _log_syncer(kv: RocksKeyValue) -> Callable[[], None]:
-    """RocksDB's FlushWAL(sync): the one durable-write call of rocksdict that releases the GIL while it fsyncs."""
-
-    def sync_log() -> None:
-        kv.db.flush_wal(True)
-
-    return sync_log
 
 
 @asynccontextmanager
 async def _embedded(kv: RocksKeyValue) -> AsyncIterator[Deps]:
-    engine = Engine(kv, limits=Limits(), sync_log=_log_syncer(kv))
+    engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log)
     await engine.start()
     try:
         yield _wire(engine)

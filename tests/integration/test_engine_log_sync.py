@@ -31,7 +31,7 @@ class _HeldSync:
         assert self.release.wait(10)
         if self.fail:
             raise OSError("disk gone")
-        self.kv.db.flush_wal(True)
+        self.kv.sync_log()
 
 
 async def _started(sync: _HeldSync) -> None:
