@@ -12,7 +12,8 @@ the same harness over `EmbeddedService`. Figures only; nothing is asserted.
 - latency: an open loop at 50% and 100% of that maximum; submitted → acknowledged. In Kafka mode an
   acknowledgement carries the event's offset and every read waits for it (read-your-writes), so an
   acknowledged command is visible to the next read.
-- replay: every event of the log folded into a fresh RocksDB projection store, as `handoff replay` does.
+- replay: every event of the log folded into a fresh RocksDB projection store, as `handoff replay` does
+  (in Kafka mode with its default ``--jobs``: one process per core folds a group of partitions).
 """
 
 from __future__ import annotations
@@ -135,10 +136,11 @@ async def measure(
 def replay_kafka(bootstrap: str, topics: Topics) -> tuple[int, float]:
     """``handoff replay --kafka``: every event of the events topic folded into a fresh RocksDB store."""
     from handoff.audit.kafka import replay_kafka as replay_topic
+    from handoff.audit.parallel import default_jobs
 
     with tempfile.TemporaryDirectory(prefix="handoff-bench-replay-") as scratch:
         target = RocksKeyValue(scratch, bulk=True)
-        result = replay_topic(bootstrap, topics.prefix, target, quiet=True)
+        result = replay_topic(bootstrap, topics.prefix, target, quiet=True, jobs=default_jobs())
         target.close()
     return result.events, result.rate
 

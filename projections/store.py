@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol, cast
 
 import msgspec
-from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+from rocksdict import IngestExternalFileOptions, Options, Rdict, ReadOptions, SstFileWriter, WriteBatch, WriteOptions
 
 from projections import keys
 from projections.projector import Changes
@@ -161,6 +161,30 @@ class RocksKeyValue:
             else:
                 put(key, value)
         self.db.write(batch, self._sync if sync and not self.bulk else self._nosync)
+
+    def export_sst(self, path: str) -> int:
+        """Write every entry, in key order, into a new SST file at `path` for another store to `ingest`.
+
+        Returns the number of entries; with none, no file is written.
+        """
+        writer: SstFileWriter | None = None
+        count = 0
+        for key, value in self.db.items():
+            if writer is None:
+                writer = SstFileWriter(Options(raw_mode=True))
+                writer.open(path)
+            writer[key] = value
+            count += 1
+        if writer is not None:
+            writer.finish()
+        return count
+
+    def ingest(self, paths: list[str]) -> None:
+        """Add the entries of SST files from `export_sst`, moving the files in (keys must not be here yet)."""
+        if paths:
+            options = IngestExternalFileOptions()
+            options.set_move_files(True)
+            self.db.ingest_external_file(paths, options)
 
     def sync_log(self) -> None:
         """Make every write so far durable: RocksDB's FlushWAL(sync).

@@ -45,6 +45,16 @@ def _data_dir(parser: argparse.ArgumentParser, *, partitions: bool = False) -> N
         )
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def register(commands: Any) -> None:
     """Add the audit subcommands to the CLI's subparsers (their runners are `RUNNERS`)."""
     raw = argparse.RawDescriptionHelpFormatter
@@ -62,6 +72,12 @@ def register(commands: Any) -> None:
     group.add_argument("--until-version", type=int, metavar="N", help="stop every session after its version N")
     group.add_argument("--until-time", metavar="T", help="only events that occurred at or before T (ISO 8601)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--jobs",
+        type=_positive,
+        metavar="N",
+        help="with --kafka: processes that fold groups of partitions side by side (default: one per core, at most 4)",
+    )
     _data_dir(p)
     p = add("audit", "a session's timeline, with every handoff package re-derived and its hash checked")
     p.add_argument("session", metavar="SESSION")

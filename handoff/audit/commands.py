@@ -68,10 +68,12 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
     try:
         if source is None:
             from handoff.audit.kafka import replay_kafka
+            from handoff.audit.parallel import default_jobs
 
             result = replay_kafka(
-                ns.kafka, ns.topic_prefix, target, until_version=version, until_time=until_time, quiet=ns.quiet
-            )
+                ns.kafka, ns.topic_prefix, target, until_version=version, until_time=until_time, quiet=ns.quiet,
+                jobs=ns.jobs or default_jobs(), scratch=ns.to.resolve().parent,
+            )  # fmt: skip
         else:
             result = replay(source, target, until_version=version, until_time=until_time, quiet=ns.quiet)
     finally:

@@ -19,6 +19,7 @@ from typing import IO
 
 import msgspec
 
+from handoff.audit.parallel import PARALLEL_FROM, replay_in_parallel
 from handoff.audit.progress import Progress
 from handoff.audit.replay import ReplayResult, replay_records, replay_values
 from handoff.audit.transfer import ImportResult, checked_records, to_cloudevent
@@ -161,12 +162,19 @@ def _everything(reader: LogReader, ends: dict[int, int], session: str | None = N
 
 def replay_kafka(
     bootstrap: str, prefix: str, target: KeyValue, *, until_version: int | None = None,
-    until_time: str | None = None, quiet: bool = False,
+    until_time: str | None = None, quiet: bool = False, jobs: int = 1, scratch: Path | None = None,
 ) -> ReplayResult:  # fmt: skip
-    """Fold the whole events topic (partition by partition, offset order) into the empty store `target`."""
+    """Fold the whole events topic (partition by partition, offset order) into the empty store `target`.
+
+    With `jobs` > 1 a large topic is folded by that many processes, a group of partitions each
+    (`handoff.audit.parallel`); their scratch stores go under `scratch`.
+    """
     with LogReader(bootstrap, prefix) as reader:
         ends = reader.end_offsets()
-        if until_version is None and until_time is None:  # no need to read each record's key and version
+        whole = until_version is None and until_time is None
+        if whole and jobs > 1 and len(ends) > 1 and sum(ends.values()) >= PARALLEL_FROM:
+            return replay_in_parallel(bootstrap, prefix, ends, target, jobs=jobs, scratch=scratch, quiet=quiet)
+        if whole:  # no need to read each record's key and version
             values = (value for p in sorted(ends) for value in reader.values(p, ends[p]))
             return replay_values(values, target, total=sum(ends.values()), quiet=quiet)
         records = ((k, v or 0, r) for k, v, r, _ in _stored(_everything(reader, ends), reader.topics, None))

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from handoff.audit import trail
 from handoff.audit.kafka import export_kafka, import_kafka, replay_kafka, session_stream, verify_kafka
+from handoff.audit.parallel import replay_in_parallel, split
 from handoff.audit.transfer import export_lines, import_lines
 from handoff.audit.verify import verify
 from handoff.audit.views import digest
@@ -33,6 +34,7 @@ from kafka.test_equivalence import fake_clock, fake_ids, script
 from projections import keys
 from projections.store import InMemoryKeyValue, RocksKeyValue
 from streams.client import KafkaService
+from streams.logreader import LogReader
 from streams.topics import Topics
 
 pytestmark = pytest.mark.anyio
@@ -103,6 +105,46 @@ async def test_replay_from_kafka_equals_the_live_workers_and_the_embedded_engine
         target.close()
     assert result.events == EventLog(deployment.embedded).count()
     assert result.digest == await served_digest(deployment.service, deployment.topics) == digest(deployment.embedded)
+
+
+def _ends(deployment: Deployment) -> dict[int, int]:
+    with LogReader(deployment.bootstrap, deployment.topics.prefix) as reader:
+        return reader.end_offsets()
+
+
+def _replayed_items(deployment: Deployment, path: Path, jobs: int) -> list[tuple[bytes, bytes]]:
+    """Every entry of a replay into a new RocksDB store: one process, or `jobs` side by side."""
+    target = RocksKeyValue(str(path))
+    try:
+        if jobs == 1:
+            replay_kafka(deployment.bootstrap, deployment.topics.prefix, target, quiet=True)
+        else:
+            ends = _ends(deployment)
+            replay_in_parallel(deployment.bootstrap, deployment.topics.prefix, ends, target, jobs=jobs, quiet=True)
+        return list(target.scan(b""))
+    finally:
+        target.close()
+
+
+async def test_a_replay_by_several_processes_writes_the_same_bytes_as_one_process(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    one = await asyncio.to_thread(_replayed_items, deployment, tmp_path / "one", 1)
+    several = await asyncio.to_thread(_replayed_items, deployment, tmp_path / "three", 3)
+    assert len(one) > 100 and several == one
+    memory = InMemoryKeyValue()  # a store that cannot ingest SST files gets the entries copied
+    ends = await asyncio.to_thread(_ends, deployment)
+    result = await asyncio.to_thread(
+        replay_in_parallel, deployment.bootstrap, deployment.topics.prefix, ends, memory, jobs=2, quiet=True
+    )
+    assert list(memory.scan(b"")) == one and result.events == EventLog(deployment.embedded).count()
+
+
+def test_partitions_are_split_into_groups_of_about_equal_size() -> None:
+    sizes = {0: 10, 1: 50, 2: 30, 3: 30, 4: 0}
+    groups = split(sizes, 2)
+    assert groups == [[0, 1, 4], [2, 3]] and [sum(sizes[p] for p in g) for g in groups] == [60, 60]
+    assert split({0: 5}, 4) == [[0]]
 
 
 async def test_audit_of_a_session_read_from_its_partition_re_derives_its_package(deployment: Deployment) -> None:

@@ -1,0 +1,166 @@
+"""`handoff replay --kafka` on several cores: the partitions of the events topic are folded side by side.
+
+A session lives in one partition and every view belongs to one session, so each partition is a
+self-contained log whose views no other partition writes. The partitions are split into groups of
+about equal size; this process folds the first group straight into the target while child processes
+fold the others into scratch stores and write them out as SST files, which RocksDB then ingests into
+the target (another kind of store gets them copied). The target ends up with
+exactly the views a one-process replay writes (the tests compare the bytes).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import shutil
+import tempfile
+from collections.abc import Callable
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any
+
+from handoff.audit.progress import Progress
+from handoff.audit.replay import ReplayResult
+from handoff.audit.views import digest
+from handoff.kernel.codec import decode_envelope
+from handoff.kernel.errors import InvalidArgument
+from projections.replay import fold_events
+from projections.store import KeyValue, RocksKeyValue
+from streams.logreader import LogReader
+
+PARALLEL_FROM = 20_000
+"""Below this many records, one process is done before others would have started."""
+
+_COPY_BATCH = 10_000
+
+
+def default_jobs() -> int:
+    """Processes a replay uses by default: one per core, at most four."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def split(ends: dict[int, int], groups: int) -> list[list[int]]:
+    """The partitions in at most `groups` groups of about equal size (the largest first, into the lightest)."""
+    parts: list[list[int]] = [[] for _ in range(max(1, groups))]
+    sizes = [0] * len(parts)
+    for p in sorted(ends, key=lambda p: (-ends[p], p)):
+        i = sizes.index(min(sizes))
+        parts[i].append(p)
+        sizes[i] += ends[p]
+    return [sorted(g) for g in parts if g]
+
+
+def fold_partitions(
+    bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], target: KeyValue,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:  # fmt: skip
+    """Fold the events of `parts`, each in offset order up to its end, into `target`; the count."""
+    with LogReader(bootstrap, prefix) as reader:
+        values = (value for p in parts for value in reader.values(p, ends[p]))
+        return fold_events(target, map(decode_envelope, values), on_batch=on_batch)
+
+
+def replay_in_parallel(
+    bootstrap: str, prefix: str, ends: dict[int, int], target: KeyValue, *, jobs: int,
+    scratch: Path | None = None, quiet: bool = False,
+) -> ReplayResult:  # fmt: skip
+    """Fold partitions `ends` (partition -> end offset) into the empty `target` with `jobs` processes."""
+    if next(target.scan(b""), None) is not None:
+        raise InvalidArgument("the target store is not empty; replay builds a fresh store")
+    mine, *theirs = split(ends, jobs)
+    progress = Progress("replay", total=sum(ends.values()), quiet=quiet)
+    ctx = multiprocessing.get_context("spawn")  # no fork: this process has RocksDB's threads running
+    workdir = Path(tempfile.mkdtemp(prefix=".replay-", dir=scratch))
+    counted: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in theirs]
+    results: multiprocessing.Queue[tuple[int, int | str]] = ctx.Queue()
+    children = [
+        ctx.Process(
+            target=_child, args=(i, bootstrap, prefix, parts, ends, str(workdir / f"p{i}"), counted[i], results),
+            name=f"handoff-replay-{i}", daemon=True,
+        )  # fmt: skip
+        for i, parts in enumerate(theirs)
+    ]
+    seen = [0] * len(theirs)
+
+    def advance(n: int) -> None:  # this process's batches, and what the children counted since
+        for i, value in enumerate(counted):
+            now = value.value
+            n, seen[i] = n + now - seen[i], now
+        progress.advance(n)
+
+    try:
+        for child in children:
+            child.start()
+        count = fold_partitions(bootstrap, prefix, mine, ends, target, on_batch=advance)
+        count += _wait(children, results, lambda: advance(0))
+        if isinstance(target, RocksKeyValue):  # the children's views as files RocksDB links in
+            target.ingest([str(sst) for i in range(len(children)) if (sst := workdir / f"p{i}.sst").exists()])
+        else:
+            for i in range(len(children)):
+                _copy(str(workdir / f"p{i}"), target)
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+            child.join()
+        shutil.rmtree(workdir, ignore_errors=True)
+    progress.done()
+    return ReplayResult(count, progress.elapsed(), digest(target))
+
+
+def _child(
+    i: int, bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], path: str,
+    counted: Synchronized[int], results: multiprocessing.Queue[tuple[int, int | str]],
+) -> None:  # fmt: skip
+    """A child process: fold `parts` into a scratch store at `path`, and write it out as ``path.sst``.
+
+    It puts (i, events folded) or (i, why it failed) on `results`.
+    """
+    store = RocksKeyValue(path, bulk=True)
+
+    def on_batch(n: int) -> None:
+        with counted.get_lock():
+            counted.value += n
+
+    try:
+        outcome: int | str = fold_partitions(bootstrap, prefix, parts, ends, store, on_batch=on_batch)
+        store.export_sst(f"{path}.sst")  # sorted here, in parallel: the parent only links the file in
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        outcome = f"{type(exc).__name__}: {exc}"
+    finally:
+        store.close()
+    results.put((i, outcome))
+
+
+def _wait(children: list[Any], results: multiprocessing.Queue[tuple[int, int | str]], tick: Callable[[], None]) -> int:
+    """The children's counts once all have finished; RuntimeError naming the first that failed."""
+    counts: dict[int, int] = {}
+    while len(counts) < len(children):
+        try:
+            i, outcome = results.get(timeout=0.25)
+        except queue.Empty:
+            tick()
+            gone = [c for j, c in enumerate(children) if j not in counts and not c.is_alive()]
+            if gone and results.empty():
+                raise RuntimeError(f"replay process {gone[0].name} died (exit code {gone[0].exitcode})") from None
+            continue
+        if isinstance(outcome, str):
+            raise RuntimeError(f"replay process {children[i].name} failed: {outcome}")
+        counts[i] = outcome
+    return sum(counts.values())
+
+
+def _copy(path: str, target: KeyValue) -> None:
+    """Every entry of the scratch store at `path` into `target`, in batches."""
+    source = RocksKeyValue(path, read_only=True)
+    try:
+        batch: list[tuple[bytes, bytes | None]] = []
+        for item in source.scan(b""):
+            batch.append(item)
+            if len(batch) >= _COPY_BATCH:
+                target.write(batch)
+                batch = []
+        target.write(batch)
+    finally:
+        source.close()
