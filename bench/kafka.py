@@ -8,7 +8,9 @@ process (the same port `serve --kafka` uses, without the MCP layer). The embedde
 the same harness over `EmbeddedService`. Figures only; nothing is asserted.
 
 - max: a closed loop of ``--concurrency`` submitters; throughput counts until the last command's
-  effect is visible in the projection (the session's version read back through the ReadModel).
+  effect is visible in the projection (the session's version read back through the ReadModel). In
+  Kafka mode it follows ``--warmup`` seconds of the same load: a fresh broker's JIT compiler spends
+  most of a core for about a minute, and the figures are of the steady state.
 - latency: an open loop at 50% and 100% of that maximum; submitted → acknowledged. In Kafka mode an
   acknowledgement carries the event's offset and every read waits for it (read-your-writes), so an
   acknowledged command is visible to the next read.
@@ -118,12 +120,12 @@ async def open_loop(svc: Any, keys: list[str], rate: float, seconds: float) -> t
 
 
 async def measure(
-    svc: Any, seconds: float, sessions: int, concurrency: int, rates: tuple[float, ...] = ()
+    svc: Any, seconds: float, sessions: int, concurrency: int, rates: tuple[float, ...] = (), warmup: float = 1.0
 ) -> Figures:
     """Max throughput, then latency at 50% and 100% of it, and at each fixed rate of `rates` (comparable)."""
     keys = [f"b-{uuid.uuid4().hex[:8]}-{i}" for i in range(sessions)]
     await _register(svc, keys)
-    await max_throughput(svc, keys, 1.0, concurrency)  # warm-up
+    await max_throughput(svc, keys, warmup, concurrency)  # the JIT of a fresh broker needs minutes, not seconds
     figures = Figures(max_rate=await max_throughput(svc, keys, seconds, concurrency))
     figures.latency = {}
     for label, share in (("50%", 0.5), ("100%", 1.0)):
@@ -208,7 +210,7 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace) -> Figures:
                     if time.monotonic() > deadline:
                         raise SystemExit(f"no worker became ready; see {root / 'worker.log'}")
                     await asyncio.sleep(0.2)
-                return await measure(svc, ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at))
+                return await measure(svc, ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at), ns.warmup)
             finally:
                 await svc.stop()
 
@@ -240,6 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kafka", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kafka", metavar="BOOTSTRAP", help="default: start a local broker for the run")
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--warmup", type=float, default=60.0, metavar="SECONDS",
+        help="Kafka mode: load before measuring; a fresh broker's JIT spends about a minute of CPU first (default: 60)",
+    )  # fmt: skip
     parser.add_argument("--sessions", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--partitions", type=int, default=8)
