@@ -24,7 +24,7 @@ from handoff.audit.progress import Progress
 from handoff.audit.replay import ReplayResult
 from handoff.audit.views import digest
 from handoff.kernel.codec import decode_envelope
-from handoff.kernel.errors import InvalidArgument
+from handoff.kernel.errors import HandoffError, InvalidArgument
 from projections.replay import fold_events
 from projections.store import KeyValue, RocksKeyValue
 from streams.logreader import LogReader
@@ -134,7 +134,7 @@ def _child(
 
 
 def _wait(children: list[Any], results: multiprocessing.Queue[tuple[int, int | str]], tick: Callable[[], None]) -> int:
-    """The children's counts once all have finished; RuntimeError naming the first that failed."""
+    """The children's counts once all have finished; HandoffError naming the first that failed."""
     counts: dict[int, int] = {}
     while len(counts) < len(children):
         try:
@@ -143,10 +143,10 @@ def _wait(children: list[Any], results: multiprocessing.Queue[tuple[int, int | s
             tick()
             gone = [c for j, c in enumerate(children) if j not in counts and not c.is_alive()]
             if gone and results.empty():
-                raise RuntimeError(f"replay process {gone[0].name} died (exit code {gone[0].exitcode})") from None
+                raise HandoffError(f"replay process {gone[0].name} died (exit code {gone[0].exitcode})") from None
             continue
         if isinstance(outcome, str):
-            raise RuntimeError(f"replay process {children[i].name} failed: {outcome}")
+            raise HandoffError(f"replay process {children[i].name} failed: {outcome}")
         counts[i] = outcome
     return sum(counts.values())
 
