@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 from collections.abc import Mapping
@@ -83,3 +84,14 @@ def keep_gc_off_the_hot_path(young: int, older: tuple[int, int]) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(young, *older)
+
+
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (processes, transactions), with a clear refusal."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value

@@ -31,7 +31,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import TopicPartition
 
 from handoff import logs
-from handoff.config import keep_gc_off_the_hot_path, read_env
+from handoff.config import at_least_one, keep_gc_off_the_hot_path, read_env
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.types import Limits
 from streams.decider import Decider, Incoming
@@ -351,16 +351,6 @@ async def _stop_quietly(producer: Any) -> None:
 # -- composition root -----------------------------------------------------------------------------
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Options of ``handoff worker``."""
     parser = argparse.ArgumentParser(
@@ -400,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker-id", default=None, help="a stable name for this worker (default: random)")
     parser.add_argument(
         "--transactions",
-        type=_at_least_one,
+        type=at_least_one,
         default=WorkerConfig.transactions,
         metavar="N",
         help="partitions that commit at once; the rest wait and commit bigger batches next, which spends less "

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from handoff.config import at_least_one
+
 DEFAULT_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS, without importing Kafka clients for embedded runs
 
 EPILOG = {
@@ -45,16 +47,6 @@ def _data_dir(parser: argparse.ArgumentParser, *, partitions: bool = False) -> N
         )
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def register(commands: Any) -> None:
     """Add the audit subcommands to the CLI's subparsers (their runners are `RUNNERS`)."""
     raw = argparse.RawDescriptionHelpFormatter
@@ -74,7 +66,7 @@ def register(commands: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument(
         "--jobs",
-        type=_positive,
+        type=at_least_one,
         metavar="N",
         help="with --kafka: processes that fold groups of partitions side by side (default: one per core, at most 4)",
     )
