@@ -180,10 +180,10 @@ def run_embedded(ns: argparse.Namespace) -> Figures:
 
 
 @asynccontextmanager
-async def _worker(bootstrap: str, topics: Topics, data_dir: Path) -> AsyncIterator[None]:
+async def _worker(bootstrap: str, topics: Topics, data_dir: Path, *extra: str) -> AsyncIterator[None]:
     cmd = [
         sys.executable, "-m", "streams.worker", "--kafka", bootstrap, "--data-dir", str(data_dir),
-        "--topic-prefix", topics.prefix, "--partitions", str(topics.partitions),
+        "--topic-prefix", topics.prefix, "--partitions", str(topics.partitions), *extra,
     ]  # fmt: skip
     log = open(data_dir.with_suffix(".log"), "ab")  # noqa: SIM115 - kept open for the child's lifetime
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -201,7 +201,8 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace) -> Figures:
     root = Path(tempfile.mkdtemp(prefix="handoff-bench-kafka-"))
 
     async def main() -> Figures:
-        async with _worker(bootstrap, topics, root / "worker"):
+        extra = ["--transactions", str(ns.transactions)] if ns.transactions else []
+        async with _worker(bootstrap, topics, root / "worker", *extra):
             svc = KafkaService(bootstrap, topics=topics, timeout=30)
             await svc.start()
             try:
@@ -250,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument("--transactions", type=int, metavar="N", help="the worker's --transactions (default: its own)")
     parser.add_argument(
         "--at", type=float, action="append", default=[], metavar="RATE",
         help="also measure latency at this fixed rate (commands/s; repeatable), comparable across runs",
