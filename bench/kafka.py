@@ -12,7 +12,9 @@ the same harness over `EmbeddedService`. Figures only; nothing is asserted.
   Kafka mode it follows ``--warmup`` seconds of the same load: a fresh broker compiles its hot paths
   for over a minute (3.1k commands/s in the first 15 s, 4.3-4.9k from about 75 s on), and the
   figures are of the steady state.
-- latency: an open loop at 50% and 100% of that maximum; submitted → acknowledged. In Kafka mode an
+- latency: an open loop at 50% and 100% of that maximum; submitted → acknowledged; with the CPU each
+  process used meanwhile (broker, worker, this client; the broker's only when the bench started it or
+  ``--broker-pid`` names it), in % of one core: a machine that is out of CPU shows there. In Kafka mode an
   acknowledgement carries the event's offset and every read waits for it (read-your-writes), so an
   acknowledged command is visible to the next read.
 - replay: every event of the log folded into a fresh RocksDB projection store, as `handoff replay` does
@@ -31,7 +33,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +55,33 @@ class Figures:
 
     max_rate: float = 0.0
     latency: dict[str, tuple[float, float, float, float]] | None = None  # label -> (rate, p50, p95, p99) ms
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> process -> % of one core
     replay_rate: float = 0.0
     replay_events: int = 0
+
+
+class CpuMeter:
+    """CPU time of the processes in a run (Linux /proc), to tell a saturated machine from a slow path."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def sample(self) -> dict[str, float]:
+        """CPU seconds each process has used so far (a process that cannot be read is left out)."""
+        used: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            used[name] = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+        return used
+
+    @staticmethod
+    def shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+        """Each process's CPU between two samples, in % of one core."""
+        return {name: 100 * (after[name] - before[name]) / seconds for name in after if name in before}
 
 
 def _append(key: str) -> AppendContext:
@@ -121,18 +148,21 @@ async def open_loop(svc: Any, keys: list[str], rate: float, seconds: float) -> t
 
 
 async def measure(
-    svc: Any, seconds: float, sessions: int, concurrency: int, rates: tuple[float, ...] = (), warmup: float = 1.0
-) -> Figures:
+    svc: Any, seconds: float, sessions: int, concurrency: int, rates: tuple[float, ...] = (), warmup: float = 1.0,
+    meter: CpuMeter | None = None,
+) -> Figures:  # fmt: skip
     """Max throughput, then latency at 50% and 100% of it, and at each fixed rate of `rates` (comparable)."""
     keys = [f"b-{uuid.uuid4().hex[:8]}-{i}" for i in range(sessions)]
     await _register(svc, keys)
     await max_throughput(svc, keys, warmup, concurrency)  # a fresh broker's JIT needs over a minute, not seconds
     figures = Figures(max_rate=await max_throughput(svc, keys, seconds, concurrency))
     figures.latency = {}
-    for label, share in (("50%", 0.5), ("100%", 1.0)):
-        figures.latency[label] = await open_loop(svc, keys, figures.max_rate * share, seconds)
-    for rate in rates:
-        figures.latency[f"{rate:g}/s"] = await open_loop(svc, keys, rate, seconds)
+    loads = [("50%", figures.max_rate * 0.5), ("100%", figures.max_rate), *((f"{r:g}/s", r) for r in rates)]
+    for label, rate in loads:
+        before, started = (meter.sample() if meter else {}), time.perf_counter()
+        figures.latency[label] = await open_loop(svc, keys, rate, seconds)
+        if meter is not None:
+            figures.cpu[label] = meter.shares(before, meter.sample(), time.perf_counter() - started)
     return figures
 
 
@@ -170,7 +200,10 @@ def run_embedded(ns: argparse.Namespace) -> Figures:
         engine = Engine(kv)
         await engine.start()
         try:
-            return await measure(EmbeddedService(engine), ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at))
+            meter = CpuMeter({"engine+client": os.getpid()})
+            return await measure(
+                EmbeddedService(engine), ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at), meter=meter
+            )
         finally:
             await engine.stop()
 
@@ -181,7 +214,7 @@ def run_embedded(ns: argparse.Namespace) -> Figures:
 
 
 @asynccontextmanager
-async def _worker(bootstrap: str, topics: Topics, data_dir: Path, *extra: str) -> AsyncIterator[None]:
+async def _worker(bootstrap: str, topics: Topics, data_dir: Path, *extra: str) -> AsyncIterator[int]:
     cmd = [
         sys.executable, "-m", "streams.worker", "--kafka", bootstrap, "--data-dir", str(data_dir),
         "--topic-prefix", topics.prefix, "--partitions", str(topics.partitions), *extra,
@@ -189,21 +222,22 @@ async def _worker(bootstrap: str, topics: Topics, data_dir: Path, *extra: str) -
     log = open(data_dir.with_suffix(".log"), "ab")  # noqa: SIM115 - kept open for the child's lifetime
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
         log.close()
 
 
-def run_kafka(bootstrap: str, ns: argparse.Namespace) -> Figures:
+def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pid: int | None = None) -> Figures:
     """Kafka mode with one worker process."""
     topics = Topics(f"bench{uuid.uuid4().hex[:6]}", ns.partitions)
     root = Path(tempfile.mkdtemp(prefix="handoff-bench-kafka-"))
 
     async def main() -> Figures:
         extra = ["--transactions", str(ns.transactions)] if ns.transactions else []
-        async with _worker(bootstrap, topics, root / "worker", *extra):
+        async with _worker(bootstrap, topics, root / "worker", *extra) as worker_pid:
+            meter = CpuMeter({"broker": broker_pid, "worker": worker_pid, "client": os.getpid()})
             svc = KafkaService(bootstrap, topics=topics, timeout=30)
             await svc.start()
             try:
@@ -212,7 +246,7 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace) -> Figures:
                     if time.monotonic() > deadline:
                         raise SystemExit(f"no worker became ready; see {root / 'worker.log'}")
                     await asyncio.sleep(0.2)
-                return await measure(svc, ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at), ns.warmup)
+                return await measure(svc, ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at), ns.warmup, meter)
             finally:
                 await svc.stop()
 
@@ -221,19 +255,35 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace) -> Figures:
     return figures
 
 
-def _local_broker() -> tuple[str, Callable[[], None]]:
+def _local_broker() -> tuple[str, int | None, Callable[[], None]]:
+    """A broker of our own: its bootstrap address, its pid (to meter its CPU), and how to stop it."""
     script = REPO / "compose" / "kafka-local.sh"
-    env = dict(os.environ, HANDOFF_KAFKA_DIR=tempfile.mkdtemp(prefix="handoff-bench-broker-"))
+    state = tempfile.mkdtemp(prefix="handoff-bench-broker-")
+    env = dict(os.environ, HANDOFF_KAFKA_DIR=state)
     done = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True, check=True)
-    return done.stdout.strip().splitlines()[-1], lambda: subprocess.run([str(script), "stop"], env=env, check=False)
+    try:
+        pid: int | None = int((Path(state) / "kafka.pid").read_text())
+    except (OSError, ValueError):
+        pid = None
+
+    def stop() -> None:
+        subprocess.run([str(script), "stop"], env=env, check=False)
+
+    return done.stdout.strip().splitlines()[-1], pid, stop
+
+
+def _nothing() -> None:
+    return None
 
 
 def report(name: str, f: Figures) -> list[str]:
     """Rows of the figures table."""
     rows = [f"{name:<9} max {f.max_rate:>8,.0f} commands/s (end to end, visible in the projection)"]
     for label, (rate, p50, p95, p99) in (f.latency or {}).items():
+        cpu = "  ".join(f"{who} {share:.0f}%" for who, share in f.cpu.get(label, {}).items())
         rows.append(
             f"{name:<9} at {label:>6}: {rate:>8,.0f}/s  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  p99 {p99:7.1f} ms"
+            + (f"  | CPU of one core: {cpu}" if cpu else "")
         )
     rows.append(f"{name:<9} replay {f.replay_rate:>8,.0f} events/s ({f.replay_events} events into fresh projections)")
     return rows
@@ -253,14 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--skip-embedded", action="store_true")
     parser.add_argument("--transactions", type=int, metavar="N", help="the worker's --transactions (default: its own)")
+    parser.add_argument("--broker-pid", type=int, metavar="PID", help="with --kafka: a local broker's pid (its CPU)")
     parser.add_argument(
         "--at", type=float, action="append", default=[], metavar="RATE",
         help="also measure latency at this fixed rate (commands/s; repeatable), comparable across runs",
     )  # fmt: skip
     ns = parser.parse_args(argv)
-    bootstrap, stop = (ns.kafka, lambda: None) if ns.kafka else _local_broker()
+    bootstrap, broker_pid, stop = (ns.kafka, ns.broker_pid, _nothing) if ns.kafka else _local_broker()
     try:
-        kafka = run_kafka(bootstrap, ns)
+        kafka = run_kafka(bootstrap, ns, broker_pid)
     finally:
         stop()
     rows = report("kafka", kafka)
