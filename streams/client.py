@@ -37,7 +37,7 @@ from projections.folds import affected_handoffs
 from projections.queries import Page, encode_cursor
 from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
 from streams.records import CommandRecord, ErrorBody, Reply, decode_reply, encode_command, error_of
-from streams.topics import Topics, ensure_topics
+from streams.topics import LONG_POLL_MS, Topics, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class KafkaService:
         self._producer = await self._new_producer()
         self._replies = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, isolation_level="read_committed",
-            enable_auto_commit=False, fetch_max_wait_ms=10,
+            enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS,
         )  # fmt: skip
         await self._replies.start()
         parts = [TopicPartition(self.topics.replies, p) for p in range(self.topics.partitions)]
@@ -102,7 +102,7 @@ class KafkaService:
             await self._replies.position(tp)
         self._workers_consumer = AIOKafkaConsumer(
             self.topics.workers, bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="earliest",
-            enable_auto_commit=False, fetch_max_wait_ms=100,
+            enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS,
         )  # fmt: skip
         await self._workers_consumer.start()
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
@@ -405,7 +405,7 @@ class KafkaService:
         if self._events is None:
             self._events = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, isolation_level="read_committed",
-                enable_auto_commit=False, fetch_max_wait_ms=20,
+                enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS,
             )  # fmt: skip
             self._tasks.append(asyncio.create_task(self._follow_events(), name="handoff-changes"))
 

@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 DEFAULT_PARTITIONS = 8
 GROUP_ID = "handoff.deciders"
 
+# How long a consumer's fetch waits at the broker while there is nothing to read. Records that arrive
+# end the wait at once (for read_committed, the commit marker does), so a long wait costs no latency;
+# a short one is a busy loop: at 10-20 ms an idle adapter used 11% of a core and an idle worker 6%,
+# and the broker 9-14% serving them. At 500 ms: 2%, 1% and 3-4%, with the same reply latency.
+LONG_POLL_MS = 500
+
 
 @functools.lru_cache(maxsize=1 << 16)
 def _key_hash(session_key: str) -> int:

@@ -38,7 +38,7 @@ from streams.decider import Decider, Incoming
 from streams.logreader import fetch_committed
 from streams.partition import EventRecord, PartitionStore
 from streams.queryapi import QueryApi
-from streams.topics import DEFAULT_PARTITIONS, Topics, ensure_topics
+from streams.topics import DEFAULT_PARTITIONS, LONG_POLL_MS, Topics, ensure_topics
 
 log = logging.getLogger("handoff.worker")
 
@@ -147,7 +147,7 @@ class Worker:
             bootstrap_servers=cfg.bootstrap, group_id=self.topics.group, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
             session_timeout_ms=cfg.session_timeout_ms, heartbeat_interval_ms=max(500, cfg.session_timeout_ms // 6),
-            max_poll_interval_ms=120_000, fetch_max_wait_ms=20, client_id=self.worker_id,
+            max_poll_interval_ms=120_000, fetch_max_wait_ms=LONG_POLL_MS, client_id=self.worker_id,
         )  # fmt: skip
         self._consumer.subscribe([self.topics.commands], listener=_Rebalance(self))
         await self._consumer.start()
