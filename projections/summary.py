@@ -33,32 +33,6 @@ def snippet(text: str, limit: int = SNIPPET) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def add_entry(
-    view: SummaryView,
-    *,
-    seq: int,
-    context_type: str,
-    content: str,
-    agent: str,
-    metadata: dict[str, object],
-    at: str,
-    version: int | None = None,
-) -> SummaryView:
-    """The summary after one more context entry (and at `version`, if given)."""
-    entry = ContextEntryView(
-        sequence_number=seq,
-        context_type=context_type,
-        content=content,
-        content_length=len(content),
-        agent=agent,
-        created_at=at,
-        version=version or 0,
-        event_id="",
-        metadata=metadata,
-    )
-    return add_entries(view, (entry,), version)
-
-
 def tally(
     counts: dict[str, int], participants: list[str], entries: Sequence[ContextEntryView]
 ) -> tuple[dict[str, int], list[str]]:

@@ -8,7 +8,6 @@ from projections.summary import (
     MAX_TASKS,
     SNIPPET,
     add_entries,
-    add_entry,
     key_points,
     package_head,
     render,
@@ -17,6 +16,32 @@ from projections.summary import (
 from projections.views import ContextEntryView, SummaryView
 
 AT = "2026-11-27T10:00:00.000Z"
+
+
+def add_entry(
+    view: SummaryView,
+    *,
+    seq: int,
+    context_type: str,
+    content: str,
+    agent: str,
+    metadata: dict[str, object],
+    at: str,
+    version: int | None = None,
+) -> SummaryView:
+    """The summary after one more context entry: `add_entries` of one, as the one-event fold calls it."""
+    entry = ContextEntryView(
+        sequence_number=seq,
+        context_type=context_type,
+        content=content,
+        content_length=len(content),
+        agent=agent,
+        created_at=at,
+        version=version or 0,
+        event_id="",
+        metadata=metadata,
+    )
+    return add_entries(view, (entry,), version)
 
 
 def _fold(*entries: tuple[str, str] | tuple[str, str, str] | tuple[str, str, str, dict]) -> SummaryView:
