@@ -37,7 +37,12 @@ def context_prefix(key: str) -> bytes:
 
 def context_key(key: str, seq: int) -> bytes:
     """Key of one context entry."""
-    return context_prefix(key) + b"%012d" % seq
+    return context_key_under(context_prefix(key), seq)
+
+
+def context_key_under(prefix: bytes, seq: int) -> bytes:
+    """Key of one context entry under its session's `context_prefix` (for writers that hold the prefix)."""
+    return prefix + b"%012d" % seq
 
 
 def handoff_key(hid: str) -> bytes:

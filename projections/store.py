@@ -233,7 +233,7 @@ def changes_to_writes(changes: Changes) -> list[Write]:
         prefix = prefixes.get(key)
         if prefix is None:
             prefix = prefixes[key] = keys.context_prefix(key)
-        writes.append((prefix + b"%012d" % seq, encode(entry)))
+        writes.append((keys.context_key_under(prefix, seq), encode(entry)))
     writes.extend((k, None) for k in changes.index_delete)
     writes.extend(changes.index_put.items())
     return writes
