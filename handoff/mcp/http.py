@@ -47,14 +47,9 @@ class Activity:
         """Seconds without any /mcp request in flight (0 while one is)."""
         return 0.0 if self.in_flight else self.clock() - self.last
 
-    @contextlib.contextmanager
-    def request(self) -> Iterator[None]:
-        """Count one request for its whole duration (an SSE stream counts until it closes)."""
+    def started(self) -> None:
+        """One more request (an SSE stream counts until it closes)."""
         self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.ended()
 
     def ended(self) -> None:
         """One request is over."""
@@ -75,7 +70,7 @@ class _Tracked:
         deps.metrics.in_flight.set_function(lambda: float(activity.in_flight))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.activity.in_flight += 1
+        self.activity.started()
         try:
             await self.app(scope, receive, send)
         finally:
