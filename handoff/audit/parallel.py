@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from handoff.audit.progress import Progress
-from handoff.audit.replay import ReplayResult
+from handoff.audit.replay import ReplayResult, require_empty
 from handoff.audit.views import digest
 from handoff.kernel.codec import decode_envelope
-from handoff.kernel.errors import HandoffError, InvalidArgument
+from handoff.kernel.errors import HandoffError
 from projections.replay import fold_events
 from projections.store import KeyValue, RocksKeyValue
 from streams.logreader import LogReader
@@ -66,8 +66,7 @@ def replay_in_parallel(
     scratch: Path | None = None, quiet: bool = False,
 ) -> ReplayResult:  # fmt: skip
     """Fold partitions `ends` (partition -> end offset) into the empty `target` with `jobs` processes."""
-    if next(target.scan(b""), None) is not None:
-        raise InvalidArgument("the target store is not empty; replay builds a fresh store")
+    require_empty(target)
     mine, *theirs = split(ends, jobs)
     progress = Progress("replay", total=sum(ends.values()), quiet=quiet)
     ctx = multiprocessing.get_context("spawn")  # no fork: this process has RocksDB's threads running

@@ -79,10 +79,15 @@ def replay_values(
     return _replay(target, map(decode_envelope, records), progress)
 
 
-def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress) -> ReplayResult:
-    """Fold `stream` into `target`, counting each folded batch on `progress`."""
+def require_empty(target: KeyValue) -> None:
+    """InvalidArgument unless `target` holds nothing: a replay builds a fresh store."""
     if next(target.scan(b""), None) is not None:
         raise InvalidArgument("the target store is not empty; replay builds a fresh store")
+
+
+def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress) -> ReplayResult:
+    """Fold `stream` into `target`, counting each folded batch on `progress`."""
+    require_empty(target)
     count = fold_events(target, stream, on_batch=progress.advance)
     progress.done()
     return ReplayResult(count, progress.elapsed(), digest(target))
