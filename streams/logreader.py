@@ -104,10 +104,11 @@ class LogReader:
         except BaseException:
             await self._client.close()
             raise
-        consumer = AIOKafkaConsumer(  # aiokafka clients are made inside the loop they run on
+        # Only asked for end offsets (read_committed: the last stable ones); records come from `fetch_committed`.
+        # aiokafka clients are made inside the loop they run on.
+        consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
-            request_timeout_ms=15_000,
+            isolation_level="read_committed", request_timeout_ms=15_000,
         )  # fmt: skip
         try:
             await consumer.start()
