@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from handoff.audit import trail
-from handoff.audit.replay import parse_time, replay
+from handoff.audit.replay import building, parse_time, replay
 from handoff.audit.transfer import export_lines, import_lines
 from handoff.audit.verify import verify
 from handoff.config import DataDir, Env
@@ -60,24 +60,24 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
 
 
 def run_replay(ns: argparse.Namespace, env: Env) -> int:
-    """`handoff replay`."""
+    """`handoff replay`: the store is built beside ``--to`` and takes its name only once it is whole."""
     source = None if ns.kafka else _open(ns, env, read_only=True)
-    ns.to.mkdir(parents=True, exist_ok=True)
-    target = RocksKeyValue(str(ns.to), bulk=True)
     version, until_time = ns.until_version, parse_time(ns.until_time) if ns.until_time else None
-    try:
-        if source is None:
-            from handoff.audit.kafka import replay_kafka
-            from handoff.audit.parallel import default_jobs
+    with building(ns.to) as path:
+        target = RocksKeyValue(str(path), bulk=True)
+        try:
+            if source is None:
+                from handoff.audit.kafka import replay_kafka
+                from handoff.audit.parallel import default_jobs
 
-            result = replay_kafka(
-                ns.kafka, ns.topic_prefix, target, until_version=version, until_time=until_time, quiet=ns.quiet,
-                jobs=ns.jobs or default_jobs(), scratch=ns.to.resolve().parent,
-            )  # fmt: skip
-        else:
-            result = replay(source, target, until_version=version, until_time=until_time, quiet=ns.quiet)
-    finally:
-        target.close()
+                result = replay_kafka(
+                    ns.kafka, ns.topic_prefix, target, until_version=version, until_time=until_time, quiet=ns.quiet,
+                    jobs=ns.jobs or default_jobs(), scratch=path.parent,
+                )  # fmt: skip
+            else:
+                result = replay(source, target, until_version=version, until_time=until_time, quiet=ns.quiet)
+        finally:
+            target.close()
     print(f"replayed {result.events:,} events in {result.seconds:.1f}s ({result.rate:,.0f} events/s) into {ns.to}")
     print(f"views digest {result.digest}")
     return 0

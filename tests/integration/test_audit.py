@@ -15,6 +15,7 @@ from handoff.audit.replay import replay
 from handoff.audit.transfer import export_lines, import_lines
 from handoff.audit.verify import session_prefixes, verify
 from handoff.audit.views import VIEW_PREFIXES, digest
+from handoff.cli import main
 from handoff.engine.engine import Engine
 from handoff.engine.log import EventLog, event_key
 from handoff.kernel.commands import (
@@ -176,6 +177,41 @@ def test_replaying_twice_gives_identical_views_equal_to_the_live_ones(store: Roc
 def test_replay_refuses_a_store_that_is_not_empty(store: RocksKeyValue):
     with pytest.raises(InvalidArgument):
         replay(store, store, quiet=True)
+
+
+def test_the_replay_command_builds_the_store_under_its_final_name_only_when_whole(
+    pristine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data / "db")
+    target = tmp_path / "views"
+    assert main(["replay", "--data-dir", str(data), "--to", str(target), "--quiet"]) == 0
+    replayed = RocksKeyValue(str(target), read_only=True)
+    assert f"views digest {digest(replayed)}" in capsys.readouterr().out
+    replayed.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "views"]  # nothing left beside it
+    assert main(["replay", "--data-dir", str(data), "--to", str(target), "--quiet"]) == 2
+    assert "is not an empty directory" in capsys.readouterr().err
+
+
+def test_a_failed_replay_leaves_nothing_behind_and_can_simply_run_again(
+    pristine: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    data = tmp_path / "data"
+    shutil.copytree(pristine, data / "db")
+    kv = RocksKeyValue(str(data / "db"))
+    good = kv.get(event_key("audit-050", 7))
+    kv.write([(event_key("audit-050", 7), b"not an event")])  # half the log folds before this record
+    kv.close()
+    target = tmp_path / "views"
+    target.mkdir()  # an empty directory is a fine target
+    assert main(["replay", "--data-dir", str(data), "--to", str(target), "--quiet"]) == 2
+    assert "undecodable" in capsys.readouterr().err
+    assert list(target.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["data", "views"]
+    kv = RocksKeyValue(str(data / "db"))
+    kv.write([(event_key("audit-050", 7), good)])
+    kv.close()
+    assert main(["replay", "--data-dir", str(data), "--to", str(target), "--quiet"]) == 0
 
 
 @pytest.mark.parametrize("version", [1, 2, 34, 67, EVENTS_PER_SESSION])
