@@ -79,7 +79,7 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
         finally:
             target.close()
     print(f"replayed {result.events:,} events in {result.seconds:.1f}s ({result.rate:,.0f} events/s) into {ns.to}")
-    print(f"views digest {result.digest}")
+    print(f"views digest {result.digest} (computed in {result.digest_seconds:.1f}s)")
     return 0
 
 

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from handoff.audit.progress import Progress
-from handoff.audit.replay import ReplayResult, require_empty
-from handoff.audit.views import digest
+from handoff.audit.replay import ReplayResult, finished, require_empty
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import HandoffError
 from projections.replay import fold_events
@@ -104,8 +103,7 @@ def replay_in_parallel(
                 child.terminate()
             child.join()
         shutil.rmtree(workdir, ignore_errors=True)
-    progress.done()
-    return ReplayResult(count, progress.elapsed(), digest(target))
+    return finished(target, count, progress)
 
 
 def _child(
