@@ -55,6 +55,8 @@ class Progress:
         return self.count / max(self.elapsed(), 1e-9)
 
     def done(self) -> None:
-        """Print the final count and rate."""
+        """Print the final count and rate; a total known in advance was an estimate, the count is exact."""
+        if self.total:
+            self.total = self.count  # e.g. Kafka offsets, which also count transaction markers
         if not self.quiet:
             self._write(self._line(time.perf_counter()) + f" in {self.elapsed():.1f}s", final=True)
