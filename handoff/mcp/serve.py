@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -233,6 +234,8 @@ def _run(main: Coroutine[Any, Any, None]) -> int:
         return 1
     except OSError as exc:
         log.error("cannot serve", extra={"error": str(exc)})
+        if exc.errno == errno.EADDRINUSE:
+            log.error("the address is taken, perhaps by another `handoff serve`; pass another --port, or stop that one")
         return 1
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -135,6 +136,20 @@ def test_serve_takes_its_data_dir_from_handoff_data_dir(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(15)
+
+
+def test_serve_on_a_port_that_is_taken_exits_saying_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [*handoff_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path)],
+            capture_output=True, timeout=60, env=child_env(), check=False,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert b"pass another --port" in done.stderr, done.stderr.decode()
+    assert done.stdout == b""
 
 
 def test_the_in_flight_gauge_counts_no_mcp_request_between_requests(http_server: Served) -> None:
