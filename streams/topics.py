@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
+from aiokafka.protocol.offset import OffsetRequest
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ GROUP_ID = "handoff.deciders"
 # a short one is a busy loop: at 10-20 ms an idle adapter used 11% of a core and an idle worker 6%,
 # and the broker 9-14% serving them. At 500 ms: 2%, 1% and 3-4%, with the same reply latency.
 LONG_POLL_MS = 500
+
+LATEST = -1  # ListOffsets: the end of the partition
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -120,6 +123,7 @@ async def ensure_topics(bootstrap: str, topics: Topics) -> None:
             except TopicAlreadyExistsError:
                 pass  # another worker or adapter created them first
             log.info("created topics", extra={"topics": [t.name for t in missing]})
+            await _until_open(admin, [t.name for t in missing])
         for _ in range(100):  # a new topic's metadata shows its partitions a moment later
             described = await admin.describe_topics([topics.commands, topics.events])
             counts = {d["topic"]: len(d["partitions"]) for d in described}
@@ -130,3 +134,31 @@ async def ensure_topics(bootstrap: str, topics: Topics) -> None:
             raise RuntimeError(f"partition counts {counts} differ from the configured {topics.partitions}")
     finally:
         await admin.close()
+
+
+async def _until_open(admin: AIOKafkaAdminClient, names: list[str], attempts: int = 100) -> None:
+    """Wait (up to ~10 s) until the broker answers ListOffsets for every partition of the new topics `names`.
+
+    The controller names a new partition's leader a moment before that broker has opened it; a
+    consumer asking for offsets then gets NOT_LEADER_OR_FOLLOWER, which aiokafka logs as an ERROR
+    before it retries. Waiting here keeps a deployment's first start free of such false alarms;
+    if the partitions are still not open after the wait, the consumers' own retries take over.
+    """
+    client = admin._client  # the admin client has no ListOffsets; its connection does
+    for _ in range(attempts):
+        asked: dict[int, dict[str, list[tuple[int, int]]]] = {}  # leader -> topic -> [(partition, LATEST)]
+        ready = True
+        for topic in await admin.describe_topics(names):
+            ready &= topic["error_code"] == 0 and bool(topic["partitions"])
+            for part in topic["partitions"]:
+                if part["leader"] < 0:
+                    ready = False
+                else:
+                    by_topic = asked.setdefault(part["leader"], {})
+                    by_topic.setdefault(topic["topic"], []).append((part["partition"], LATEST))
+        for node, topics in asked.items():
+            response = await client.send(node, OffsetRequest(-1, 0, list(topics.items())))
+            ready &= all(part[1] == 0 for _, parts in response.topics for part in parts)
+        if ready:
+            return
+        await asyncio.sleep(0.1)
