@@ -54,8 +54,13 @@ class Progress:
         """Items per second so far."""
         return self.count / max(self.elapsed(), 1e-9)
 
-    def done(self) -> None:
-        """Print the final count and rate; a total known in advance was an estimate, the count is exact."""
+    def done(self, count: int | None = None) -> None:
+        """Print the final count (`count` if the caller knows it better) and rate.
+
+        A total known in advance was an estimate; the final count is exact, so it becomes the total.
+        """
+        if count is not None:
+            self.count = count  # e.g. children's last batches, counted after their last report
         if self.total:
             self.total = self.count  # e.g. Kafka offsets, which also count transaction markers
         if not self.quiet:

@@ -123,7 +123,7 @@ def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress) ->
 
 def finished(target: KeyValue, count: int, progress: Progress) -> ReplayResult:
     """The result of a replay that folded `count` events into `target`: the fold's time, then the digest's."""
-    progress.done()
+    progress.done(count)
     seconds = progress.elapsed()
     started = time.perf_counter()
     views = digest(target)
