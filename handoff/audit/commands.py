@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from handoff.audit import trail
-from handoff.audit.replay import building, parse_time, replay
+from handoff.audit.replay import parse_time, replay
 from handoff.audit.transfer import export_lines, import_lines
 from handoff.audit.verify import verify
 from handoff.config import DataDir, Env
 from handoff.engine.log import EventLog
-from handoff.kernel.errors import HandoffError
+from handoff.kernel.errors import HandoffError, InvalidArgument
 from handoff.kernel.schema import all_schemas
 from projections.store import RocksKeyValue
 
@@ -36,6 +39,30 @@ def _open(ns: argparse.Namespace, env: Env, *, read_only: bool) -> RocksKeyValue
         return RocksKeyValue(str(data.db), read_only=read_only)
     except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception (a lock, a corrupt file)
         raise OSError(f"cannot open the store at {data.db}: {exc}") from exc
+
+
+@contextmanager
+def building(to: Path, refusal: str) -> Iterator[Path]:
+    """A fresh directory beside `to` to build a store in; it becomes `to` only if the block completes.
+
+    A command that fails or is interrupted removes what it built, so `to` is never left half-written
+    (a half-imported store would even look usable) and the same command can simply run again. `to`
+    must be new or an empty directory; otherwise `refusal` says why not.
+    """
+    if to.exists() and (not to.is_dir() or any(to.iterdir())):
+        raise InvalidArgument(f"{to} is not an empty directory; {refusal}")
+    to = to.absolute()
+    to.parent.mkdir(parents=True, exist_ok=True)
+    path = to.with_name(f".{to.name}.building-{os.getpid()}")
+    shutil.rmtree(path, ignore_errors=True)  # left by a killed run of this same pid, long ago
+    try:
+        yield path
+        if to.exists():
+            to.rmdir()  # still empty: checked above, and nothing writes there
+        path.rename(to)
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def run_verify(ns: argparse.Namespace, env: Env) -> int:
@@ -63,7 +90,7 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
     """`handoff replay`: the store is built beside ``--to`` and takes its name only once it is whole."""
     source = None if ns.kafka else _open(ns, env, read_only=True)
     version, until_time = ns.until_version, parse_time(ns.until_time) if ns.until_time else None
-    with building(ns.to) as path:
+    with building(ns.to, "replay builds a fresh store") as path:
         target = RocksKeyValue(str(path), bulk=True)
         try:
             if source is None:
@@ -133,17 +160,36 @@ def run_import(ns: argparse.Namespace, env: Env) -> int:
             result = import_kafka(ns.kafka, topics, sys.stdin.buffer, quiet=False)
         print(f"imported {result.events:,} events of {result.sessions:,} sessions in {result.seconds:.1f}s")
         return 0
-    kv = _open(ns, env, read_only=False)
-    try:
-        if ns.source:
-            with open(ns.source, "rb") as stream:
-                result = import_lines(kv, stream, quiet=False)
-        else:
-            result = import_lines(kv, sys.stdin.buffer, quiet=False)
-    finally:
-        kv.close()
+    data = DataDir(ns.data_dir or env.data_dir)
+    _drop_if_empty(data.db)
+    with building(data.db, "import into a fresh data dir") as path:
+        kv = RocksKeyValue(str(path), bulk=True)  # a crash leaves only the hidden directory: no WAL needed
+        try:
+            if ns.source:
+                with open(ns.source, "rb") as stream:
+                    result = import_lines(kv, stream, quiet=False)
+            else:
+                result = import_lines(kv, sys.stdin.buffer, quiet=False)
+        finally:
+            kv.close()
     print(f"imported {result.events:,} events of {result.sessions:,} sessions in {result.seconds:.1f}s")
     return 0
+
+
+def _drop_if_empty(db: Path) -> None:
+    """Remove the store at `db` if it holds nothing (an engine started once and never written to)."""
+    if not db.is_dir() or not any(db.iterdir()):
+        return
+    try:
+        kv = RocksKeyValue(str(db))  # takes the lock: refused while an engine has the store open
+    except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception (a lock, a corrupt file)
+        raise OSError(f"cannot open the store at {db}: {exc}") from exc
+    try:
+        if next(kv.scan(b""), None) is not None:
+            raise InvalidArgument(f"the store at {db} is not empty; import into a fresh data dir")
+    finally:
+        kv.discard()
+    shutil.rmtree(db)
 
 
 def run_schema(ns: argparse.Namespace, env: Env) -> int:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from handoff.audit.progress import Progress
 from handoff.audit.views import digest
@@ -89,29 +85,6 @@ def require_empty(target: KeyValue) -> None:
     """InvalidArgument unless `target` holds nothing: a replay builds a fresh store."""
     if next(target.scan(b""), None) is not None:
         raise InvalidArgument("the target store is not empty; replay builds a fresh store")
-
-
-@contextmanager
-def building(to: Path) -> Iterator[Path]:
-    """A fresh directory beside `to` to build a store in; it becomes `to` only if the block completes.
-
-    A replay that fails or is interrupted removes what it built, so `to` is never left half-written
-    and the same command can simply run again. `to` must be new or an empty directory.
-    """
-    if to.exists() and (not to.is_dir() or any(to.iterdir())):
-        raise InvalidArgument(f"{to} is not an empty directory; replay builds a fresh store")
-    to = to.absolute()
-    to.parent.mkdir(parents=True, exist_ok=True)
-    path = to.with_name(f".{to.name}.replaying-{os.getpid()}")
-    shutil.rmtree(path, ignore_errors=True)  # left by a killed run of this same pid, long ago
-    try:
-        yield path
-        if to.exists():
-            to.rmdir()  # still empty: checked above, and nothing writes there
-        path.rename(to)
-    except BaseException:
-        shutil.rmtree(path, ignore_errors=True)
-        raise
 
 
 def _replay(target: KeyValue, stream: Iterable[Envelope], progress: Progress) -> ReplayResult:

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from handoff.audit import trail
+from handoff.audit import trail, transfer
 from handoff.audit.replay import replay
 from handoff.audit.transfer import export_lines, import_lines
 from handoff.audit.verify import session_prefixes, verify
@@ -286,6 +286,41 @@ def test_export_then_import_into_a_fresh_store_verifies_and_reads_the_same(store
         "helper-1", None, "pending", 50, None)
     assert after.context("audit-064", 10, 20) == before.context("audit-064", 10, 20)
     fresh.close()
+
+
+@pytest.fixture
+def exported(pristine: Path, tmp_path: Path) -> Path:
+    """The 10,000-event store exported by the CLI to a file."""
+    shutil.copytree(pristine, tmp_path / "source" / "db")
+    out = tmp_path / "log.jsonl"
+    assert main(["export", "--data-dir", str(tmp_path / "source"), "--out", str(out)]) == 0
+    return out
+
+
+def test_the_import_command_builds_the_store_under_its_final_name_only_when_whole(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    data = tmp_path / "imported"
+
+    def fail(*args: object, **kwargs: object) -> int:
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(transfer, "fold_events", fail)  # the log and the states are written; the views fail
+        assert main(["import", "--data-dir", str(data), "--in", str(exported)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (data / "db").exists() and [p.name for p in data.iterdir()] == []  # no half-imported store
+    assert main(["import", "--data-dir", str(data), "--in", str(exported)]) == 0
+    assert main(["verify", "--data-dir", str(data)]) == 0
+    assert main(["import", "--data-dir", str(data), "--in", str(exported)]) == 2
+    assert "is not empty; import into a fresh data dir" in capsys.readouterr().err
+
+
+def test_import_takes_the_place_of_a_store_that_holds_nothing(exported: Path, tmp_path: Path):
+    data = tmp_path / "imported"
+    RocksKeyValue(str(data / "db")).close()  # an engine started once and never written to
+    assert main(["import", "--data-dir", str(data), "--in", str(exported)]) == 0
+    assert main(["verify", "--data-dir", str(data)]) == 0
 
 
 def test_each_exported_line_is_a_cloudevent(store: RocksKeyValue):
