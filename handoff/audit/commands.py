@@ -201,7 +201,7 @@ def run_schema(ns: argparse.Namespace, env: Env) -> int:
 
 
 def guarded(runner: Runner) -> Runner:
-    """Turn expected failures into one clear line on stderr and exit status 2."""
+    """Turn expected failures into one clear line on stderr and exit status 2 (130 for Ctrl-C)."""
 
     def run(ns: argparse.Namespace, env: Env) -> int:
         try:
@@ -210,6 +210,9 @@ def guarded(runner: Runner) -> Runner:
             print(f"handoff {ns.command}: {exc.message}", file=sys.stderr)
         except OSError as exc:
             print(f"handoff {ns.command}: {exc}", file=sys.stderr)
+        except KeyboardInterrupt:  # Ctrl-C: what replay or import had built is already removed
+            print(f"handoff {ns.command}: interrupted", file=sys.stderr)
+            return 130
         return 2
 
     return run

@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from handoff.audit import commands as audit_commands
 from handoff.audit import trail, transfer
 from handoff.audit.replay import replay
 from handoff.audit.transfer import export_lines, import_lines
@@ -212,6 +213,21 @@ def test_a_failed_replay_leaves_nothing_behind_and_can_simply_run_again(
     kv.write([(event_key("audit-050", 7), good)])
     kv.close()
     assert main(["replay", "--data-dir", str(data), "--to", str(target), "--quiet"]) == 0
+
+
+def test_an_interrupted_replay_says_so_in_one_line_and_leaves_nothing(
+    pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    shutil.copytree(pristine, tmp_path / "data" / "db")
+
+    def interrupted(source: object, target: RocksKeyValue, **kwargs: object) -> None:
+        target.write([(b"S:half", b"written")])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(audit_commands, "replay", interrupted)
+    assert main(["replay", "--data-dir", str(tmp_path / "data"), "--to", str(tmp_path / "views")]) == 130
+    assert capsys.readouterr().err == "handoff replay: interrupted\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
 @pytest.mark.parametrize("version", [1, 2, 34, 67, EVENTS_PER_SESSION])
