@@ -51,7 +51,7 @@ def building(to: Path, refusal: str) -> Iterator[Path]:
     """
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise InvalidArgument(f"{to} is not an empty directory; {refusal}")
-    to = to.absolute()
+    to = to.resolve()  # a symlink to an empty directory keeps pointing at what is built
     to.parent.mkdir(parents=True, exist_ok=True)
     path = to.with_name(f".{to.name}.building-{os.getpid()}")
     shutil.rmtree(path, ignore_errors=True)  # left by a killed run of this same pid, long ago
