@@ -251,7 +251,8 @@ def _refuse_unless_empty(reader: LogReader) -> None:
     held = sum(1 for _ in _everything(reader, ends)) if any(ends.values()) else 0
     if held:
         raise InvalidArgument(
-            f"{reader.topics.events} already holds {held:,} events; import only into an empty deployment"
+            f"{reader.topics.events} already holds {held:,} events; import only into an empty deployment "
+            f"(after an interrupted import, delete the topics {reader.topics.prefix}.* and import again)"
         )
     running = live_workers(reader.worker_urls())
     if running:
