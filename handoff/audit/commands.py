@@ -211,7 +211,8 @@ def guarded(runner: Runner) -> Runner:
         except OSError as exc:
             print(f"handoff {ns.command}: {exc}", file=sys.stderr)
         except KeyboardInterrupt:  # Ctrl-C: what replay or import had built is already removed
-            print(f"handoff {ns.command}: interrupted", file=sys.stderr)
+            fresh_line = "\n" if sys.stderr.isatty() else ""  # after a progress line that ends in \r, not \n
+            print(f"{fresh_line}handoff {ns.command}: interrupted", file=sys.stderr)
             return 130
         return 2
 
