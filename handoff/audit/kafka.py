@@ -9,6 +9,7 @@ compares that partition's digest with the one its worker serves, naming the part
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import time
@@ -209,8 +210,11 @@ def export_kafka(bootstrap: str, prefix: str, session: str | None = None, quiet:
 def import_kafka(bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool = True) -> ImportResult:
     """Check every chain of the lines, then append each partition's events under its transactional id.
 
-    Refused when the events topic already holds an event, or when a worker is running: workers fold
-    the log when they take a partition, so the ones started after the import decide on imported state.
+    Each partition of the events topic must be empty or hold a prefix of the file's events for it
+    (what an interrupted import of the same file left): the rest is appended, so an import that
+    stopped midway can simply run again. Anything else is refused before a record is written, as is
+    a deployment with running workers: workers fold the log when they take a partition, so the ones
+    started after the import decide on imported state.
     """
     started = time.perf_counter()
     reader = LogReader(bootstrap, topics.prefix)
@@ -219,7 +223,6 @@ def import_kafka(bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool 
             reader.run(ensure_topics(bootstrap, topics))
             reader.open()
         topics = reader.topics  # an existing topic keeps its partition count
-        _refuse_unless_empty(reader)
         spools = {p: tempfile.TemporaryFile() for p in range(topics.partitions)}
         try:
             sessions: set[str] = set()
@@ -228,16 +231,20 @@ def import_kafka(bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool 
                 sessions.add(key)
                 raw = key.encode()
                 spools[topics.partition_for(key)].write(b"%d %d\n" % (len(raw), len(record)) + raw + record)
+            ends = reader.end_offsets()
+            held = {p: _held_prefix(reader, p, ends[p], spool) for p, spool in spools.items()}
+            _refuse_running_workers(reader)
             count = 0
             for p, spool in spools.items():
                 spool.seek(0)
-                count += reader.run(publish_partition(bootstrap, topics, p, _spooled(spool)))
+                rest = itertools.islice(_spooled(spool), held[p], None)
+                count += reader.run(publish_partition(bootstrap, topics, p, rest))
         finally:
             for spool in spools.values():
                 spool.close()
     finally:
         reader.close()
-    return ImportResult(count, len(sessions), time.perf_counter() - started)
+    return ImportResult(count, len(sessions), time.perf_counter() - started, already=sum(held.values()))
 
 
 def _spooled(spool: IO[bytes]) -> Iterator[tuple[bytes, bytes]]:
@@ -246,14 +253,26 @@ def _spooled(spool: IO[bytes]) -> Iterator[tuple[bytes, bytes]]:
         yield spool.read(key_len), spool.read(record_len)
 
 
-def _refuse_unless_empty(reader: LogReader) -> None:
-    ends = reader.end_offsets()
-    held = sum(1 for _ in _everything(reader, ends)) if any(ends.values()) else 0
-    if held:
-        raise InvalidArgument(
-            f"{reader.topics.events} already holds {held:,} events; import only into an empty deployment "
-            f"(after an interrupted import, delete the topics {reader.topics.prefix}.* and import again)"
-        )
+def _held_prefix(reader: LogReader, partition: int, end: int, spool: IO[bytes]) -> int:
+    """How many of the file's events for `partition` it already holds, in order; InvalidArgument if any other."""
+    if end == 0:
+        return 0
+    spool.seek(0)
+    expected = _spooled(spool)
+    count = 0
+    for rec in reader.records(partition, end):
+        wanted = next(expected, None)
+        if wanted is None or rec.value != wanted[1]:
+            raise InvalidArgument(
+                f"{reader.topics.events} partition {partition} offset {rec.offset} holds an event that is not "
+                "the file's next one for it; import only into an empty deployment, or into the one an "
+                "interrupted import of this same file left"
+            )
+        count += 1
+    return count
+
+
+def _refuse_running_workers(reader: LogReader) -> None:
     running = live_workers(reader.worker_urls())
     if running:
         raise InvalidArgument(

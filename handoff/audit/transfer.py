@@ -123,11 +123,12 @@ def export_lines(kv: KeyValue, session: str | None = None, quiet: bool = True) -
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What an import wrote."""
+    """What an import wrote (`already`: events a previous, interrupted import had written)."""
 
     events: int
     sessions: int
     seconds: float
+    already: int = 0
 
 
 def _read_checked(lines: Iterable[bytes], progress: Progress) -> Iterator[tuple[int, bytes]]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from handoff.audit import kafka as kafka_audit
 from handoff.audit import trail
 from handoff.audit.kafka import export_kafka, import_kafka, replay_kafka, session_stream, verify_kafka
 from handoff.audit.parallel import replay_in_parallel, split
@@ -171,10 +173,54 @@ async def test_export_from_kafka_imports_into_a_fresh_data_dir_that_verifies(
         kv.close()
 
 
-async def test_import_into_kafka_refuses_a_topic_that_already_holds_events(deployment: Deployment) -> None:
-    lines = io.BytesIO(export_embedded(deployment.embedded))
-    with pytest.raises(InvalidArgument, match="already holds"):
+async def test_import_into_kafka_refuses_a_topic_that_holds_other_events_and_writes_nothing(
+    deployment: Deployment,
+) -> None:
+    other = InMemoryKeyValue()
+    engine = Engine(other, sync=False)
+    engine.write_now([C.RegisterSession(session_key="eq-0", agent_from="someone-else")])  # not the deployment's eq-0
+
+    def ends() -> dict[int, int]:
+        with LogReader(deployment.bootstrap, deployment.topics.prefix) as reader:
+            return reader.end_offsets()
+
+    before = await asyncio.to_thread(ends)
+    lines = io.BytesIO(export_embedded(other))
+    with pytest.raises(InvalidArgument, match=r"partition \d+ offset 0 holds an event that is not the file's next"):
         await asyncio.to_thread(import_kafka, deployment.bootstrap, deployment.topics, lines)
+    assert await asyncio.to_thread(ends) == before
+
+
+async def test_an_interrupted_import_into_kafka_resumes_where_it_stopped(
+    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topics = Topics(f"r{uuid.uuid4().hex[:8]}", 4)
+    exported = export_embedded(deployment.embedded)
+    per_partition = [0] * topics.partitions
+    for line in exported.splitlines():
+        per_partition[topics.partition_for(json.loads(line)["subject"])] += 1
+    publish = kafka_audit.publish_partition
+
+    async def cut_off(bootstrap: str, to: Topics, partition: int, records: Iterable[tuple[bytes, bytes]]) -> int:
+        """Partitions 0 and 1 whole, the first 3 events of partition 2, then the connection is lost."""
+        if partition < 2:
+            return await publish(bootstrap, to, partition, records)
+        if partition == 2:
+            await publish(bootstrap, to, partition, itertools.islice(records, 3))
+        raise ConnectionError("the broker went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(kafka_audit, "publish_partition", cut_off)
+        with pytest.raises(ConnectionError):
+            await asyncio.to_thread(import_kafka, deployment.bootstrap, topics, io.BytesIO(exported))
+    result = await asyncio.to_thread(import_kafka, deployment.bootstrap, topics, io.BytesIO(exported))
+    assert result.already == per_partition[0] + per_partition[1] + 3
+    assert result.events == sum(per_partition) - result.already
+    async with running_worker(deployment.bootstrap, topics, tmp_path / "w"):
+        async with running_service(deployment.bootstrap, topics) as svc:
+            assert await served_digest(svc, topics) == digest(deployment.embedded)
+    again = await asyncio.to_thread(import_kafka, deployment.bootstrap, topics, io.BytesIO(exported))
+    assert (again.events, again.already) == (0, sum(per_partition))  # the same file again: nothing left to write
 
 
 async def test_export_from_embedded_then_import_into_kafka_gives_the_same_projections(
