@@ -158,7 +158,7 @@ def run_import(ns: argparse.Namespace, env: Env) -> int:
                 result = import_kafka(ns.kafka, topics, stream, quiet=False)
         else:
             result = import_kafka(ns.kafka, topics, sys.stdin.buffer, quiet=False)
-        already = f" ({result.already:,} more were there from an interrupted import)" if result.already else ""
+        already = f" ({result.already:,} more were already there)" if result.already else ""
         print(f"imported {result.events:,} events of {result.sessions:,} sessions in {result.seconds:.1f}s{already}")
         return 0
     data = DataDir(ns.data_dir or env.data_dir)
