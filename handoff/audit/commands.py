@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from handoff.audit import trail
 from handoff.audit.replay import parse_time, replay
@@ -152,29 +153,33 @@ def run_import(ns: argparse.Namespace, env: Env) -> int:
         from handoff.audit.kafka import import_kafka
         from streams.topics import Topics
 
-        topics = Topics(ns.topic_prefix, ns.partitions)
-        if ns.source:
-            with open(ns.source, "rb") as stream:
-                result = import_kafka(ns.kafka, topics, stream, quiet=False)
-        else:
-            result = import_kafka(ns.kafka, topics, sys.stdin.buffer, quiet=False)
+        with _import_source(ns) as stream:
+            result = import_kafka(ns.kafka, Topics(ns.topic_prefix, ns.partitions), stream, quiet=False)
         already = f" ({result.already:,} more were already there)" if result.already else ""
         print(f"imported {result.events:,} events of {result.sessions:,} sessions in {result.seconds:.1f}s{already}")
         return 0
     data = DataDir(ns.data_dir or env.data_dir)
     _drop_if_empty(data.db)
-    with building(data.db, "import into a fresh data dir") as path:
+    with _import_source(ns) as stream, building(data.db, "import into a fresh data dir") as path:
         kv = RocksKeyValue(str(path), bulk=True)  # a crash leaves only the hidden directory: no WAL needed
         try:
-            if ns.source:
-                with open(ns.source, "rb") as stream:
-                    result = import_lines(kv, stream, quiet=False)
-            else:
-                result = import_lines(kv, sys.stdin.buffer, quiet=False)
+            result = import_lines(kv, stream, quiet=False)
         finally:
             kv.close()
     print(f"imported {result.events:,} events of {result.sessions:,} sessions in {result.seconds:.1f}s")
     return 0
+
+
+@contextmanager
+def _import_source(ns: argparse.Namespace) -> Iterator[IO[bytes]]:
+    """The lines to import: the ``--in`` file, or stdin when something is piped into it."""
+    if ns.source:
+        with open(ns.source, "rb") as stream:
+            yield stream
+        return
+    if sys.stdin.isatty():  # nothing piped in: reading would wait for typing
+        raise InvalidArgument("give the lines with --in FILE, or pipe them in: handoff import < log.jsonl")
+    yield sys.stdin.buffer
 
 
 def _drop_if_empty(db: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -337,6 +338,19 @@ def test_import_takes_the_place_of_a_store_that_holds_nothing(exported: Path, tm
     RocksKeyValue(str(data / "db")).close()  # an engine started once and never written to
     assert main(["import", "--data-dir", str(data), "--in", str(exported)]) == 0
     assert main(["verify", "--data-dir", str(data)]) == 0
+
+
+def test_import_with_nothing_piped_in_says_how_to_give_the_lines_instead_of_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    class Terminal(io.BytesIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(Terminal()))
+    assert main(["import", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "--in FILE, or pipe them in" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "db").exists()
 
 
 def test_each_exported_line_is_a_cloudevent(store: RocksKeyValue):
