@@ -20,7 +20,7 @@ from typing import IO
 
 from handoff.audit import trail
 from handoff.audit.replay import parse_time, replay
-from handoff.audit.transfer import export_lines, import_lines
+from handoff.audit.transfer import ImportResult, export_lines, import_lines
 from handoff.audit.verify import verify
 from handoff.config import DataDir, Env
 from handoff.engine.log import EventLog
@@ -78,7 +78,8 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
     if ns.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif report.ok:
-        print(f"OK: {report.events:,} events in {report.sessions:,} sessions; every chain and every view holds")
+        held = f"{_count(report.events, 'event')} in {_count(report.sessions, 'session')}"
+        print(f"OK: {held}; every chain and every view holds")
         print(f"views digest {report.live_digest}")
     else:
         print(f"BROKEN: {report.problems[0]}")
@@ -106,7 +107,8 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
                 result = replay(source, target, until_version=version, until_time=until_time, quiet=ns.quiet)
         finally:
             target.close()
-    print(f"replayed {result.events:,} events in {result.seconds:.1f}s ({result.rate:,.0f} events/s) into {ns.to}")
+    rate = f"{result.seconds:.1f}s ({result.rate:,.0f} events/s)"
+    print(f"replayed {_count(result.events, 'event')} in {rate} into {ns.to}")
     print(f"views digest {result.digest} (computed in {result.digest_seconds:.1f}s)")
     return 0
 
@@ -156,7 +158,7 @@ def run_import(ns: argparse.Namespace, env: Env) -> int:
         with _import_source(ns) as stream:
             result = import_kafka(ns.kafka, Topics(ns.topic_prefix, ns.partitions), stream, quiet=False)
         already = f" ({result.already:,} more were already there)" if result.already else ""
-        print(f"imported {result.events:,} events of {result.sessions:,} sessions in {result.seconds:.1f}s{already}")
+        print(f"imported {_imported(result)} in {result.seconds:.1f}s{already}")
         return 0
     data = DataDir(ns.data_dir or env.data_dir)
     _drop_if_empty(data.db)
@@ -166,7 +168,7 @@ def run_import(ns: argparse.Namespace, env: Env) -> int:
             result = import_lines(kv, stream, quiet=False)
         finally:
             kv.close()
-    print(f"imported {result.events:,} events of {result.sessions:,} sessions in {result.seconds:.1f}s")
+    print(f"imported {_imported(result)} in {result.seconds:.1f}s")
     return 0
 
 
@@ -204,6 +206,15 @@ def run_schema(ns: argparse.Namespace, env: Env) -> int:
     chosen = schemas if ns.kind == "all" else schemas["events" if ns.kind == "events" else "command"]
     print(json.dumps(chosen, indent=2, sort_keys=True))
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 event``, ``2 events``, ``1,000 events``."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _imported(result: ImportResult) -> str:
+    return f"{_count(result.events, 'event')} of {_count(result.sessions, 'session')}"
 
 
 def guarded(runner: Runner) -> Runner:

@@ -353,6 +353,14 @@ def test_import_with_nothing_piped_in_says_how_to_give_the_lines_instead_of_wait
     assert not (tmp_path / "data" / "db").exists()
 
 
+def test_verify_says_ok_in_words_that_count_right(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    kv = RocksKeyValue(str(tmp_path / "data" / "db"))
+    Engine(kv, sync=False).write_now([RegisterSession(session_key="one", agent_from="a")])
+    kv.close()
+    assert main(["verify", "--data-dir", str(tmp_path / "data")]) == 0
+    assert capsys.readouterr().out.startswith("OK: 1 event in 1 session; every chain and every view holds\n")
+
+
 def test_each_exported_line_is_a_cloudevent(store: RocksKeyValue):
     line = next(export_lines(store, "audit-003"))
     event = msgspec.json.decode(line)
