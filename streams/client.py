@@ -36,7 +36,15 @@ from handoff.ports import Change, ChangeListener, Outcome
 from projections.folds import affected_handoffs
 from projections.queries import Page, encode_cursor
 from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
-from streams.records import CommandRecord, ErrorBody, Reply, decode_reply, encode_command, error_of
+from streams.records import (
+    CommandRecord,
+    ErrorBody,
+    Reply,
+    decide_by_header,
+    decode_reply,
+    encode_command,
+    error_of,
+)
 from streams.topics import LONG_POLL_MS, Topics, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -66,6 +74,9 @@ class KafkaService:
         self.bootstrap = bootstrap
         self.topics = topics or Topics()
         self.timeout = timeout
+        # Commands carry a decideBy this long before the wait ends: time for the commit and the reply to
+        # come back, so that a call answered UNAVAILABLE never takes effect later (see `streams.records`).
+        self.decide_margin = min(2.0, timeout / 4)
         self.adapter_id = f"a-{uuid.uuid4().hex[:12]}"
         self._producer: Any = None
         self._replies: Any = None
@@ -203,6 +214,7 @@ class KafkaService:
             delivery = await producer.send(
                 self.topics.commands, record, key=command.session_key.encode(),
                 partition=self.topics.partition_for(command.session_key),
+                headers=[decide_by_header(time.time() + self.timeout - self.decide_margin)],
             )  # fmt: skip
             delivery.add_done_callback(functools.partial(_fail_with, future))
             reply = await future

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from handoff.kernel.commands import Command
-from handoff.kernel.errors import HandoffError, InvalidArgument
+from handoff.kernel.errors import HandoffError, InvalidArgument, Unavailable
 from handoff.kernel.receipt import command_digest
 from handoff.ports import Outcome
 from streams.partition import DECIDED_KEY, HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_key
@@ -36,10 +37,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Incoming:
-    """A consumed command record."""
+    """A consumed command record, and its ``decideBy`` header (epoch ms) if it has one."""
 
     offset: int
     value: bytes
+    decide_by: int | None = None
 
 
 @dataclass
@@ -93,6 +95,7 @@ class Decider:
     def _decide(self, records: list[Incoming], plan: _Plan) -> Any:
         to_decide: list[CommandRecord] = []
         seen: set[str] = set()
+        now_ms = time.time() * 1000
         for rec in records:
             cmd = self._admit(rec, plan)
             if cmd is None:
@@ -103,6 +106,8 @@ class Decider:
                 plan.replies.append((reply_to, cid, msgspec.json.decode(stored, type=Reply)))
             elif cid in seen:
                 plan.replies.append((reply_to, cid, None))
+            elif rec.decide_by is not None and now_ms > rec.decide_by:
+                self._too_late(cmd, rec, plan)
             else:
                 seen.add(cid)
                 to_decide.append(cmd)
@@ -112,6 +117,15 @@ class Decider:
         for cmd, result in zip(to_decide, results, strict=True):
             self._plan_result(cmd, result, plan, batch.records)
         return batch
+
+    def _too_late(self, cmd: CommandRecord, rec: Incoming, plan: _Plan) -> None:
+        """Past its ``decideBy``: its submitter has stopped waiting (and said UNAVAILABLE), so nothing is written."""
+        err = Unavailable("the command reached a worker after its decideBy deadline; nothing was written; retry")
+        if cmd.reply_to is not None:
+            reply = Reply(command_id=cmd.command_id, ok=False, error=error_body(err))
+            plan.replies.append((cmd.reply_to, cmd.command_id, reply))
+        else:
+            plan.dead.append((rec.value, f"{err.code}: {err.message}", rec.offset))
 
     def _admit(self, rec: Incoming, plan: _Plan) -> CommandRecord | None:
         try:

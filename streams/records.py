@@ -9,6 +9,12 @@ A command record is JSON on ``handoff.commands``, keyed by the command's ``sessi
 with the first outcome. ``replyTo`` names the submitter whose reply consumer waits for the decision
 on ``handoff.replies`` (null for fire-and-forget platforms: refusals then go to the dead-letter topic).
 `command_record_schema()` is the JSON Schema of this record.
+
+A record may carry a ``decideBy`` header: epoch milliseconds, ASCII digits. A worker that reaches the
+record later does not decide it (nothing is written) and answers UNAVAILABLE, or dead-letters it when
+nobody waits. `serve --kafka` sets it a margin before it stops waiting, so a call it answered with
+UNAVAILABLE never takes effect afterwards (say, once a failed-over worker drains the backlog).
+Adapters' and workers' clocks must agree to well within that margin.
 """
 
 from __future__ import annotations
@@ -23,6 +29,24 @@ from handoff.kernel.receipt import Receipt
 from handoff.kernel.schema import command_schema
 
 CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+HEADER_DECIDE_BY = "decideBy"
+
+
+def decide_by_header(deadline_s: float) -> tuple[str, bytes]:
+    """The ``decideBy`` header of a command that must be decided before `deadline_s` (epoch seconds)."""
+    return HEADER_DECIDE_BY, b"%d" % int(deadline_s * 1000)
+
+
+def decide_by(headers: Any) -> int | None:
+    """The ``decideBy`` of a record's headers in epoch milliseconds, or None (none, or not a number)."""
+    for name, value in headers or ():
+        if name == HEADER_DECIDE_BY:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 class CommandRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel", forbid_unknown_fields=True):

@@ -38,6 +38,7 @@ from streams.decider import Decider, Incoming
 from streams.logreader import fetch_committed
 from streams.partition import EventRecord, PartitionStore
 from streams.queryapi import QueryApi
+from streams.records import decide_by
 from streams.topics import DEFAULT_PARTITIONS, LONG_POLL_MS, Topics, ensure_topics
 
 log = logging.getLogger("handoff.worker")
@@ -299,7 +300,7 @@ class Worker:
                 part = self.parts.get(tp.partition)
                 if part is None or not part.ready or part.decider is None or tp.partition in self.pending:
                     continue  # re-read from the committed offset once prepared
-                part.queue.extend(Incoming(m.offset, m.value) for m in messages)
+                part.queue.extend(Incoming(m.offset, m.value, decide_by(m.headers)) for m in messages)
                 if part.task is None or part.task.done():
                     part.task = asyncio.create_task(self._decide(tp.partition, part), name=f"decide-{tp.partition}")
                     part.task.add_done_callback(self._tasks.discard)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from handoff.kernel.commands import AppendContext, RegisterSession
-from kafka.support import Broker, read_topic, wait_until
+from handoff.kernel.errors import Unavailable
+from kafka.support import Broker, read_topic, running_worker, wait_until
 from streams.client import KafkaService
-from streams.records import CommandRecord, command_record_schema, encode_command
+from streams.records import CommandRecord, command_record_schema, decide_by_header, encode_command
 from streams.topics import Topics
 
 pytestmark = pytest.mark.anyio
@@ -46,6 +49,55 @@ async def test_a_poison_record_lands_in_the_dead_letter_topic_and_the_next_recor
     assert len(dead) == 2
     reasons = [dict(m.headers)["reason"].decode() for m in dead]
     assert all(r.startswith("undecodable command record") for r in reasons), reasons
+
+
+async def test_a_record_past_its_decide_by_header_is_not_decided_and_is_dead_lettered(
+    service: KafkaService, broker: Broker, topics: Topics
+) -> None:
+    key = f"s-{uuid.uuid4().hex[:8]}"
+    await service.submit(RegisterSession(session_key=key, agent_from="a"))
+
+    def record(content: str) -> bytes:
+        command = AppendContext(session_key=key, context_type="message", content=content)
+        return encode_command(CommandRecord(command_id=uuid.uuid4().hex, command=command))
+
+    late = record("too late")
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.commands, late, key=key.encode(), headers=[decide_by_header(1.0)])
+        await producer.send_and_wait(
+            topics.commands, record("in time"), key=key.encode(), headers=[decide_by_header(time.time() + 60)]
+        )
+        await producer.send_and_wait(topics.commands, record("no deadline"), key=key.encode())
+    finally:
+        await producer.stop()
+
+    async def decided() -> bool:
+        return (await service.session(key)).version == 3  # type: ignore[union-attr]
+
+    await wait_until(decided, 30, "the records in time and without a deadline to be decided")
+    entries, _ = await service.context(key, 0, 10)
+    assert [e.content for e in entries[1:]] == ["in time", "no deadline"]
+    dead = [m for m in await read_topic(broker.bootstrap, topics.deadletter) if m.value == late]
+    assert len(dead) == 1 and dict(dead[0].headers)["reason"].decode().startswith("UNAVAILABLE: ")
+
+
+async def test_a_call_answered_unavailable_never_takes_effect_afterwards(broker: Broker, tmp_path: Path) -> None:
+    topics = Topics(f"u{uuid.uuid4().hex[:8]}", 2)
+    svc = KafkaService(broker.bootstrap, topics=topics, timeout=2.0)
+    await svc.start()
+    try:
+        key = f"s-{uuid.uuid4().hex[:8]}"
+        with pytest.raises(Unavailable):  # no worker yet: the command waits in handoff.commands
+            await svc.submit(RegisterSession(session_key=key, agent_from="first"))
+        async with running_worker(broker.bootstrap, topics, tmp_path / "w"):  # it drains that backlog
+            await wait_until(svc.ready, 60, "the worker to take every partition")
+            assert await svc.session(key) is None  # the refused call wrote nothing, then or now
+            again = await svc.submit(RegisterSession(session_key=key, agent_from="retry"))
+            assert again.envelope.version == 1 and again.envelope.actor == "retry"
+    finally:
+        await svc.stop()
 
 
 def test_the_command_record_schema_is_published() -> None:
