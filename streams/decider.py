@@ -34,6 +34,9 @@ from streams.topics import Topics
 
 log = logging.getLogger(__name__)
 
+# Past its decideBy, a command's submitter has answered UNAVAILABLE: deciding it now would break that promise.
+_TOO_LATE = "the command reached a worker after its decideBy deadline; nothing was written; retry"
+
 
 @dataclass(frozen=True)
 class Incoming:
@@ -106,8 +109,8 @@ class Decider:
                 plan.replies.append((reply_to, cid, msgspec.json.decode(stored, type=Reply)))
             elif cid in seen:
                 plan.replies.append((reply_to, cid, None))
-            elif rec.decide_by is not None and now_ms > rec.decide_by:
-                self._too_late(cmd, rec, plan)
+            elif rec.decide_by is not None and now_ms > rec.decide_by:  # its submitter has stopped waiting
+                self._refuse(cmd, Unavailable(_TOO_LATE), plan, rec)
             else:
                 seen.add(cid)
                 to_decide.append(cmd)
@@ -118,14 +121,17 @@ class Decider:
             self._plan_result(cmd, result, plan, batch.records)
         return batch
 
-    def _too_late(self, cmd: CommandRecord, rec: Incoming, plan: _Plan) -> None:
-        """Past its ``decideBy``: its submitter has stopped waiting (and said UNAVAILABLE), so nothing is written."""
-        err = Unavailable("the command reached a worker after its decideBy deadline; nothing was written; retry")
+    def _refuse(self, cmd: CommandRecord, err: HandoffError, plan: _Plan, rec: Incoming | None = None) -> None:
+        """Answer a refused command's submitter, or dead-letter it when nobody waits (fire-and-forget).
+
+        The dead letter is the record as consumed when `rec` is at hand, else the command encoded again.
+        """
         if cmd.reply_to is not None:
             reply = Reply(command_id=cmd.command_id, ok=False, error=error_body(err))
             plan.replies.append((cmd.reply_to, cmd.command_id, reply))
         else:
-            plan.dead.append((rec.value, f"{err.code}: {err.message}", rec.offset))
+            value, offset = (rec.value, rec.offset) if rec is not None else (encode_command_value(cmd), -1)
+            plan.dead.append((value, f"{err.code}: {err.message}", offset))
 
     def _admit(self, rec: Incoming, plan: _Plan) -> CommandRecord | None:
         try:
@@ -152,11 +158,7 @@ class Decider:
         self, cmd: CommandRecord, result: Outcome | HandoffError, plan: _Plan, pending: dict[tuple[str, int], bytes]
     ) -> None:
         if isinstance(result, HandoffError):
-            if cmd.reply_to is not None:
-                reply = Reply(command_id=cmd.command_id, ok=False, error=error_body(result))
-                plan.replies.append((cmd.reply_to, cmd.command_id, reply))
-            else:
-                plan.dead.append((encode_command_value(cmd), f"{result.code}: {result.message}", -1))
+            self._refuse(cmd, result, plan)
             return
         if result.replayed:
             key = (cmd.command.session_key, result.envelope.version)
