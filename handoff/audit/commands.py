@@ -31,15 +31,20 @@ from projections.store import RocksKeyValue
 Runner = Callable[[argparse.Namespace, Env], int]
 
 
-def _open(ns: argparse.Namespace, env: Env, *, read_only: bool) -> RocksKeyValue:
-    data = DataDir(ns.data_dir or env.data_dir)
-    if read_only and not data.db.exists():
-        raise FileNotFoundError(f"no handoff store at {data.db}")
-    data.root.mkdir(parents=True, exist_ok=True)
+def _open(ns: argparse.Namespace, env: Env) -> RocksKeyValue:
+    """The data dir's store, read-only: the commands that read it may run beside a live engine."""
+    db = DataDir(ns.data_dir or env.data_dir).db
+    if not db.exists():
+        raise FileNotFoundError(f"no handoff store at {db}")
+    return _rocks(db, read_only=True)
+
+
+def _rocks(db: Path, *, read_only: bool = False) -> RocksKeyValue:
+    """The RocksDB store at `db`; OSError saying why when it cannot be opened."""
     try:
-        return RocksKeyValue(str(data.db), read_only=read_only)
+        return RocksKeyValue(str(db), read_only=read_only)
     except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception (a lock, a corrupt file)
-        raise OSError(f"cannot open the store at {data.db}: {exc}") from exc
+        raise OSError(f"cannot open the store at {db}: {exc}") from exc
 
 
 @contextmanager
@@ -73,7 +78,7 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
 
         report = verify_kafka(ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json)
     else:
-        kv = _open(ns, env, read_only=True)
+        kv = _open(ns, env)
         report = verify(kv, session=ns.session, scratch=Path(ns.data_dir or env.data_dir), quiet=ns.json)
     if ns.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -90,7 +95,7 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
 
 def run_replay(ns: argparse.Namespace, env: Env) -> int:
     """`handoff replay`: the store is built beside ``--to`` and takes its name only once it is whole."""
-    source = None if ns.kafka else _open(ns, env, read_only=True)
+    source = None if ns.kafka else _open(ns, env)
     version, until_time = ns.until_version, parse_time(ns.until_time) if ns.until_time else None
     with building(ns.to, "replay builds a fresh store") as path:
         target = RocksKeyValue(str(path), bulk=True)
@@ -120,7 +125,7 @@ def run_audit(ns: argparse.Namespace, env: Env) -> int:
 
         steps = list(trail.timeline_of(ns.session, session_stream(ns.kafka, ns.topic_prefix, ns.session)))
     else:
-        steps = list(trail.timeline(EventLog(_open(ns, env, read_only=True)), ns.session))
+        steps = list(trail.timeline(EventLog(_open(ns, env)), ns.session))
     if ns.format == "text":
         print(trail.render_text(ns.session, steps))
     elif ns.format == "json":
@@ -138,7 +143,7 @@ def run_export(ns: argparse.Namespace, env: Env) -> int:
 
         lines = export_kafka(ns.kafka, ns.topic_prefix, ns.session, quiet=ns.out is None)
     else:
-        lines = export_lines(_open(ns, env, read_only=True), ns.session, quiet=ns.out is None)
+        lines = export_lines(_open(ns, env), ns.session, quiet=ns.out is None)
     out = open(ns.out, "wb") if ns.out else sys.stdout.buffer  # noqa: SIM115 - closed below
     try:
         for line in lines:
@@ -188,10 +193,7 @@ def _drop_if_empty(db: Path) -> None:
     """Remove the store at `db` if it holds nothing (an engine started once and never written to)."""
     if not db.is_dir() or not any(db.iterdir()):
         return
-    try:
-        kv = RocksKeyValue(str(db))  # takes the lock: refused while an engine has the store open
-    except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception (a lock, a corrupt file)
-        raise OSError(f"cannot open the store at {db}: {exc}") from exc
+    kv = _rocks(db)  # takes the lock: refused while an engine has the store open
     try:
         if next(kv.scan(b""), None) is not None:
             raise InvalidArgument(f"the store at {db} is not empty; import into a fresh data dir")
