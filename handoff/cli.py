@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import runpy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
     commands.add_parser("worker", help="Kafka mode: decide and project some partitions (handoff worker --help)")
+    commands.add_parser(
+        "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
+    )
     stdio = commands.add_parser(
         "stdio",
         help="MCP over stdio, relayed to the data dir's shared engine",
@@ -101,6 +105,29 @@ def stdio(ns: argparse.Namespace, env: Env) -> int:
     return 0
 
 
+BENCHMARKS = ("engine", "http", "kafka", "audit")
+
+
+def bench(args: list[str]) -> int:
+    """`handoff bench NAME [ARGS]`: run ``python -m bench.NAME ARGS`` (the benchmarks live in the repository)."""
+    if not args or args[0] not in BENCHMARKS:
+        asked = args[:1] in (["-h"], ["--help"])
+        usage = f"usage: handoff bench {{{','.join(BENCHMARKS)}}} [ARGS] (each takes --help)"
+        print(usage, file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
+    repo = Path(__file__).resolve().parents[1]  # an editable install from a clone: the repository
+    if not (repo / "bench" / "__init__.py").exists():
+        print("handoff bench: the benchmarks live in the repository's bench/; install from a clone", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(repo))
+    sys.argv = [f"handoff bench {args[0]}", *args[1:]]
+    try:
+        runpy.run_module(f"bench.{args[0]}", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``handoff`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -108,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.worker import main as worker_main
 
         return worker_main(args[1:])
+    if args[:1] == ["bench"]:  # each benchmark has its own options
+        return bench(args[1:])
     ns = _parser().parse_args(argv)
     env = read_env()
     logs.configure(env.log_level)

@@ -99,13 +99,28 @@ def test_a_request_with_a_foreign_origin_is_refused(http_server: Served) -> None
     assert 400 <= status < 500, status
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["stdio"]], ids=["handoff", "serve", "stdio"])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["stdio"], ["bench"], ["bench", "audit"]],
+    ids=["handoff", "serve", "stdio", "bench", "bench-audit"],
+)
 def test_every_command_explains_itself_with_help(command: list[str]) -> None:
     done = subprocess.run(
         [*handoff_command(), *command, "--help"], capture_output=True, timeout=60, env=child_env(), check=False
     )
     assert done.returncode == 0, done.stderr.decode()
     assert b"usage" in done.stdout.lower()
+
+
+def test_handoff_bench_runs_a_benchmark_of_the_repository_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    run = [*handoff_command(), "bench", "audit", "--events", "2000", "--sessions", "10", "--dir", str(tmp_path)]
+    done = subprocess.run(run, capture_output=True, timeout=120, env=child_env(), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"verify: 2,000 events" in done.stdout and b"replay: 2,000 events" in done.stdout
+    unknown = subprocess.run(
+        [*handoff_command(), "bench", "nope"], capture_output=True, timeout=60, env=child_env(), check=False
+    )
+    assert unknown.returncode == 2 and b"usage: handoff bench {engine,http,kafka,audit}" in unknown.stderr
 
 
 def test_serve_takes_its_data_dir_from_handoff_data_dir(tmp_path: Path) -> None:
