@@ -16,6 +16,7 @@ that is behind, lost, or deleted converges to the log. Decisions reuse the embed
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import msgspec
 from handoff.engine import log as L
 from handoff.engine.engine import Engine
 from handoff.kernel.codec import decode_envelope
+from handoff.kernel.errors import CodecError
 from handoff.kernel.receipt import receipt_of
 from handoff.kernel.state import SessionState, evolve
 from handoff.kernel.types import Limits
@@ -65,6 +67,7 @@ class PartitionStore:
         new_id: Callable[[], str],
     ) -> None:
         path.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.partition = partition
         self.kv = RocksKeyValue(str(path))
         self._limits, self._clock, self._new_id = limits, clock, new_id
@@ -92,6 +95,20 @@ class PartitionStore:
     def stored_reply(self, command_id: str) -> bytes | None:
         """The reply a command already got, if it was decided."""
         return self.kv.get(dedupe_key(command_id))
+
+    def holds(self, record: bytes) -> bool:
+        """Whether this store folded exactly this event record (the same bytes at its session and version)."""
+        try:
+            env = decode_envelope(record)
+        except CodecError:
+            return False
+        return self.kv.get(L.event_key(env.session_key, env.version)) == record
+
+    def rebuilt(self) -> PartitionStore:
+        """This partition's store emptied, to be caught up from the log's start (it is only a cache)."""
+        self.kv.close()
+        shutil.rmtree(self.path)
+        return PartitionStore(self.path, self.partition, limits=self._limits, clock=self._clock, new_id=self._new_id)
 
     def catch_up(self, records: Iterable[EventRecord]) -> int:
         """Fold events read from the log that this store has not applied yet; returns how many."""

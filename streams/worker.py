@@ -27,6 +27,7 @@ from typing import Any
 import aiokafka.producer.sender
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import errors as Errors
 from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import TopicPartition
 
@@ -234,7 +235,7 @@ class Worker:
         )  # fmt: skip
         try:
             await asyncio.wait_for(producer.start(), 20)  # init_transactions: fences the previous owner
-            folded = await self._catch_up(part.store)
+            folded = await self._catch_up(part)
             tp = TopicPartition(self.topics.commands, p)
             # The decided position moved in the transactions that appended the events just folded. A
             # consumer-group offset is where workers of earlier releases kept it: the later of the two counts.
@@ -254,15 +255,48 @@ class Worker:
         self._consumer.resume(tp)
         log.info("partition ready", extra={"workerId": self.worker_id, "partition": p, "folded": folded})
 
-    async def _catch_up(self, store: PartitionStore) -> int:
-        """Fold the partition's events that the store has not applied, up to the end of the log."""
+    async def _catch_up(self, part: _Partition) -> int:
+        """Fold the partition's events that its store has not applied, up to the end of the log.
+
+        A store that cannot have been folded from this log (its data dir served another one: a broker
+        whose state was reset, another topic prefix) is emptied first and folds this log from its start:
+        deciding on it would continue hash chains this log does not hold.
+        """
+        store = part.store
         tp = TopicPartition(self.topics.events, store.partition)
         end = (await self._events.end_offsets([tp]))[tp]  # read_committed: the last stable offset
+        why = await self._not_from(store, tp, end)
+        if why is not None:
+            log.warning(
+                "partition store was not built from this log; rebuilding it from the log",
+                extra={"partition": store.partition, "path": str(store.path), "reason": why},
+            )
+            store = part.store = await asyncio.to_thread(store.rebuilt)
         folded = 0
         async for chunk in fetch_committed(self._fetching, tp, store.applied + 1, end):
             records = [EventRecord(m.offset, m.value, {k: v.decode() for k, v in m.headers}) for m in chunk]
             folded += await asyncio.to_thread(store.catch_up, records)
         return folded
+
+    async def _not_from(self, store: PartitionStore, tp: TopicPartition, end: int) -> str | None:
+        """Why `store` cannot have been folded from partition `tp` of the log, or None if it can.
+
+        A store says which offset it folded last; the log must hold, at that offset, the very event the
+        store holds at that event's session and version.
+        """
+        at = store.applied
+        if at < 0:
+            return None
+        where = f"{tp.topic}[{tp.partition}]"
+        if at >= end:
+            return f"the store has folded up to offset {at}, but {where} ends at offset {end}"
+        try:
+            found = [m async for chunk in fetch_committed(self._fetching, tp, at, at + 1, 1 << 16) for m in chunk]
+        except Errors.OffsetOutOfRangeError:
+            found = []
+        if not found or not store.holds(found[0].value):
+            return f"the event at offset {at} of {where} is not the one the store folded there"
+        return None
 
     async def _progress(self, p: int) -> int | None:
         """Partition p's decided position: the value of the last committed record of its progress partition."""
@@ -372,8 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="this worker's stores, one RocksDB per owned partition; one directory per worker process "
-        "(default: $HANDOFF_DATA_DIR or the user data dir + /handoff, then /worker); a lost one is rebuilt "
-        "from handoff.events",
+        "(default: $HANDOFF_DATA_DIR or the user data dir + /handoff, then /worker); a lost one, or one "
+        "folded from another log, is rebuilt from handoff.events",
     )
     parser.add_argument("--web-host", default="127.0.0.1", help="interface of the query endpoint")
     parser.add_argument("--web-port", type=int, default=0, help="query endpoint port (0: a free one)")

@@ -1,0 +1,89 @@
+"""A worker's data dir is a cache of one log: a store filled from another log is rebuilt, not decided on.
+
+The default data dir outlives a local broker's state (and several topic prefixes may share one), so a
+worker can meet stores whose offsets point into a different ``handoff.events``. Deciding on them would
+append events that continue chains the log does not hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+
+from handoff.kernel.commands import AppendContext, RegisterSession
+from handoff.kernel.events import GENESIS_HASH
+from kafka.support import Broker, fresh_fold_digest, read_events, running_service, running_worker, served_digest
+from streams.client import KafkaService
+from streams.topics import Topics
+
+pytestmark = pytest.mark.anyio
+
+STALE = "rebuilding it from the log"
+
+
+def _keys(topics: Topics, prefix: str, each: int) -> list[str]:
+    """`each` new session keys on every partition of `topics`."""
+    keys: dict[int, list[str]] = {p: [] for p in range(topics.partitions)}
+    while any(len(k) < each for k in keys.values()):
+        key = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        keys[topics.partition_for(key)].append(key)
+    return [k for p in keys.values() for k in p[:each]]
+
+
+async def _script(svc: KafkaService, keys: list[str], appends: int) -> None:
+    for key in keys:
+        await svc.submit(RegisterSession(session_key=key, agent_from="first"))
+        for i in range(appends):
+            await svc.submit(AppendContext(session_key=key, context_type="message", content=f"{key} {i}"))
+
+
+@pytest.mark.parametrize("other_log", ["empty", "longer"])
+async def test_a_store_built_from_another_log_is_rebuilt_before_the_worker_decides(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, other_log: str
+) -> None:
+    first, second = (Topics(f"{name}{uuid.uuid4().hex[:8]}", 2) for name in ("a", "b"))
+    keys = _keys(first, "s", 2)
+    data_dir = tmp_path / "w"
+    async with running_worker(broker.bootstrap, first, data_dir), running_service(broker.bootstrap, first) as svc:
+        await _script(svc, keys, 3)
+    if other_log == "longer":  # the second log is longer than the first where the stores point into it
+        async with running_worker(broker.bootstrap, second, tmp_path / "other"):
+            async with running_service(broker.bootstrap, second) as svc:
+                await _script(svc, _keys(second, "o", 2), 8)
+
+    caplog.set_level(logging.WARNING, logger="handoff.worker")
+    async with running_worker(broker.bootstrap, second, data_dir), running_service(broker.bootstrap, second) as svc:
+        for key in keys:
+            assert await svc.session(key) is None  # the first log's sessions are not in this one
+            out = await svc.submit(RegisterSession(session_key=key, agent_from="second"))
+            assert (out.envelope.version, out.envelope.prev_hash) == (1, GENESIS_HASH)
+        events = await read_events(broker.bootstrap, second)
+        assert await served_digest(svc, second) == fresh_fold_digest(events)
+    assert sum(STALE in r.getMessage() for r in caplog.records) == second.partitions, caplog.text
+
+
+async def test_a_store_of_the_same_log_is_kept_and_caught_up(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    topics = Topics(f"c{uuid.uuid4().hex[:8]}", 2)
+    keys = _keys(topics, "s", 2)
+    data_dir = tmp_path / "w"
+    async with running_worker(broker.bootstrap, topics, data_dir), running_service(broker.bootstrap, topics) as svc:
+        await _script(svc, keys, 2)
+    async with running_worker(broker.bootstrap, topics, tmp_path / "other"):  # the log moves on without it
+        async with running_service(broker.bootstrap, topics) as svc:
+            for key in keys:
+                await svc.submit(AppendContext(session_key=key, context_type="message", content="later"))
+
+    caplog.set_level(logging.INFO, logger="handoff.worker")
+    async with running_worker(broker.bootstrap, topics, data_dir), running_service(broker.bootstrap, topics) as svc:
+        for key in keys:
+            assert (await svc.session(key)).version == 4  # type: ignore[union-attr]
+        events = await read_events(broker.bootstrap, topics)
+        assert await served_digest(svc, topics) == fresh_fold_digest(events)
+    assert not any(STALE in r.getMessage() for r in caplog.records), caplog.text
+    folded = [r.__dict__.get("folded") for r in caplog.records if r.getMessage() == "partition ready"]
+    assert sum(folded) == len(keys), folded  # the store was kept: only the later events were folded into it
