@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiokafka.producer.sender
 from aiohttp import web
@@ -102,6 +103,32 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.assign([tp.partition for tp in assigned])
 
 
+class DataDirInUse(RuntimeError):
+    """Another worker process holds this data dir."""
+
+
+def hold_data_dir(data_dir: Path) -> IO[str]:
+    """Hold `data_dir` for this worker alone; the lock ends with the returned file (or the process).
+
+    A second worker on the same dir would join the group, take partitions from the first, and then
+    fail to open their stores (RocksDB locks each one): those partitions would not be decided at all.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "worker.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        by = f"another worker (pid {holder})" if holder.isdigit() else "another worker"
+        raise DataDirInUse(f"{data_dir} is in use by {by}; give each worker its own --data-dir") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 class Worker:
     """Decider, projector and query server for the partitions the group gives it."""
 
@@ -120,6 +147,7 @@ class Worker:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # the partitions' deciding tasks
         self._slots = asyncio.Semaphore(max(1, config.transactions))  # transactions open at once
+        self._held: IO[str] | None = None  # the data dir's lock
 
     # -- the Owner protocol of the query endpoint ------------------------------------------------
 
@@ -136,6 +164,7 @@ class Worker:
     async def start(self) -> None:
         """Create topics, serve queries, join the group and start deciding."""
         cfg = self.config
+        self._held = hold_data_dir(cfg.data_dir)  # before joining the group: a refused worker takes nothing
         retry_concurrent_transactions_sooner()
         await ensure_topics(cfg.bootstrap, self.topics)
         await self._serve_http()
@@ -183,6 +212,8 @@ class Worker:
         for part in self.parts.values():
             part.store.close()
         self.parts.clear()
+        if self._held is not None:
+            self._held.close()
         log.info("worker stopped", extra={"workerId": self.worker_id})
 
     async def _serve_http(self) -> None:
@@ -468,7 +499,11 @@ def main(argv: list[str] | None = None) -> int:
         advertised_url=ns.advertised_url,
         topics=Topics(ns.topic_prefix, ns.partitions), worker_id=worker_id, transactions=ns.transactions,
     )  # fmt: skip
-    asyncio.run(run_worker(config))
+    try:
+        asyncio.run(run_worker(config))
+    except DataDirInUse as exc:
+        print(f"handoff worker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,13 +1,17 @@
-"""A worker's data dir is a cache of one log: a store filled from another log is rebuilt, not decided on.
+"""A worker's data dir: held by one worker at a time, and a cache of one log.
 
 The default data dir outlives a local broker's state (and several topic prefixes may share one), so a
-worker can meet stores whose offsets point into a different ``handoff.events``. Deciding on them would
-append events that continue chains the log does not hold.
+worker can meet stores whose offsets point into a different ``handoff.events``: a store filled from
+another log is rebuilt, never decided on, since deciding on it would append events that continue
+chains the log does not hold.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -15,9 +19,10 @@ import pytest
 
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.events import GENESIS_HASH
-from kafka.support import Broker, fresh_fold_digest, read_events, running_service, running_worker, served_digest
+from kafka.support import REPO, Broker, fresh_fold_digest, read_events, running_service, running_worker, served_digest
 from streams.client import KafkaService
 from streams.topics import Topics
+from streams.worker import hold_data_dir
 
 pytestmark = pytest.mark.anyio
 
@@ -87,3 +92,21 @@ async def test_a_store_of_the_same_log_is_kept_and_caught_up(
     assert not any(STALE in r.getMessage() for r in caplog.records), caplog.text
     folded = [r.__dict__.get("folded") for r in caplog.records if r.getMessage() == "partition ready"]
     assert sum(folded) == len(keys), folded  # the store was kept: only the later events were folded into it
+
+
+def test_a_second_worker_on_a_held_data_dir_exits_before_joining_the_group(broker: Broker, tmp_path: Path) -> None:
+    data_dir = tmp_path / "w"
+    held = hold_data_dir(data_dir)  # as a running worker holds it
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "streams.worker", "--kafka", broker.bootstrap, "--data-dir", str(data_dir),
+             "--topic-prefix", f"d{uuid.uuid4().hex[:8]}"],
+            capture_output=True, text=True, timeout=60, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+    finally:
+        held.close()
+    assert done.returncode == 1, done.stderr
+    assert f"{data_dir} is in use by another worker (pid {os.getpid()}); give each worker its own --data-dir" in (
+        done.stderr
+    )
+    assert not (data_dir / "p0").exists()  # it opened no store
