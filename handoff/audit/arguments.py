@@ -61,7 +61,7 @@ def register(commands: Any) -> None:
     p = add("replay", "rebuild every projection from the log into a fresh store")
     p.add_argument("--to", type=Path, required=True, metavar="DIR", help="an empty or new directory")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--until-version", type=int, metavar="N", help="stop every session after its version N")
+    group.add_argument("--until-version", type=at_least_one, metavar="N", help="stop every session after its version N")
     group.add_argument("--until-time", metavar="T", help="only events that occurred at or before T (ISO 8601)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument(

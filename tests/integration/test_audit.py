@@ -231,6 +231,14 @@ def test_an_interrupted_replay_says_so_in_one_line_and_leaves_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
+def test_replay_refuses_an_until_version_below_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", "--data-dir", str(tmp_path / "data"), "--to", str(tmp_path / "views"), "--until-version", "0"])
+    assert exited.value.code == 2
+    assert "argument --until-version: must be at least 1, not 0" in capsys.readouterr().err
+    assert not (tmp_path / "views").exists()
+
+
 @pytest.mark.parametrize("version", [1, 2, 34, 67, EVENTS_PER_SESSION])
 def test_replay_until_a_version_equals_as_of_version_reads(store: RocksKeyValue, tmp_path: Path, version: int):
     target = RocksKeyValue(str(tmp_path / "until"))
