@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 from aiokafka.protocol.offset import OffsetRequest
 
@@ -110,8 +110,11 @@ class Topics:
         ]
 
 
-async def ensure_topics(bootstrap: str, topics: Topics) -> None:
-    """Create the topics that do not exist yet (idempotent); refuse a mismatched partition count."""
+async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = None) -> None:
+    """Create the topics that do not exist yet (idempotent); refuse a mismatched partition count.
+
+    With `group`, also wait until the broker can coordinate that consumer group (see `_until_coordinator`).
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
@@ -132,8 +135,29 @@ async def ensure_topics(bootstrap: str, topics: Topics) -> None:
             await asyncio.sleep(0.1)
         if set(counts.values()) != {topics.partitions}:
             raise RuntimeError(f"partition counts {counts} differ from the configured {topics.partitions}")
+        if group is not None:
+            await _until_coordinator(admin, group)
     finally:
         await admin.close()
+
+
+async def _until_coordinator(admin: AIOKafkaAdminClient, group: str, attempts: int = 100) -> None:
+    """Wait (up to ~10 s) until the coordinator of the consumer group `group` has loaded its groups.
+
+    A broker's first consumer group makes it create ``__consumer_offsets``; a consumer joining before
+    the coordinator has loaded that partition gets COORDINATOR_NOT_AVAILABLE or LOAD_IN_PROGRESS, which
+    aiokafka logs as an ERROR or a WARNING before it retries. As with `_until_open`, after the wait the
+    consumer's own retries take over.
+    """
+    for _ in range(attempts):
+        try:
+            (response,) = await admin.describe_consumer_groups([group])
+            if all(described[0] == 0 for described in response.groups):  # each group's error code
+                return
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+        await asyncio.sleep(0.1)
 
 
 async def _until_open(admin: AIOKafkaAdminClient, names: list[str], attempts: int = 100) -> None:

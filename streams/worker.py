@@ -166,7 +166,7 @@ class Worker:
         cfg = self.config
         self._held = hold_data_dir(cfg.data_dir)  # before joining the group: a refused worker takes nothing
         retry_concurrent_transactions_sooner()
-        await ensure_topics(cfg.bootstrap, self.topics)
+        await ensure_topics(cfg.bootstrap, self.topics, group=self.topics.group)
         await self._serve_http()
         self._events = AIOKafkaConsumer(  # only asked for offsets (read_committed: last stable offsets)
             bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed",

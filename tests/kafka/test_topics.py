@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.offset import OffsetRequest
 
-from kafka.support import Broker
+from kafka.support import REPO, Broker
 from streams.topics import Topics, ensure_topics
 
 
@@ -34,3 +39,32 @@ def test_new_topics_answer_for_their_offsets_as_soon_as_they_are_created(broker:
         topics = Topics(f"tp{uuid.uuid4().hex[:8]}", 8)
         errors = asyncio.run(_offset_errors(broker.bootstrap, topics))
         assert len(errors) == 4 * 8 + 2 and set(errors) == {0}, errors
+
+
+def test_the_first_worker_on_a_fresh_broker_logs_no_error_or_warning(broker: Broker, tmp_path: Path) -> None:
+    # A fresh broker creates __consumer_offsets for its first group; a worker joining before the
+    # coordinator has loaded it made aiokafka log COORDINATOR_NOT_AVAILABLE as an ERROR, then a WARNING.
+    env = dict(broker.env, HANDOFF_KAFKA_DIR=str(tmp_path / "kafka"))  # the same jars, a new broker
+    started = subprocess.run([str(broker.script), "start"], env=env, capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr[-3000:]
+    log_path = tmp_path / "worker.log"
+    try:
+        bootstrap = started.stdout.strip().splitlines()[-1]
+        cmd = [sys.executable, "-m", "streams.worker", "--kafka", bootstrap, "--data-dir", str(tmp_path / "w"),
+               "--partitions", "4"]  # fmt: skip
+        with open(log_path, "wb") as out:
+            worker = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                      env=dict(os.environ, PYTHONPATH=str(REPO)))  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while log_path.read_text().count("partition ready") < 4:
+                assert worker.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    finally:
+        subprocess.run([str(broker.script), "stop"], env=env, capture_output=True, timeout=120)
+    lines = log_path.read_text().splitlines()
+    assert [line for line in lines if "level=ERROR" in line or "level=WARNING" in line] == []
+    assert any("created topics" in line for line in lines)  # it was the deployment's first start
