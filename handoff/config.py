@@ -26,6 +26,20 @@ class Env:
     fast_path: bool = True  # HANDOFF_FAST_PATH=0: every /mcp request goes through the SDK
 
 
+KAFKA_UNREACHABLE = (
+    "cannot reach Kafka; is the broker running, and is --kafka (or HANDOFF_KAFKA_BOOTSTRAP) its address?"
+)
+
+
+class KafkaUnreachable(Exception):
+    """Kafka could not be reached when a Kafka-mode process (`serve --kafka`, `handoff worker`) started."""
+
+
+def kafka_connect_timeout(environ: Mapping[str, str]) -> float:
+    """How long a Kafka-mode process may take to reach Kafka at start-up (``HANDOFF_KAFKA_CONNECT_TIMEOUT``, 30 s)."""
+    return float(environ.get("HANDOFF_KAFKA_CONNECT_TIMEOUT") or 30)
+
+
 def default_data_dir() -> Path:
     """The platform's user data dir + ``/handoff``."""
     return Path(platformdirs.user_data_dir()) / "handoff"

@@ -33,7 +33,14 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import TopicPartition
 
 from handoff import logs
-from handoff.config import at_least_one, keep_gc_off_the_hot_path, read_env
+from handoff.config import (
+    KAFKA_UNREACHABLE,
+    KafkaUnreachable,
+    at_least_one,
+    kafka_connect_timeout,
+    keep_gc_off_the_hot_path,
+    read_env,
+)
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.types import Limits
 from streams.decider import Decider, Incoming
@@ -68,6 +75,7 @@ class WorkerConfig:
     # most four, bench.kafka's p50 at half load fell from 153 to 92 ms and its p99 at full load from
     # 1.7 s to 0.4-0.5 s, at the same maximum (see `--transactions`).
     transactions: int = 4
+    connect_timeout: float = 30.0  # seconds to reach Kafka and join at start-up (HANDOFF_KAFKA_CONNECT_TIMEOUT)
 
 
 # A decider runs one partition's transactions back to back. The coordinator answers EndTxn before it
@@ -473,7 +481,11 @@ async def run_worker(config: WorkerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await worker.start()
+    try:
+        await asyncio.wait_for(worker.start(), config.connect_timeout)
+    except (Errors.KafkaError, TimeoutError) as exc:
+        await worker.stop()
+        raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
     # Latency: the cyclic GC's full collections paused the loop for ~60 ms, all in-flight commands with it.
     keep_gc_off_the_hot_path(50_000, (20, 100))
     print(json.dumps({"workerId": worker.worker_id, "url": worker.url}), file=sys.stderr, flush=True)
@@ -498,11 +510,15 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap=ns.kafka, data_dir=data_dir, web_host=ns.web_host, web_port=ns.web_port,
         advertised_url=ns.advertised_url,
         topics=Topics(ns.topic_prefix, ns.partitions), worker_id=worker_id, transactions=ns.transactions,
+        connect_timeout=kafka_connect_timeout(os.environ),
     )  # fmt: skip
     try:
         asyncio.run(run_worker(config))
     except DataDirInUse as exc:
         print(f"handoff worker: {exc}", file=sys.stderr)
+        return 1
+    except KafkaUnreachable as exc:
+        log.error(KAFKA_UNREACHABLE, extra={"error": str(exc)})
         return 1
     return 0
 

@@ -28,7 +28,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from mcp.server.lowlevel.server import Server
 
-from handoff.config import DataDir, Env, keep_gc_off_the_hot_path
+from handoff.config import (
+    KAFKA_UNREACHABLE,
+    DataDir,
+    Env,
+    KafkaUnreachable,
+    kafka_connect_timeout,
+    keep_gc_off_the_hot_path,
+)
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
@@ -85,10 +92,6 @@ async def _embedded(kv: RocksKeyValue) -> AsyncIterator[Deps]:
         yield _wire(engine)
     finally:
         await engine.stop()  # finishes the queued writes
-
-
-class KafkaUnreachable(Exception):
-    """Kafka could not be reached when `serve --kafka` started."""
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,7 @@ def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
             environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
             int(environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
         ),
-        connect_timeout=float(environ.get("HANDOFF_KAFKA_CONNECT_TIMEOUT") or 30),
+        connect_timeout=kafka_connect_timeout(environ),
     )
 
 
@@ -227,10 +230,7 @@ def _run(main: Coroutine[Any, Any, None]) -> int:
     try:
         asyncio.run(main)
     except KafkaUnreachable as exc:
-        log.error(
-            "cannot reach Kafka; is the broker running, and is --kafka (or HANDOFF_KAFKA_BOOTSTRAP) its address?",
-            extra={"error": str(exc)},
-        )
+        log.error(KAFKA_UNREACHABLE, extra={"error": str(exc)})
         return 1
     except OSError as exc:
         log.error("cannot serve", extra={"error": str(exc)})

@@ -123,6 +123,20 @@ def test_handoff_bench_runs_a_benchmark_of_the_repository_and_refuses_an_unknown
     assert unknown.returncode == 2 and b"usage: handoff bench {engine,http,kafka,audit}" in unknown.stderr
 
 
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]], ids=["serve", "worker"])
+def test_a_kafka_mode_process_that_cannot_reach_kafka_exits_1_and_says_so(command: list[str], tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
+    env = {**child_env(), "HANDOFF_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [*handoff_command(), *command, "--kafka", nowhere], capture_output=True, timeout=90, env=env, check=False
+    )
+    assert done.returncode == 1, done.stderr.decode()
+    assert b"cannot reach Kafka; is the broker running, and is --kafka" in done.stderr
+    assert b"Traceback" not in done.stderr
+
+
 def test_serve_takes_its_data_dir_from_handoff_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "from-env"
     env = {**child_env(), "HANDOFF_DATA_DIR": str(data)}
