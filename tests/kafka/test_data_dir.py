@@ -60,6 +60,7 @@ async def test_a_store_built_from_another_log_is_rebuilt_before_the_worker_decid
                 await _script(svc, _keys(second, "o", 2), 8)
 
     caplog.set_level(logging.WARNING, logger="handoff.worker")
+    caplog.clear()  # only the records of the worker on the second log count
     async with running_worker(broker.bootstrap, second, data_dir), running_service(broker.bootstrap, second) as svc:
         for key in keys:
             assert await svc.session(key) is None  # the first log's sessions are not in this one
@@ -84,6 +85,7 @@ async def test_a_store_of_the_same_log_is_kept_and_caught_up(
                 await svc.submit(AppendContext(session_key=key, context_type="message", content="later"))
 
     caplog.set_level(logging.INFO, logger="handoff.worker")
+    caplog.clear()  # only the records of the restarted worker count
     async with running_worker(broker.bootstrap, topics, data_dir), running_service(broker.bootstrap, topics) as svc:
         for key in keys:
             assert (await svc.session(key)).version == 4  # type: ignore[union-attr]
