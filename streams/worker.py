@@ -19,6 +19,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ from streams.records import decide_by
 from streams.topics import DEFAULT_PARTITIONS, LONG_POLL_MS, Topics, ensure_topics
 
 log = logging.getLogger("handoff.worker")
+
+CATCH_UP_REPORT_SECONDS = 10.0  # a partition catching up on a long log says how far it is this often
 
 
 @dataclass
@@ -311,10 +314,16 @@ class Worker:
                 extra={"partition": store.partition, "path": str(store.path), "reason": why},
             )
             store = part.store = await asyncio.to_thread(store.rebuilt)
-        folded = 0
-        async for chunk in fetch_committed(self._fetching, tp, store.applied + 1, end):
+        folded, start = 0, store.applied + 1
+        report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
+        async for chunk in fetch_committed(self._fetching, tp, start, end):
             records = [EventRecord(m.offset, m.value, {k: v.decode() for k, v in m.headers}) for m in chunk]
             folded += await asyncio.to_thread(store.catch_up, records)
+            if time.monotonic() >= report_at and chunk[-1].offset + 1 < end:
+                done = round(100 * (chunk[-1].offset + 1 - start) / (end - start))
+                extra = {"partition": store.partition, "folded": folded, "offset": chunk[-1].offset, "end": end}
+                log.info("catching up on the log", extra={**extra, "percent": done})
+                report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
         return folded
 
     async def _not_from(self, store: PartitionStore, tp: TopicPartition, end: int) -> str | None:

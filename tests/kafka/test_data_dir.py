@@ -20,7 +20,9 @@ import pytest
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.events import GENESIS_HASH
 from kafka.support import REPO, Broker, fresh_fold_digest, read_events, running_service, running_worker, served_digest
+from streams import worker as worker_module
 from streams.client import KafkaService
+from streams.logreader import fetch_committed
 from streams.topics import Topics
 from streams.worker import hold_data_dir
 
@@ -71,8 +73,8 @@ async def test_a_store_built_from_another_log_is_rebuilt_before_the_worker_decid
     assert sum(STALE in r.getMessage() for r in caplog.records) == second.partitions, caplog.text
 
 
-async def test_a_store_of_the_same_log_is_kept_and_caught_up(
-    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_a_store_of_the_same_log_is_kept_and_caught_up_with_progress_reports(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topics = Topics(f"c{uuid.uuid4().hex[:8]}", 2)
     keys = _keys(topics, "s", 2)
@@ -84,6 +86,11 @@ async def test_a_store_of_the_same_log_is_kept_and_caught_up(
             for key in keys:
                 await svc.submit(AppendContext(session_key=key, context_type="message", content="later"))
 
+    # A fetch at a time per record batch and a report after each: what a long catch-up does every 10 s.
+    monkeypatch.setattr(worker_module, "CATCH_UP_REPORT_SECONDS", 0.0)
+    monkeypatch.setattr(
+        worker_module, "fetch_committed", lambda c, tp, start, end, _=0: fetch_committed(c, tp, start, end, 1)
+    )
     caplog.set_level(logging.INFO, logger="handoff.worker")
     caplog.clear()  # only the records of the restarted worker count
     async with running_worker(broker.bootstrap, topics, data_dir), running_service(broker.bootstrap, topics) as svc:
@@ -94,6 +101,8 @@ async def test_a_store_of_the_same_log_is_kept_and_caught_up(
     assert not any(STALE in r.getMessage() for r in caplog.records), caplog.text
     folded = [r.__dict__.get("folded") for r in caplog.records if r.getMessage() == "partition ready"]
     assert sum(folded) == len(keys), folded  # the store was kept: only the later events were folded into it
+    reports = [r.__dict__ for r in caplog.records if r.getMessage() == "catching up on the log"]
+    assert reports and all(0 < r["percent"] < 100 and r["offset"] < r["end"] for r in reports), reports
 
 
 def test_a_second_worker_on_a_held_data_dir_exits_before_joining_the_group(broker: Broker, tmp_path: Path) -> None:
