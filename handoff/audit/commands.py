@@ -44,7 +44,8 @@ def _rocks(db: Path, *, read_only: bool = False) -> RocksKeyValue:
     try:
         return RocksKeyValue(str(db), read_only=read_only)
     except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception (a lock, a corrupt file)
-        raise OSError(f"cannot open the store at {db}: {exc}") from exc
+        hint = "; an engine has it open: stop it first" if "lock" in str(exc).lower() else ""
+        raise OSError(f"cannot open the store at {db}: {exc}{hint}") from exc
 
 
 @contextmanager

@@ -348,6 +348,18 @@ def test_import_takes_the_place_of_a_store_that_holds_nothing(exported: Path, tm
     assert main(["verify", "--data-dir", str(data)]) == 0
 
 
+def test_import_into_a_data_dir_an_engine_has_open_says_to_stop_it(
+    exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    data = tmp_path / "serving"
+    engine = RocksKeyValue(str(data / "db"))  # as `handoff serve` holds it
+    try:
+        assert main(["import", "--data-dir", str(data), "--in", str(exported)]) == 2
+    finally:
+        engine.close()
+    assert "an engine has it open: stop it first" in capsys.readouterr().err
+
+
 def test_import_with_nothing_piped_in_says_how_to_give_the_lines_instead_of_waiting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
