@@ -104,11 +104,13 @@ class PartitionStore:
             return False
         return self.kv.get(L.event_key(env.session_key, env.version)) == record
 
-    def rebuilt(self) -> PartitionStore:
-        """This partition's store emptied, to be caught up from the log's start (it is only a cache)."""
+    def empty(self) -> None:
+        """Delete everything this store holds, to catch up from the log's start (it is only a cache)."""
         self.kv.close()
         shutil.rmtree(self.path)
-        return PartitionStore(self.path, self.partition, limits=self._limits, clock=self._clock, new_id=self._new_id)
+        self.path.mkdir(parents=True)
+        self.kv = RocksKeyValue(str(self.path))
+        self.engine = self._new_engine()
 
     def catch_up(self, records: Iterable[EventRecord]) -> int:
         """Fold events read from the log that this store has not applied yet; returns how many."""

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import aiokafka.producer.sender
 from aiohttp import web
@@ -52,6 +52,7 @@ from streams.records import decide_by
 from streams.topics import DEFAULT_PARTITIONS, LONG_POLL_MS, Topics, ensure_topics
 
 log = logging.getLogger("handoff.worker")
+T = TypeVar("T")
 
 CATCH_UP_REPORT_SECONDS = 10.0  # a partition catching up on a long log says how far it is this often
 
@@ -159,6 +160,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()  # the partitions' deciding tasks
         self._slots = asyncio.Semaphore(max(1, config.transactions))  # transactions open at once
         self._held: IO[str] | None = None  # the data dir's lock
+        self._store_jobs: set[asyncio.Future[Any]] = set()  # store work in threads; `stop` waits for it
 
     # -- the Owner protocol of the query endpoint ------------------------------------------------
 
@@ -220,6 +222,7 @@ class Worker:
             await self._fetching.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        await asyncio.gather(*self._store_jobs, return_exceptions=True)  # a fold or rebuild still in its thread
         for part in self.parts.values():
             part.store.close()
         self.parts.clear()
@@ -277,7 +280,7 @@ class Worker:
         )  # fmt: skip
         try:
             await asyncio.wait_for(producer.start(), 20)  # init_transactions: fences the previous owner
-            folded = await self._catch_up(part)
+            folded = await self._catch_up(part.store)
             tp = TopicPartition(self.topics.commands, p)
             # The decided position moved in the transactions that appended the events just folded. A
             # consumer-group offset is where workers of earlier releases kept it: the later of the two counts.
@@ -297,14 +300,13 @@ class Worker:
         self._consumer.resume(tp)
         log.info("partition ready", extra={"workerId": self.worker_id, "partition": p, "folded": folded})
 
-    async def _catch_up(self, part: _Partition) -> int:
+    async def _catch_up(self, store: PartitionStore) -> int:
         """Fold the partition's events that its store has not applied, up to the end of the log.
 
         A store that cannot have been folded from this log (its data dir served another one: a broker
         whose state was reset, another topic prefix) is emptied first and folds this log from its start:
         deciding on it would continue hash chains this log does not hold.
         """
-        store = part.store
         tp = TopicPartition(self.topics.events, store.partition)
         end = (await self._events.end_offsets([tp]))[tp]  # read_committed: the last stable offset
         why = await self._not_from(store, tp, end)
@@ -313,18 +315,29 @@ class Worker:
                 "partition store was not built from this log; rebuilding it from the log",
                 extra={"partition": store.partition, "path": str(store.path), "reason": why},
             )
-            store = part.store = await asyncio.to_thread(store.rebuilt)
+            await self._in_thread(store.empty)
         folded, start = 0, store.applied + 1
         report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
         async for chunk in fetch_committed(self._fetching, tp, start, end):
             records = [EventRecord(m.offset, m.value, {k: v.decode() for k, v in m.headers}) for m in chunk]
-            folded += await asyncio.to_thread(store.catch_up, records)
+            folded += await self._in_thread(store.catch_up, records)
             if time.monotonic() >= report_at and chunk[-1].offset + 1 < end:
                 done = round(100 * (chunk[-1].offset + 1 - start) / (end - start))
                 extra = {"partition": store.partition, "folded": folded, "offset": chunk[-1].offset, "end": end}
                 log.info("catching up on the log", extra={**extra, "percent": done})
                 report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
         return folded
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """Run store work in a thread, which `stop` lets finish before it closes the stores.
+
+        Cancelling an await of `asyncio.to_thread` does not stop the thread: closing a RocksDB store
+        while a fold is still writing to it is what this prevents.
+        """
+        job = asyncio.ensure_future(asyncio.to_thread(work, *args))
+        self._store_jobs.add(job)
+        job.add_done_callback(self._store_jobs.discard)
+        return await asyncio.shield(job)
 
     async def _not_from(self, store: PartitionStore, tp: TopicPartition, end: int) -> str | None:
         """Why `store` cannot have been folded from partition `tp` of the log, or None if it can.

@@ -12,19 +12,31 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.events import GENESIS_HASH
-from kafka.support import REPO, Broker, fresh_fold_digest, read_events, running_service, running_worker, served_digest
+from kafka.support import (
+    REPO,
+    Broker,
+    fresh_fold_digest,
+    read_events,
+    running_service,
+    running_worker,
+    served_digest,
+    wait_until,
+)
 from streams import worker as worker_module
 from streams.client import KafkaService
 from streams.logreader import fetch_committed
+from streams.partition import PartitionStore
 from streams.topics import Topics
-from streams.worker import hold_data_dir
+from streams.worker import Worker, WorkerConfig, hold_data_dir
 
 pytestmark = pytest.mark.anyio
 
@@ -121,3 +133,39 @@ def test_a_second_worker_on_a_held_data_dir_exits_before_joining_the_group(broke
         done.stderr
     )
     assert not (data_dir / "p0").exists()  # it opened no store
+
+
+async def test_a_worker_stopped_during_a_catch_up_closes_its_stores_only_after_the_fold(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topics = Topics(f"m{uuid.uuid4().hex[:8]}", 2)
+    async with running_worker(broker.bootstrap, topics, tmp_path / "first"):
+        async with running_service(broker.bootstrap, topics) as svc:
+            await _script(svc, _keys(topics, "s", 1), 2)
+
+    seen: list[str] = []
+    fold, close = PartitionStore.catch_up, PartitionStore.close
+
+    def slow_fold(store: PartitionStore, records: Any) -> int:  # a long catch-up's chunk, in its thread
+        seen.append("fold started")
+        time.sleep(2.0)
+        folded = fold(store, records)
+        seen.append("fold ended")
+        return folded
+
+    def closing(store: PartitionStore) -> None:
+        seen.append("close")
+        close(store)
+
+    monkeypatch.setattr(PartitionStore, "catch_up", slow_fold)
+    monkeypatch.setattr(PartitionStore, "close", closing)
+    worker = Worker(WorkerConfig(bootstrap=broker.bootstrap, data_dir=tmp_path / "second", topics=topics))
+    await worker.start()
+
+    async def folding() -> bool:
+        return "fold started" in seen
+
+    await wait_until(folding, 60, "a partition to start catching up")
+    await worker.stop()  # while the fold sleeps in its thread
+    assert seen.count("fold started") == seen.count("fold ended") == 1, seen
+    assert seen.index("fold ended") < seen.index("close"), seen
