@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -33,6 +33,9 @@ VIEW_PREFIXES = (b"C:", b"H:", b"I:", b"S:", b"Y:")
 _enc = msgspec.msgpack.Encoder()
 
 
+T = TypeVar("T")
+
+
 class Owner(Protocol):
     """What the endpoint needs of the worker."""
 
@@ -44,6 +47,9 @@ class Owner(Protocol):
 
     def partition_for(self, session_key: str) -> int:
         """The partition of a session."""
+
+    async def in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """Run store work in a thread that the worker lets finish before it closes its stores."""
 
 
 class NotOwner(Exception):
@@ -126,7 +132,7 @@ class QueryApi:
             return {"ok": [[k, v] for prefix in VIEW_PREFIXES for k, v in owned.kv.scan(prefix)]}
         if op == "digest":  # handoff verify --kafka: each owned partition's views as a partial digest
             prefixes = tuple(bytes(x) for x in body.get("prefixes") or VIEW_PREFIXES)
-            sums = {str(p): await asyncio.to_thread(_digest, s, prefixes) for p, s in stores.items()}
+            sums = {str(p): await self.owner.in_thread(_digest, s, prefixes) for p, s in stores.items()}
             return {"ok": sums, "partitions": sorted(stores)}
         raise ValueError(f"unknown query {op!r}")
 

@@ -315,12 +315,12 @@ class Worker:
                 "partition store was not built from this log; rebuilding it from the log",
                 extra={"partition": store.partition, "path": str(store.path), "reason": why},
             )
-            await self._in_thread(store.empty)
+            await self.in_thread(store.empty)
         folded, start = 0, store.applied + 1
         report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
         async for chunk in fetch_committed(self._fetching, tp, start, end):
             records = [EventRecord(m.offset, m.value, {k: v.decode() for k, v in m.headers}) for m in chunk]
-            folded += await self._in_thread(store.catch_up, records)
+            folded += await self.in_thread(store.catch_up, records)
             if time.monotonic() >= report_at and chunk[-1].offset + 1 < end:
                 done = round(100 * (chunk[-1].offset + 1 - start) / (end - start))
                 extra = {"partition": store.partition, "folded": folded, "offset": chunk[-1].offset, "end": end}
@@ -328,8 +328,8 @@ class Worker:
                 report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
         return folded
 
-    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
-        """Run store work in a thread, which `stop` lets finish before it closes the stores.
+    async def in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        """Run store work in a thread (a fold, a digest), which `stop` lets finish before it closes the stores.
 
         Cancelling an await of `asyncio.to_thread` does not stop the thread: closing a RocksDB store
         while a fold is still writing to it is what this prevents.
