@@ -43,5 +43,6 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.getLevelName(level) if isinstance(logging.getLevelName(level), int) else logging.INFO)
-    for noisy in ("uvicorn.access", "httpx", "httpx2", "httpcore", "mcp.server.lowlevel.server"):
+    # aiokafka says at INFO every coordinator it discovers and every group step: eight lines per `import --kafka`.
+    for noisy in ("uvicorn.access", "httpx", "httpx2", "httpcore", "mcp.server.lowlevel.server", "aiokafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

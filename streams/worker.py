@@ -525,7 +525,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     env = read_env()
     logs.configure(env.log_level)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     worker_id = ns.worker_id or f"w-{uuid.uuid4().hex[:12]}"
     data_dir = ns.data_dir or env.data_dir / "worker"
     config = WorkerConfig(
