@@ -83,14 +83,20 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
         report = verify(kv, session=ns.session, scratch=Path(ns.data_dir or env.data_dir), quiet=ns.json)
     if ns.json:
         print(json.dumps(report.to_dict(), indent=2))
-    elif report.ok:
-        held = f"{_count(report.events, 'event')} in {_count(report.sessions, 'session')}"
+        return 0 if report.ok else 1
+    held = f"{_count(report.events, 'event')} in {_count(report.sessions, 'session')}"
+    broken = [p for p in report.problems if not p.unchecked]
+    if report.ok:
         print(f"OK: {held}; every chain and every view holds")
         print(f"views digest {report.live_digest}")
-    else:
-        print(f"BROKEN: {report.problems[0]}")
-        for problem in report.problems[1:10]:
+    elif broken:
+        print(f"BROKEN: {broken[0]}")
+        for problem in [*broken[1:], *(p for p in report.problems if p.unchecked)][:9]:
             print(f"  also: {problem}")
+    else:  # nothing is broken, but not everything could be compared: not a yes
+        print(f"INCOMPLETE: {held}; every chain holds, but not every view could be compared:")
+        for problem in report.problems[:10]:
+            print(f"  {problem}")
     return 0 if report.ok else 1
 
 

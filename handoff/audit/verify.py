@@ -34,8 +34,11 @@ class Problem:
     version: int | None
     what: str
     at: str | None = None
+    unchecked: bool = False  # not a break: something that could not be compared (a partition with no live worker)
 
     def __str__(self) -> str:
+        if self.unchecked:
+            return self.what
         where = f"session {self.session!r}" if self.session is not None else "store"
         if self.version is not None:
             where += f" version {self.version}"
@@ -67,7 +70,10 @@ class Report:
             "sessions": self.sessions,
             "events": self.events,
             "problems": [
-                {"session": p.session, "version": p.version, "error": p.what, **({"at": p.at} if p.at else {})}
+                {
+                    "session": p.session, "version": p.version, "error": p.what,
+                    **({"at": p.at} if p.at else {}), **({"unchecked": True} if p.unchecked else {}),
+                }  # fmt: skip
                 for p in self.problems
             ],
             "liveDigest": self.live_digest,
