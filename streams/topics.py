@@ -125,8 +125,11 @@ async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = N
                 await admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another worker or adapter created them first
-            log.info("created topics", extra={"topics": [t.name for t in missing]})
-            await _until_open(admin, [t.name for t in missing])
+            else:
+                log.info("created topics", extra={"topics": [t.name for t in missing]})
+        # All of them, not only those created here: a worker or adapter starting at the same moment may have
+        # created them a moment ago (when they are open, one round of requests says so).
+        await _until_open(admin, [spec.name for spec in topics.specs()])
         for _ in range(100):  # a new topic's metadata shows its partitions a moment later
             described = await admin.describe_topics([topics.commands, topics.events])
             counts = {d["topic"]: len(d["partitions"]) for d in described}

@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.offset import OffsetRequest
 
@@ -17,12 +18,18 @@ from kafka.support import REPO, Broker
 from streams.topics import Topics, ensure_topics
 
 
-async def _offset_errors(bootstrap: str, topics: Topics) -> list[int]:
-    """The error code of a ListOffsets for every partition of every topic, asked straight after creating them."""
-    await ensure_topics(bootstrap, topics)
+async def _offset_errors(bootstrap: str, topics: Topics, *, created_by_another: bool = False) -> list[int]:
+    """The error code of a ListOffsets for every partition of every topic, asked straight after `ensure_topics`.
+
+    With `created_by_another`, the topics are created just before it, as another worker starting at the same
+    moment would: `ensure_topics` finds them existing.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        if created_by_another:
+            await admin.create_topics(topics.specs())
+        await ensure_topics(bootstrap, topics)
         asked = [(spec.name, [(p, -1) for p in range(spec.num_partitions)]) for spec in topics.specs()]  # -1: the end
         client = admin._client  # noqa: SLF001 - the admin client's connection; it has no ListOffsets of its own
         node = next(iter(client.cluster.brokers())).nodeId  # the suite's broker is a single node
@@ -32,12 +39,15 @@ async def _offset_errors(bootstrap: str, topics: Topics) -> list[int]:
         await admin.close()
 
 
-def test_new_topics_answer_for_their_offsets_as_soon_as_they_are_created(broker: Broker) -> None:
+@pytest.mark.parametrize("created_by_another", [False, True], ids=["created-here", "created-by-another"])
+def test_new_topics_answer_for_their_offsets_as_soon_as_they_are_ensured(
+    broker: Broker, created_by_another: bool
+) -> None:
     # A partition the controller has named a leader for, but that the broker has not opened yet, answers
     # NOT_LEADER_OR_FOLLOWER (6); a worker's consumer asking in that moment makes aiokafka log an ERROR.
     for _ in range(3):
         topics = Topics(f"tp{uuid.uuid4().hex[:8]}", 8)
-        errors = asyncio.run(_offset_errors(broker.bootstrap, topics))
+        errors = asyncio.run(_offset_errors(broker.bootstrap, topics, created_by_another=created_by_another))
         assert len(errors) == 4 * 8 + 2 and set(errors) == {0}, errors
 
 
