@@ -294,6 +294,12 @@ class Worker:
         except BaseException:
             await _stop_quietly(producer)
             raise
+        if p not in self.pending or tp not in self._consumer.assignment():
+            # A rebalance took the partition while it was prepared (`release` found no decider to stop):
+            # serving it now would answer reads from a store that its new owner no longer keeps current.
+            await _stop_quietly(producer)
+            log.info("partition revoked while it was prepared", extra={"workerId": self.worker_id, "partition": p})
+            return
         part.decider = Decider(part.store, producer, self.topics)
         part.queue = []
         part.ready = True

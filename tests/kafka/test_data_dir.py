@@ -8,6 +8,7 @@ chains the log does not hold.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -169,3 +170,32 @@ async def test_a_worker_stopped_during_a_catch_up_closes_its_stores_only_after_t
     await worker.stop()  # while the fold sleeps in its thread
     assert seen.count("fold started") == seen.count("fold ended") == 1, seen
     assert seen.index("fold ended") < seen.index("close"), seen
+
+
+async def test_a_partition_revoked_while_it_is_prepared_is_neither_decided_nor_served(
+    broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topics = Topics(f"r{uuid.uuid4().hex[:8]}", 1)
+    catching_up, go_on, prepared = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    catch_up, prepare = Worker._catch_up, Worker._prepare
+
+    async def held_catch_up(worker: Worker, store: PartitionStore) -> int:
+        catching_up.set()
+        await go_on.wait()
+        return await catch_up(worker, store)
+
+    async def noted_prepare(worker: Worker, p: int) -> None:
+        try:
+            await prepare(worker, p)
+        finally:
+            prepared.set()
+
+    monkeypatch.setattr(Worker, "_catch_up", held_catch_up)
+    monkeypatch.setattr(Worker, "_prepare", noted_prepare)
+    async with running_worker(broker.bootstrap, topics, tmp_path / "w") as worker:
+        await asyncio.wait_for(catching_up.wait(), 60)
+        await worker.release([0])  # what the group's rebalance callback does when another worker takes it
+        go_on.set()
+        await asyncio.wait_for(prepared.wait(), 60)
+        assert worker.ready_stores() == {}
+        assert worker.parts[0].decider is None
