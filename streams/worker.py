@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,7 @@ class Worker:
         self.url = ""
         self.parts: dict[int, _Partition] = {}
         self.pending: set[int] = set()
+        self._revocations: Counter[int] = Counter()  # per partition: how often `release` took it
         self._consumer: Any = None
         self._events: Any = None
         self._fetching: Any = None  # reads handoff.events and handoff.progress when a partition is prepared
@@ -254,6 +256,7 @@ class Worker:
         """Partitions leave: finish the batch in flight, stop their producers."""
         for p in partitions:
             self.pending.discard(p)
+            self._revocations[p] += 1
             part = self.parts.get(p)
             if part is None or part.decider is None:
                 continue
@@ -265,7 +268,13 @@ class Worker:
         if partitions:
             log.info("partitions released", extra={"workerId": self.worker_id, "partitions": sorted(partitions)})
 
-    async def _prepare(self, p: int) -> None:
+    async def _prepare(self, p: int) -> bool:
+        """Make partition p ready to decide; False if a rebalance revoked it meanwhile.
+
+        If it came back meanwhile, it is prepared again: the position sought and the producer started
+        belong to the assignment it lost.
+        """
+        revocations = self._revocations[p]
         cfg = self.config
         part = self.parts.get(p)
         if part is None:
@@ -294,17 +303,18 @@ class Worker:
         except BaseException:
             await _stop_quietly(producer)
             raise
-        if p not in self.pending or tp not in self._consumer.assignment():
+        if self._revocations[p] != revocations:
             # A rebalance took the partition while it was prepared (`release` found no decider to stop):
             # serving it now would answer reads from a store that its new owner no longer keeps current.
             await _stop_quietly(producer)
             log.info("partition revoked while it was prepared", extra={"workerId": self.worker_id, "partition": p})
-            return
+            return False
         part.decider = Decider(part.store, producer, self.topics)
         part.queue = []
         part.ready = True
         self._consumer.resume(tp)
         log.info("partition ready", extra={"workerId": self.worker_id, "partition": p, "folded": folded})
+        return True
 
     async def _catch_up(self, store: PartitionStore) -> int:
         """Fold the partition's events that its store has not applied, up to the end of the log.
@@ -439,8 +449,8 @@ class Worker:
                 self.pending.discard(p)
                 continue
             try:
-                await self._prepare(p)
-                self.pending.discard(p)
+                if await self._prepare(p):
+                    self.pending.discard(p)
             except Exception:  # noqa: BLE001 - the broker may be away: try again on the next round
                 log.warning("preparing partition %d failed; retrying", p, exc_info=True)
                 await asyncio.sleep(0.5)

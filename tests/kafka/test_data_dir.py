@@ -184,9 +184,9 @@ async def test_a_partition_revoked_while_it_is_prepared_is_neither_decided_nor_s
         await go_on.wait()
         return await catch_up(worker, store)
 
-    async def noted_prepare(worker: Worker, p: int) -> None:
+    async def noted_prepare(worker: Worker, p: int) -> bool:
         try:
-            await prepare(worker, p)
+            return await prepare(worker, p)
         finally:
             prepared.set()
 
