@@ -129,13 +129,8 @@ async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = N
                 log.info("created topics", extra={"topics": [t.name for t in missing]})
         # All of them, not only those created here: a worker or adapter starting at the same moment may have
         # created them a moment ago (when they are open, one round of requests says so).
-        await _until_open(admin, [spec.name for spec in topics.specs()])
-        for _ in range(100):  # a new topic's metadata shows its partitions a moment later
-            described = await admin.describe_topics([topics.commands, topics.events])
-            counts = {d["topic"]: len(d["partitions"]) for d in described}
-            if 0 not in counts.values():
-                break
-            await asyncio.sleep(0.1)
+        partitions = await _until_open(admin, [spec.name for spec in topics.specs()])
+        counts = {name: partitions.get(name, 0) for name in (topics.commands, topics.events)}
         if set(counts.values()) != {topics.partitions}:
             raise RuntimeError(f"partition counts {counts} differ from the configured {topics.partitions}")
         if group is not None:
@@ -163,8 +158,11 @@ async def _until_coordinator(admin: AIOKafkaAdminClient, group: str, attempts: i
         await asyncio.sleep(0.1)
 
 
-async def _until_open(admin: AIOKafkaAdminClient, names: list[str], attempts: int = 100) -> None:
-    """Wait (up to ~10 s) until the broker answers ListOffsets for every partition of the new topics `names`.
+async def _until_open(admin: AIOKafkaAdminClient, names: list[str], attempts: int = 100) -> dict[str, int]:
+    """Wait (up to ~10 s) until the broker answers ListOffsets for every partition of the topics `names`.
+
+    Returns each topic's partition count as last described (a new topic's metadata shows its
+    partitions a moment after it is created, so this wait covers that too).
 
     The controller names a new partition's leader a moment before that broker has opened it; a
     consumer asking for offsets then gets NOT_LEADER_OR_FOLLOWER, which aiokafka logs as an ERROR
@@ -172,10 +170,12 @@ async def _until_open(admin: AIOKafkaAdminClient, names: list[str], attempts: in
     if the partitions are still not open after the wait, the consumers' own retries take over.
     """
     client = admin._client  # the admin client has no ListOffsets; its connection does
+    counts: dict[str, int] = {}
     for _ in range(attempts):
         asked: dict[int, dict[str, list[tuple[int, int]]]] = {}  # leader -> topic -> [(partition, LATEST)]
         ready = True
         for topic in await admin.describe_topics(names):
+            counts[topic["topic"]] = len(topic["partitions"])
             ready &= topic["error_code"] == 0 and bool(topic["partitions"])
             for part in topic["partitions"]:
                 if part["leader"] < 0:
@@ -187,5 +187,6 @@ async def _until_open(admin: AIOKafkaAdminClient, names: list[str], attempts: in
             response = await client.send(node, OffsetRequest(-1, 0, list(topics.items())))
             ready &= all(part[1] == 0 for _, parts in response.topics for part in parts)
         if ready:
-            return
+            return counts
         await asyncio.sleep(0.1)
+    return counts

@@ -78,3 +78,10 @@ def test_the_first_worker_on_a_fresh_broker_logs_no_error_or_warning(broker: Bro
     lines = log_path.read_text().splitlines()
     assert [line for line in lines if "level=ERROR" in line or "level=WARNING" in line] == []
     assert any("created topics" in line for line in lines)  # it was the deployment's first start
+
+
+def test_topics_with_another_partition_count_are_refused(broker: Broker) -> None:
+    prefix = f"pc{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topics(broker.bootstrap, Topics(prefix, 4)))
+    with pytest.raises(RuntimeError, match=r"partition counts .* differ from the configured 8"):
+        asyncio.run(ensure_topics(broker.bootstrap, Topics(prefix, 8)))
