@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gc
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import platformdirs
 
@@ -38,6 +40,24 @@ class KafkaUnreachable(Exception):
 def kafka_connect_timeout(environ: Mapping[str, str]) -> float:
     """How long a Kafka-mode process may take to reach Kafka at start-up (``HANDOFF_KAFKA_CONNECT_TIMEOUT``, 30 s)."""
     return float(environ.get("HANDOFF_KAFKA_CONNECT_TIMEOUT") or 30)
+
+
+def hold_shared(path: Path) -> IO[str]:
+    """Take a shared lock, waiting while someone holds it exclusively; the lock lives as long as the file."""
+    handle = path.open("a+")
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    return handle
+
+
+def try_exclusive(path: Path) -> IO[str] | None:
+    """Take an exclusive lock if nobody holds the file locked; None otherwise."""
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def default_data_dir() -> Path:

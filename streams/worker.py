@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from handoff.config import (
     kafka_connect_timeout,
     keep_gc_off_the_hot_path,
     read_env,
+    try_exclusive,
 )
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.types import Limits
@@ -127,15 +127,12 @@ def hold_data_dir(data_dir: Path) -> IO[str]:
     fail to open their stores (RocksDB locks each one): those partitions would not be decided at all.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "worker.lock").open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip()
-        handle.close()
+    lock = data_dir / "worker.lock"
+    handle = try_exclusive(lock)
+    if handle is None:
+        holder = lock.read_text().strip()
         by = f"another worker (pid {holder})" if holder.isdigit() else "another worker"
-        raise DataDirInUse(f"{data_dir} is in use by {by}; give each worker its own --data-dir") from None
+        raise DataDirInUse(f"{data_dir} is in use by {by}; give each worker its own --data-dir")
     handle.truncate(0)
     handle.write(f"{os.getpid()}\n")
     handle.flush()

@@ -21,10 +21,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO
 
-from handoff.config import DataDir
+from handoff.config import DataDir, hold_shared
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +32,6 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 class EngineStartError(RuntimeError):
     """The engine could not be started or did not become healthy in time."""
-
-
-def hold_shared(path: Path) -> IO[str]:
-    """Take a shared lock, waiting while someone holds it exclusively; the lock lives as long as the file."""
-    handle = path.open("a+")
-    fcntl.flock(handle, fcntl.LOCK_SH)
-    return handle
-
-
-def try_exclusive(path: Path) -> IO[str] | None:
-    """Take an exclusive lock if nobody holds the file locked; None otherwise."""
-    handle = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
 
 
 def advertise(data: DataDir, url: str) -> None:

@@ -35,6 +35,7 @@ from handoff.config import (
     KafkaUnreachable,
     kafka_connect_timeout,
     keep_gc_off_the_hot_path,
+    try_exclusive,
 )
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
@@ -129,7 +130,7 @@ def _idle_policy(data: DataDir, activity: http.Activity, idle_exit: float) -> Ca
     async def should_stop() -> bool:
         if activity.idle_for() < idle_exit:
             return False
-        lock = launch.try_exclusive(data.clients_lock)
+        lock = try_exclusive(data.clients_lock)
         if lock is None:
             return False
         held.append(lock)
