@@ -85,17 +85,17 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.ok else 1
     held = f"{_count(report.events, 'event')} in {_count(report.sessions, 'session')}"
-    broken = [p for p in report.problems if not p.unchecked]
+    problems = sorted(report.problems, key=lambda p: p.unchecked)  # breaks first, each kind in its order
     if report.ok:
         print(f"OK: {held}; every chain and every view holds")
         print(f"views digest {report.live_digest}")
-    elif broken:
-        print(f"BROKEN: {broken[0]}")
-        for problem in [*broken[1:], *(p for p in report.problems if p.unchecked)][:9]:
+    elif not problems[0].unchecked:
+        print(f"BROKEN: {problems[0]}")
+        for problem in problems[1:10]:
             print(f"  also: {problem}")
     else:  # nothing is broken, but not everything could be compared: not a yes
         print(f"INCOMPLETE: {held}; every chain holds, but not every view could be compared:")
-        for problem in report.problems[:10]:
+        for problem in problems[:10]:
             print(f"  {problem}")
     return 0 if report.ok else 1
 
