@@ -66,11 +66,14 @@ class PartitionStore:
         clock: Callable[[], str],
         new_id: Callable[[], str],
     ) -> None:
-        path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.partition = partition
-        self.kv = RocksKeyValue(str(path))
         self._limits, self._clock, self._new_id = limits, clock, new_id
+        self._open()
+
+    def _open(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.kv = RocksKeyValue(str(self.path))
         self.engine = self._new_engine()
 
     def _new_engine(self) -> Engine:
@@ -108,9 +111,7 @@ class PartitionStore:
         """Delete everything this store holds, to catch up from the log's start (it is only a cache)."""
         self.kv.close()
         shutil.rmtree(self.path)
-        self.path.mkdir(parents=True)
-        self.kv = RocksKeyValue(str(self.path))
-        self.engine = self._new_engine()
+        self._open()
 
     def catch_up(self, records: Iterable[EventRecord]) -> int:
         """Fold events read from the log that this store has not applied yet; returns how many."""
