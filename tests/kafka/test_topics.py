@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,7 +12,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.offset import OffsetRequest
 
-from kafka.support import REPO, Broker
+from kafka.support import Broker, WorkerProcess
 from streams.topics import Topics, ensure_topics
 
 
@@ -60,19 +58,16 @@ def test_the_first_worker_on_a_fresh_broker_logs_no_error_or_warning(broker: Bro
     log_path = tmp_path / "worker.log"
     try:
         bootstrap = started.stdout.strip().splitlines()[-1]
-        cmd = [sys.executable, "-m", "streams.worker", "--kafka", bootstrap, "--data-dir", str(tmp_path / "w"),
-               "--partitions", "4"]  # fmt: skip
-        with open(log_path, "wb") as out:
-            worker = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                      env=dict(os.environ, PYTHONPATH=str(REPO)))  # fmt: skip
+        worker = WorkerProcess(bootstrap, Topics(f"n{uuid.uuid4().hex[:8]}", 4), tmp_path / "w", log_path)
+        worker.start()
         try:
             deadline = time.monotonic() + 90
             while log_path.read_text().count("partition ready") < 4:
-                assert worker.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                assert worker.proc is not None and worker.proc.poll() is None, worker.log()
+                assert time.monotonic() < deadline, worker.log()
                 time.sleep(0.2)
         finally:
-            worker.terminate()
-            worker.wait(30)
+            worker.stop()
     finally:
         subprocess.run([str(broker.script), "stop"], env=env, capture_output=True, timeout=120)
     lines = log_path.read_text().splitlines()
