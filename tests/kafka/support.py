@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,15 @@ class Broker:
     def run(self, action: str) -> None:
         done = subprocess.run([str(self.script), action], env=self.env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"kafka-local.sh {action} failed:\n{done.stderr[-3000:]}"
+
+
+def keys_on_every_partition(topics: Topics, prefix: str, each: int) -> list[str]:
+    """`each` new session keys on every partition of `topics` (random keys may leave a partition without)."""
+    keys: dict[int, list[str]] = {p: [] for p in range(topics.partitions)}
+    while any(len(k) < each for k in keys.values()):
+        key = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        keys[topics.partition_for(key)].append(key)
+    return [k for p in keys.values() for k in p[:each]]
 
 
 async def wait_until(condition: Callable[[], Awaitable[Any]], deadline: float, what: str) -> Any:

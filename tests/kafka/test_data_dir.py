@@ -26,6 +26,7 @@ from kafka.support import (
     REPO,
     Broker,
     fresh_fold_digest,
+    keys_on_every_partition,
     read_events,
     running_service,
     running_worker,
@@ -44,15 +45,6 @@ pytestmark = pytest.mark.anyio
 STALE = "rebuilding it from the log"
 
 
-def _keys(topics: Topics, prefix: str, each: int) -> list[str]:
-    """`each` new session keys on every partition of `topics`."""
-    keys: dict[int, list[str]] = {p: [] for p in range(topics.partitions)}
-    while any(len(k) < each for k in keys.values()):
-        key = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        keys[topics.partition_for(key)].append(key)
-    return [k for p in keys.values() for k in p[:each]]
-
-
 async def _script(svc: KafkaService, keys: list[str], appends: int) -> None:
     for key in keys:
         await svc.submit(RegisterSession(session_key=key, agent_from="first"))
@@ -65,14 +57,14 @@ async def test_a_store_built_from_another_log_is_rebuilt_before_the_worker_decid
     broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, other_log: str
 ) -> None:
     first, second = (Topics(f"{name}{uuid.uuid4().hex[:8]}", 2) for name in ("a", "b"))
-    keys = _keys(first, "s", 2)
+    keys = keys_on_every_partition(first, "s", 2)
     data_dir = tmp_path / "w"
     async with running_worker(broker.bootstrap, first, data_dir), running_service(broker.bootstrap, first) as svc:
         await _script(svc, keys, 3)
     if other_log == "longer":  # the second log is longer than the first where the stores point into it
         async with running_worker(broker.bootstrap, second, tmp_path / "other"):
             async with running_service(broker.bootstrap, second) as svc:
-                await _script(svc, _keys(second, "o", 2), 8)
+                await _script(svc, keys_on_every_partition(second, "o", 2), 8)
 
     caplog.set_level(logging.WARNING, logger="handoff.worker")
     caplog.clear()  # only the records of the worker on the second log count
@@ -90,7 +82,7 @@ async def test_a_store_of_the_same_log_is_kept_and_caught_up_with_progress_repor
     broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topics = Topics(f"c{uuid.uuid4().hex[:8]}", 2)
-    keys = _keys(topics, "s", 2)
+    keys = keys_on_every_partition(topics, "s", 2)
     data_dir = tmp_path / "w"
     async with running_worker(broker.bootstrap, topics, data_dir), running_service(broker.bootstrap, topics) as svc:
         await _script(svc, keys, 2)
@@ -142,7 +134,7 @@ async def test_a_worker_stopped_during_a_catch_up_closes_its_stores_only_after_t
     topics = Topics(f"m{uuid.uuid4().hex[:8]}", 2)
     async with running_worker(broker.bootstrap, topics, tmp_path / "first"):
         async with running_service(broker.bootstrap, topics) as svc:
-            await _script(svc, _keys(topics, "s", 1), 2)
+            await _script(svc, keys_on_every_partition(topics, "s", 1), 2)
 
     seen: list[str] = []
     fold, close = PartitionStore.catch_up, PartitionStore.close
