@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from handoff.kernel.commands import Command
 from handoff.kernel.errors import HandoffError, InvalidArgument, Unavailable
 from handoff.kernel.receipt import command_digest
 from handoff.ports import Outcome
+from streams.metrics import WorkerMetrics
 from streams.partition import DECIDED_KEY, HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_key
 from streams.records import CommandRecord, Reply, decode_command, encode_reply, error_body
 from streams.topics import Topics
@@ -54,6 +56,8 @@ class _Plan:
     replies: list[tuple[str, str, Reply | None]] = field(default_factory=list)  # None: as the id's first reply
     events: list[tuple[str, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
     dead: list[tuple[bytes, str, int]] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)  # per command record: see `streams.metrics.OUTCOMES`
+    refusals: Counter[str] = field(default_factory=Counter)  # refused commands by error code
 
 
 def _loose_ids(value: bytes) -> tuple[str | None, str | None]:
@@ -71,15 +75,19 @@ def _loose_ids(value: bytes) -> tuple[str | None, str | None]:
 class Decider:
     """Decides the command records of one partition it owns."""
 
-    def __init__(self, store: PartitionStore, producer: Any, topics: Topics) -> None:
+    def __init__(
+        self, store: PartitionStore, producer: Any, topics: Topics, metrics: WorkerMetrics | None = None
+    ) -> None:
         self.store = store
         self.producer = producer
         self.topics = topics
+        self.metrics = metrics
         self.partition = store.partition
         self.lock = asyncio.Lock()
 
     async def process(self, records: list[Incoming]) -> None:
         """Decide a batch and commit its effects atomically; a Kafka error propagates (the worker recovers)."""
+        started = time.perf_counter()
         plan = _Plan()
         try:
             batch = self._decide(records, plan)
@@ -93,7 +101,14 @@ class Decider:
             log.exception("deciding a command failed; dead-lettering it", extra={"partition": self.partition})
             plan, batch = _Plan(), None
             plan.dead.append((records[0].value, "the command could not be decided (internal error)", records[0].offset))
+            plan.outcomes["refused"] += 1
+            plan.refusals["INTERNAL"] += 1
         await self._commit(records[-1].offset, plan, batch)
+        if self.metrics is not None:
+            self.metrics.committed(
+                plan.outcomes, plan.refusals, events=len(plan.events), dead=len(plan.dead), records=len(records),
+                seconds=time.perf_counter() - started,
+            )  # fmt: skip
 
     def _decide(self, records: list[Incoming], plan: _Plan) -> Any:
         to_decide: list[CommandRecord] = []
@@ -107,8 +122,10 @@ class Decider:
             stored = self.store.stored_reply(cid)
             if stored is not None:
                 plan.replies.append((reply_to, cid, msgspec.json.decode(stored, type=Reply)))
+                plan.outcomes["duplicate"] += 1
             elif cid in seen:
                 plan.replies.append((reply_to, cid, None))
+                plan.outcomes["duplicate"] += 1
             elif rec.decide_by is not None and now_ms > rec.decide_by:  # its submitter has stopped waiting
                 self._refuse(cmd, Unavailable(_TOO_LATE), plan, rec)
             else:
@@ -126,6 +143,8 @@ class Decider:
 
         The dead letter is the record as consumed when `rec` is at hand, else the command encoded again.
         """
+        plan.outcomes["refused"] += 1
+        plan.refusals[err.code] += 1
         if cmd.reply_to is not None:
             reply = Reply(command_id=cmd.command_id, ok=False, error=error_body(err))
             plan.replies.append((cmd.reply_to, cmd.command_id, reply))
@@ -140,6 +159,7 @@ class Decider:
             cid, reply_to = _loose_ids(rec.value)
             reason = f"undecodable command record: {exc}"
             plan.dead.append((rec.value, reason, rec.offset))
+            plan.outcomes["invalid"] += 1
             if cid is not None and reply_to is not None:
                 err = error_body(InvalidArgument(reason))
                 plan.replies.append((reply_to, cid, Reply(command_id=cid, ok=False, error=err)))
@@ -147,6 +167,7 @@ class Decider:
         if self.topics.partition_for(cmd.command.session_key) != self.partition:
             reason = "the record's key must be its command's sessionKey (it landed on the wrong partition)"
             plan.dead.append((rec.value, reason, rec.offset))
+            plan.outcomes["invalid"] += 1
             if cmd.reply_to is not None:
                 err = error_body(InvalidArgument(reason, field="sessionKey"))
                 reply = Reply(command_id=cmd.command_id, ok=False, error=err)
@@ -166,8 +187,10 @@ class Decider:
             raw = msgspec.Raw(record) if record is not None else msgspec.Raw()
             reply = Reply(command_id=cmd.command_id, ok=True, event=raw, receipt=result.receipt, replayed=True)
             plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
+            plan.outcomes["replayed"] += 1
             return
         plan.events.append((cmd.command_id, _event_key(result.envelope.session_key), _headers(cmd)))
+        plan.outcomes["appended"] += 1
         reply = Reply(command_id=cmd.command_id, ok=True, receipt=result.receipt)
         plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
 

@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -45,8 +45,10 @@ from handoff.config import (
 )
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.types import Limits
+from handoff.metrics import CONTENT_TYPE
 from streams.decider import Decider, Incoming
 from streams.logreader import fetch_committed
+from streams.metrics import PartitionState, WorkerMetrics
 from streams.partition import EventRecord, PartitionStore
 from streams.queryapi import QueryApi
 from streams.records import decide_by
@@ -56,6 +58,9 @@ log = logging.getLogger("handoff.worker")
 T = TypeVar("T")
 
 CATCH_UP_REPORT_SECONDS = 10.0  # a partition catching up on a long log says how far it is this often
+# How often the decided positions are committed as the group's offsets: only for lag tools such as
+# `kafka-consumer-groups.sh --describe`, since a worker takes its position from handoff.progress.
+POSITIONS_COMMIT_SECONDS = 5.0
 
 
 @dataclass
@@ -160,6 +165,8 @@ class Worker:
         self._slots = asyncio.Semaphore(max(1, config.transactions))  # transactions open at once
         self._held: IO[str] | None = None  # the data dir's lock
         self._store_jobs: set[asyncio.Future[Any]] = set()  # store work in threads; `stop` waits for it
+        self.metrics = WorkerMetrics(self)
+        self._positions: asyncio.Task[None] | None = None  # committing the decided positions as group offsets
 
     # -- the Owner protocol of the query endpoint ------------------------------------------------
 
@@ -170,6 +177,20 @@ class Worker:
     def partition_for(self, session_key: str) -> int:
         """The partition of a session."""
         return self.topics.partition_for(session_key)
+
+    # -- what the metrics show ------------------------------------------------------------------------
+
+    def partition_states(self) -> Mapping[int, PartitionState]:
+        """Every partition the group gave this worker: ready or not, decided position, end of its commands."""
+        if self._consumer is None:
+            return {}
+        states: dict[int, PartitionState] = {}
+        for tp in self._consumer.assignment():
+            part = self.parts.get(tp.partition)
+            ready = part is not None and part.ready
+            decided = part.store.decided if part is not None and ready else -1
+            states[tp.partition] = PartitionState(ready, decided, self._consumer.highwater(tp))
+        return states
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -203,10 +224,11 @@ class Worker:
 
     async def stop(self) -> None:
         """Leave the group (partitions move to the other workers), withdraw the announcement, close stores."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._positions):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._consumer is not None:
             await self._consumer.stop()  # revokes: releases every partition
         await self.release(list(self.parts))
@@ -231,7 +253,9 @@ class Worker:
 
     async def _serve_http(self) -> None:
         cfg = self.config
-        self._runner = web.AppRunner(QueryApi(self).app(), access_log=None)
+        app = QueryApi(self).app()
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -239,6 +263,9 @@ class Worker:
         site = web.SockSite(self._runner, sock)
         await site.start()
         self.url = cfg.advertised_url or f"http://{cfg.web_host}:{sock.getsockname()[1]}"
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     # -- partitions ---------------------------------------------------------------------------------
 
@@ -275,9 +302,7 @@ class Worker:
         cfg = self.config
         part = self.parts.get(p)
         if part is None:
-            store = PartitionStore(
-                cfg.data_dir / f"p{p}", p, limits=cfg.limits, clock=cfg.clock, new_id=cfg.new_id
-            )
+            store = PartitionStore(cfg.data_dir / f"p{p}", p, limits=cfg.limits, clock=cfg.clock, new_id=cfg.new_id)
             part = self.parts[p] = _Partition(store)
         producer = AIOKafkaProducer(
             bootstrap_servers=cfg.bootstrap, transactional_id=self.topics.transactional_id(p),
@@ -289,7 +314,8 @@ class Worker:
             folded = await self._catch_up(part.store)
             tp = TopicPartition(self.topics.commands, p)
             # The decided position moved in the transactions that appended the events just folded. A
-            # consumer-group offset is where workers of earlier releases kept it: the later of the two counts.
+            # consumer-group offset is where workers of earlier releases kept it, and later ones commit a
+            # position already decided there for lag tools: the later of the two counts.
             positions = [await self._progress(p), await self._consumer.committed(tp)]
             committed = max((o for o in positions if o is not None), default=None)
             if committed is None:
@@ -306,7 +332,7 @@ class Worker:
             await _stop_quietly(producer)
             log.info("partition revoked while it was prepared", extra={"workerId": self.worker_id, "partition": p})
             return False
-        part.decider = Decider(part.store, producer, self.topics)
+        part.decider = Decider(part.store, producer, self.topics, self.metrics)
         part.queue = []
         part.ready = True
         self._consumer.resume(tp)
@@ -329,11 +355,14 @@ class Worker:
                 extra={"partition": store.partition, "path": str(store.path), "reason": why},
             )
             await self.in_thread(store.empty)
+            self.metrics.rebuilds.inc()
         folded, start = 0, store.applied + 1
         report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
         async for chunk in fetch_committed(self._fetching, tp, start, end):
             records = [EventRecord(m.offset, m.value, {k: v.decode() for k, v in m.headers}) for m in chunk]
-            folded += await self.in_thread(store.catch_up, records)
+            applied = await self.in_thread(store.catch_up, records)
+            self.metrics.folded.inc(applied)
+            folded += applied
             if time.monotonic() >= report_at and chunk[-1].offset + 1 < end:
                 done = round(100 * (chunk[-1].offset + 1 - start) / (end - start))
                 extra = {"partition": store.partition, "folded": folded, "offset": chunk[-1].offset, "end": end}
@@ -399,8 +428,12 @@ class Worker:
         under load a transaction carries many commands, which is where the throughput comes from.
         """
         consumer = self._consumer
+        commit_at = time.monotonic() + POSITIONS_COMMIT_SECONDS
         while True:
             await self._prepare_pending()
+            if time.monotonic() >= commit_at and (self._positions is None or self._positions.done()):
+                self._positions = asyncio.create_task(self._commit_positions(), name="handoff-positions")
+                commit_at = time.monotonic() + POSITIONS_COMMIT_SECONDS
             while sum(len(part.queue) for part in self.parts.values()) > self.config.max_queued:
                 await asyncio.sleep(0.001)  # backpressure: the deciders are behind
             data = await consumer.getmany(timeout_ms=50, max_records=self.config.max_batch)
@@ -425,9 +458,28 @@ class Worker:
                         if records and part.decider is decider and part.ready:
                             await decider.process(records)
             except Exception:  # noqa: BLE001 - a Kafka failure: re-prepare the partition, never die
+                self.metrics.failures.inc()
                 log.exception("deciding failed; preparing the partition again", extra={"partition": p})
                 await self._unready(p)
                 return
+
+    async def _commit_positions(self) -> None:
+        """Commit each ready partition's decided position as the group's offset, for lag tools.
+
+        Never ahead of ``handoff.progress`` (it is read from a store after its transaction committed),
+        so `_prepare`, which takes the later of the two, still starts from the progress record.
+        """
+        offsets = {
+            TopicPartition(self.topics.commands, p): decided + 1
+            for p, part in list(self.parts.items())
+            if part.ready and (decided := part.store.decided) >= 0
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except Errors.KafkaError as exc:  # a rebalance moved partitions meanwhile: the next round commits
+            log.debug("committing decided positions as group offsets failed", extra={"error": repr(exc)})
 
     async def _unready(self, p: int) -> None:
         part = self.parts[p]
