@@ -536,7 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
         "folded from another log, is rebuilt from handoff.events",
     )
     parser.add_argument("--web-host", default="127.0.0.1", help="interface of the query endpoint")
-    parser.add_argument("--web-port", type=int, default=0, help="query endpoint port (0: a free one)")
+    parser.add_argument(
+        "--web-port", type=int, default=0, help="port of the query endpoint, which also serves /metrics (0: a free one)"
+    )
     parser.add_argument("--advertised-url", default=None, help="URL other processes reach the endpoint at")
     parser.add_argument(
         "--partitions",
