@@ -1,11 +1,12 @@
 """Kafka mode end to end beside the embedded engine: sustained update_context, latency under load, replay.
 
     python -m bench.kafka [--kafka BOOTSTRAP] [--seconds 8] [--sessions 64] [--concurrency 512] [--at RATE ...]
+                          [--partitions 8] [--workers 1] [--transactions N]
 
 Without ``--kafka`` it starts a broker with ``compose/kafka-local.sh`` (its own state dir) and stops it
-after. One ``handoff worker`` runs as a child process; the submitter is a `KafkaService` in this
-process (the same port `serve --kafka` uses, without the MCP layer). The embedded figures come from
-the same harness over `EmbeddedService`. Figures only; nothing is asserted.
+after. One ``handoff worker`` (``--workers N``: N of them) runs as a child process; the submitter is
+a `KafkaService` in this process (the same port `serve --kafka` uses, without the MCP layer). The
+embedded figures come from the same harness over `EmbeddedService`. Figures only; nothing is asserted.
 
 - max: a closed loop of ``--concurrency`` submitters; throughput counts until the last command's
   effect is visible in the projection (the session's version read back through the ReadModel). In
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -236,15 +238,19 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pid: int | None = N
 
     async def main() -> Figures:
         extra = ["--transactions", str(ns.transactions)] if ns.transactions else []
-        async with _worker(bootstrap, topics, root / "worker", *extra) as worker_pid:
-            meter = CpuMeter({"broker": broker_pid, "worker": worker_pid, "client": os.getpid()})
+        async with contextlib.AsyncExitStack() as stack:
+            names = ["worker"] if ns.workers == 1 else [f"worker{i + 1}" for i in range(ns.workers)]
+            pids = {}
+            for name in names:
+                pids[name] = await stack.enter_async_context(_worker(bootstrap, topics, root / name, *extra))
+            meter = CpuMeter({"broker": broker_pid, **pids, "client": os.getpid()})
             svc = KafkaService(bootstrap, topics=topics, timeout=30)
             await svc.start()
             try:
                 deadline = time.monotonic() + 60
                 while not await svc.ready():
                     if time.monotonic() > deadline:
-                        raise SystemExit(f"no worker became ready; see {root / 'worker.log'}")
+                        raise SystemExit(f"no worker became ready; see the logs in {root}")
                     await asyncio.sleep(0.2)
                 return await measure(svc, ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at), ns.warmup, meter)
             finally:
@@ -302,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="Kafka mode: worker processes sharing the partitions"
+    )
     parser.add_argument("--transactions", type=int, metavar="N", help="the worker's --transactions (default: its own)")
     parser.add_argument("--broker-pid", type=int, metavar="PID", help="with --kafka: a local broker's pid (its CPU)")
     parser.add_argument(
