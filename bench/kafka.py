@@ -308,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=512)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument("--skip-kafka", action="store_true", help="measure the embedded engine only (no broker)")
     parser.add_argument(
         "--workers", type=int, default=1, metavar="N", help="Kafka mode: worker processes sharing the partitions"
     )
@@ -318,12 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure latency at this fixed rate (commands/s; repeatable), comparable across runs",
     )  # fmt: skip
     ns = parser.parse_args(argv)
-    bootstrap, broker_pid, stop = (ns.kafka, ns.broker_pid, _nothing) if ns.kafka else _local_broker()
-    try:
-        kafka = run_kafka(bootstrap, ns, broker_pid)
-    finally:
-        stop()
-    rows = report("kafka", kafka)
+    if ns.skip_embedded and ns.skip_kafka:
+        parser.error("--skip-embedded and --skip-kafka leave nothing to measure")
+    rows: list[str] = []
+    if not ns.skip_kafka:
+        bootstrap, broker_pid, stop = (ns.kafka, ns.broker_pid, _nothing) if ns.kafka else _local_broker()
+        try:
+            kafka = run_kafka(bootstrap, ns, broker_pid)
+        finally:
+            stop()
+        rows += report("kafka", kafka)
     if not ns.skip_embedded:
         rows += report("embedded", run_embedded(ns))
     print("\n".join(rows))
