@@ -30,7 +30,7 @@ from handoff.kernel.errors import HandoffError, InvalidArgument, Unavailable
 from handoff.kernel.receipt import command_digest
 from handoff.ports import Outcome
 from streams.metrics import WorkerMetrics
-from streams.partition import DECIDED_KEY, HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_key
+from streams.partition import DECIDED_KEY, HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_entry
 from streams.records import CommandRecord, Reply, decode_command, encode_reply, error_body
 from streams.topics import Topics
 
@@ -121,7 +121,7 @@ class Decider:
             cid, reply_to = cmd.command_id, cmd.reply_to or ""
             stored = self.store.stored_reply(cid)
             if stored is not None:
-                plan.replies.append((reply_to, cid, msgspec.json.decode(stored, type=Reply)))
+                plan.replies.append((reply_to, cid, stored))
                 plan.outcomes["duplicate"] += 1
             elif cid in seen:
                 plan.replies.append((reply_to, cid, None))
@@ -213,7 +213,7 @@ class Decider:
                 for reply_to, reply in self._final_replies(plan, by_command):
                     body = encode_reply(reply)
                     if reply.command_id in by_command and reply.ok and not reply.replayed:
-                        stored.append((dedupe_key(reply.command_id), body))
+                        stored.append(dedupe_entry(reply))
                     if reply_to:  # partition p of the replies: one transactional writer each (see `Topics`)
                         await replies.add(reply_to.encode(), body)
                 for value, reason, offset in plan.dead:

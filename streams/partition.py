@@ -6,7 +6,8 @@ A worker that owns partition p keeps, in ``<data-dir>/p<p>``, exactly what the e
     O:events            the offset of the last event of partition p folded into this store
     O:commands          the offset of the last command record of partition p decided into this store
                         (what a read-your-writes read waits for: the submitter knows its record's offset)
-    D:<commandId>       the reply a command got, so a command sent twice is decided once
+    D:<commandId>       the reply a command got, so a command sent twice is decided once (without its
+                        event, which the store holds once, under its session and version)
 
 The events topic is the truth: `catch_up` folds the events after ``O:events`` (with the same kernel
 `evolve` and the same `project` as everywhere) before the partition decides anything, so a store
@@ -32,7 +33,7 @@ from handoff.kernel.state import SessionState, evolve
 from handoff.kernel.types import Limits
 from projections.projector import Changes, OverlayReader, project
 from projections.store import RocksKeyValue, StoreReader, Write, changes_to_writes
-from streams.records import Reply, encode_reply
+from streams.records import Reply, decode_reply, encode_reply
 
 OFFSET_KEY = b"O:events"
 DECIDED_KEY = b"O:commands"
@@ -43,6 +44,20 @@ HEADER_DIGEST = "digest"
 def dedupe_key(command_id: str) -> bytes:
     """Key of the stored reply of a command."""
     return b"D:" + command_id.encode()
+
+
+def dedupe_entry(reply: Reply) -> tuple[bytes, bytes]:
+    """The store's entry for a decided command: its reply without the event (`stored_reply` puts it back).
+
+    The event is the biggest part of a reply, and the store already holds it under its session and
+    version: kept in the reply too, every command's content would be stored twice more, forever.
+    """
+    return dedupe_key(reply.command_id), encode_reply(msgspec.structs.replace(reply, event=_NO_EVENT))
+
+
+# The reply's own default: encoding leaves the field out only for this very object (an equal empty Raw
+# would be written as nothing, which is not JSON).
+_NO_EVENT = next(f.default for f in msgspec.structs.fields(Reply) if f.name == "event")
 
 
 @dataclass(frozen=True)
@@ -95,9 +110,17 @@ class PartitionStore:
         """Every command record up to `offset` has its effects in this store (after catching up)."""
         self.kv.write([(DECIDED_KEY, b"%d" % offset)])
 
-    def stored_reply(self, command_id: str) -> bytes | None:
-        """The reply a command already got, if it was decided."""
-        return self.kv.get(dedupe_key(command_id))
+    def stored_reply(self, command_id: str) -> Reply | None:
+        """The reply a command already got, if it was decided, with its event."""
+        raw = self.kv.get(dedupe_key(command_id))
+        if raw is None:
+            return None
+        reply = decode_reply(raw)
+        if reply.ok and not reply.event and reply.receipt is not None:  # stores before stop 10 kept the event in it
+            record = self.engine.log.record(reply.receipt.session.session_key, reply.receipt.version)
+            if record is not None:
+                reply = msgspec.structs.replace(reply, event=msgspec.Raw(record))
+        return reply
 
     def holds(self, record: bytes) -> bool:
         """Whether this store folded exactly this event record (the same bytes at its session and version)."""
@@ -145,7 +168,7 @@ class PartitionStore:
                     command_id=command_id, ok=True, event=msgspec.Raw(rec.value), receipt=receipt,
                     partition=self.partition, offset=rec.offset,
                 )  # fmt: skip
-                writes.append((dedupe_key(command_id), encode_reply(reply)))
+                writes.append(dedupe_entry(reply))
             count += 1
         if last != self.applied:
             writes.extend((L.state_key(k), L.encode_state(s)) for k, s in states.items())

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from handoff.kernel import errors as E
+from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import (
     AcceptHandoff,
     AppendContext,
@@ -22,10 +24,12 @@ from handoff.kernel.commands import (
 )
 from handoff.kernel.events import HandoffRequested
 from handoff.ports import Outcome
-from kafka.support import Broker
+from kafka.support import Broker, read_topic, wait_until
 from streams.client import KafkaService
-from streams.records import CommandRecord, encode_command
+from streams.partition import dedupe_key
+from streams.records import CommandRecord, Reply, decode_reply, encode_command
 from streams.topics import Topics
+from streams.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -177,6 +181,44 @@ async def test_a_platform_record_sent_twice_is_decided_once(
     assert last.envelope.version == 3
     entries, _ = await service.context(key, 0, 10)
     assert [e.content for e in entries] == ["Session registered by agent: a", "t", "after"]
+
+
+async def test_a_record_sent_twice_gets_the_same_reply_with_its_event_twice_and_its_content_is_stored_once(
+    service: KafkaService, broker: Broker, topics: Topics, worker: Worker
+) -> None:
+    key, probe, content = f"s-{uid()}", f"probe-{uid()}", f"content {uid()} " * 20
+    await service.submit(RegisterSession(session_key=key, agent_from="a"))
+    command_id = f"plat-{uid()}"
+    record = encode_command(CommandRecord(
+        command_id=command_id, reply_to=probe,
+        command=AppendContext(session_key=key, context_type="task", content=content),
+    ))  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.commands, record, key=key.encode())
+        await service.submit(AppendContext(session_key=key, context_type="message", content="between"))
+        await producer.send_and_wait(topics.commands, record, key=key.encode())  # in a later batch: from the store
+        await service.submit(AppendContext(session_key=key, context_type="message", content="after"))
+    finally:
+        await producer.stop()
+
+    async def both() -> list[Reply]:
+        found = await read_topic(broker.bootstrap, topics.replies, topics.partitions)
+        return [decode_reply(m.value) for m in found if m.key == probe.encode()]
+
+    replies = await wait_until(lambda: _at_least(both, 2), 30, "both replies")
+    assert [r.command_id for r in replies] == [command_id, command_id]
+    first, second = (decode_envelope(bytes(r.event)) for r in replies)
+    assert first == second and first.version == 2 and first.event.content == content  # type: ignore[union-attr]
+    stored = worker.parts[topics.partition_for(key)].store.kv.get(dedupe_key(command_id))
+    assert stored is not None and content.encode() not in stored
+    assert (await service.session(key)).version == 4  # type: ignore[union-attr]
+
+
+async def _at_least(read: Callable[[], Awaitable[list[Reply]]], n: int) -> list[Reply] | None:
+    found = await read()
+    return found if len(found) >= n else None
 
 
 async def test_lists_merge_every_partition_newest_first_with_a_cursor(service: KafkaService) -> None:

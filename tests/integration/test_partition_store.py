@@ -1,0 +1,67 @@
+"""A worker's partition store keeps each decided command's reply without its event, and gives it back whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+
+from handoff.engine.engine import Engine
+from handoff.engine.ids import Clock, IdGenerator
+from handoff.engine.log import EventLog
+from handoff.kernel.commands import AppendContext, RegisterSession
+from handoff.kernel.types import Limits
+from projections.store import RocksKeyValue
+from streams.partition import HEADER_COMMAND_ID, EventRecord, PartitionStore, dedupe_key
+from streams.records import encode_reply
+
+CONTENT = "the content of this entry, which must be stored once " * 8
+
+
+def _records(tmp_path: Path) -> list[bytes]:
+    """Two events of one session, as the log holds them."""
+    kv = RocksKeyValue(str(tmp_path / "source"))
+    engine = Engine(kv, sync=False)
+    engine.write_now([RegisterSession(session_key="s", agent_from="a")])
+    engine.write_now([AppendContext(session_key="s", context_type="message", content=CONTENT)])
+    records = [record for _, _, record in EventLog(kv).all_records()]
+    kv.close()
+    return records
+
+
+def _store(path: Path) -> PartitionStore:
+    return PartitionStore(path, 0, limits=Limits(), clock=Clock(), new_id=IdGenerator())
+
+
+def test_a_folded_commands_reply_is_stored_without_its_event_and_read_back_with_it(tmp_path: Path) -> None:
+    records = _records(tmp_path)
+    store = _store(tmp_path / "p0")
+    folded = store.catch_up(
+        [EventRecord(i, value, {HEADER_COMMAND_ID: f"c{i}"}) for i, value in enumerate(records)]
+    )
+    assert folded == 2
+
+    stored = store.kv.get(dedupe_key("c1"))
+    assert stored is not None
+    assert CONTENT.encode() not in stored  # held once, as the event
+    reply = store.stored_reply("c1")
+    assert reply is not None and reply.ok and reply.command_id == "c1"
+    assert bytes(reply.event) == records[1]
+    assert reply.receipt is not None and reply.receipt.version == 2
+    assert store.stored_reply("unknown") is None
+    store.close()
+
+
+def test_a_reply_stored_whole_by_an_earlier_release_is_read_as_it_is(tmp_path: Path) -> None:
+    records = _records(tmp_path)
+    store = _store(tmp_path / "p0")
+    store.catch_up([EventRecord(i, value, {HEADER_COMMAND_ID: f"c{i}"}) for i, value in enumerate(records)])
+    compact = store.stored_reply("c1")
+    assert compact is not None
+    whole = encode_reply(msgspec.structs.replace(compact, command_id="old", event=msgspec.Raw(records[1])))
+    store.kv.write([(dedupe_key("old"), whole)])
+
+    reply = store.stored_reply("old")
+    assert reply is not None and bytes(reply.event) == records[1]
+    assert msgspec.structs.replace(reply, command_id="c1") == compact
+    store.close()
