@@ -226,10 +226,22 @@ class KafkaService:
                 await asyncio.wait_for(self._replace_producer(producer), self.timeout)
             raise Unavailable(f"Kafka refused the command ({type(exc).__name__}); retry") from exc
         except TimeoutError as exc:
-            raise Unavailable(f"no decision from the Kafka workers in time ({type(exc).__name__}); retry") from exc
+            raise Unavailable(self._no_decision(command)) from exc
         finally:
             self._pending.pop(command_id, None)
         return self._outcome(reply, sent.partition, sent.offset)
+
+    def _no_decision(self, command: Command) -> str:
+        """Why a command got no decision in time, as far as this adapter can tell."""
+        if not self._urls:  # the usual first mistake: serve --kafka started, no worker
+            return (
+                f"no decision from the Kafka workers in time: no worker has announced itself on {self.topics.workers} "
+                f"(start one: handoff worker --kafka {self.bootstrap}); retry"
+            )
+        p = self.topics.partition_for(command.session_key)
+        checked = self._owners_at > 0  # the owners were asked at least once since the last announcement
+        owner = "" if p in self._owners or not checked else f"; no ready worker owned partition {p} at the last check"
+        return f"no decision from the Kafka workers in time{owner}; retry"
 
     def _outcome(self, reply: Reply, partition: int, offset: int) -> Outcome:
         if not reply.ok:

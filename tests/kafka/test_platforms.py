@@ -88,8 +88,10 @@ async def test_a_call_answered_unavailable_never_takes_effect_afterwards(broker:
     await svc.start()
     try:
         key = f"s-{uuid.uuid4().hex[:8]}"
-        with pytest.raises(Unavailable):  # no worker yet: the command waits in handoff.commands
+        with pytest.raises(Unavailable) as refused:  # no worker yet: the command waits in handoff.commands
             await svc.submit(RegisterSession(session_key=key, agent_from="first"))
+        assert f"no worker has announced itself on {topics.workers}" in refused.value.message
+        assert f"handoff worker --kafka {broker.bootstrap}" in refused.value.message
         async with running_worker(broker.bootstrap, topics, tmp_path / "w"):  # it drains that backlog
             await wait_until(svc.ready, 60, "the worker to take every partition")
             assert await svc.session(key) is None  # the refused call wrote nothing, then or now
