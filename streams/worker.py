@@ -478,8 +478,10 @@ class Worker:
             return
         try:
             await self._consumer.commit(offsets)
-        except Errors.KafkaError as exc:  # a rebalance moved partitions meanwhile: the next round commits
+        except Errors.KafkaError as exc:  # a rebalance moved partitions meanwhile, or the broker is away
             log.debug("committing decided positions as group offsets failed", extra={"error": repr(exc)})
+        except Exception:  # noqa: BLE001 - best effort for lag tools: log it, not an unretrieved task exception
+            log.warning("committing decided positions as group offsets failed", exc_info=True)
 
     async def _unready(self, p: int) -> None:
         part = self.parts[p]
