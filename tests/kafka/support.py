@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from handoff.audit.views import digest
@@ -59,6 +59,27 @@ async def wait_until(condition: Callable[[], Awaitable[Any]], deadline: float, w
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {deadline}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def produce(bootstrap: str, topic: str, key: str, *records: tuple[bytes, list[tuple[str, bytes]]]) -> None:
+    """Produce (value, headers) records in order, keyed by `key`, as a platform would."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        for value, headers in records:
+            await producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
+    finally:
+        await producer.stop()
+
+
+async def until_version(service: KafkaService, key: str, version: int, what: str) -> None:
+    """Wait until the session's view is at `version`."""
+
+    async def reached() -> bool:
+        view = await service.session(key)
+        return view is not None and view.version == version
+
+    await wait_until(reached, 30, what)
 
 
 @asynccontextmanager

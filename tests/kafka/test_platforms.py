@@ -7,35 +7,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.errors import Unavailable
-from kafka.support import Broker, read_topic, running_worker, wait_until
+from kafka.support import Broker, produce, read_topic, running_worker, until_version, wait_until
 from streams.client import KafkaService
 from streams.records import CommandRecord, command_record_schema, decide_by_header, encode_command
 from streams.topics import Topics
 
 pytestmark = pytest.mark.anyio
-
-
-async def _produce(bootstrap: str, topic: str, key: str, *records: tuple[bytes, list[tuple[str, bytes]]]) -> None:
-    """Produce (value, headers) records in order, keyed by `key`, as a platform would."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
-        for value, headers in records:
-            await producer.send_and_wait(topic, value, key=key.encode(), headers=headers)
-    finally:
-        await producer.stop()
-
-
-async def _until_version(service: KafkaService, key: str, version: int, what: str) -> None:
-    async def reached() -> bool:
-        return (await service.session(key)).version == version  # type: ignore[union-attr]
-
-    await wait_until(reached, 30, what)
-
 
 
 async def test_a_poison_record_lands_in_the_dead_letter_topic_and_the_next_record_is_decided(
@@ -47,8 +27,8 @@ async def test_a_poison_record_lands_in_the_dead_letter_topic_and_the_next_recor
         command_id=uuid.uuid4().hex, command=AppendContext(session_key=key, context_type="message", content="next"),
     ))  # fmt: skip
     poison = [(b"{not json", []), (b'{"commandId":"x","command":{"command":"Nope"}}', [])]
-    await _produce(broker.bootstrap, topics.commands, key, *poison, (good, []))
-    await _until_version(service, key, 2, "the good record after the poison ones to be decided")
+    await produce(broker.bootstrap, topics.commands, key, *poison, (good, []))
+    await until_version(service, key, 2, "the good record after the poison ones to be decided")
     entries, _ = await service.context(key, 0, 10)
     assert entries[-1].content == "next"
     dead = [m for m in await read_topic(broker.bootstrap, topics.deadletter) if m.value in (b"{not json",
@@ -69,13 +49,13 @@ async def test_a_record_past_its_decide_by_header_is_not_decided_and_is_dead_let
         return encode_command(CommandRecord(command_id=uuid.uuid4().hex, command=command))
 
     late = record("too late")
-    await _produce(
+    await produce(
         broker.bootstrap, topics.commands, key,
         (late, [decide_by_header(1.0)]),
         (record("in time"), [decide_by_header(time.time() + 60)]),
         (record("no deadline"), []),
     )  # fmt: skip
-    await _until_version(service, key, 3, "the records in time and without a deadline to be decided")
+    await until_version(service, key, 3, "the records in time and without a deadline to be decided")
     entries, _ = await service.context(key, 0, 10)
     assert [e.content for e in entries[1:]] == ["in time", "no deadline"]
     dead = [m for m in await read_topic(broker.bootstrap, topics.deadletter) if m.value == late]

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from handoff.kernel import errors as E
 from handoff.kernel.codec import decode_envelope
@@ -24,7 +23,7 @@ from handoff.kernel.commands import (
 )
 from handoff.kernel.events import HandoffRequested
 from handoff.ports import Outcome
-from kafka.support import Broker, read_topic, wait_until
+from kafka.support import Broker, produce, read_topic, wait_until
 from streams.client import KafkaService
 from streams.partition import dedupe_key
 from streams.records import CommandRecord, Reply, decode_reply, encode_command
@@ -170,14 +169,8 @@ async def test_a_platform_record_sent_twice_is_decided_once(
     record = encode_command(CommandRecord(
         command_id=f"plat-{uid()}", command=AppendContext(session_key=key, context_type="task", content="t"),
     ))  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
-        for _ in range(2):
-            await producer.send_and_wait(topics.commands, record, key=key.encode())
-        last = await service.submit(AppendContext(session_key=key, context_type="message", content="after"))
-    finally:
-        await producer.stop()
+    await produce(broker.bootstrap, topics.commands, key, (record, []), (record, []))
+    last = await service.submit(AppendContext(session_key=key, context_type="message", content="after"))
     assert last.envelope.version == 3
     entries, _ = await service.context(key, 0, 10)
     assert [e.content for e in entries] == ["Session registered by agent: a", "t", "after"]
@@ -193,15 +186,10 @@ async def test_a_record_sent_twice_gets_the_same_reply_with_its_event_twice_and_
         command_id=command_id, reply_to=probe,
         command=AppendContext(session_key=key, context_type="task", content=content),
     ))  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.commands, record, key=key.encode())
-        await service.submit(AppendContext(session_key=key, context_type="message", content="between"))
-        await producer.send_and_wait(topics.commands, record, key=key.encode())  # in a later batch: from the store
-        await service.submit(AppendContext(session_key=key, context_type="message", content="after"))
-    finally:
-        await producer.stop()
+    await produce(broker.bootstrap, topics.commands, key, (record, []))
+    await service.submit(AppendContext(session_key=key, context_type="message", content="between"))
+    await produce(broker.bootstrap, topics.commands, key, (record, []))  # in a later batch: answered from the store
+    await service.submit(AppendContext(session_key=key, context_type="message", content="after"))
 
     async def both() -> list[Reply]:
         found = await read_topic(broker.bootstrap, topics.replies, topics.partitions)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,8 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import streams.worker
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.errors import VersionConflict
-from kafka.support import Broker, running_service, running_worker, wait_until
-from streams.client import KafkaService
+from kafka.support import Broker, produce, running_service, running_worker, until_version, wait_until
 from streams.records import CommandRecord, encode_command
 from streams.topics import Topics
 from streams.worker import Worker
@@ -96,14 +95,8 @@ async def test_metrics_count_each_outcome_and_the_lag_drains_to_zero(
         twice = encode_command(CommandRecord(
             command_id=uuid.uuid4().hex, command=AppendContext(session_key=key, context_type="message", content="t"),
         ))  # fmt: skip
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
-        await producer.start()
-        try:
-            for value in (twice, twice, b"{not json"):
-                await producer.send_and_wait(topics.commands, value, key=key.encode())
-        finally:
-            await producer.stop()
-        await _until_version(svc, key, 6)
+        await produce(broker.bootstrap, topics.commands, key, (twice, []), (twice, []), (b"{not json", []))
+        await until_version(svc, key, 6, "the records produced directly to be decided")
         ends = await _ends(broker.bootstrap, topics.commands, topics.partitions)
         assert sum(ends.values()) == 10  # 7 through the adapter, 3 produced directly
 
@@ -155,32 +148,15 @@ async def test_metrics_show_the_lag_of_a_partition_behind_its_commands(
                     command_id=uuid.uuid4().hex,
                     command=AppendContext(session_key=key, context_type="message", content=f"m{i}"),
                 )
-                await _produce(broker.bootstrap, topics.commands, key, encode_command(record))
+                await produce(broker.bootstrap, topics.commands, key, (encode_command(record), []))
 
             async def lagging() -> bool:
                 return _by_label(await _scrape(worker), "handoff_worker_command_lag", "partition").get(str(p)) == 5
 
             await wait_until(lagging, 10, "a lag of 5 on the held partition")
-        await _until_version(svc, key, 6)
+        await until_version(svc, key, 6, "the held records to be decided")
 
         async def caught_up() -> bool:
             return _by_label(await _scrape(worker), "handoff_worker_command_lag", "partition").get(str(p)) == 0
 
         await wait_until(caught_up, 10, "the lag to fall back to 0")
-
-
-async def _produce(bootstrap: str, topic: str, key: str, value: bytes) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, value, key=key.encode())
-    finally:
-        await producer.stop()
-
-
-async def _until_version(svc: KafkaService, key: str, version: int) -> None:
-    async def reached() -> bool:
-        view = await svc.session(key)
-        return view is not None and view.version == version
-
-    await wait_until(reached, 30, f"session {key} to reach version {version}")
