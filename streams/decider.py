@@ -2,10 +2,10 @@
 
 For a batch of command records of partition p it decides every command with the embedded engine's
 `decide_batch` (the same kernel and projections, nothing re-implemented), then, in ONE transaction
-of the partition's transactional producer, appends the events to ``handoff.events`` (partition p),
-sends the replies and dead letters, and records the partition's decided position (the next command
-offset) on ``handoff.progress``. Only after the
-transaction commits are the decided state and views written to the local store.
+of the partition's transactional producer (sent by `streams.txn`), appends the events to
+``handoff.events`` (partition p), sends the replies and dead letters, and records the partition's
+decided position (the next command offset) on ``handoff.progress``. Only after the transaction
+commits are the decided state and views written to the local store.
 
 Why this cannot fork a session's hash chain: partition p's events are only ever appended under the
 transactional id of partition p, and a new owner's `init_transactions` fences every earlier
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from aiokafka.structs import TopicPartition
 
 from handoff.kernel.commands import Command
 from handoff.kernel.errors import HandoffError, InvalidArgument, Unavailable
@@ -33,6 +34,7 @@ from streams.metrics import WorkerMetrics
 from streams.partition import DECIDED_KEY, HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_entry
 from streams.records import CommandRecord, Reply, decode_command, encode_reply, error_body
 from streams.topics import Topics
+from streams.txn import TransactionalWriter
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class Decider:
     ) -> None:
         self.store = store
         self.producer = producer
+        self.writer = TransactionalWriter(producer)
         self.topics = topics
         self.metrics = metrics
         self.partition = store.partition
@@ -197,39 +200,29 @@ class Decider:
     async def _commit(self, last_offset: int, plan: _Plan, batch: Any) -> None:
         envelopes = list(batch.envelopes) if batch is not None else []
         records = [batch.records[(e.session_key, e.version)] for e in envelopes]
-        producer, topics, p = self.producer, self.topics, self.partition
+        topics, p = self.topics, self.partition
         by_command = {cid: rec for (cid, _, _), rec in zip(plan.events, records, strict=True)}
         stored: list[tuple[bytes, bytes | None]] = []
-        events, replies = _Batches(producer, topics.events, p), _Batches(producer, topics.replies, p)
-        sends: list[asyncio.Future[Any]] = []
-        try:
-            async with producer.transaction():
-                # Records go into record batches built here (aiokafka's per-record `send` costs more than deciding
-                # the command), all in one produce request that the commit flushes. The decided position is a record
-                # of the same transaction (not a consumer-group offset commit, which would add AddOffsetsToTxn and
-                # TxnOffsetCommit round trips to every batch).
-                for (_, key, headers), rec in zip(plan.events, records, strict=True):
-                    await events.add(key, rec, headers)
-                for reply_to, reply in self._final_replies(plan, by_command):
-                    body = encode_reply(reply)
-                    if reply.command_id in by_command and reply.ok and not reply.replayed:
-                        stored.append(dedupe_entry(reply))
-                    if reply_to:  # partition p of the replies: one transactional writer each (see `Topics`)
-                        await replies.add(reply_to.encode(), body)
-                for value, reason, offset in plan.dead:
-                    headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % p), ("offset", b"%d" % offset)]
-                    sends.append(await producer.send(topics.deadletter, value, headers=headers))
-                position = b"%d" % (last_offset + 1)
-                sends.append(await producer.send(topics.progress, position, key=b"%d" % p, partition=p))
-                await events.flush()
-                await replies.flush()
-        finally:
-            for fut in [*events.sent, *replies.sent, *sends]:  # a failed batch fails these too: retrieve it
-                fut.add_done_callback(_retrieve)
+        txn = self.writer.begin()
+        for (_, key, headers), rec in zip(plan.events, records, strict=True):
+            txn.append(topics.events, p, key, rec, headers)
+        for reply_to, reply in self._final_replies(plan, by_command):
+            body = encode_reply(reply)
+            if reply.command_id in by_command and reply.ok and not reply.replayed:
+                stored.append(dedupe_entry(reply))
+            if reply_to:  # partition p of the replies: one transactional writer each (see `Topics`)
+                txn.append(topics.replies, p, reply_to.encode(), body)
+        for value, reason, offset in plan.dead:
+            headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % p), ("offset", b"%d" % offset)]
+            txn.append(topics.deadletter, 0, None, value, headers)
+        # The decided position is a record of the same transaction (not a consumer-group offset commit,
+        # which would add AddOffsetsToTxn and TxnOffsetCommit round trips to every batch).
+        txn.append(topics.progress, p, b"%d" % p, b"%d" % (last_offset + 1))
+        last = await txn.commit()
         # Committed: the store follows. Its decided-commands mark is what read-your-writes waits on.
         writes: list[tuple[bytes, bytes | None]] = [(DECIDED_KEY, b"%d" % last_offset)]
         if batch is not None and envelopes:
-            last_event = await events.last_offset()  # resolved: the commit flushed them
+            last_event = last[TopicPartition(topics.events, p)]
             writes = [*batch.writes, *dict(stored).items(), (OFFSET_KEY, b"%d" % last_event), *writes]
         self.store.kv.write(writes)
         if batch is not None and envelopes:
@@ -249,41 +242,6 @@ class Decider:
             first.setdefault(cid, reply)
             out.append((reply_to, reply))
         return out
-
-
-class _Batches:
-    """Records for one topic-partition, appended to aiokafka record batches and handed over a batch at a time."""
-
-    def __init__(self, producer: Any, topic: str, partition: int) -> None:
-        self.producer, self.topic, self.partition = producer, topic, partition
-        self.builder: Any = None
-        self.sent: list[asyncio.Future[Any]] = []
-        self.counts: list[int] = []
-
-    async def add(self, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None = None) -> None:
-        """Append a record; a full batch is handed to the producer (the first record of a batch always fits)."""
-        builder = self.builder
-        if builder is not None and builder.append(timestamp=None, key=key, value=value, headers=headers) is not None:
-            return
-        await self.flush()
-        self.builder = self.producer.create_batch()
-        self.builder.append(timestamp=None, key=key, value=value, headers=headers)
-
-    async def flush(self) -> None:
-        """Hand the open batch to the producer."""
-        if self.builder is not None and self.builder.record_count():
-            self.sent.append(await self.producer.send_batch(self.builder, self.topic, partition=self.partition))
-            self.counts.append(self.builder.record_count())
-        self.builder = None
-
-    async def last_offset(self) -> int:
-        """The offset of the last record (once delivered)."""
-        return int((await self.sent[-1]).offset) + self.counts[-1] - 1
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
 
 
 def _event_key(session_key: str) -> bytes:

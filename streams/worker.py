@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import aiokafka.producer.sender
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import errors as Errors
@@ -86,19 +85,6 @@ class WorkerConfig:
     # 1.7 s to 0.4-0.5 s, at the same maximum (see `--transactions`).
     transactions: int = 4
     connect_timeout: float = 30.0  # seconds to reach Kafka and join at start-up (HANDOFF_KAFKA_CONNECT_TIMEOUT)
-
-
-# A decider runs one partition's transactions back to back. The coordinator answers EndTxn before it
-# has written the commit markers, so the next transaction's AddPartitionsToTxn is often refused with
-# CONCURRENT_TRANSACTIONS (KAFKA-5477), and aiokafka then sleeps a fixed 20 ms before asking again.
-# The markers take about a millisecond here: 20 ms on the path of nearly every command under load cost
-# a third of the throughput. Asking again after 2 ms costs a cheap request at worst.
-CONCURRENT_TRANSACTIONS_RETRY_S = 0.002
-
-
-def retry_concurrent_transactions_sooner() -> None:
-    """Shorten aiokafka's fixed wait after CONCURRENT_TRANSACTIONS (a module setting of its sender)."""
-    aiokafka.producer.sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_RETRY_S
 
 
 @dataclass
@@ -198,7 +184,6 @@ class Worker:
         """Create topics, serve queries, join the group and start deciding."""
         cfg = self.config
         self._held = hold_data_dir(cfg.data_dir)  # before joining the group: a refused worker takes nothing
-        retry_concurrent_transactions_sooner()
         await ensure_topics(cfg.bootstrap, self.topics, group=self.topics.group)
         await self._serve_http()
         self._events = AIOKafkaConsumer(  # only asked for offsets (read_committed: last stable offsets)

@@ -1,29 +1,18 @@
-"""How a worker spends its transactions: a few open at once, and no 20 ms sleep between two of them."""
+"""How a worker spends its transactions: a few open at once."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import uuid
 from pathlib import Path
 
-import aiokafka.producer.sender
 import pytest
 
 from handoff.kernel.commands import AppendContext, RegisterSession
 from kafka.support import Broker, keys_on_every_partition, running_service, running_worker
 from streams.topics import Topics
-from streams.worker import CONCURRENT_TRANSACTIONS_RETRY_S, retry_concurrent_transactions_sooner
 
 pytestmark = pytest.mark.anyio
-
-
-def test_the_retry_after_concurrent_transactions_is_the_one_aiokafka_uses() -> None:
-    retry_concurrent_transactions_sooner()
-    assert aiokafka.producer.sender.BACKOFF_OVERRIDE == CONCURRENT_TRANSACTIONS_RETRY_S == 0.002
-    # The setting only works while the sender reads the module name when it backs off: an upgrade that
-    # changes this must be noticed here, not as a throughput drop.
-    assert "return BACKOFF_OVERRIDE" in inspect.getsource(aiokafka.producer.sender)
 
 
 async def test_with_one_transaction_at_a_time_every_partition_is_still_decided_exactly(
