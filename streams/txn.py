@@ -42,7 +42,6 @@ from aiokafka.structs import TopicPartition
 _MARKERS_S = 0.001
 _CONCURRENT_RETRY_S = 0.002
 _BACKOFF_S = 0.05
-_RETRYABLE = (ConcurrentTransactions, CoordinatorLoadInProgressError)
 _COORDINATOR_MOVED = (CoordinatorNotAvailableError, NotCoordinatorError)
 
 
@@ -189,7 +188,7 @@ class TransactionalWriter:
                 await asyncio.sleep(_BACKOFF_S)
             elif error is ConcurrentTransactions:
                 await asyncio.sleep(_CONCURRENT_RETRY_S)
-            elif error in _RETRYABLE:
+            elif error is CoordinatorLoadInProgressError:
                 await asyncio.sleep(_BACKOFF_S)
             else:
                 raise error(f"{type(request).__name__} refused")

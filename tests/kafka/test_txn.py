@@ -9,26 +9,22 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.transaction import EndTxnRequest
 from aiokafka.structs import TopicPartition
 
 from kafka.support import Broker, read_topic
+from streams.topics import Topics, ensure_topics
 from streams.txn import TransactionalWriter
 
 pytestmark = pytest.mark.anyio
 
 
-async def _new_topics(bootstrap: str, *partitions: int) -> list[str]:
-    names = [f"txn{uuid.uuid4().hex[:8]}" for _ in partitions]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, p, 1) for n, p in zip(names, partitions, strict=True)])
-    finally:
-        await admin.close()
-    return names
+async def _new_topics(bootstrap: str) -> Topics:
+    """The project's topics under a new prefix: events has 2 partitions, deadletter 1."""
+    topics = Topics(f"txn{uuid.uuid4().hex[:8]}", 2)
+    await ensure_topics(bootstrap, topics)
+    return topics
 
 
 @asynccontextmanager
@@ -45,7 +41,8 @@ async def _producer(bootstrap: str, transactional_id: str) -> AsyncIterator[Any]
 
 
 async def test_a_transaction_lands_whole_and_in_order_with_each_partitions_last_offset(broker: Broker) -> None:
-    a, b = await _new_topics(broker.bootstrap, 2, 1)
+    topics = await _new_topics(broker.bootstrap)
+    a, b = topics.events, topics.deadletter
     async with _producer(broker.bootstrap, f"t-{uuid.uuid4().hex}") as producer:
         writer = TransactionalWriter(producer)
         txn = writer.begin()
@@ -72,7 +69,7 @@ async def test_a_transaction_lands_whole_and_in_order_with_each_partitions_last_
 
 
 async def test_a_fenced_writer_fails_and_what_it_sent_never_becomes_visible(broker: Broker) -> None:
-    (topic,) = await _new_topics(broker.bootstrap, 1)
+    topic = (await _new_topics(broker.bootstrap)).deadletter
     tid = f"t-{uuid.uuid4().hex}"
     async with _producer(broker.bootstrap, tid) as old:
         writer = TransactionalWriter(old)
@@ -90,7 +87,7 @@ async def test_a_fenced_writer_fails_and_what_it_sent_never_becomes_visible(brok
 async def test_a_half_sent_transaction_stays_invisible_and_the_writer_refuses_more(
     broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (topic,) = await _new_topics(broker.bootstrap, 1)
+    topic = (await _new_topics(broker.bootstrap)).deadletter
     tid = f"t-{uuid.uuid4().hex}"
     coordinated = TransactionalWriter._coordinated  # noqa: SLF001
 
