@@ -20,6 +20,8 @@ embedded figures come from the same harness over `EmbeddedService`. Figures only
   acknowledged command is visible to the next read.
 - replay: every event of the log folded into a fresh RocksDB projection store, as `handoff replay` does
   (in Kafka mode with its default ``--jobs``: one process per core folds a group of partitions).
+- machine: first, what a loopback round trip and an idle wake-up cost here (`bench.machine`); most of
+  Kafka mode's cost per command is such round trips, so compare these before comparing machines.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.machine import measure as measure_machine
+from bench.machine import report as report_machine
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.commands import AppendContext, RegisterSession
@@ -326,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     if ns.skip_embedded and ns.skip_kafka:
         parser.error("--skip-embedded and --skip-kafka leave nothing to measure")
-    rows: list[str] = []
+    rows: list[str] = report_machine(*measure_machine()) if not ns.skip_kafka else []
     if not ns.skip_kafka:
         bootstrap, broker_pid, stop = (ns.kafka, ns.broker_pid, _nothing) if ns.kafka else _local_broker()
         try:

@@ -105,7 +105,7 @@ def stdio(ns: argparse.Namespace, env: Env) -> int:
     return 0
 
 
-BENCHMARKS = ("engine", "http", "kafka", "audit")
+BENCHMARKS = ("engine", "http", "kafka", "audit", "machine")
 
 
 def bench(args: list[str]) -> int:

@@ -120,7 +120,7 @@ def test_handoff_bench_runs_a_benchmark_of_the_repository_and_refuses_an_unknown
     unknown = subprocess.run(
         [*handoff_command(), "bench", "nope"], capture_output=True, timeout=60, env=child_env(), check=False
     )
-    assert unknown.returncode == 2 and b"usage: handoff bench {engine,http,kafka,audit}" in unknown.stderr
+    assert unknown.returncode == 2 and b"usage: handoff bench {engine,http,kafka,audit,machine}" in unknown.stderr
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]], ids=["serve", "worker"])
