@@ -20,13 +20,17 @@ from projections.store import RocksKeyValue
 CONTENT = "x" * 1024
 
 
-def _engine(sync: bool, batch: int) -> Engine:
-    return Engine(RocksKeyValue(tempfile.mkdtemp(prefix="handoff-bench-")), sync=sync, max_batch=batch)
+def _engine(path: str, sync: bool, batch: int) -> Engine:
+    return Engine(RocksKeyValue(path), sync=sync, max_batch=batch)
 
 
 def throughput(commands: int, batch: int, sessions: int, sync: bool) -> float:
     """Commands per second through `Engine.write_now` in batches of `batch`."""
-    engine = _engine(sync, batch)
+    with tempfile.TemporaryDirectory(prefix="handoff-bench-") as path:
+        return _throughput(_engine(path, sync, batch), commands, batch, sessions)
+
+
+def _throughput(engine: Engine, commands: int, batch: int, sessions: int) -> float:
     engine.write_now([RegisterSession(session_key=f"s{i}", agent_from="alice") for i in range(sessions)])
     work: list[Command] = [
         AppendContext(session_key=f"s{i % sessions}", context_type="message", content=CONTENT) for i in range(commands)
@@ -60,7 +64,11 @@ def _timed(engine: Engine, make: object, repeat: int) -> float:
 
 def history_cost(entries: int, sync: bool) -> tuple[float, float]:
     """Median µs of one append and of one request_handoff on a session with `entries` entries."""
-    engine = _engine(sync, 1)
+    with tempfile.TemporaryDirectory(prefix="handoff-bench-") as path:
+        return _history_cost(_engine(path, sync, 1), entries)
+
+
+def _history_cost(engine: Engine, entries: int) -> tuple[float, float]:
     _grow(engine, "big", entries)
     # measure the steady state, not the background compaction the bulk load just triggered
     db = engine.kv.db  # type: ignore[attr-defined]

@@ -266,14 +266,16 @@ def main() -> None:
     args = parser.parse_args()
     proc = None
     url = args.url
-    if url is None:
-        proc, url = _start_server(Path(tempfile.mkdtemp(prefix="handoff-bench-http-")))
+    data = tempfile.TemporaryDirectory(prefix="handoff-bench-http-")  # the server's store, removed after
     try:
+        if url is None:
+            proc, url = _start_server(Path(data.name))
         asyncio.run(run(url, args.clients, args.seconds, args.content, args.era, args.load))
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
+        data.cleanup()
 
 
 if __name__ == "__main__":

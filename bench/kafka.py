@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.machine import measure as measure_machine
 from bench.machine import report as report_machine
@@ -204,23 +207,24 @@ def replay_embedded(kv: RocksKeyValue) -> tuple[int, float]:
 
 
 def run_embedded(ns: argparse.Namespace) -> Figures:
-    """The embedded engine, same harness."""
-    kv = RocksKeyValue(tempfile.mkdtemp(prefix="handoff-bench-embedded-"))
+    """The embedded engine, same harness; its store is removed after."""
+    with tempfile.TemporaryDirectory(prefix="handoff-bench-embedded-") as path:
+        kv = RocksKeyValue(path)
 
-    async def main() -> Figures:
-        engine = Engine(kv)
-        await engine.start()
-        try:
-            meter = CpuMeter({"engine+client": os.getpid()})
-            return await measure(
-                EmbeddedService(engine), ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at), meter=meter
-            )
-        finally:
-            await engine.stop()
+        async def main() -> Figures:
+            engine = Engine(kv)
+            await engine.start()
+            try:
+                meter = CpuMeter({"engine+client": os.getpid()})
+                return await measure(
+                    EmbeddedService(engine), ns.seconds, ns.sessions, ns.concurrency, tuple(ns.at), meter=meter
+                )
+            finally:
+                await engine.stop()
 
-    figures = asyncio.run(main())
-    figures.replay_events, figures.replay_rate = replay_embedded(kv)
-    kv.close()
+        figures = asyncio.run(main())
+        figures.replay_events, figures.replay_rate = replay_embedded(kv)
+        kv.close()
     return figures
 
 
@@ -241,7 +245,11 @@ async def _worker(bootstrap: str, topics: Topics, data_dir: Path, *extra: str) -
 
 
 def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pid: int | None = None) -> Figures:
-    """Kafka mode with one worker process."""
+    """Kafka mode with one worker process (or `ns.workers`).
+
+    Its topics are deleted and the workers' stores removed after a run (a run writes gigabytes);
+    after a failure the workers' logs are kept and named.
+    """
     topics = Topics(f"bench{uuid.uuid4().hex[:6]}", ns.partitions)
     root = Path(tempfile.mkdtemp(prefix="handoff-bench-kafka-"))
 
@@ -267,7 +275,18 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pid: int | None = N
 
     figures = asyncio.run(main())
     figures.replay_events, figures.replay_rate = replay_kafka(bootstrap, topics)
+    asyncio.run(_delete_topics(bootstrap, topics))
+    shutil.rmtree(root, ignore_errors=True)
     return figures
+
+
+async def _delete_topics(bootstrap: str, topics: Topics) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([spec.name for spec in topics.specs()])
+    finally:
+        await admin.close()
 
 
 def _local_broker() -> tuple[str, int | None, Callable[[], None]]:
@@ -281,8 +300,9 @@ def _local_broker() -> tuple[str, int | None, Callable[[], None]]:
     except (OSError, ValueError):
         pid = None
 
-    def stop() -> None:
+    def stop() -> None:  # and remove its data: a run writes gigabytes
         subprocess.run([str(script), "stop"], env=env, check=False)
+        shutil.rmtree(state, ignore_errors=True)
 
     return done.stdout.strip().splitlines()[-1], pid, stop
 
