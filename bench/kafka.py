@@ -294,7 +294,11 @@ def _local_broker() -> tuple[str, int | None, Callable[[], None]]:
     script = REPO / "compose" / "kafka-local.sh"
     state = tempfile.mkdtemp(prefix="handoff-bench-broker-")
     env = dict(os.environ, HANDOFF_KAFKA_DIR=state)
-    done = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True, check=True)
+    try:
+        done = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(state, ignore_errors=True)
+        raise SystemExit(f"the local broker did not start:\n{exc.stderr[-3000:]}") from exc
     try:
         pid: int | None = int((Path(state) / "kafka.pid").read_text())
     except (OSError, ValueError):

@@ -90,13 +90,13 @@ async def _sleep_cost(count: int) -> float:
 def measure(round_trips: int = 2000) -> tuple[list[RoundTrip], float]:
     """The round trips at each of `GAPS`, and the CPU of one idle millisecond's sleep."""
     ctx = multiprocessing.get_context("spawn")
-    theirs, mine = ctx.Pipe(duplex=False)
-    server = ctx.Process(target=_echo_server, args=(mine,), name="bench-machine-echo", daemon=True)
+    port_in, port_out = ctx.Pipe(duplex=False)
+    server = ctx.Process(target=_echo_server, args=(port_out,), name="bench-machine-echo", daemon=True)
     server.start()
     try:
-        if not theirs.poll(30):
+        if not port_in.poll(30):
             raise SystemExit("the echo server did not start")
-        port = theirs.recv()
+        port = port_in.recv()
 
         async def run() -> tuple[list[RoundTrip], float]:
             trips = [await _round_trips(port, gap, round_trips) for gap in GAPS]
