@@ -123,6 +123,20 @@ def test_handoff_bench_runs_a_benchmark_of_the_repository_and_refuses_an_unknown
     assert unknown.returncode == 2 and b"usage: handoff bench {engine,http,kafka,audit,machine}" in unknown.stderr
 
 
+def test_handoff_bench_machine_prints_a_round_trip_for_each_idle_time_and_the_wake_up_cost() -> None:
+    run = [*handoff_command(), "bench", "machine", "--round-trips", "20"]
+    done = subprocess.run(run, capture_output=True, timeout=120, env=child_env(), check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    rows = done.stdout.decode().splitlines()
+    assert [row.split("round trip, ")[1][:18].strip() for row in rows[:3]] == [
+        "back to back", "after 1 ms idle", "after 5 ms idle",
+    ]  # fmt: skip
+    for row in rows[:3]:
+        wall, cpu = (float(row.split(" µs wall")[0].split()[-1]), float(row.split(" µs of the caller")[0].split()[-1]))
+        assert wall > 0 and cpu >= 0
+    assert "asyncio.sleep(0.001)" in rows[3] and "µs of CPU per wake-up" in rows[3]
+
+
 @pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]], ids=["serve", "worker"])
 def test_a_kafka_mode_process_that_cannot_reach_kafka_exits_1_and_says_so(command: list[str], tmp_path: Path) -> None:
     with socket.socket() as probe:  # a port nobody listens on: the connection is refused
