@@ -6,7 +6,9 @@
 Without ``--kafka`` it starts a broker with ``compose/kafka-local.sh`` (its own state dir) and stops it
 after. One ``handoff worker`` (``--workers N``: N of them) runs as a child process; the submitter is
 a `KafkaService` in this process (the same port `serve --kafka` uses, without the MCP layer). The
-embedded figures come from the same harness over `EmbeddedService`. Figures only; nothing is asserted.
+embedded figures come from the same harness over `EmbeddedService`. Both run with `serve`'s collector
+settings (with the interpreter's own, the client's full collections took 20-60 ms each, every 5-10 s:
+most of p99). Figures only; nothing is asserted.
 
 - max: a closed loop of ``--concurrency`` submitters; throughput counts until the last command's
   effect is visible in the projection (the session's version read back through the ReadModel). In
@@ -46,6 +48,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.machine import measure as measure_machine
 from bench.machine import report as report_machine
+from handoff.config import tune_gc_for_serving
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.commands import AppendContext, RegisterSession
@@ -214,6 +217,7 @@ def run_embedded(ns: argparse.Namespace) -> Figures:
         async def main() -> Figures:
             engine = Engine(kv)
             await engine.start()
+            tune_gc_for_serving()  # as `handoff serve` runs
             try:
                 meter = CpuMeter({"engine+client": os.getpid()})
                 return await measure(
@@ -263,6 +267,7 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pid: int | None = N
             meter = CpuMeter({"broker": broker_pid, **pids, "client": os.getpid()})
             svc = KafkaService(bootstrap, topics=topics, timeout=30)
             await svc.start()
+            tune_gc_for_serving()  # as `handoff serve --kafka` runs
             try:
                 deadline = time.monotonic() + 60
                 while not await svc.ready():

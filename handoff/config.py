@@ -120,6 +120,18 @@ def keep_gc_off_the_hot_path(young: int, older: tuple[int, int]) -> None:
     gc.set_threshold(young, *older)
 
 
+def tune_gc_for_serving() -> None:
+    """`handoff serve`'s collector settings: keep the cyclic GC off the request path.
+
+    Under a write load it cost ~50 µs per MCP call. Everything built at start-up (modules, the SDK's
+    pydantic models, the tool schemas: ~90,000 tracked objects) is frozen out of the collector's
+    scans, and the youngest generation is collected every 20,000 allocations instead of 700
+    (measured: GC time under the 16-client bench roughly halved). Benchmarks that stand in for
+    `serve` call it too, so that they measure the collector `serve` runs with.
+    """
+    keep_gc_off_the_hot_path(20_000, (20, 20))
+
+
 def at_least_one(text: str) -> int:
     """An argparse type: a whole number of at least 1 (processes, transactions), with a clear refusal."""
     try:
