@@ -7,8 +7,8 @@ Without ``--kafka`` it starts a broker with ``compose/kafka-local.sh`` (its own 
 after. One ``handoff worker`` (``--workers N``: N of them) runs as a child process; the submitter is
 a `KafkaService` in this process (the same port `serve --kafka` uses, without the MCP layer). The
 embedded figures come from the same harness over `EmbeddedService`. Both run with `serve`'s collector
-settings (with the interpreter's own, the client's full collections took 20-60 ms each, every 5-10 s:
-most of p99). Figures only; nothing is asserted.
+settings (with the interpreter's own, the client's full collections took 20-60 ms every 5-10 s, and up
+to 0.75 s each once the 100% load had built a backlog). Figures only; nothing is asserted.
 
 - max: a closed loop of ``--concurrency`` submitters; throughput counts until the last command's
   effect is visible in the projection (the session's version read back through the ReadModel). In
