@@ -18,7 +18,7 @@ from pathlib import Path
 
 from handoff.engine.engine import Engine
 from handoff.kernel.commands import AppendContext, Command, RegisterSession
-from projections.store import RocksKeyValue
+from handoff.storage.kv import RocksKeyValue
 
 CONTENT = "The agent looked at the failing test and decided to change the retry policy. " * 3
 

@@ -15,7 +15,7 @@ import time
 
 from handoff.engine.engine import Engine
 from handoff.kernel.commands import AppendContext, Command, RegisterSession, RequestHandoff
-from projections.store import RocksKeyValue
+from handoff.storage.kv import RocksKeyValue
 
 CONTENT = "x" * 1024
 

@@ -53,7 +53,7 @@ from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.errors import HandoffError
-from projections.store import RocksKeyValue
+from handoff.storage.kv import RocksKeyValue
 from streams.client import KafkaService
 from streams.topics import Topics
 

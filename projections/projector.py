@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 from handoff.kernel.events import ContextAppended, Envelope
-from projections import keys
+from handoff.storage import keys
 from projections.folds import (
     affected_handoffs,
     entry_of,

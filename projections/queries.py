@@ -9,8 +9,8 @@ from typing import Generic, TypeVar
 
 from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.package import PackageEntry
-from projections import keys
-from projections.store import KeyValue, StoreReader, decode_entry
+from handoff.storage import keys
+from handoff.storage.kv import KeyValue, StoreReader, decode_entry
 from projections.views import ContextEntryView, HandoffView, SessionView
 
 T = TypeVar("T")

@@ -24,15 +24,15 @@ from pathlib import Path
 
 import msgspec
 
-from handoff.engine import log as L
 from handoff.engine.engine import Engine
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import CodecError
 from handoff.kernel.receipt import receipt_of
 from handoff.kernel.state import SessionState, evolve
 from handoff.kernel.types import Limits
+from handoff.storage import log as L
+from handoff.storage.kv import RocksKeyValue, StoreReader, Write, changes_to_writes
 from projections.projector import Changes, OverlayReader, project
-from projections.store import RocksKeyValue, StoreReader, Write, changes_to_writes
 from streams.records import Reply, decode_reply, encode_reply
 
 OFFSET_KEY = b"O:events"

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from handoff.audit.views import digest_sum
 from handoff.kernel.errors import HandoffError
-from projections import keys
+from handoff.storage import keys
 from projections.queries import decode_cursor
 from projections.views import HandoffView
 from streams.partition import PartitionStore

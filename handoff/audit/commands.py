@@ -23,10 +23,10 @@ from handoff.audit.replay import parse_time, replay
 from handoff.audit.transfer import ImportResult, export_lines, import_lines
 from handoff.audit.verify import verify
 from handoff.config import DataDir, Env
-from handoff.engine.log import EventLog
 from handoff.kernel.errors import HandoffError, InvalidArgument
 from handoff.kernel.schema import all_schemas
-from projections.store import RocksKeyValue
+from handoff.storage.kv import RocksKeyValue
+from handoff.storage.log import EventLog
 
 Runner = Callable[[argparse.Namespace, Env], int]
 

@@ -29,8 +29,8 @@ from handoff.audit.views import VIEW_PREFIXES, combine, digest_sum
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import InvalidArgument, SessionNotFound
 from handoff.kernel.events import Envelope
+from handoff.storage.kv import KeyValue, RocksKeyValue
 from projections.replay import fold_events
-from projections.store import KeyValue, RocksKeyValue
 from streams.logreader import LogReader, LogRecord, PartitionDigest, live_workers, view_digests
 from streams.logwriter import publish_partition
 from streams.topics import Topics, ensure_topics

@@ -24,8 +24,8 @@ from handoff.audit.progress import Progress
 from handoff.audit.replay import ReplayResult, finished, require_empty
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import HandoffError
+from handoff.storage.kv import KeyValue, RocksKeyValue
 from projections.replay import fold_events
-from projections.store import KeyValue, RocksKeyValue
 from streams.logreader import LogReader
 
 PARALLEL_FROM = 20_000

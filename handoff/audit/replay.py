@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 from handoff.audit.progress import Progress
 from handoff.audit.views import digest
-from handoff.engine.log import EventLog
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.events import Envelope
+from handoff.storage.kv import KeyValue
+from handoff.storage.log import EventLog
 from projections.replay import fold_events
-from projections.store import KeyValue
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import assert_never
 
-from handoff.engine.log import EventLog
 from handoff.kernel.errors import SessionNotFound
 from handoff.kernel.events import (
     ContextAppended,
@@ -28,9 +27,10 @@ from handoff.kernel.events import (
     SessionRegistered,
 )
 from handoff.kernel.package import build_package
+from handoff.storage.kv import InMemoryKeyValue, StoreReader, changes_to_writes
+from handoff.storage.log import EventLog
 from projections.projector import Changes, OverlayReader, project
 from projections.queries import Queries
-from projections.store import InMemoryKeyValue, StoreReader, changes_to_writes
 from projections.summary import package_head, snippet
 
 

@@ -24,14 +24,14 @@ from typing import IO
 import msgspec
 
 from handoff.audit.progress import Progress
-from handoff.engine import log as L
 from handoff.kernel.codec import _Signed, check_record, decode_envelope
 from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.events import GENESIS_HASH
 from handoff.kernel.receipt import receipt_of
 from handoff.kernel.state import SessionState, evolve
+from handoff.storage import log as L
+from handoff.storage.kv import KeyValue, Write
 from projections.replay import fold_events
-from projections.store import KeyValue, Write
 
 _canonical = msgspec.json.Encoder(order="sorted")
 

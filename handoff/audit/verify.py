@@ -17,13 +17,13 @@ from pathlib import Path
 
 from handoff.audit.progress import Progress
 from handoff.audit.views import VIEW_PREFIXES, ViewMerge, merged
-from handoff.engine.log import EventLog, event_prefix
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import GENESIS_HASH, Envelope
-from projections import keys
+from handoff.storage import keys
+from handoff.storage.kv import KeyValue, RocksKeyValue, Write
+from handoff.storage.log import EventLog, event_prefix
 from projections.replay import fold_events
-from projections.store import KeyValue, RocksKeyValue, Write
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from projections.store import KeyValue
+from handoff.storage.kv import KeyValue
 
 VIEW_PREFIXES: tuple[bytes, ...] = (b"C:", b"H:", b"I:", b"S:", b"Y:")
 _KIND = {b"C:": "context entry", b"H:": "handoff view", b"I:": "index entry", b"S:": "session view", b"Y:": "summary"}

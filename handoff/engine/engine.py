@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from handoff.engine import log as L
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.engine.logsync import LogSyncThread
 from handoff.kernel.codec import decode_envelope
@@ -37,10 +36,11 @@ from handoff.kernel.receipt import Receipt, check_retry, command_digest, receipt
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
 from handoff.ports import Outcome
+from handoff.storage import log as L
+from handoff.storage.kv import InMemoryKeyValue, KeyValue, StoreReader, Write, changes_to_writes
 from projections.projector import Changes, OverlayReader, RunFolder
 from projections.queries import Queries, to_package_entry
 from projections.replay import fold_events
-from projections.store import InMemoryKeyValue, KeyValue, StoreReader, Write, changes_to_writes
 from projections.summary import package_head
 from projections.views import HandoffView, SessionView, SummaryView
 

@@ -45,7 +45,7 @@ from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
-from projections.store import RocksKeyValue
+from handoff.storage.kv import RocksKeyValue
 
 if TYPE_CHECKING:
     from streams.client import KafkaService

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.store import InMemoryKeyValue, RocksKeyValue
+from handoff.storage.kv import InMemoryKeyValue, RocksKeyValue
 
 
 @pytest.fixture(params=["memory", "rocksdb"])

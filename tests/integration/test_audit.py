@@ -19,7 +19,6 @@ from handoff.audit.verify import session_prefixes, verify
 from handoff.audit.views import VIEW_PREFIXES, digest
 from handoff.cli import main
 from handoff.engine.engine import Engine
-from handoff.engine.log import EventLog, event_key
 from handoff.kernel.commands import (
     AcceptHandoff,
     AppendContext,
@@ -29,9 +28,10 @@ from handoff.kernel.commands import (
     RequestHandoff,
 )
 from handoff.kernel.errors import InvalidArgument
-from projections import keys
+from handoff.storage import keys
+from handoff.storage.kv import InMemoryKeyValue, RocksKeyValue
+from handoff.storage.log import EventLog, event_key
 from projections.queries import Queries
-from projections.store import InMemoryKeyValue, RocksKeyValue
 
 SESSIONS = 100
 EVENTS_PER_SESSION = 100
@@ -421,7 +421,7 @@ def test_a_log_written_by_the_previous_schema_replays_to_the_same_views_and_veri
     old = RocksKeyValue(str(tmp_path / "old"))
     old.write(writes)
     old.write([(k, v) for k, v in store.scan(b"G:")] + [(k, v) for k, v in store.scan(b"M:")])
-    from handoff.engine import log as L
+    from handoff.storage import log as L
 
     old.write([(L.state_key(k), L.encode_state(s)) for k in EventLog(store).session_keys()
                if (s := _state_of(old, k)) is not None])

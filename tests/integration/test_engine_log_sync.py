@@ -12,7 +12,7 @@ from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.errors import Unavailable
-from projections.store import RocksKeyValue
+from handoff.storage.kv import RocksKeyValue
 
 pytestmark = pytest.mark.anyio
 

@@ -31,8 +31,8 @@ from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
+from handoff.storage.kv import RocksKeyValue
 from integration.harness import LEGACY, MODERN, MODES, expected_protocol, ok, refused
-from projections.store import RocksKeyValue
 
 pytestmark = pytest.mark.anyio
 

@@ -8,10 +8,10 @@ import msgspec
 
 from handoff.engine.engine import Engine
 from handoff.engine.ids import Clock, IdGenerator
-from handoff.engine.log import EventLog
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.types import Limits
-from projections.store import RocksKeyValue
+from handoff.storage.kv import RocksKeyValue
+from handoff.storage.log import EventLog
 from streams.partition import HEADER_COMMAND_ID, EventRecord, PartitionStore, dedupe_key
 from streams.records import encode_reply
 

@@ -21,8 +21,8 @@ from aiokafka.structs import TopicPartition
 from handoff.audit.views import digest
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.events import Envelope
+from handoff.storage.kv import InMemoryKeyValue
 from projections.replay import fold_events
-from projections.store import InMemoryKeyValue
 from streams.client import KafkaService
 from streams.topics import Topics
 from streams.worker import Worker, WorkerConfig

@@ -27,15 +27,15 @@ from handoff.audit.verify import verify
 from handoff.audit.views import digest
 from handoff.cli import main
 from handoff.engine.engine import Engine
-from handoff.engine.log import EventLog
 from handoff.engine.service import EmbeddedService
 from handoff.kernel import commands as C
 from handoff.kernel.codec import decode_envelope, seal_and_encode
 from handoff.kernel.errors import InvalidArgument
+from handoff.storage import keys
+from handoff.storage.kv import InMemoryKeyValue, RocksKeyValue
+from handoff.storage.log import EventLog
 from kafka.support import Broker, running_service, running_worker, served_digest
 from kafka.test_equivalence import fake_clock, fake_ids, script
-from projections import keys
-from projections.store import InMemoryKeyValue, RocksKeyValue
 from streams.client import KafkaService
 from streams.logreader import LogReader
 from streams.topics import Topics

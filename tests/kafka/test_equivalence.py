@@ -16,8 +16,8 @@ from handoff.kernel import commands as C
 from handoff.kernel.errors import HandoffError
 from handoff.kernel.events import HandoffRequested
 from handoff.ports import CommandBus
+from handoff.storage.kv import InMemoryKeyValue
 from kafka.support import Broker, running_service, running_worker, served_digest
-from projections.store import InMemoryKeyValue
 from streams.topics import Topics
 
 pytestmark = pytest.mark.anyio

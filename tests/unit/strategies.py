@@ -34,9 +34,9 @@ from handoff.kernel.events import Envelope
 from handoff.kernel.package import build_package
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import CONTEXT_TYPES, DEFAULT_TOKEN_BUDGET, REQUEST_TYPES
+from handoff.storage.kv import InMemoryKeyValue, StoreReader
 from projections.queries import Queries
 from projections.replay import fold_events
-from projections.store import InMemoryKeyValue, StoreReader
 from projections.summary import package_head
 
 SESSIONS = ("s1", "s2", "s3")  # registered first by every program

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handoff.engine.engine import Engine
 from handoff.kernel.errors import IdempotencyMismatch, SessionNotFound, VersionConflict
-from projections.store import InMemoryKeyValue
+from handoff.storage.kv import InMemoryKeyValue
 
 from .strategies import Clock, new_ids
 from .support import accept, append, complete, register, request

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from handoff.storage.kv import InMemoryKeyValue
 from projections.folds import affected_handoffs, entry_of, fold_handoff, fold_session, fold_summary, registration_text
 from projections.queries import Queries
 from projections.replay import fold_events
-from projections.store import InMemoryKeyValue
 
 from .support import (
     H1,

@@ -14,8 +14,8 @@ from handoff.kernel.codec import check_record, compute_hash, decode_envelope, en
 from handoff.kernel.errors import ERROR_CODES, HandoffError
 from handoff.kernel.events import GENESIS_HASH, entry_sequence
 from handoff.kernel.state import evolve
+from handoff.storage.kv import InMemoryKeyValue, RocksKeyValue
 from projections.replay import fold_events
-from projections.store import InMemoryKeyValue, RocksKeyValue
 
 from .strategies import Clock, new_ids, programs, run_program, to_command
 

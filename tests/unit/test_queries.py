@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from handoff.kernel.errors import InvalidArgument
-from projections import keys
+from handoff.storage import keys
+from handoff.storage.kv import InMemoryKeyValue
 from projections.queries import Queries, decode_cursor, encode_cursor
 from projections.replay import fold_events
-from projections.store import InMemoryKeyValue
 
 from .support import H1, accept, append, close, given, handoff_ids, register, request
 

@@ -13,7 +13,7 @@ from typing import Protocol, cast
 import msgspec
 from rocksdict import IngestExternalFileOptions, Options, Rdict, ReadOptions, SstFileWriter, WriteBatch, WriteOptions
 
-from projections import keys
+from handoff.storage import keys
 from projections.projector import Changes
 from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
 

@@ -17,7 +17,7 @@ from handoff.kernel.codec import decode_envelope
 from handoff.kernel.events import Envelope
 from handoff.kernel.receipt import Receipt
 from handoff.kernel.state import SessionState
-from projections.store import KeyValue, Write
+from handoff.storage.kv import KeyValue, Write
 
 SEP = b"\x00"
 POSITION_KEY = b"M:position"
