@@ -10,8 +10,9 @@ from typing import Generic, TypeVar
 from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.package import PackageEntry
 from handoff.storage import keys
-from handoff.storage.kv import KeyValue, StoreReader, decode_entry
+from handoff.storage.kv import KeyValue
 from projections.views import ContextEntryView, HandoffView, SessionView
+from projections.viewstore import StoreReader, decode_entry
 
 T = TypeVar("T")
 V = TypeVar("V")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from handoff.kernel.events import Envelope
-from handoff.storage.kv import KeyValue, StoreReader, changes_to_writes
+from handoff.storage.kv import KeyValue
 from projections.projector import Changes, RunFolder
+from projections.viewstore import StoreReader, changes_to_writes
 
 
 def fold_events(

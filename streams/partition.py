@@ -31,8 +31,9 @@ from handoff.kernel.receipt import receipt_of
 from handoff.kernel.state import SessionState, evolve
 from handoff.kernel.types import Limits
 from handoff.storage import log as L
-from handoff.storage.kv import RocksKeyValue, StoreReader, Write, changes_to_writes
+from handoff.storage.kv import RocksKeyValue, Write
 from projections.projector import Changes, OverlayReader, project
+from projections.viewstore import StoreReader, changes_to_writes
 from streams.records import Reply, decode_reply, encode_reply
 
 OFFSET_KEY = b"O:events"

@@ -20,16 +20,16 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 from aiohttp import web
 
-from handoff.audit.views import digest_sum
 from handoff.kernel.errors import HandoffError
 from handoff.storage import keys
+from handoff.storage.digest import digest_sum
+from handoff.storage.keys import VIEW_PREFIXES
 from projections.queries import decode_cursor
 from projections.views import HandoffView
 from streams.partition import PartitionStore
 from streams.records import error_body
 
 WAIT_DEADLINE = 5.0
-VIEW_PREFIXES = (b"C:", b"H:", b"I:", b"S:", b"Y:")
 _enc = msgspec.msgpack.Encoder()
 
 

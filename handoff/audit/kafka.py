@@ -25,10 +25,11 @@ from handoff.audit.progress import Progress
 from handoff.audit.replay import ReplayResult, replay_records, replay_values
 from handoff.audit.transfer import ImportResult, checked_records, to_cloudevent
 from handoff.audit.verify import Problem, Report, StoredRecord, checked_stream, session_prefixes
-from handoff.audit.views import VIEW_PREFIXES, combine, digest_sum
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import InvalidArgument, SessionNotFound
 from handoff.kernel.events import Envelope
+from handoff.storage.digest import combine, digest_sum
+from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import KeyValue, RocksKeyValue
 from projections.replay import fold_events
 from streams.logreader import LogReader, LogRecord, PartitionDigest, live_workers, view_digests

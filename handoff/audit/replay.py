@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from handoff.audit.progress import Progress
-from handoff.audit.views import digest
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.events import Envelope
+from handoff.storage.digest import digest
 from handoff.storage.kv import KeyValue
 from handoff.storage.log import EventLog
 from projections.replay import fold_events

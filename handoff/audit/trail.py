@@ -27,11 +27,12 @@ from handoff.kernel.events import (
     SessionRegistered,
 )
 from handoff.kernel.package import build_package
-from handoff.storage.kv import InMemoryKeyValue, StoreReader, changes_to_writes
+from handoff.storage.kv import InMemoryKeyValue
 from handoff.storage.log import EventLog
 from projections.projector import Changes, OverlayReader, project
 from projections.queries import Queries
 from projections.summary import package_head, snippet
+from projections.viewstore import StoreReader, changes_to_writes
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from handoff.audit.progress import Progress
-from handoff.audit.views import VIEW_PREFIXES, ViewMerge, merged
+from handoff.audit.views import ViewMerge, merged
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import GENESIS_HASH, Envelope
 from handoff.storage import keys
+from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import KeyValue, RocksKeyValue, Write
 from handoff.storage.log import EventLog, event_prefix
 from projections.replay import fold_events

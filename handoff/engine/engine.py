@@ -37,12 +37,13 @@ from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
 from handoff.ports import Outcome
 from handoff.storage import log as L
-from handoff.storage.kv import InMemoryKeyValue, KeyValue, StoreReader, Write, changes_to_writes
+from handoff.storage.kv import InMemoryKeyValue, KeyValue, Write
 from projections.projector import Changes, OverlayReader, RunFolder
 from projections.queries import Queries, to_package_entry
 from projections.replay import fold_events
 from projections.summary import package_head
 from projections.views import HandoffView, SessionView, SummaryView
+from projections.viewstore import StoreReader, changes_to_writes
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,9 @@
 r"""The key layout of the views in a byte-ordered key-value store, and their secondary indexes.
 
+The log's own keys (``E:`` events, ``G:`` global order, ``T:`` decision state, ``K:`` receipts,
+``M:position``) are `handoff.storage.log`'s; a Kafka worker's partition store adds ``O:`` and ``D:``
+(`streams.partition`). The views' keys:
+
     S:<sessionKey>                       SessionView
     Y:<sessionKey>                       SummaryView
     C:<sessionKey>\\0<seq:012d>           ContextEntryView
@@ -12,11 +16,12 @@ names (no control characters), so every prefix below is unambiguous.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-
-from projections.views import HandoffView, SessionView
+from typing import Protocol
 
 SEP = b"\x00"
+VIEW_PREFIXES: tuple[bytes, ...] = (b"C:", b"H:", b"I:", b"S:", b"Y:")  # every view key starts with one of these
 _MAX_MS = 10**13 - 1
 
 
@@ -60,7 +65,51 @@ def _order(at: str) -> bytes:
     return b"%013d" % (_MAX_MS - ms)
 
 
-def session_index(view: SessionView) -> set[bytes]:
+class IndexedSession(Protocol):
+    """What the session indexes are built from (a `projections.views.SessionView`)."""
+
+    @property
+    def session_key(self) -> str:
+        """The session's key."""
+
+    @property
+    def status(self) -> str:
+        """The session's status."""
+
+    @property
+    def participants(self) -> Sequence[str]:
+        """The agents taking part."""
+
+    @property
+    def created_at(self) -> str:
+        """When it was registered (ISO 8601)."""
+
+
+class IndexedHandoff(Protocol):
+    """What the handoff indexes are built from (a `projections.views.HandoffView`)."""
+
+    @property
+    def handoff_id(self) -> str:
+        """The handoff's id."""
+
+    @property
+    def status(self) -> str:
+        """The handoff's status."""
+
+    @property
+    def source_agent(self) -> str:
+        """The requesting agent."""
+
+    @property
+    def target_agent(self) -> str:
+        """The agent asked to take over or help."""
+
+    @property
+    def created_at(self) -> str:
+        """When it was requested (ISO 8601)."""
+
+
+def session_index(view: IndexedSession) -> set[bytes]:
     """Index entries of a session: all, by status, by participant, by participant and status."""
     tail = _order(view.created_at) + SEP + view.session_key.encode()
     keys = {index_prefix("S*") + tail, index_prefix("Ss", view.status) + tail}
@@ -70,7 +119,7 @@ def session_index(view: SessionView) -> set[bytes]:
     return keys
 
 
-def handoff_index(view: HandoffView) -> set[bytes]:
+def handoff_index(view: IndexedHandoff) -> set[bytes]:
     """Index entries of a handoff: all, by status, by target, by source, each also by status."""
     tail = _order(view.created_at) + SEP + view.handoff_id.encode()
     return {

@@ -1,7 +1,8 @@
-"""Where views live: the `KeyValue` port, its in-memory fake and its RocksDB adapter, and the view codec.
+"""The ordered byte key-value store: the `KeyValue` port, its in-memory fake and its RocksDB adapter.
 
-The RocksDB adapter is the only I/O of the projections layer. The embedded engine keeps its log in
-the same database, so one WriteBatch commits an event together with every view it changes.
+The embedded engine keeps its log and its views in one such database, so one WriteBatch commits an
+event together with every view it changes. What the keys mean is `handoff.storage.keys` (and the
+log's own keys, `handoff.storage.log`); how views are encoded is `projections.viewstore`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,7 @@ import bisect
 from collections.abc import Iterable, Iterator
 from typing import Protocol, cast
 
-import msgspec
 from rocksdict import IngestExternalFileOptions, Options, Rdict, ReadOptions, SstFileWriter, WriteBatch, WriteOptions
-
-from handoff.storage import keys
-from projections.projector import Changes
-from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
 
 Write = tuple[bytes, bytes | None]
 
@@ -202,60 +198,3 @@ class RocksKeyValue:
     def discard(self) -> None:
         """Release the database lock without flushing: a scratch store about to be deleted."""
         self.db.close()
-
-
-# Sorted, so a view's bytes do not depend on the key order of a client's metadata: the live engine
-# (which folds the command's dicts) and a replay of the log (which folds canonical JSON) agree byte for byte.
-_enc = msgspec.msgpack.Encoder(order="sorted")
-_dec_session = msgspec.msgpack.Decoder(SessionView)
-_dec_summary = msgspec.msgpack.Decoder(SummaryView)
-_dec_handoff = msgspec.msgpack.Decoder(HandoffView)
-_dec_entry = msgspec.msgpack.Decoder(ContextEntryView)
-
-
-def decode_entry(value: bytes) -> ContextEntryView:
-    """Decode a stored context entry."""
-    return _dec_entry.decode(value)
-
-
-def changes_to_writes(changes: Changes) -> list[Write]:
-    """The key-value writes that store `changes`."""
-    writes: list[Write] = []
-    for key, session in changes.sessions.items():
-        writes.append((keys.session_key(key), _enc.encode(session)))
-    for key, summary in changes.summaries.items():
-        writes.append((keys.summary_key(key), _enc.encode(summary)))
-    for hid, handoff in changes.handoffs.items():
-        writes.append((keys.handoff_key(hid), _enc.encode(handoff)))
-    encode = _enc.encode
-    prefixes: dict[str, bytes] = {}
-    for (key, seq), entry in changes.entries.items():
-        prefix = prefixes.get(key)
-        if prefix is None:
-            prefix = prefixes[key] = keys.context_prefix(key)
-        writes.append((keys.context_key_under(prefix, seq), encode(entry)))
-    writes.extend((k, None) for k in changes.index_delete)
-    writes.extend(changes.index_put.items())
-    return writes
-
-
-class StoreReader:
-    """A `ViewReader` that decodes views from a `KeyValue`."""
-
-    def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
-
-    def session(self, key: str) -> SessionView | None:
-        """The stored session view."""
-        raw = self.kv.get(keys.session_key(key))
-        return None if raw is None else _dec_session.decode(raw)
-
-    def summary(self, key: str) -> SummaryView | None:
-        """The stored summary view."""
-        raw = self.kv.get(keys.summary_key(key))
-        return None if raw is None else _dec_summary.decode(raw)
-
-    def handoff(self, hid: str) -> HandoffView | None:
-        """The stored handoff view."""
-        raw = self.kv.get(keys.handoff_key(hid))
-        return None if raw is None else _dec_handoff.decode(raw)

@@ -30,10 +30,11 @@ from handoff.kernel.decide import Ctx, execute
 from handoff.kernel.events import Envelope, HandoffRequested
 from handoff.kernel.package import build_package
 from handoff.kernel.state import SessionState
-from handoff.storage.kv import InMemoryKeyValue, StoreReader
+from handoff.storage.kv import InMemoryKeyValue
 from projections.queries import Queries
 from projections.replay import fold_events
 from projections.summary import package_head
+from projections.viewstore import StoreReader
 
 HERE = Path(__file__).parent
 

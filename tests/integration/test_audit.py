@@ -16,7 +16,6 @@ from handoff.audit import trail, transfer
 from handoff.audit.replay import replay
 from handoff.audit.transfer import export_lines, import_lines
 from handoff.audit.verify import session_prefixes, verify
-from handoff.audit.views import VIEW_PREFIXES, digest
 from handoff.cli import main
 from handoff.engine.engine import Engine
 from handoff.kernel.commands import (
@@ -29,6 +28,8 @@ from handoff.kernel.commands import (
 )
 from handoff.kernel.errors import InvalidArgument
 from handoff.storage import keys
+from handoff.storage.digest import digest
+from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import InMemoryKeyValue, RocksKeyValue
 from handoff.storage.log import EventLog, event_key
 from projections.queries import Queries

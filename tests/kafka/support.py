@@ -18,9 +18,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from handoff.audit.views import digest
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.events import Envelope
+from handoff.storage.digest import digest
 from handoff.storage.kv import InMemoryKeyValue
 from projections.replay import fold_events
 from streams.client import KafkaService

@@ -24,7 +24,6 @@ from handoff.audit.kafka import export_kafka, import_kafka, replay_kafka, sessio
 from handoff.audit.parallel import replay_in_parallel, split
 from handoff.audit.transfer import export_lines, import_lines
 from handoff.audit.verify import verify
-from handoff.audit.views import digest
 from handoff.cli import main
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
@@ -32,6 +31,7 @@ from handoff.kernel import commands as C
 from handoff.kernel.codec import decode_envelope, seal_and_encode
 from handoff.kernel.errors import InvalidArgument
 from handoff.storage import keys
+from handoff.storage.digest import digest
 from handoff.storage.kv import InMemoryKeyValue, RocksKeyValue
 from handoff.storage.log import EventLog
 from kafka.support import Broker, running_service, running_worker, served_digest

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from handoff.audit.views import digest
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel import commands as C
 from handoff.kernel.errors import HandoffError
 from handoff.kernel.events import HandoffRequested
 from handoff.ports import CommandBus
+from handoff.storage.digest import digest
 from handoff.storage.kv import InMemoryKeyValue
 from kafka.support import Broker, running_service, running_worker, served_digest
 from streams.topics import Topics

@@ -34,10 +34,11 @@ from handoff.kernel.events import Envelope
 from handoff.kernel.package import build_package
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import CONTEXT_TYPES, DEFAULT_TOKEN_BUDGET, REQUEST_TYPES
-from handoff.storage.kv import InMemoryKeyValue, StoreReader
+from handoff.storage.kv import InMemoryKeyValue
 from projections.queries import Queries
 from projections.replay import fold_events
 from projections.summary import package_head
+from projections.viewstore import StoreReader
 
 SESSIONS = ("s1", "s2", "s3")  # registered first by every program
 UNREGISTERED = "s4"  # seldom drawn: SESSION_NOT_FOUND

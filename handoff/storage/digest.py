@@ -1,0 +1,43 @@
+"""A digest of a store's views that does not depend on how their entries are spread over stores or ordered."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+from handoff.storage.keys import VIEW_PREFIXES
+from handoff.storage.kv import KeyValue
+
+
+def view_items(kv: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> Iterator[tuple[bytes, bytes]]:
+    """Every view entry, in key order."""
+    for prefix in prefixes:
+        yield from kv.scan(prefix)
+
+
+def entry_hash(key: bytes, value: bytes) -> int:
+    """SHA-256 of one length-prefixed view entry, as an integer."""
+    h = hashlib.sha256(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
+    return int.from_bytes(h.digest(), "big")
+
+
+def combine(partials: list[int]) -> str:
+    """The digest of a store whose entries are spread over several partial sums (e.g. Kafka partitions)."""
+    return "%064x" % (sum(partials) % (1 << 256))
+
+
+def digest_sum(kv: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> int:
+    """The partial digest of one store: the sum of its entries' hashes modulo 2**256."""
+    total = 0
+    for key, value in view_items(kv, prefixes):
+        total += entry_hash(key, value)
+    return total % (1 << 256)
+
+
+def digest(kv: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> str:
+    """A digest of every view entry that does not depend on how the entries are spread or ordered.
+
+    It is the sum, modulo 2**256, of the SHA-256 of each length-prefixed (key, value) entry: equal
+    stores have equal digests, and the digests of disjoint stores (one per Kafka partition) add up.
+    """
+    return combine([digest_sum(kv, prefixes)])
