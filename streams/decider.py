@@ -1,11 +1,12 @@
 """The decider of one partition: command records in, one Kafka transaction out.
 
 For a batch of command records of partition p it decides every command with the embedded engine's
-`decide_batch` (the same kernel and projections, nothing re-implemented), then, in ONE transaction
+public `decide_batch` (the same kernel and projections, nothing re-implemented), then, in ONE transaction
 of the partition's transactional producer (sent by `streams.txn`), appends the events to
 ``handoff.events`` (partition p), sends the replies and dead letters, and records the partition's
 decided position (the next command offset) on ``handoff.progress``. Only after the transaction
-commits are the decided state and views written to the local store.
+commits are the decided state and views written to the local store, and the engine told with
+`apply_committed` (see `handoff.engine.engine`).
 
 Why this cannot fork a session's hash chain: partition p's events are only ever appended under the
 transactional id of partition p, and a new owner's `init_transactions` fences every earlier
@@ -26,6 +27,7 @@ from typing import Any
 import msgspec
 from aiokafka.structs import TopicPartition
 
+from handoff.engine.engine import Batch
 from handoff.kernel.commands import Command
 from handoff.kernel.errors import HandoffError, InvalidArgument, Unavailable
 from handoff.kernel.receipt import command_digest
@@ -113,7 +115,7 @@ class Decider:
                 seconds=time.perf_counter() - started,
             )  # fmt: skip
 
-    def _decide(self, records: list[Incoming], plan: _Plan) -> Any:
+    def _decide(self, records: list[Incoming], plan: _Plan) -> Batch | None:
         to_decide: list[CommandRecord] = []
         seen: set[str] = set()
         now_ms = time.time() * 1000
@@ -197,9 +199,9 @@ class Decider:
         reply = Reply(command_id=cmd.command_id, ok=True, receipt=result.receipt)
         plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
 
-    async def _commit(self, last_offset: int, plan: _Plan, batch: Any) -> None:
+    async def _commit(self, last_offset: int, plan: _Plan, batch: Batch | None) -> None:
         envelopes = list(batch.envelopes) if batch is not None else []
-        records = [batch.records[(e.session_key, e.version)] for e in envelopes]
+        records = [batch.records[(e.session_key, e.version)] for e in envelopes] if batch is not None else []
         topics, p = self.topics, self.partition
         by_command = {cid: rec for (cid, _, _), rec in zip(plan.events, records, strict=True)}
         stored: list[tuple[bytes, bytes | None]] = []
@@ -226,7 +228,7 @@ class Decider:
             writes = [*batch.writes, *dict(stored).items(), (OFFSET_KEY, b"%d" % last_event), *writes]
         self.store.kv.write(writes)
         if batch is not None and envelopes:
-            self.store.engine._commit(batch)  # noqa: SLF001 - the engine's own cache update after its batch is durable
+            self.store.engine.apply_committed(batch)
 
     def _final_replies(self, plan: _Plan, by_command: dict[str, bytes]) -> list[tuple[str, Reply]]:
         """Replies with their event filled in; a duplicate within the batch gets its first's reply."""

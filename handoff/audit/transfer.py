@@ -24,7 +24,7 @@ from typing import IO
 import msgspec
 
 from handoff.audit.progress import Progress
-from handoff.kernel.codec import _Signed, check_record, decode_envelope
+from handoff.kernel.codec import SignedRecord, check_record, decode_envelope
 from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.events import GENESIS_HASH
 from handoff.kernel.receipt import receipt_of
@@ -56,7 +56,7 @@ class CloudEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 _decode_line = msgspec.json.Decoder(CloudEvent)
-_decode_signed = msgspec.json.Decoder(_Signed)
+_decode_signed = msgspec.json.Decoder(SignedRecord)
 
 
 def to_cloudevent(record: bytes) -> bytes:
@@ -90,7 +90,7 @@ def from_cloudevent(line: bytes) -> bytes:
         raise InvalidArgument(f"not a handoff CloudEvent: {exc}") from exc
     if ce.specversion != "1.0":
         raise InvalidArgument(f"specversion {ce.specversion!r} is not 1.0")
-    signed = _Signed(
+    signed = SignedRecord(
         actor=ce.handoffactor,
         data=msgspec.Raw(data),
         event_id=ce.id,

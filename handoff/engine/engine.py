@@ -13,6 +13,14 @@ batch unsynced on the loop, then syncs the log in a thread while the loop keeps 
 sync returns, `settled()` holds back the readers of the store, so nothing not yet durable is read.
 A failed sync leaves the store holding a batch nobody was told of: the engine then refuses every
 further write (UNAVAILABLE) until it is restarted and the store recovers from its log.
+
+Deciding without the writer task (the Kafka decider, which commits elsewhere first):
+`decide_batch(commands)` decides a batch against the committed state and returns each command's
+result with the `Batch`: its events, their encoded records and the store writes that commit them,
+nothing written yet. The caller makes `batch.writes` durable in the engine's store (adding writes of
+its own to the same WriteBatch if it likes), then calls `apply_committed(batch)` so the engine takes
+the batch in: its log position, its caches and its change listeners. A batch never applied was
+never decided: the next `decide_batch` starts again from the store.
 """
 
 from __future__ import annotations
@@ -99,8 +107,13 @@ class _CachedReader:
 
 
 @dataclass
-class _Batch:
-    """The pending effects of the commands decided so far in one batch."""
+class Batch:
+    """The pending effects of the commands decided so far in one batch (see the module docstring).
+
+    `envelopes` are its events in decision order, `records[(sessionKey, version)]` their encoded
+    bytes, and `writes` every store write that commits them (events, global order, decision state,
+    receipts, views, log position). The other fields are the engine's own bookkeeping.
+    """
 
     states: dict[str, SessionState] = field(default_factory=dict)
     receipts: dict[tuple[str, str], Receipt] = field(default_factory=dict)
@@ -196,7 +209,7 @@ class Engine:
                     results, batch = self.decide_batch([c for c, _ in items])
                     if batch.writes:
                         await self._write(batch.writes)
-                        self._commit(batch)
+                        self.apply_committed(batch)
             except Exception as exc:  # noqa: BLE001 - a failed write must answer every caller
                 log.exception("batch of %d commands failed to commit", len(items))
                 failure = Unavailable(f"the store could not commit the write: {exc}")
@@ -242,12 +255,12 @@ class Engine:
         results, batch = self.decide_batch(commands)
         if batch.writes:
             self.kv.write(batch.writes, self.sync)
-            self._commit(batch)
+            self.apply_committed(batch)
         return results
 
-    def decide_batch(self, commands: list[Command]) -> tuple[list[Outcome | HandoffError], _Batch]:
+    def decide_batch(self, commands: list[Command]) -> tuple[list[Outcome | HandoffError], Batch]:
         """Decide each command against the state the previous ones left; collect the batch's writes."""
-        batch = _Batch()
+        batch = Batch()
         batch.folder = RunFolder(self.reader, batch.changes)
         results: list[Outcome | HandoffError] = []
         for command in commands:
@@ -262,7 +275,7 @@ class Engine:
             batch.writes.append((L.POSITION_KEY, b"%d" % (self.position + len(batch.envelopes))))
         return results, batch
 
-    def _decide_one(self, command: Command, batch: _Batch) -> Outcome:
+    def _decide_one(self, command: Command, batch: Batch) -> Outcome:
         key = command.session_key
         state = batch.states.get(key) or self.state(key)
         ikey = command.idempotency_key
@@ -300,14 +313,14 @@ class Engine:
             ctx = self._plain_ctx = Ctx(now=now, new_id=self.new_id, limits=self.limits)
         return ctx
 
-    def _package(self, reader: OverlayReader, batch: _Batch, state: SessionState, budget: int):  # type: ignore[no-untyped-def]
+    def _package(self, reader: OverlayReader, batch: Batch, state: SessionState, budget: int):  # type: ignore[no-untyped-def]
         summary = reader.summary(state.session_key)
         assert summary is not None
         newest = self._entries_newest_first(batch, state.session_key, state.last_sequence)
         record, _ = build_package(package_head(summary), newest, budget)
         return record
 
-    def _entries_newest_first(self, batch: _Batch, key: str, last: int) -> Iterator[PackageEntry]:
+    def _entries_newest_first(self, batch: Batch, key: str, last: int) -> Iterator[PackageEntry]:
         """The batch's pending entries, then the stored ones, newest first, read as the package pulls them."""
         seq = last
         pending = batch.changes.entries
@@ -316,7 +329,8 @@ class Engine:
             seq -= 1
         yield from self.queries.entries_newest_first(key, seq)
 
-    def _commit(self, batch: _Batch) -> None:
+    def apply_committed(self, batch: Batch) -> None:
+        """Take in a batch from `decide_batch` whose writes are now in the store: position, caches, listeners."""
         self.position += len(batch.envelopes)
         for key, state in batch.states.items():
             self.states.remember(key, state)

@@ -54,7 +54,12 @@ class _Unsigned(_Fields, kw_only=True):
     data: msgspec.Raw
 
 
-class _Signed(_Unsigned, kw_only=True, forbid_unknown_fields=True):
+class SignedRecord(_Unsigned, kw_only=True, forbid_unknown_fields=True):
+    """A stored event record field by field, its payload as raw JSON: what export and import translate.
+
+    Encoded with sorted keys, it is the record's canonical bytes, the ones its hash covers.
+    """
+
     hash: str
 
 
@@ -79,7 +84,7 @@ def _appended(record: bytes) -> _Appended | None:
     return rec if rec.type == "ContextAppended" and rec.schema_version == _APPENDED_VERSION else None
 
 
-_decode_signed = msgspec.json.Decoder(_Signed)
+_decode_signed = msgspec.json.Decoder(SignedRecord)
 _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {
     cls: msgspec.json.Decoder(cls) for cls in EVENT_TYPES.values()
 }
@@ -171,7 +176,7 @@ def sealed_record(
 
 def encode_envelope(env: Envelope) -> bytes:
     """The canonical wire bytes of a sealed envelope."""
-    return _canonical.encode(_Signed(**_fields(env, encode_data(env.event)), hash=env.hash))
+    return _canonical.encode(SignedRecord(**_fields(env, encode_data(env.event)), hash=env.hash))
 
 
 def upcast(event_type: str, schema_version: int, data: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +203,7 @@ def _decode_payload(event_type: str, schema_version: int, raw: bytes) -> Event:
     return msgspec.convert(data, cls)  # type: ignore[no-any-return]
 
 
-def _envelope(head: _Signed | _Appended, event: Event) -> Envelope:
+def _envelope(head: SignedRecord | _Appended, event: Event) -> Envelope:
     return Envelope(
         event_id=head.event_id,
         session_key=head.session_key,
@@ -213,7 +218,7 @@ def _envelope(head: _Signed | _Appended, event: Event) -> Envelope:
     )
 
 
-def _decoded(record: bytes) -> tuple[_Signed | _Appended, Event]:
+def _decoded(record: bytes) -> tuple[SignedRecord | _Appended, Event]:
     """The record's envelope fields and its event, upcast; raises CodecError."""
     appended = _appended(record)
     if appended is not None:

@@ -96,7 +96,7 @@ def test_a_non_canonical_record_with_the_same_content_is_not_genuine():
 def test_non_canonical_data_is_caught_even_when_the_rest_is_canonical():
     env = _history()[0]
     data = codec.encode_data(env.event).replace(b":", b": ", 1)
-    raw = codec._canonical.encode(codec._Signed(**codec._fields(env, data), hash=compute_hash(env, data)))
+    raw = codec._canonical.encode(codec.SignedRecord(**codec._fields(env, data), hash=compute_hash(env, data)))
     assert check_record(raw) == "record is not in canonical form (bytes were altered)"
 
 
