@@ -1,7 +1,12 @@
-"""Commands: what a caller asks the single writer of a session to do.
+"""Commands: what a caller asks the single writer of a session to do, and the arguments they are made of.
 
-Commands forbid unknown fields, so a client's typo fails instead of being silently ignored.
-Every write tool of CONTRACT §2 maps to exactly one command and, when accepted, one event.
+Each write tool's arguments are a struct here (`RegisterSessionArgs` …), and its command is that
+struct with a tag, so every field and its shape is written once, for the tool's input schema and
+for the command record alike. A handoff tool names only its handoff: its command adds the session
+the handoff belongs to (`for_session`), which the adapter looks up before it builds the command.
+
+Arguments and commands forbid unknown fields, so a client's typo fails instead of being silently
+ignored. Every write tool maps to exactly one command and, when accepted, one event.
 """
 
 from __future__ import annotations
@@ -10,96 +15,147 @@ from typing import Any
 
 import msgspec
 
-from handoff.kernel.types import AgentStr, ContextType, JsonObject, KeyStr, Reason, RequestType
+from handoff.kernel.types import (
+    AgentStr,
+    ContextType,
+    ExpectedVersion,
+    IdempotencyKey,
+    JsonObject,
+    KeyStr,
+    Reason,
+    RequestType,
+)
 
 
-class _Command(
-    msgspec.Struct,
-    gc=False,
-    frozen=True,
-    kw_only=True,
-    forbid_unknown_fields=True,
-    rename="camel",
-    tag_field="command",
-):
+class WriteArgs(msgspec.Struct, gc=False, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    """What every write takes: optimistic concurrency and retry safety."""
+
+    expected_version: ExpectedVersion | None = None
+    idempotency_key: IdempotencyKey | None = None
+
+
+class RegisterSessionArgs(WriteArgs, frozen=True, kw_only=True):
+    """Arguments of register_session."""
+
     session_key: KeyStr
-    expected_version: int | None = None
-    idempotency_key: str | None = None
-
-
-class RegisterSession(_Command, frozen=True, tag="RegisterSession"):
-    """Start a session owned by `agent_from`."""
-
     agent_from: AgentStr
     metadata: JsonObject | None = None
 
 
-class AppendContext(_Command, frozen=True, tag="AppendContext"):
-    """Append one context entry (the `update_context` tool)."""
+class UpdateContextArgs(WriteArgs, frozen=True, kw_only=True):
+    """Arguments of update_context; without agent, the entry is attributed to the session holder."""
 
+    session_key: KeyStr
     context_type: ContextType
     content: str
     metadata: JsonObject | None = None
     agent: AgentStr | None = None
 
 
-class RequestHandoff(_Command, frozen=True, tag="RequestHandoff"):
-    """Hand the session to `target_agent`."""
+class RequestHandoffArgs(WriteArgs, frozen=True, kw_only=True):
+    """Arguments of request_handoff; tokenBudget is 100-200000 (default 4000)."""
 
+    session_key: KeyStr
     target_agent: AgentStr
     request_type: RequestType = "context_transfer"
     request_data: JsonObject | None = None
     token_budget: int | None = None
 
 
-class AcceptHandoff(_Command, frozen=True, tag="AcceptHandoff"):
-    """Accept a pending handoff."""
+class CloseSessionArgs(WriteArgs, frozen=True, kw_only=True):
+    """Arguments of close_session."""
+
+    session_key: KeyStr
+    agent: AgentStr
+    reason: Reason | None = None
+
+
+class AcceptHandoffArgs(WriteArgs, frozen=True, kw_only=True):
+    """Arguments of accept_handoff."""
 
     handoff_id: KeyStr
     agent: AgentStr
 
 
-class CompleteHandoff(_Command, frozen=True, tag="CompleteHandoff"):
-    """Complete an accepted handoff."""
+class CompleteHandoffArgs(WriteArgs, frozen=True, kw_only=True):
+    """Arguments of complete_handoff."""
 
     handoff_id: KeyStr
     agent: AgentStr
     result: JsonObject | None = None
 
 
-class RejectHandoff(_Command, frozen=True, tag="RejectHandoff"):
-    """Decline a pending handoff."""
+class RejectHandoffArgs(WriteArgs, frozen=True, kw_only=True):
+    """Arguments of reject_handoff."""
 
     handoff_id: KeyStr
     agent: AgentStr
     reason: Reason
 
 
-class CancelHandoff(_Command, frozen=True, tag="CancelHandoff"):
-    """Withdraw a requested handoff."""
+class CancelHandoffArgs(WriteArgs, frozen=True, kw_only=True):
+    """Arguments of cancel_handoff."""
 
     handoff_id: KeyStr
     agent: AgentStr
     reason: Reason | None = None
 
 
-class CloseSession(_Command, frozen=True, tag="CloseSession"):
+class RegisterSession(RegisterSessionArgs, frozen=True, kw_only=True, tag_field="command", tag="RegisterSession"):
+    """Start a session owned by `agent_from`."""
+
+
+class AppendContext(UpdateContextArgs, frozen=True, kw_only=True, tag_field="command", tag="AppendContext"):
+    """Append one context entry (the `update_context` tool)."""
+
+
+class RequestHandoff(RequestHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="RequestHandoff"):
+    """Hand the session to `target_agent`."""
+
+
+class CloseSession(CloseSessionArgs, frozen=True, kw_only=True, tag_field="command", tag="CloseSession"):
     """Close the session."""
 
-    agent: AgentStr
-    reason: Reason | None = None
+
+# A handoff command is its tool's arguments addressed to the handoff's session.
 
 
-class ExpireHandoff(_Command, frozen=True, tag="ExpireHandoff"):
+class AcceptHandoff(AcceptHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="AcceptHandoff"):
+    """Accept a pending handoff."""
+
+    session_key: KeyStr
+
+
+class CompleteHandoff(CompleteHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="CompleteHandoff"):
+    """Complete an accepted handoff."""
+
+    session_key: KeyStr
+
+
+class RejectHandoff(RejectHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="RejectHandoff"):
+    """Decline a pending handoff."""
+
+    session_key: KeyStr
+
+
+class CancelHandoff(CancelHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="CancelHandoff"):
+    """Withdraw a requested handoff."""
+
+    session_key: KeyStr
+
+
+class ExpireHandoff(WriteArgs, frozen=True, kw_only=True, tag_field="command", tag="ExpireHandoff"):
     """Issued by the engine's own sweeper, never by a client tool."""
 
+    session_key: KeyStr
     handoff_id: KeyStr
     reason: Reason = "expired"
 
 
-class ExpireSession(_Command, frozen=True, tag="ExpireSession"):
+class ExpireSession(WriteArgs, frozen=True, kw_only=True, tag_field="command", tag="ExpireSession"):
     """Issued by the engine's own sweeper, never by a client tool."""
 
+    session_key: KeyStr
     reason: Reason = "expired"
 
 
@@ -116,7 +172,32 @@ Command = (
     | ExpireSession
 )
 
-HANDOFF_COMMANDS = (AcceptHandoff, CompleteHandoff, RejectHandoff, CancelHandoff, ExpireHandoff)
+SessionArgs = RegisterSessionArgs | UpdateContextArgs | RequestHandoffArgs | CloseSessionArgs
+HandoffArgs = AcceptHandoffArgs | CompleteHandoffArgs | RejectHandoffArgs | CancelHandoffArgs
+
+_COMMAND_OF: dict[type[WriteArgs], type[Any]] = {
+    RegisterSessionArgs: RegisterSession,
+    UpdateContextArgs: AppendContext,
+    RequestHandoffArgs: RequestHandoff,
+    CloseSessionArgs: CloseSession,
+    AcceptHandoffArgs: AcceptHandoff,
+    CompleteHandoffArgs: CompleteHandoff,
+    RejectHandoffArgs: RejectHandoff,
+    CancelHandoffArgs: CancelHandoff,
+}
+
+
+def command_of(args: SessionArgs) -> Command:
+    """The command of a write tool's arguments that name their session."""
+    command: Command = _COMMAND_OF[type(args)](**msgspec.structs.asdict(args))
+    return command
+
+
+def for_session(args: HandoffArgs, session_key: str) -> Command:
+    """The command of a handoff tool's arguments, addressed to the session its handoff belongs to."""
+    command: Command = _COMMAND_OF[type(args)](session_key=session_key, **msgspec.structs.asdict(args))
+    return command
+
 
 _fingerprint_encoder = msgspec.json.Encoder(order="sorted")
 

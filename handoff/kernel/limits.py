@@ -7,16 +7,16 @@ from typing import Any
 import msgspec
 
 from handoff.kernel.commands import (
-    AcceptHandoff,
-    AppendContext,
-    CancelHandoff,
-    CloseSession,
-    Command,
-    CompleteHandoff,
+    AcceptHandoffArgs,
+    UpdateContextArgs,
+    CancelHandoffArgs,
+    CloseSessionArgs,
+    CompleteHandoffArgs,
     ExpireHandoff,
-    RegisterSession,
-    RejectHandoff,
-    RequestHandoff,
+    RegisterSessionArgs,
+    RejectHandoffArgs,
+    RequestHandoffArgs,
+    WriteArgs,
 )
 from handoff.kernel.errors import InvalidArgument, LimitExceeded
 from handoff.kernel.types import Limits
@@ -50,17 +50,20 @@ def _object(name: str, value: dict[str, Any] | None, limits: Limits) -> None:
 _msgpack = msgspec.msgpack.Encoder()
 
 
-def check_limits(command: Command, limits: Limits) -> None:  # noqa: C901 - one case per type: a total match
-    """Raise LimitExceeded (or InvalidArgument for empty values) if the command breaks a limit."""
-    _length("sessionKey", command.session_key, 1, limits.key_max)
+def check_limits(command: WriteArgs, limits: Limits) -> None:  # noqa: C901 - one case per type: a total match
+    """Raise LimitExceeded (or InvalidArgument for empty values) if the command breaks a limit.
+
+    It also takes a handoff tool's arguments, checked before their session is looked up (they name none).
+    """
+    _length("sessionKey", getattr(command, "session_key", None), 1, limits.key_max)
     _length("idempotencyKey", command.idempotency_key, 1, limits.idempotency_key_max)
     if command.expected_version is not None and command.expected_version < 0:
         raise InvalidArgument("expectedVersion must be 0 or more", field="expectedVersion")
     match command:
-        case RegisterSession():
+        case RegisterSessionArgs():
             _length("agentFrom", command.agent_from, 1, limits.agent_max)
             _object("metadata", command.metadata, limits)
-        case AppendContext():
+        case UpdateContextArgs():
             _length("agent", command.agent, 1, limits.agent_max)
             _object("metadata", command.metadata, limits)
             if not command.content:
@@ -74,7 +77,7 @@ def check_limits(command: Command, limits: Limits) -> None:  # noqa: C901 - one 
                     field="content",
                     limit=limits.content_max_bytes,
                 )
-        case RequestHandoff():
+        case RequestHandoffArgs():
             _length("targetAgent", command.target_agent, 1, limits.agent_max)
             _object("requestData", command.request_data, limits)
             budget = command.token_budget
@@ -83,13 +86,13 @@ def check_limits(command: Command, limits: Limits) -> None:  # noqa: C901 - one 
                     f"tokenBudget {budget} is outside {limits.token_budget_min}..{limits.token_budget_max}",
                     field="tokenBudget",
                 )
-        case AcceptHandoff() | RejectHandoff() | CancelHandoff() | CompleteHandoff() | ExpireHandoff():
+        case AcceptHandoffArgs() | RejectHandoffArgs() | CancelHandoffArgs() | CompleteHandoffArgs() | ExpireHandoff():
             _length("handoffId", command.handoff_id, 1, limits.key_max)
             if not isinstance(command, ExpireHandoff):
                 _length("agent", command.agent, 1, limits.agent_max)
-            if isinstance(command, CompleteHandoff):
+            if isinstance(command, CompleteHandoffArgs):
                 _object("result", command.result, limits)
-        case CloseSession():
+        case CloseSessionArgs():
             _length("agent", command.agent, 1, limits.agent_max)
         case _:
             pass

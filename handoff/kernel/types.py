@@ -18,6 +18,8 @@ KeyStr = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]+$(?!\n)", descri
 AgentStr = Annotated[
     str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]+$(?!\n)", description="1-100 chars, no control characters")
 ]
+ExpectedVersion = Annotated[int, msgspec.Meta(ge=0, description="the session version the caller last saw")]
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, description="retry key (at most 128 characters)")]
 Reason = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", max_length=4096)]
 JsonObject = dict[str, Any]
 

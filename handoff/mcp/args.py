@@ -1,7 +1,9 @@
-"""Tool arguments: one msgspec struct per tool, camelCase on the wire, unknown fields refused.
+"""The read tools' arguments (one msgspec struct per tool, camelCase, unknown fields refused) and JSON schemas.
 
-Shapes (types, patterns, enumerations) are checked here by typed decoding; lengths and sizes are
-checked by `handoff.kernel.limits` so that they stay configurable and report LIMIT_EXCEEDED.
+The write tools' arguments are the kernel's (`handoff.kernel.commands`), the structs their commands
+are made of. Shapes (types, patterns, enumerations) are checked by typed decoding, with the kernel's
+constrained types; lengths and sizes are checked by `handoff.kernel.limits` so that they stay
+configurable and report LIMIT_EXCEEDED.
 """
 
 from __future__ import annotations
@@ -10,96 +12,13 @@ from typing import Annotated, Any
 
 import msgspec
 
-from handoff.kernel.types import (
-    AgentStr,
-    ContextType,
-    HandoffStatus,
-    JsonObject,
-    KeyStr,
-    Reason,
-    RequestType,
-    SessionStatus,
-)
+from handoff.kernel.types import AgentStr, HandoffStatus, KeyStr, SessionStatus
 
-Version = Annotated[int, msgspec.Meta(ge=0, description="the session version the caller last saw")]
-IdemKey = Annotated[str, msgspec.Meta(min_length=1, description="retry key (at most 128 characters)")]
 PageLimit = Annotated[int, msgspec.Meta(ge=1, description="page size (at most 1000)")]
 
 
 class _Args(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     pass
-
-
-class _WriteArgs(_Args, frozen=True, kw_only=True):
-    expected_version: Version | None = None
-    idempotency_key: IdemKey | None = None
-
-
-class RegisterSessionArgs(_WriteArgs, frozen=True, kw_only=True):
-    """Arguments of register_session."""
-
-    session_key: KeyStr
-    agent_from: AgentStr
-    metadata: JsonObject | None = None
-
-
-class UpdateContextArgs(_WriteArgs, frozen=True, kw_only=True):
-    """Arguments of update_context; without agent, the entry is attributed to the session holder."""
-
-    session_key: KeyStr
-    context_type: ContextType
-    content: str
-    metadata: JsonObject | None = None
-    agent: AgentStr | None = None
-
-
-class RequestHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
-    """Arguments of request_handoff; tokenBudget is 100-200000 (default 4000)."""
-
-    session_key: KeyStr
-    target_agent: AgentStr
-    request_type: RequestType = "context_transfer"
-    request_data: JsonObject | None = None
-    token_budget: int | None = None
-
-
-class AcceptHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
-    """Arguments of accept_handoff."""
-
-    handoff_id: KeyStr
-    agent: AgentStr
-
-
-class CompleteHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
-    """Arguments of complete_handoff."""
-
-    handoff_id: KeyStr
-    agent: AgentStr
-    result: JsonObject | None = None
-
-
-class RejectHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
-    """Arguments of reject_handoff."""
-
-    handoff_id: KeyStr
-    agent: AgentStr
-    reason: Reason
-
-
-class CancelHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
-    """Arguments of cancel_handoff."""
-
-    handoff_id: KeyStr
-    agent: AgentStr
-    reason: Reason | None = None
-
-
-class CloseSessionArgs(_WriteArgs, frozen=True, kw_only=True):
-    """Arguments of close_session."""
-
-    session_key: KeyStr
-    agent: AgentStr
-    reason: Reason | None = None
 
 
 class GetHandoffArgs(_Args, frozen=True, kw_only=True):

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import msgspec
-
-from handoff.kernel.commands import HANDOFF_COMMANDS, Command
+from handoff.kernel.commands import Command, HandoffArgs, for_session
 from handoff.kernel.errors import HandoffNotFound
 from handoff.kernel.limits import check_limits
 from handoff.kernel.types import Limits
@@ -26,20 +24,19 @@ class Deps:
     notifier: Notifier
 
     async def submit(self, command: Command) -> Outcome:
-        """Check the limits here (so an over-limit call never travels), then submit.
-
-        A handoff command names only its handoff: its session key is looked up in the read model
-        (HANDOFF_NOT_FOUND if the handoff is unknown) and the command is submitted to that session.
-        """
+        """Check the limits here (so an over-limit call never travels), then submit."""
         check_limits(command, self.limits)
-        if isinstance(command, HANDOFF_COMMANDS):
-            view = await self.reads.handoff(command.handoff_id)
-            if view is None:
-                hid = command.handoff_id
-                raise HandoffNotFound(f"handoff {hid!r} does not exist", handoffId=hid)
-            command = _with_session(command, view.session_key)
         return await self.commands.submit(command)
 
+    async def submit_to_handoff(self, args: HandoffArgs) -> Outcome:
+        """Submit a handoff tool's command to the session of its handoff.
 
-def _with_session(command: Command, session_key: str) -> Command:
-    return msgspec.structs.replace(command, session_key=session_key)
+        The arguments name only the handoff: after their limits are checked, its session key is
+        looked up in the read model (HANDOFF_NOT_FOUND if the handoff is unknown).
+        """
+        check_limits(args, self.limits)
+        view = await self.reads.handoff(args.handoff_id)
+        if view is None:
+            hid = args.handoff_id
+            raise HandoffNotFound(f"handoff {hid!r} does not exist", handoffId=hid)
+        return await self.commands.submit(for_session(args, view.session_key))

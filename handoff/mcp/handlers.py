@@ -8,30 +8,13 @@ session that exists, a version below 1 or above its current version is INVALID_A
 
 from __future__ import annotations
 
-from typing import Any
-
-from handoff.kernel.commands import (
-    AcceptHandoff,
-    AppendContext,
-    CancelHandoff,
-    CloseSession,
-    CompleteHandoff,
-    RegisterSession,
-    RejectHandoff,
-    RequestHandoff,
-)
+from handoff.kernel import commands as C
 from handoff.kernel.errors import HandoffNotFound, InvalidArgument, LimitExceeded, SessionNotFound
 from handoff.mcp import args as A
 from handoff.mcp import present
 from handoff.mcp import results as R
 from handoff.mcp.deps import Deps
 from projections.views import SessionView
-
-_RESOLVED_LATER = "-"  # a handoff command's session key, filled in from the read model by `Deps.submit`
-
-
-def _write(a: Any) -> dict[str, Any]:
-    return {"expected_version": a.expected_version, "idempotency_key": a.idempotency_key}
 
 
 def check_length(field: str, value: str | None, limit: int) -> None:
@@ -46,72 +29,44 @@ def check_page(limit: int, deps: Deps) -> None:
         raise LimitExceeded(f"limit {limit} is over the maximum of {deps.limits.page_max}", field="limit")
 
 
-async def register_session(deps: Deps, a: A.RegisterSessionArgs) -> R.RegisterSessionResult:
+async def register_session(deps: Deps, a: C.RegisterSessionArgs) -> R.RegisterSessionResult:
     """Start a session."""
-    cmd = RegisterSession(session_key=a.session_key, agent_from=a.agent_from, metadata=a.metadata, **_write(a))
-    return present.registered(await deps.submit(cmd))
+    return present.registered(await deps.submit(C.command_of(a)))
 
 
-async def update_context(deps: Deps, a: A.UpdateContextArgs) -> R.UpdateContextResult:
+async def update_context(deps: Deps, a: C.UpdateContextArgs) -> R.UpdateContextResult:
     """Append one context entry; without `agent` the kernel attributes it to the session's holder."""
-    cmd = AppendContext(
-        session_key=a.session_key,
-        context_type=a.context_type,
-        content=a.content,
-        metadata=a.metadata,
-        agent=a.agent,
-        **_write(a),
-    )
-    return present.appended(await deps.submit(cmd))
+    return present.appended(await deps.submit(C.command_of(a)))
 
 
-async def request_handoff(deps: Deps, a: A.RequestHandoffArgs) -> R.HandoffResult:
+async def request_handoff(deps: Deps, a: C.RequestHandoffArgs) -> R.HandoffResult:
     """Ask another agent to take over or help; the package is built and recorded now."""
-    cmd = RequestHandoff(
-        session_key=a.session_key,
-        target_agent=a.target_agent,
-        request_type=a.request_type,
-        request_data=a.request_data,
-        token_budget=a.token_budget,
-        **_write(a),
-    )
-    return present.handoff_changed(await deps.submit(cmd))
+    return present.handoff_changed(await deps.submit(C.command_of(a)))
 
 
-async def accept_handoff(deps: Deps, a: A.AcceptHandoffArgs) -> R.HandoffResult:
+async def accept_handoff(deps: Deps, a: C.AcceptHandoffArgs) -> R.HandoffResult:
     """The target takes the handoff."""
-    cmd = AcceptHandoff(session_key=_RESOLVED_LATER, handoff_id=a.handoff_id, agent=a.agent, **_write(a))
-    return present.handoff_changed(await deps.submit(cmd))
+    return present.handoff_changed(await deps.submit_to_handoff(a))
 
 
-async def complete_handoff(deps: Deps, a: A.CompleteHandoffArgs) -> R.HandoffResult:
+async def complete_handoff(deps: Deps, a: C.CompleteHandoffArgs) -> R.HandoffResult:
     """The accepting agent finishes the handoff."""
-    cmd = CompleteHandoff(
-        session_key=_RESOLVED_LATER, handoff_id=a.handoff_id, agent=a.agent, result=a.result, **_write(a)
-    )
-    return present.handoff_changed(await deps.submit(cmd))
+    return present.handoff_changed(await deps.submit_to_handoff(a))
 
 
-async def reject_handoff(deps: Deps, a: A.RejectHandoffArgs) -> R.HandoffResult:
+async def reject_handoff(deps: Deps, a: C.RejectHandoffArgs) -> R.HandoffResult:
     """The target declines the handoff."""
-    cmd = RejectHandoff(
-        session_key=_RESOLVED_LATER, handoff_id=a.handoff_id, agent=a.agent, reason=a.reason, **_write(a)
-    )
-    return present.handoff_changed(await deps.submit(cmd))
+    return present.handoff_changed(await deps.submit_to_handoff(a))
 
 
-async def cancel_handoff(deps: Deps, a: A.CancelHandoffArgs) -> R.HandoffResult:
+async def cancel_handoff(deps: Deps, a: C.CancelHandoffArgs) -> R.HandoffResult:
     """The requester withdraws the handoff."""
-    cmd = CancelHandoff(
-        session_key=_RESOLVED_LATER, handoff_id=a.handoff_id, agent=a.agent, reason=a.reason, **_write(a)
-    )
-    return present.handoff_changed(await deps.submit(cmd))
+    return present.handoff_changed(await deps.submit_to_handoff(a))
 
 
-async def close_session(deps: Deps, a: A.CloseSessionArgs) -> R.CloseSessionResult:
+async def close_session(deps: Deps, a: C.CloseSessionArgs) -> R.CloseSessionResult:
     """Close a session; its open handoffs are cancelled."""
-    cmd = CloseSession(session_key=a.session_key, agent=a.agent, reason=a.reason, **_write(a))
-    return present.closed(await deps.submit(cmd))
+    return present.closed(await deps.submit(C.command_of(a)))
 
 
 async def get_handoff(deps: Deps, a: A.GetHandoffArgs) -> R.GetHandoffResult:

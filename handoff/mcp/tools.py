@@ -18,6 +18,7 @@ import mcp_types as types
 import msgspec
 from mcp.shared.exceptions import MCPError
 
+from handoff.kernel import commands as C
 from handoff.kernel.errors import ERROR_CODES, HandoffError
 from handoff.mcp import args as A
 from handoff.mcp import handlers as H
@@ -63,23 +64,23 @@ def _spec(name: str, description: str, a: type[Any], r: type[Any], h: Handler, w
 TOOLS: Mapping[str, ToolSpec] = MappingProxyType({
     t.name: t
     for t in (
-        _spec("register_session", "Start a new session owned by agentFrom.", A.RegisterSessionArgs,
+        _spec("register_session", "Start a new session owned by agentFrom.", C.RegisterSessionArgs,
               R.RegisterSessionResult, H.register_session),
         _spec("update_context", "Append one context entry (message, file, tool_call, system, decision, task) to an "
-              "active session.", A.UpdateContextArgs, R.UpdateContextResult, H.update_context),
+              "active session.", C.UpdateContextArgs, R.UpdateContextResult, H.update_context),
         _spec("request_handoff", "Ask targetAgent to take over (full_handoff), receive context (context_transfer) or "
-              "help (collaboration); records a context package within tokenBudget.", A.RequestHandoffArgs,
+              "help (collaboration); records a context package within tokenBudget.", C.RequestHandoffArgs,
               R.HandoffResult, H.request_handoff),
         _spec("accept_handoff", "Accept a pending handoff addressed to you; only one agent can accept it.",
-              A.AcceptHandoffArgs, R.HandoffResult, H.accept_handoff),
+              C.AcceptHandoffArgs, R.HandoffResult, H.accept_handoff),
         _spec("complete_handoff", "Complete a handoff you accepted, optionally with a result object.",
-              A.CompleteHandoffArgs, R.HandoffResult, H.complete_handoff),
-        _spec("reject_handoff", "Decline a pending handoff addressed to you, with a reason.", A.RejectHandoffArgs,
+              C.CompleteHandoffArgs, R.HandoffResult, H.complete_handoff),
+        _spec("reject_handoff", "Decline a pending handoff addressed to you, with a reason.", C.RejectHandoffArgs,
               R.HandoffResult, H.reject_handoff),
-        _spec("cancel_handoff", "Withdraw a handoff you requested, before it completes.", A.CancelHandoffArgs,
+        _spec("cancel_handoff", "Withdraw a handoff you requested, before it completes.", C.CancelHandoffArgs,
               R.HandoffResult, H.cancel_handoff),
         _spec("close_session", "Close a session you take part in; its open handoffs are cancelled.",
-              A.CloseSessionArgs, R.CloseSessionResult, H.close_session),
+              C.CloseSessionArgs, R.CloseSessionResult, H.close_session),
         _spec("get_handoff", "A handoff and the context package recorded when it was requested.", A.GetHandoffArgs,
               R.GetHandoffResult, H.get_handoff, writes=False),
         _spec("get_session", "A session (status, version, participants, counts), now or asOfVersion.",
