@@ -26,6 +26,7 @@ from handoff.kernel.events import (
     SessionRegistered,
 )
 from handoff.kernel.package import estimate_tokens
+from handoff.kernel.types import AgentId
 from projections.summary import add_entries, tally
 from projections.views import ContextEntryView, HandoffView, SessionView, SummaryView
 
@@ -90,7 +91,7 @@ def _bump(counts: dict[str, int], up: str | None, down: str | None = None) -> di
     return out
 
 
-def _joined(participants: list[str], agent: str) -> list[str]:
+def _joined(participants: list[AgentId], agent: AgentId) -> list[AgentId]:
     return participants if agent in participants else [*participants, agent]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 from handoff.kernel.events import ContextAppended, Envelope
+from handoff.kernel.types import AgentId
 from handoff.storage import keys
 from projections.folds import (
     affected_handoffs,
@@ -159,6 +160,6 @@ class RunFolder:
         self._runs.clear()
 
 
-def _indexed(view: SessionView) -> tuple[str, list[str], str]:
+def _indexed(view: SessionView) -> tuple[str, list[AgentId], str]:
     """The fields a session's index entries depend on."""
     return view.status, view.participants, view.created_at

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import msgspec
 
 from handoff.kernel.package import PackageHead
+from handoff.kernel.types import AgentId
 from projections.views import ContextEntryView, SummaryView, TaskItem
 
 SNIPPET = 200
@@ -34,8 +35,8 @@ def snippet(text: str, limit: int = SNIPPET) -> str:
 
 
 def tally(
-    counts: dict[str, int], participants: list[str], entries: Sequence[ContextEntryView]
-) -> tuple[dict[str, int], list[str]]:
+    counts: dict[str, int], participants: list[AgentId], entries: Sequence[ContextEntryView]
+) -> tuple[dict[str, int], list[AgentId]]:
     """Counts by context type and participants in order of first appearance, after more entries (copies)."""
     counts = dict(counts)
     for entry in entries:

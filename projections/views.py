@@ -5,18 +5,19 @@ from __future__ import annotations
 import msgspec
 
 from handoff.kernel.events import PackageRecord
+from handoff.kernel.types import AgentId, ContextType, HandoffId, HandoffStatus, RequestType, SessionKey, SessionStatus
 
 
 class SessionView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """A session as `get_session` and `list_sessions` show it."""
 
-    session_key: str
-    agent_from: str
-    holder: str
-    agent_to: str | None = None
-    status: str = "active"
+    session_key: SessionKey
+    agent_from: AgentId
+    holder: AgentId
+    agent_to: AgentId | None = None
+    status: SessionStatus = "active"
     version: int = 0
-    participants: list[str] = []
+    participants: list[AgentId] = []
     entry_count: int = 0
     last_sequence: int = 0
     context_counts: dict[str, int] = {}
@@ -24,7 +25,7 @@ class SessionView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     created_at: str = ""
     updated_at: str = ""
     closed_at: str | None = None
-    closed_by: str | None = None
+    closed_by: AgentId | None = None
     close_reason: str | None = None
     metadata: dict[str, object] = {}
 
@@ -33,10 +34,10 @@ class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """One context entry; written once, never changed."""
 
     sequence_number: int
-    context_type: str
+    context_type: ContextType
     content: str
     content_length: int
-    agent: str
+    agent: AgentId
     created_at: str
     version: int
     event_id: str
@@ -55,11 +56,11 @@ class TaskItem(msgspec.Struct, kw_only=True, rename="camel", gc=False):
 class SummaryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """The running, bounded summary of a session's context (see `projections.summary`)."""
 
-    session_key: str
+    session_key: SessionKey
     version: int = 0
     total_entries: int = 0
     counts: dict[str, int] = {}
-    participants: list[str] = []
+    participants: list[AgentId] = []
     first_message: str | None = None
     last_message: str | None = None
     decisions: list[str] = []
@@ -71,16 +72,16 @@ class SummaryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
 class HandoffView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     """A handoff with the package recorded when it was requested."""
 
-    handoff_id: str
-    session_key: str
-    source_agent: str
-    target_agent: str
-    request_type: str
-    status: str
+    handoff_id: HandoffId
+    session_key: SessionKey
+    source_agent: AgentId
+    target_agent: AgentId
+    request_type: RequestType
+    status: HandoffStatus
     package: PackageRecord
     sequence_number: int
     request_data: dict[str, object] = {}
-    accepted_by: str | None = None
+    accepted_by: AgentId | None = None
     result: dict[str, object] | None = None
     reason: str | None = None
     created_at: str = ""

@@ -29,6 +29,7 @@ from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.events import GENESIS_HASH
 from handoff.kernel.receipt import receipt_of
 from handoff.kernel.state import SessionState, evolve
+from handoff.kernel.types import AgentId, SessionKey
 from handoff.storage import log as L
 from handoff.storage.kv import KeyValue, Write
 from projections.replay import fold_events
@@ -44,12 +45,12 @@ class CloudEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     source: str
     type: str
     time: str
-    subject: str
+    subject: SessionKey
     data: msgspec.Raw
     datacontenttype: str = "application/json"
     handoffversion: int
     handoffschemaversion: int
-    handoffactor: str
+    handoffactor: AgentId
     handoffprevhash: str
     handoffhash: str
     handoffidempotencykey: str | None = None

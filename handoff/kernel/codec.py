@@ -19,6 +19,7 @@ import msgspec
 
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import EVENT_TYPES, ContextAppended, Envelope, Event
+from handoff.kernel.types import AgentId, SessionKey
 from handoff.kernel.upcasters import UPCASTERS as _PUBLISHED
 from handoff.kernel.upcasters import Upcaster
 
@@ -37,7 +38,7 @@ class _Tail(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_default
     occurred_at: str
     prev_hash: str
     schema_version: int
-    session_key: str
+    session_key: SessionKey
     type: str
     version: int
     idempotency_key: str | None = None
@@ -46,7 +47,7 @@ class _Tail(msgspec.Struct, kw_only=True, gc=False, rename="camel", omit_default
 class _Fields(_Tail, kw_only=True):
     """Every envelope field but ``data`` and ``hash``."""
 
-    actor: str
+    actor: AgentId
     event_id: str
 
 
@@ -141,10 +142,10 @@ def seal_and_encode(env: Envelope) -> tuple[Envelope, bytes]:
 def sealed_record(
     event: Event,
     event_id: str,
-    session_key: str,
+    session_key: SessionKey,
     version: int,
     occurred_at: str,
-    actor: str,
+    actor: AgentId,
     prev_hash: str,
     idempotency_key: str | None,
     schema_version: int,

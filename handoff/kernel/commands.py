@@ -19,11 +19,12 @@ from handoff.kernel.types import (
     AgentStr,
     ContextType,
     ExpectedVersion,
+    HandoffIdStr,
     IdempotencyKey,
     JsonObject,
-    KeyStr,
     Reason,
     RequestType,
+    SessionKeyStr,
 )
 
 
@@ -37,7 +38,7 @@ class WriteArgs(msgspec.Struct, gc=False, frozen=True, kw_only=True, forbid_unkn
 class RegisterSessionArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of register_session."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
     agent_from: AgentStr
     metadata: JsonObject | None = None
 
@@ -45,7 +46,7 @@ class RegisterSessionArgs(WriteArgs, frozen=True, kw_only=True):
 class UpdateContextArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of update_context; without agent, the entry is attributed to the session holder."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
     context_type: ContextType
     content: str
     metadata: JsonObject | None = None
@@ -55,7 +56,7 @@ class UpdateContextArgs(WriteArgs, frozen=True, kw_only=True):
 class RequestHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of request_handoff; tokenBudget is 100-200000 (default 4000)."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
     target_agent: AgentStr
     request_type: RequestType = "context_transfer"
     request_data: JsonObject | None = None
@@ -65,7 +66,7 @@ class RequestHandoffArgs(WriteArgs, frozen=True, kw_only=True):
 class CloseSessionArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of close_session."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
     agent: AgentStr
     reason: Reason | None = None
 
@@ -73,14 +74,14 @@ class CloseSessionArgs(WriteArgs, frozen=True, kw_only=True):
 class AcceptHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of accept_handoff."""
 
-    handoff_id: KeyStr
+    handoff_id: HandoffIdStr
     agent: AgentStr
 
 
 class CompleteHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of complete_handoff."""
 
-    handoff_id: KeyStr
+    handoff_id: HandoffIdStr
     agent: AgentStr
     result: JsonObject | None = None
 
@@ -88,7 +89,7 @@ class CompleteHandoffArgs(WriteArgs, frozen=True, kw_only=True):
 class RejectHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of reject_handoff."""
 
-    handoff_id: KeyStr
+    handoff_id: HandoffIdStr
     agent: AgentStr
     reason: Reason
 
@@ -96,7 +97,7 @@ class RejectHandoffArgs(WriteArgs, frozen=True, kw_only=True):
 class CancelHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of cancel_handoff."""
 
-    handoff_id: KeyStr
+    handoff_id: HandoffIdStr
     agent: AgentStr
     reason: Reason | None = None
 
@@ -123,39 +124,39 @@ class CloseSession(CloseSessionArgs, frozen=True, kw_only=True, tag_field="comma
 class AcceptHandoff(AcceptHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="AcceptHandoff"):
     """Accept a pending handoff."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
 
 
 class CompleteHandoff(CompleteHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="CompleteHandoff"):
     """Complete an accepted handoff."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
 
 
 class RejectHandoff(RejectHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="RejectHandoff"):
     """Decline a pending handoff."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
 
 
 class CancelHandoff(CancelHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="CancelHandoff"):
     """Withdraw a requested handoff."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
 
 
 class ExpireHandoff(WriteArgs, frozen=True, kw_only=True, tag_field="command", tag="ExpireHandoff"):
     """Issued by the engine's own sweeper, never by a client tool."""
 
-    session_key: KeyStr
-    handoff_id: KeyStr
+    session_key: SessionKeyStr
+    handoff_id: HandoffIdStr
     reason: Reason = "expired"
 
 
 class ExpireSession(WriteArgs, frozen=True, kw_only=True, tag_field="command", tag="ExpireSession"):
     """Issued by the engine's own sweeper, never by a client tool."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
     reason: Reason = "expired"
 
 

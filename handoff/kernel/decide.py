@@ -52,9 +52,9 @@ from handoff.kernel.events import (
 from handoff.kernel.limits import check_limits
 from handoff.kernel.package import estimate_tokens
 from handoff.kernel.state import HandoffState, SessionState, evolve
-from handoff.kernel.types import OPEN_HANDOFF_STATUSES, Limits
+from handoff.kernel.types import OPEN_HANDOFF_STATUSES, AgentId, HandoffId, Limits
 
-SYSTEM_ACTOR = "system"
+SYSTEM_ACTOR = AgentId("system")
 
 
 class Ctx(msgspec.Struct, frozen=True, gc=False):
@@ -74,7 +74,7 @@ def _require_active(state: SessionState | None, key: str) -> SessionState:
     return state
 
 
-def _handoff(state: SessionState, hid: str) -> HandoffState:
+def _handoff(state: SessionState, hid: HandoffId) -> HandoffState:
     handoff = state.handoffs.get(hid)
     if handoff is None:
         raise HandoffNotFound(f"handoff {hid!r} does not exist in session {state.session_key!r}", handoffId=hid)
@@ -90,7 +90,7 @@ def _conflict(handoff: HandoffState, action: str) -> HandoffConflict:
     )
 
 
-def _decide_handoff(state: SessionState, command: Command) -> tuple[Event, str]:  # noqa: C901 - one case per type: a total match
+def _decide_handoff(state: SessionState, command: Command) -> tuple[Event, AgentId]:  # noqa: C901 - one case per type: a total match
     match command:
         case AcceptHandoff(handoff_id=hid, agent=agent):
             h = _handoff(state, hid)
@@ -129,11 +129,11 @@ def _decide_handoff(state: SessionState, command: Command) -> tuple[Event, str]:
     raise AssertionError(f"not a handoff command: {command!r}")  # pragma: no cover
 
 
-def _open_handoffs(state: SessionState) -> list[str]:
+def _open_handoffs(state: SessionState) -> list[HandoffId]:
     return [h.handoff_id for h in state.handoffs.values() if h.status in OPEN_HANDOFF_STATUSES]
 
 
-def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Event, str]:  # noqa: C901 - one case per type: a total match
+def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Event, AgentId]:  # noqa: C901 - one case per type: a total match
     """The event the command produces and the actor it is attributed to; raises a DomainError."""
     key = command.session_key
     if isinstance(command, RegisterSession):
@@ -161,7 +161,7 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
             if ctx.package is None:
                 raise AssertionError("the shell must build the package before deciding RequestHandoff")
             event = HandoffRequested(
-                handoff_id=ctx.new_id(),
+                handoff_id=HandoffId(ctx.new_id()),
                 sequence_number=state.last_sequence + 1,
                 source_agent=state.holder,
                 target_agent=command.target_agent,

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from handoff.kernel.types import JsonObject
+from handoff.kernel.types import AgentId, ContextType, HandoffId, JsonObject, RequestType, SessionKey
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
@@ -21,7 +21,7 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"
 class SessionRegistered(_Event, frozen=True):
     """A session was started by `agent_from` (context entry 1)."""
 
-    agent_from: str
+    agent_from: AgentId
     metadata: JsonObject = {}
     sequence_number: int = 1
 
@@ -32,9 +32,9 @@ class ContextAppended(_Event, frozen=True):
     SCHEMA_VERSION: ClassVar[int] = 2
 
     sequence_number: int
-    context_type: str
+    context_type: ContextType
     content: str
-    agent: str
+    agent: AgentId
     tokens: int
     metadata: JsonObject = {}
 
@@ -50,17 +50,17 @@ class PackageRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename=
     sha256: str
     summary: str
     key_points: list[str] = []
-    participants: list[str] = []
+    participants: list[AgentId] = []
 
 
 class HandoffRequested(_Event, frozen=True):
     """A handoff was requested; its package is recorded (context entry for the request)."""
 
-    handoff_id: str
+    handoff_id: HandoffId
     sequence_number: int
-    source_agent: str
-    target_agent: str
-    request_type: str
+    source_agent: AgentId
+    target_agent: AgentId
+    request_type: RequestType
     package: PackageRecord
     request_data: JsonObject = {}
 
@@ -68,15 +68,15 @@ class HandoffRequested(_Event, frozen=True):
 class HandoffAccepted(_Event, frozen=True):
     """The target accepted the handoff."""
 
-    handoff_id: str
-    agent: str
+    handoff_id: HandoffId
+    agent: AgentId
 
 
 class HandoffCompleted(_Event, frozen=True):
     """The accepting agent completed the handoff."""
 
-    handoff_id: str
-    agent: str
+    handoff_id: HandoffId
+    agent: AgentId
     result: JsonObject = {}
     session_completed: bool = False
 
@@ -84,39 +84,39 @@ class HandoffCompleted(_Event, frozen=True):
 class HandoffRejected(_Event, frozen=True):
     """The target declined the handoff."""
 
-    handoff_id: str
-    agent: str
+    handoff_id: HandoffId
+    agent: AgentId
     reason: str
 
 
 class HandoffCancelled(_Event, frozen=True):
     """The requester withdrew the handoff."""
 
-    handoff_id: str
-    agent: str
+    handoff_id: HandoffId
+    agent: AgentId
     reason: str | None = None
 
 
 class HandoffExpired(_Event, frozen=True):
     """The handoff expired before it was completed."""
 
-    handoff_id: str
+    handoff_id: HandoffId
     reason: str = "expired"
 
 
 class SessionClosed(_Event, frozen=True):
     """A participant closed the session; open handoffs were cancelled."""
 
-    agent: str
+    agent: AgentId
     reason: str | None = None
-    cancelled_handoffs: list[str] = []
+    cancelled_handoffs: list[HandoffId] = []
 
 
 class SessionExpired(_Event, frozen=True):
     """The session expired; open handoffs expired with it."""
 
     reason: str = "expired"
-    cancelled_handoffs: list[str] = []
+    cancelled_handoffs: list[HandoffId] = []
 
 
 Event = (
@@ -164,10 +164,10 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One event in a session's stream, sealed into the per-session hash chain."""
 
     event_id: str
-    session_key: str
+    session_key: SessionKey
     version: int
     occurred_at: str
-    actor: str
+    actor: AgentId
     prev_hash: str
     hash: str
     event: Event

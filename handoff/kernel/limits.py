@@ -8,7 +8,6 @@ import msgspec
 
 from handoff.kernel.commands import (
     AcceptHandoffArgs,
-    UpdateContextArgs,
     CancelHandoffArgs,
     CloseSessionArgs,
     CompleteHandoffArgs,
@@ -16,6 +15,7 @@ from handoff.kernel.commands import (
     RegisterSessionArgs,
     RejectHandoffArgs,
     RequestHandoffArgs,
+    UpdateContextArgs,
     WriteArgs,
 )
 from handoff.kernel.errors import InvalidArgument, LimitExceeded

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import msgspec
 
 from handoff.kernel.events import PackageRecord
+from handoff.kernel.types import AgentId
 
 ENTRY_OVERHEAD = 8
 SUMMARY_SHARE = 2  # the summary, key points and participants may use at most 1/2 of the budget
@@ -43,13 +44,13 @@ class PackageHead(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     summary: str
     key_points: list[str]
-    participants: list[str]
+    participants: list[AgentId]
 
 
 class _Hashed(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
     summary: str
     key_points: list[str]
-    participants: list[str]
+    participants: list[AgentId]
     entries: list[PackageEntry]
     from_sequence: int | None
     to_sequence: int | None

@@ -20,6 +20,7 @@ from handoff.kernel.events import (
     SessionExpired,
     SessionRegistered,
 )
+from handoff.kernel.types import AgentId, HandoffId, HandoffStatus, RequestType, SessionKey, SessionStatus
 
 replace = msgspec.structs.replace
 
@@ -27,14 +28,14 @@ replace = msgspec.structs.replace
 class HandoffState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What the single writer must know of a handoff to decide its transitions."""
 
-    handoff_id: str
-    source_agent: str
-    target_agent: str
-    request_type: str
-    status: str
+    handoff_id: HandoffId
+    source_agent: AgentId
+    target_agent: AgentId
+    request_type: RequestType
+    status: HandoffStatus
     requested_at: str
     updated_at: str
-    accepted_by: str | None = None
+    accepted_by: AgentId | None = None
 
 
 class SessionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -43,32 +44,32 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Kept small on purpose: its size must not grow with the number of context entries.
     """
 
-    session_key: str
+    session_key: SessionKey
     version: int = 0
     last_hash: str = GENESIS_HASH
-    status: str = "active"
-    agent_from: str = ""
-    holder: str = ""
-    agent_to: str | None = None
-    participants: tuple[str, ...] = ()
+    status: SessionStatus = "active"
+    agent_from: AgentId = AgentId("")
+    holder: AgentId = AgentId("")
+    agent_to: AgentId | None = None
+    participants: tuple[AgentId, ...] = ()
     last_sequence: int = 0
     created_at: str = ""
     updated_at: str = ""
     metadata: dict[str, object] = {}
-    handoffs: dict[str, HandoffState] = {}
+    handoffs: dict[HandoffId, HandoffState] = {}
 
 
-def _with_participant(participants: tuple[str, ...], agent: str) -> tuple[str, ...]:
+def _with_participant(participants: tuple[AgentId, ...], agent: AgentId) -> tuple[AgentId, ...]:
     return participants if agent in participants else (*participants, agent)
 
 
-def _set_handoff(state: SessionState, hid: str, at: str, **changes: object) -> SessionState:
+def _set_handoff(state: SessionState, hid: HandoffId, at: str, **changes: object) -> SessionState:
     handoffs = dict(state.handoffs)
     handoffs[hid] = replace(handoffs[hid], updated_at=at, **changes)
     return replace(state, handoffs=handoffs)
 
 
-def _close_open(state: SessionState, ids: list[str], at: str, status: str) -> SessionState:
+def _close_open(state: SessionState, ids: list[HandoffId], at: str, status: HandoffStatus) -> SessionState:
     handoffs = dict(state.handoffs)
     for hid in ids:
         handoffs[hid] = replace(handoffs[hid], status=status, updated_at=at)

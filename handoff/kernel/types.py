@@ -14,9 +14,11 @@ AgentId = NewType("AgentId", str)
 # and still reads the same in ECMA regex (JSON Schema).
 # Shapes are checked by typed decoding; lengths are checked by `Limits` so they stay configurable
 # and so an over-long value is reported as LIMIT_EXCEEDED rather than INVALID_ARGUMENT.
-KeyStr = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]+$(?!\n)", description="1-255 chars of A-Za-z0-9._:-")]
+_KEY_SHAPE = msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]+$(?!\n)", description="1-255 chars of A-Za-z0-9._:-")
+SessionKeyStr = Annotated[SessionKey, _KEY_SHAPE]
+HandoffIdStr = Annotated[HandoffId, _KEY_SHAPE]
 AgentStr = Annotated[
-    str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]+$(?!\n)", description="1-100 chars, no control characters")
+    AgentId, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]+$(?!\n)", description="1-100 chars, no control characters")
 ]
 ExpectedVersion = Annotated[int, msgspec.Meta(ge=0, description="the session version the caller last saw")]
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, description="retry key (at most 128 characters)")]

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from handoff.kernel.types import AgentStr, HandoffStatus, KeyStr, SessionStatus
+from handoff.kernel.types import AgentStr, HandoffIdStr, HandoffStatus, SessionKeyStr, SessionStatus
 
 PageLimit = Annotated[int, msgspec.Meta(ge=1, description="page size (at most 1000)")]
 
@@ -24,13 +24,13 @@ class _Args(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 class GetHandoffArgs(_Args, frozen=True, kw_only=True):
     """Arguments of get_handoff."""
 
-    handoff_id: KeyStr
+    handoff_id: HandoffIdStr
 
 
 class GetSessionArgs(_Args, frozen=True, kw_only=True):
     """Arguments of get_session."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
     as_of_version: (
         Annotated[int, msgspec.Meta(description="read the session as of this version (1..current)")] | None
     ) = None
@@ -39,7 +39,7 @@ class GetSessionArgs(_Args, frozen=True, kw_only=True):
 class GetContextArgs(_Args, frozen=True, kw_only=True):
     """Arguments of get_context; limit defaults to 100, at most 1000."""
 
-    session_key: KeyStr
+    session_key: SessionKeyStr
     after_sequence: Annotated[int, msgspec.Meta(ge=0)] = 0
     limit: PageLimit = 100
     as_of_version: int | None = None
