@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from handoff.audit.progress import Progress
-from handoff.audit.views import VIEW_PREFIXES, ViewMerge, merged
+from handoff.audit.views import VIEW_PREFIXES, ViewMerge, exact, merged
 from handoff.engine.log import EventLog, event_prefix
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
@@ -188,8 +188,11 @@ def _state_matcher(log: EventLog, report: Report) -> StreamEnd:
 
 
 def session_prefixes(session: str) -> tuple[bytes, ...]:
-    """The view prefixes of one session's own views (context entries, session view, summary)."""
-    return (keys.context_prefix(session), keys.session_key(session), keys.summary_key(session))
+    """The selectors of one session's own views: its context entries, and exactly its session view and summary.
+
+    The session view and summary are single keys: as prefixes, ``S:k`` would also take in session ``k1``'s.
+    """
+    return (keys.context_prefix(session), exact(keys.session_key(session)), exact(keys.summary_key(session)))
 
 
 def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = None, quiet: bool = False) -> Report:

@@ -439,3 +439,17 @@ def _state_of(kv: RocksKeyValue, key: str):
     for env in EventLog(kv).stream(key):
         state = evolve(state, env)
     return state
+
+
+def test_verify_of_one_session_ignores_a_session_whose_key_extends_it(tmp_path: Path):
+    kv = RocksKeyValue(str(tmp_path / "db"))
+    engine = Engine(kv, sync=False)
+    for key in ("k", "k1", "k:1"):
+        for result in engine.write_now([RegisterSession(session_key=key, agent_from="alice")]):
+            assert not isinstance(result, Exception), result
+    engine.write_now([AppendContext(session_key="k1", context_type="message", content="only in k1")])
+    for key in ("k", "k1", "k:1"):
+        report = verify(kv, session=key, scratch=tmp_path, quiet=True)
+        assert report.ok, (key, [str(p) for p in report.problems])
+        assert report.sessions == 1 and report.events == (2 if key == "k1" else 1)
+    kv.close()
