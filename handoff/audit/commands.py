@@ -26,6 +26,7 @@ from handoff.config import DataDir, Env
 from handoff.engine.log import EventLog
 from handoff.kernel.errors import HandoffError, InvalidArgument
 from handoff.kernel.schema import all_schemas
+from handoff.kernel.text import escape_controls
 from projections.store import RocksKeyValue
 
 Runner = Callable[[argparse.Namespace, Env], int]
@@ -233,9 +234,9 @@ def guarded(runner: Runner) -> Runner:
         try:
             return runner(ns, env)
         except HandoffError as exc:
-            print(f"handoff {ns.command}: {exc.message}", file=sys.stderr)
+            print(escape_controls(f"handoff {ns.command}: {exc.message}"), file=sys.stderr)
         except OSError as exc:
-            print(f"handoff {ns.command}: {exc}", file=sys.stderr)
+            print(escape_controls(f"handoff {ns.command}: {exc}"), file=sys.stderr)
         except KeyboardInterrupt:  # Ctrl-C: what replay or import had built is already removed
             fresh_line = "\n" if sys.stderr.isatty() else ""  # after a progress line that ends in \r, not \n
             print(f"{fresh_line}handoff {ns.command}: interrupted", file=sys.stderr)

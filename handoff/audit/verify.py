@@ -21,6 +21,7 @@ from handoff.engine.log import EventLog, event_prefix
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import GENESIS_HASH, Envelope
+from handoff.kernel.text import escape_controls
 from projections import keys
 from projections.replay import fold_events
 from projections.store import KeyValue, RocksKeyValue, Write
@@ -38,13 +39,13 @@ class Problem:
 
     def __str__(self) -> str:
         if self.unchecked:
-            return self.what
+            return escape_controls(self.what)
         where = f"session {self.session!r}" if self.session is not None else "store"
         if self.version is not None:
             where += f" version {self.version}"
         if self.at is not None:
             where += f" ({self.at})"
-        return f"{where}: {self.what}"
+        return escape_controls(f"{where}: {self.what}")
 
 
 @dataclass

@@ -16,7 +16,11 @@ AgentId = NewType("AgentId", str)
 # and so an over-long value is reported as LIMIT_EXCEEDED rather than INVALID_ARGUMENT.
 KeyStr = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]+$(?!\n)", description="1-255 chars of A-Za-z0-9._:-")]
 AgentStr = Annotated[
-    str, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]+$(?!\n)", description="1-100 chars, no control characters")
+    str,
+    msgspec.Meta(
+        pattern=r"^[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]+$(?!\n)",
+        description="1-100 chars; no control, bidi or zero-width characters",
+    ),
 ]
 Reason = Annotated[str, msgspec.Meta(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$", max_length=4096)]
 JsonObject = dict[str, Any]

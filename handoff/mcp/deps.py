@@ -9,6 +9,7 @@ import msgspec
 from handoff.kernel.commands import HANDOFF_COMMANDS, Command
 from handoff.kernel.errors import HandoffNotFound
 from handoff.kernel.limits import check_limits
+from handoff.kernel.text import normalise_agent_name
 from handoff.kernel.types import Limits
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
@@ -31,6 +32,7 @@ class Deps:
         A handoff command names only its handoff: its session key is looked up in the read model
         (HANDOFF_NOT_FOUND if the handoff is unknown) and the command is submitted to that session.
         """
+        command = normalised(command)
         check_limits(command, self.limits)
         if isinstance(command, HANDOFF_COMMANDS):
             view = await self.reads.handoff(command.handoff_id)
@@ -39,6 +41,19 @@ class Deps:
                 raise HandoffNotFound(f"handoff {hid!r} does not exist", handoffId=hid)
             command = _with_session(command, view.session_key)
         return await self.commands.submit(command)
+
+
+_AGENT_FIELDS = ("agent_from", "agent", "target_agent")
+
+
+def normalised(command: Command) -> Command:
+    """The command with its agent names in NFC, so that names which look alike are one name."""
+    changes = {}
+    for name in _AGENT_FIELDS:
+        value = getattr(command, name, None)
+        if isinstance(value, str) and not value.isascii():
+            changes[name] = normalise_agent_name(value)
+    return msgspec.structs.replace(command, **changes) if changes else command
 
 
 def _with_session(command: Command, session_key: str) -> Command:
