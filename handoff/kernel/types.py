@@ -50,3 +50,5 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     token_budget_min: int = 100
     token_budget_max: int = 200_000
     page_max: int = 1000
+    participants_max: int = 100  # agents taking part in one session: its decision state stays small
+    open_handoffs_max: int = 100  # pending or accepted handoffs of one session
