@@ -23,8 +23,11 @@ from typing import Any, BinaryIO
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import httpx2
 from httpx2 import EventSource
+
+from handoff.mcp.localtrust import SECRET_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -256,10 +259,11 @@ def _read_line(stream: BinaryIO) -> bytes | None:
     return b""
 
 
-async def run(url: str, reconnect: Reconnect | None = None) -> None:
+async def run(url: str, reconnect: Reconnect | None = None, secret: str | None = None) -> None:
     """Relay stdin to the engine at `url` until stdin closes or SIGINT/SIGTERM arrives.
 
-    `reconnect` finds or starts an engine again when this one has gone away.
+    `reconnect` finds or starts an engine again when this one has gone away (each proved to hold the
+    data dir's `secret` before it is used); `secret` goes with every request.
     """
     timeout = httpx2.Timeout(30.0, read=None)  # no read timeout: notification streams stay quiet for long
     done = anyio.Event()
@@ -272,7 +276,9 @@ async def run(url: str, reconnect: Reconnect | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    async with httpx2.AsyncClient(timeout=timeout, trust_env=False) as client, anyio.create_task_group() as tg:
+    headers = {SECRET_HEADER: secret} if secret else {}
+    client = httpx2.AsyncClient(timeout=timeout, trust_env=False, headers=headers)
+    async with client, anyio.create_task_group() as tg:
         relay = Relay(url, client, tg, sys.stdout.buffer, reconnect)
 
         async def pump() -> None:
