@@ -267,8 +267,10 @@ class Engine:
         reopen = getattr(self.kv, "reopen", None)
         if reopen is not None:
             reopen()
-        self.kv.write([(PROBE_KEY, b"probe")], True)
-        self.kv.write([(PROBE_KEY, None)], True)
+        for value in (b"probe", None):  # made durable the way the writer makes a batch durable
+            self.kv.write([(PROBE_KEY, value)], self.sync and self.sync_log is None)
+            if self.sync and self.sync_log is not None:
+                self.sync_log()
 
     async def settled(self) -> None:
         """Return once no written batch awaits its log sync: a read of the store then sees only durable data.

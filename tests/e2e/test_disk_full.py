@@ -69,6 +69,9 @@ async def test_writes_resume_once_space_returns_after_a_disk_full(small_disk: Pa
             )
             assert entry["contextEntry"]["sequenceNumber"] >= 2
     checked = subprocess.run(
-        [*handoff_command(), "verify", "--data-dir", str(small_disk / "data")], capture_output=True, text=True, timeout=120
+        [*handoff_command(), "verify", "--data-dir", str(small_disk / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
