@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import runpy
 import sys
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ import anyio.to_thread
 from handoff import logs
 from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, DataDir, Env, read_env
-from handoff.mcp import launch
+from handoff.mcp import launch, localtrust
 
 log = logging.getLogger("handoff")
 
@@ -55,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
+    serve.add_argument(
+        "--local-secret",
+        action="store_true",
+        help="serve only callers that present the data dir's secret (how `handoff stdio` starts its shared engine)",
+    )
     commands.add_parser("worker", help="Kafka mode: decide and project some partitions (handoff worker --help)")
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
@@ -80,9 +86,13 @@ def _parser() -> argparse.ArgumentParser:
 def stdio(ns: argparse.Namespace, env: Env) -> int:
     """`handoff stdio`: find or start the shared engine, then relay stdin/stdout to it."""
     data = DataDir(ns.data_dir or env.data_dir)
+    deadline = float(os.environ.get("HANDOFF_LOCK_DEADLINE") or launch.LOCK_DEADLINE)
     try:
         url, lease = launch.ensure_engine(
-            data, ns.idle_exit, while_starting=lambda: importlib.import_module("handoff.mcp.relay")
+            data,
+            ns.idle_exit,
+            while_starting=lambda: importlib.import_module("handoff.mcp.relay"),
+            lock_deadline=deadline,
         )
     except (launch.EngineStartError, OSError) as exc:
         log.error("cannot reach an engine", extra={"error": str(exc)})
@@ -92,12 +102,14 @@ def stdio(ns: argparse.Namespace, env: Env) -> int:
     leases = [lease]  # held until this process ends
 
     async def reconnect() -> str:
-        again, more = await anyio.to_thread.run_sync(launch.ensure_engine, data, ns.idle_exit)
+        again, more = await anyio.to_thread.run_sync(
+            lambda: launch.ensure_engine(data, ns.idle_exit, lock_deadline=deadline)
+        )
         leases.append(more)
         return again
 
     try:
-        asyncio.run(relay.run(url, reconnect))
+        asyncio.run(relay.run(url, reconnect, secret=localtrust.read_secret(data.secret)))
     except KeyboardInterrupt:
         pass
     for held in leases:
@@ -131,6 +143,7 @@ def bench(args: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``handoff`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
+    os.umask(0o077)  # data dirs, stores, secrets, logs and exports are the invoking user's alone
     if args[:1] == ["worker"]:  # the Kafka worker has its own composition root and options
         from streams.worker import main as worker_main
 

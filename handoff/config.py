@@ -42,13 +42,6 @@ def kafka_connect_timeout(environ: Mapping[str, str]) -> float:
     return float(environ.get("HANDOFF_KAFKA_CONNECT_TIMEOUT") or 30)
 
 
-def hold_shared(path: Path) -> IO[str]:
-    """Take a shared lock, waiting while someone holds it exclusively; the lock lives as long as the file."""
-    handle = path.open("a+")
-    fcntl.flock(handle, fcntl.LOCK_SH)
-    return handle
-
-
 def try_exclusive(path: Path) -> IO[str] | None:
     """Take an exclusive lock if nobody holds the file locked; None otherwise."""
     handle = path.open("a+")
@@ -102,6 +95,11 @@ class DataDir:
     def clients_lock(self) -> Path:
         """Shared-locked by every live `handoff stdio`; an idle engine exits only when it can lock it."""
         return self.root / "clients.lock"
+
+    @property
+    def secret(self) -> Path:
+        """256 random bits (0600) that the shared engine and its relays prove to each other."""
+        return self.root / "engine.secret"
 
     @property
     def engine_log(self) -> Path:

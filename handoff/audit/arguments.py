@@ -1,4 +1,4 @@
-"""The audit commands' arguments: verify, replay, audit, export, import, schema.
+"""The audit commands' arguments: verify, anchor, replay, audit, export, import, schema.
 
 Standard library only, so building the CLI's parser for `handoff stdio` or `serve` does not import
 RocksDB, the engine or the audit code; `handoff.audit.commands` holds the runners.
@@ -17,7 +17,8 @@ DEFAULT_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS, without importing K
 
 EPILOG = {
     "verify": "exit status: 0 when every chain and every view holds, 1 otherwise (the first broken place is named)\n"
-    "examples:\n  handoff verify --data-dir ./data --json\n  handoff verify --kafka 127.0.0.1:9092",
+    "examples:\n  handoff verify --data-dir ./data --json\n  handoff verify --kafka 127.0.0.1:9092\n"
+    "  handoff verify --anchor anchor.json --public-key anchor.pub   (the log must still extend the anchor)",
     "replay": "examples:\n  handoff replay --to /tmp/views\n"
     "  handoff replay --to /tmp/then --until-time 2026-11-27T10:00:00Z",
     "audit": "example: handoff audit my-session --format json",
@@ -26,6 +27,10 @@ EPILOG = {
     "import": "examples:\n  handoff import --data-dir ./fresh < log.jsonl   (refuses a broken hash chain)\n"
     "  handoff import --kafka 127.0.0.1:9092 < log.jsonl   (an empty deployment, workers stopped)",
     "schema": "example: handoff schema --kind command > command.schema.json",
+    "anchor": "examples:\n  handoff anchor --new-key ~/.handoff-anchor   (once: anchor.key 0600, anchor.pub)\n"
+    "  handoff anchor --key ~/.handoff-anchor/anchor.key --data-dir ./data > anchor.json\n"
+    "  handoff verify --data-dir ./data --anchor anchor.json --public-key ~/.handoff-anchor/anchor.pub\n"
+    "keep the key away from whoever can write the log, and the anchors somewhere they cannot change",
 }
 
 
@@ -57,6 +62,15 @@ def register(commands: Any) -> None:
     p = add("verify", "check every hash chain and every projection against a fresh fold of the log")
     p.add_argument("--session", metavar="KEY", help="only this session")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--anchor", type=Path, metavar="FILE", help="also check that the log extends this signed anchor")
+    p.add_argument("--public-key", type=Path, metavar="FILE", help="with --anchor: the anchor key's anchor.pub")
+    _data_dir(p)
+    p = add("anchor", "sign a statement of every session's chain head, to check the log against later")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--new-key", type=Path, metavar="DIR", help="write a new key pair: DIR/anchor.key and DIR/anchor.pub"
+    )
+    what.add_argument("--key", type=Path, metavar="FILE", help="sign with this anchor.key; the anchor goes to stdout")
     _data_dir(p)
     p = add("replay", "rebuild every projection from the log into a fresh store")
     p.add_argument("--to", type=Path, required=True, metavar="DIR", help="an empty or new directory")

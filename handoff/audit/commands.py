@@ -18,13 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from handoff.audit import trail
+from handoff.audit import anchor, trail
 from handoff.audit.replay import parse_time, replay
 from handoff.audit.transfer import ImportResult, export_lines, import_lines
-from handoff.audit.verify import verify
+from handoff.audit.verify import Problem, verify
 from handoff.config import DataDir, Env
 from handoff.kernel.errors import HandoffError, InvalidArgument
 from handoff.kernel.schema import all_schemas
+from handoff.kernel.text import escape_controls
 from handoff.storage.kv import RocksKeyValue
 from handoff.storage.log import EventLog
 
@@ -73,14 +74,18 @@ def building(to: Path, refusal: str) -> Iterator[Path]:
 
 
 def run_verify(ns: argparse.Namespace, env: Env) -> int:
-    """`handoff verify`."""
+    """`handoff verify`, and with ``--anchor`` the check that the log still extends a signed anchor."""
+    anchored = _anchored_heads(ns)
     if ns.kafka:
-        from handoff.audit.kafka import verify_kafka  # Kafka clients only for --kafka
+        from handoff.audit.kafka import kafka_departures, verify_kafka  # Kafka clients only for --kafka
 
         report = verify_kafka(ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json)
+        gone = kafka_departures(ns.kafka, ns.topic_prefix, anchored) if anchored is not None else []
     else:
         kv = _open(ns, env)
         report = verify(kv, session=ns.session, scratch=Path(ns.data_dir or env.data_dir), quiet=ns.json)
+        gone = anchor.store_departures(EventLog(kv), anchored) if anchored is not None else []
+    report.problems[:0] = [Problem(d.session, None, f"the log no longer extends the anchor: {d.what}") for d in gone]
     if ns.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.ok else 1
@@ -98,6 +103,44 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
         for problem in problems[:10]:
             print(f"  {problem}")
     return 0 if report.ok else 1
+
+
+def _anchored_heads(ns: argparse.Namespace) -> anchor.Heads | None:
+    if ns.anchor is None:
+        if ns.public_key is not None:
+            raise InvalidArgument("--public-key goes with --anchor")
+        return None
+    if ns.public_key is None:
+        raise InvalidArgument("--anchor needs --public-key: the anchor.pub of the key that signed it")
+    try:
+        document = json.loads(ns.anchor.read_text())
+    except ValueError as exc:
+        raise InvalidArgument(f"{ns.anchor} is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidArgument(f"{ns.anchor} is not an anchor")
+    heads = anchor.checked_statement(document, anchor.load_public(ns.public_key))
+    if ns.session is not None:
+        heads = {k: v for k, v in heads.items() if k == ns.session}
+    return heads
+
+
+def run_anchor(ns: argparse.Namespace, env: Env) -> int:
+    """`handoff anchor`: a new key pair, or a signed statement of the log's chain heads on stdout."""
+    if ns.new_key is not None:
+        private, public = anchor.new_key(ns.new_key)
+        print(f"wrote {private} (keep it secret, away from the log's writers) and {public}", file=sys.stderr)
+        return 0
+    key = anchor.load_private(ns.key)
+    if ns.kafka:
+        from handoff.audit.kafka import kafka_heads  # Kafka clients only for --kafka
+
+        heads, position = kafka_heads(ns.kafka, ns.topic_prefix)
+        statement = anchor.signed_statement(heads, position, key)
+    else:
+        log = EventLog(_open(ns, env))
+        statement = anchor.signed_statement(anchor.store_heads(log), log.position(), key)
+    print(json.dumps(statement, indent=1, sort_keys=True))
+    return 0
 
 
 def run_replay(ns: argparse.Namespace, env: Env) -> int:
@@ -233,9 +276,9 @@ def guarded(runner: Runner) -> Runner:
         try:
             return runner(ns, env)
         except HandoffError as exc:
-            print(f"handoff {ns.command}: {exc.message}", file=sys.stderr)
+            print(escape_controls(f"handoff {ns.command}: {exc.message}"), file=sys.stderr)
         except OSError as exc:
-            print(f"handoff {ns.command}: {exc}", file=sys.stderr)
+            print(escape_controls(f"handoff {ns.command}: {exc}"), file=sys.stderr)
         except KeyboardInterrupt:  # Ctrl-C: what replay or import had built is already removed
             fresh_line = "\n" if sys.stderr.isatty() else ""  # after a progress line that ends in \r, not \n
             print(f"{fresh_line}handoff {ns.command}: interrupted", file=sys.stderr)
@@ -247,6 +290,7 @@ def guarded(runner: Runner) -> Runner:
 
 RUNNERS: dict[str, Runner] = {
     "verify": run_verify,
+    "anchor": run_anchor,
     "replay": run_replay,
     "audit": run_audit,
     "export": run_export,

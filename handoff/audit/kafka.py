@@ -20,6 +20,7 @@ from typing import IO
 
 import msgspec
 
+from handoff.audit import anchor
 from handoff.audit.parallel import PARALLEL_FROM, replay_in_parallel
 from handoff.audit.progress import Progress
 from handoff.audit.replay import ReplayResult, replay_records, replay_values
@@ -280,3 +281,29 @@ def _refuse_running_workers(reader: LogReader) -> None:
             f"{len(running)} worker(s) are running ({', '.join(running)}); stop them, import, then start them: "
             "a worker folds the whole log when it takes a partition"
         )
+
+
+def _keyed(reader: LogReader, ends: dict[int, int]) -> Iterator[tuple[str, int, bytes]]:
+    for key, version, record, _ in _stored(_everything(reader, ends), reader.topics, None):
+        if version is not None:
+            yield key, version, record
+
+
+def kafka_heads(bootstrap: str, prefix: str) -> tuple[anchor.Heads, dict[str, int]]:
+    """Every session's head in the events topic, and the end offsets they were read up to."""
+    with LogReader(bootstrap, prefix) as reader:
+        ends = reader.end_offsets()
+        return anchor.record_heads(_keyed(reader, ends)), {str(p): end for p, end in sorted(ends.items())}
+
+
+def kafka_departures(bootstrap: str, prefix: str, heads: anchor.Heads) -> list[anchor.Departure]:
+    """`anchor.departures` of the events topic: one pass that keeps only the anchored versions' hashes."""
+    newest: dict[str, int] = {}
+    at_anchor: dict[str, str | None] = {}
+    with LogReader(bootstrap, prefix) as reader:
+        for key, version, record in _keyed(reader, reader.end_offsets()):
+            newest[key] = max(version, newest.get(key, 0))
+            wanted = heads.get(key)
+            if wanted is not None and wanted[0] == version:
+                at_anchor[key] = anchor.record_heads([(key, version, record)])[key][1]
+    return anchor.departures(heads, lambda k, v: at_anchor.get(k), lambda k: newest.get(k, 0))

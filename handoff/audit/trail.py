@@ -27,6 +27,7 @@ from handoff.kernel.events import (
     SessionRegistered,
 )
 from handoff.kernel.package import build_package
+from handoff.kernel.text import escape_controls
 from handoff.storage.kv import InMemoryKeyValue
 from handoff.storage.log import EventLog
 from projections.projector import Changes, OverlayReader, project
@@ -193,4 +194,4 @@ def render_text(key: str, steps: list[Step]) -> str:
         )
         if not c.ok:
             lines.append(f"    re-derived: {c.derived_sha256}")
-    return "\n".join(lines)
+    return "\n".join(escape_controls(line) for line in lines)  # stored text must not drive the terminal

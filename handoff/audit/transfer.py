@@ -14,6 +14,7 @@ whole file if any session's hash chain is broken, so a store is never half-impor
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -26,9 +27,10 @@ import msgspec
 from handoff.audit.progress import Progress
 from handoff.kernel.codec import SignedRecord, check_record, decode_envelope
 from handoff.kernel.errors import InvalidArgument
-from handoff.kernel.events import GENESIS_HASH
+from handoff.kernel.events import GENESIS_HASH, Envelope
 from handoff.kernel.receipt import receipt_of
 from handoff.kernel.state import SessionState, evolve
+from handoff.kernel.text import agent_name_problem
 from handoff.kernel.types import AgentId, SessionKey
 from handoff.storage import log as L
 from handoff.storage.kv import KeyValue, Write
@@ -122,6 +124,30 @@ def export_lines(kv: KeyValue, session: str | None = None, quiet: bool = True) -
     progress.done()
 
 
+_KEY = re.compile(r"[A-Za-z0-9._:-]{1,255}")
+_AGENT_FIELDS = ("agent_from", "agent", "source_agent", "target_agent")
+
+
+def name_problem(env: Envelope) -> str | None:
+    """What breaks the tools' key and name rules in an imported event, or None.
+
+    A hash chain proves only that the lines belong together, not that their keys are keys: a session key
+    with a NUL would read as a prefix of another session's keys in the store.
+    """
+    if _KEY.fullmatch(env.session_key) is None:
+        return f"session key {env.session_key!r} is not 1-255 characters of A-Za-z0-9._:-"
+    handoff_id = getattr(env.event, "handoff_id", None)
+    if handoff_id is not None and _KEY.fullmatch(handoff_id) is None:
+        return f"handoff id {handoff_id!r} is not 1-255 characters of A-Za-z0-9._:-"
+    for field, value in [("actor", env.actor)] + [(f, getattr(env.event, f, None)) for f in _AGENT_FIELDS]:
+        if value is None:
+            continue
+        why = "is empty" if not value else "is over 100 characters" if len(value) > 100 else agent_name_problem(value)
+        if why is not None:
+            return f"{field} {value!r}: {why}"
+    return None
+
+
 @dataclass(frozen=True)
 class ImportResult:
     """What an import wrote (`already`: events a previous, interrupted import had written)."""
@@ -146,6 +172,9 @@ def _read_checked(lines: Iterable[bytes], progress: Progress) -> Iterator[tuple[
         env = decode_envelope(record) if why is None else None
         if env is None:
             raise InvalidArgument(f"line {number}: {why}")
+        problem = name_problem(env)
+        if problem is not None:
+            raise InvalidArgument(f"line {number}: {problem}")
         version, prev = chains.get(env.session_key, (0, GENESIS_HASH))
         if env.version != version + 1 or env.prev_hash != prev:
             raise InvalidArgument(

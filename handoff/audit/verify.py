@@ -20,7 +20,9 @@ from handoff.audit.views import ViewMerge, merged
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import GENESIS_HASH, Envelope
+from handoff.kernel.text import escape_controls
 from handoff.storage import keys
+from handoff.storage.digest import exact
 from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import KeyValue, RocksKeyValue, Write
 from handoff.storage.log import EventLog, event_prefix
@@ -39,13 +41,13 @@ class Problem:
 
     def __str__(self) -> str:
         if self.unchecked:
-            return self.what
+            return escape_controls(self.what)
         where = f"session {self.session!r}" if self.session is not None else "store"
         if self.version is not None:
             where += f" version {self.version}"
         if self.at is not None:
             where += f" ({self.at})"
-        return f"{where}: {self.what}"
+        return escape_controls(f"{where}: {self.what}")
 
 
 @dataclass
@@ -189,8 +191,11 @@ def _state_matcher(log: EventLog, report: Report) -> StreamEnd:
 
 
 def session_prefixes(session: str) -> tuple[bytes, ...]:
-    """The view prefixes of one session's own views (context entries, session view, summary)."""
-    return (keys.context_prefix(session), keys.session_key(session), keys.summary_key(session))
+    """The selectors of one session's own views: its context entries, and exactly its session view and summary.
+
+    The session view and summary are single keys: as prefixes, ``S:k`` would also take in session ``k1``'s.
+    """
+    return (keys.context_prefix(session), exact(keys.session_key(session)), exact(keys.summary_key(session)))
 
 
 def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = None, quiet: bool = False) -> Report:

@@ -127,6 +127,11 @@ class Batch:
 Listener = Callable[[list[Envelope], Changes], None]
 
 
+RECOVERY_FIRST_DELAY = 0.5  # seconds before the first attempt to write again after a failure; doubles to:
+RECOVERY_MAX_DELAY = 5.0
+PROBE_KEY = b"~probe"  # outside every key family: written and deleted to test that the store takes writes
+
+
 class Engine:
     """Decide, append, project and query, on one embedded store."""
 
@@ -161,6 +166,7 @@ class Engine:
         self._syncing: asyncio.Future[None] | None = None  # set while a written batch is not yet durable
         self._broken: str | None = None  # why writes are refused after a failed log sync
         self._log_sync: LogSyncThread | None = None
+        self._recovery: asyncio.Task[None] | None = None
 
     # -- the write path -------------------------------------------------------------------------
 
@@ -182,6 +188,8 @@ class Engine:
         except asyncio.CancelledError:
             pass
         self._task = None
+        if self._recovery is not None:
+            self._recovery.cancel()
         if self._log_sync is not None:
             self._log_sync.close()
             self._log_sync = None
@@ -214,6 +222,7 @@ class Engine:
                 log.exception("batch of %d commands failed to commit", len(items))
                 failure = Unavailable(f"the store could not commit the write: {exc}")
                 results = [failure] * len(items)
+                self._refuse_writes_until_recovered(f"the store could not commit a write ({exc})")
             for (_, future), result in zip(items, results, strict=True):
                 if not future.done():
                     if isinstance(result, BaseException):
@@ -235,12 +244,47 @@ class Engine:
         try:
             await self._log_sync.sync()
         except Exception as exc:
-            self._broken = f"the log could not be synced to disk ({exc}); restart the engine"
-            log.critical("log sync failed; refusing writes until restart: %s", exc)
+            log.critical("log sync failed; refusing writes until the store recovers: %s", exc)
+            self._refuse_writes_until_recovered(f"the log could not be synced to disk ({exc})")
             raise
         finally:
             self._syncing = None
             syncing.set_result(None)
+
+    def _refuse_writes_until_recovered(self, why: str) -> None:
+        """Answer UNAVAILABLE (and /readyz 503) from now on, and try to recover in the background.
+
+        A full disk is the usual cause: RocksDB then stops taking writes until it is opened again, so
+        recovery reopens the store once a probe write can be made durable, and reloads what is cached.
+        """
+        self._broken = f"{why}; retrying until the store takes writes again"
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(self._recover(), name="handoff-store-recovery")
+
+    async def _recover(self) -> None:
+        delay = RECOVERY_FIRST_DELAY
+        while self._broken is not None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECOVERY_MAX_DELAY)
+            try:
+                await asyncio.to_thread(self._reopen_and_probe)
+            except Exception as exc:  # noqa: BLE001 - still failing: the disk is still full, or the store closed
+                log.warning("the store does not take writes yet: %s", exc)
+                continue
+            self.states.clear()
+            self.reader = _CachedReader(self.kv, self.states.size)
+            self.position = self.log.position()
+            self._broken = None
+            log.warning("the store takes writes again; writes resumed")
+
+    def _reopen_and_probe(self) -> None:
+        reopen = getattr(self.kv, "reopen", None)
+        if reopen is not None:
+            reopen()
+        for value in (b"probe", None):  # made durable the way the writer makes a batch durable
+            self.kv.write([(PROBE_KEY, value)], self.sync and self.sync_log is None)
+            if self.sync and self.sync_log is not None:
+                self.sync_log()
 
     async def settled(self) -> None:
         """Return once no written batch awaits its log sync: a read of the store then sees only durable data.

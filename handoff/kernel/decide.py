@@ -28,6 +28,7 @@ from handoff.kernel.errors import (
     HandoffConflict,
     HandoffNotFound,
     InvalidArgument,
+    LimitExceeded,
     NotPermitted,
     SessionExists,
     SessionNotActive,
@@ -146,6 +147,7 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
     match command:
         case AppendContext():
             agent = command.agent or state.holder
+            _room_for_participant(state, agent, ctx.limits)
             event: Event = ContextAppended(
                 sequence_number=state.last_sequence + 1,
                 context_type=command.context_type,
@@ -158,6 +160,12 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
         case RequestHandoff():
             if command.target_agent == state.holder:
                 raise InvalidArgument(f"{state.holder!r} already holds session {key!r}", field="targetAgent")
+            _room_for_participant(state, command.target_agent, ctx.limits)  # a target takes part from its request
+            if len(_open_handoffs(state)) >= ctx.limits.open_handoffs_max:
+                limit = ctx.limits.open_handoffs_max
+                raise LimitExceeded(
+                    f"session {key!r} has {limit} open handoffs, the limit", sessionKey=key, limit=limit
+                )
             if ctx.package is None:
                 raise AssertionError("the shell must build the package before deciding RequestHandoff")
             event = HandoffRequested(
@@ -182,6 +190,13 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
             raise AssertionError("unreachable")
         case _:
             assert_never(command)
+
+
+def _room_for_participant(state: SessionState, agent: str, limits: Limits) -> None:
+    """LIMIT_EXCEEDED if `agent` would join a session that already has the most participants it may have."""
+    if agent not in state.participants and len(state.participants) >= limits.participants_max:
+        key, limit = state.session_key, limits.participants_max
+        raise LimitExceeded(f"session {key!r} has {limit} participants, the limit", sessionKey=key, limit=limit)
 
 
 def _check_version(current: int, command: Command) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -19,6 +20,7 @@ from handoff.kernel.commands import (
     WriteArgs,
 )
 from handoff.kernel.errors import InvalidArgument, LimitExceeded
+from handoff.kernel.text import agent_name_problem
 from handoff.kernel.types import Limits
 
 
@@ -31,9 +33,34 @@ def _length(name: str, value: str | None, low: int, high: int) -> None:
         raise LimitExceeded(f"{name} is {len(value)} characters; the limit is {high}", field=name, limit=high)
 
 
+def _agent(name: str, value: str | None, limits: Limits) -> None:
+    _length(name, value, 1, limits.agent_max)
+    if value is not None and not (value.isascii() and value.isprintable()):
+        problem = agent_name_problem(value)
+        if problem is not None:
+            raise InvalidArgument(f"{name}: {problem}", field=name)
+
+
+def _non_finite(value: object) -> bool:
+    """Whether a JSON value holds NaN or an infinity (JSON has neither; encoders would write null)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
 def _object(name: str, value: dict[str, Any] | None, limits: Limits) -> None:
     if value is None:
         return
+    if _non_finite(value):
+        raise InvalidArgument(f"{name} holds NaN or an infinity, which JSON cannot carry", field=name)
     size = len(msgspec.json.encode(value))
     if size > limits.object_max_bytes:
         raise LimitExceeded(
@@ -61,10 +88,10 @@ def check_limits(command: WriteArgs, limits: Limits) -> None:  # noqa: C901 - on
         raise InvalidArgument("expectedVersion must be 0 or more", field="expectedVersion")
     match command:
         case RegisterSessionArgs():
-            _length("agentFrom", command.agent_from, 1, limits.agent_max)
+            _agent("agentFrom", command.agent_from, limits)
             _object("metadata", command.metadata, limits)
         case UpdateContextArgs():
-            _length("agent", command.agent, 1, limits.agent_max)
+            _agent("agent", command.agent, limits)
             _object("metadata", command.metadata, limits)
             if not command.content:
                 raise InvalidArgument("content must not be empty", field="content")
@@ -78,7 +105,7 @@ def check_limits(command: WriteArgs, limits: Limits) -> None:  # noqa: C901 - on
                     limit=limits.content_max_bytes,
                 )
         case RequestHandoffArgs():
-            _length("targetAgent", command.target_agent, 1, limits.agent_max)
+            _agent("targetAgent", command.target_agent, limits)
             _object("requestData", command.request_data, limits)
             budget = command.token_budget
             if budget is not None and not limits.token_budget_min <= budget <= limits.token_budget_max:
@@ -89,10 +116,10 @@ def check_limits(command: WriteArgs, limits: Limits) -> None:  # noqa: C901 - on
         case AcceptHandoffArgs() | RejectHandoffArgs() | CancelHandoffArgs() | CompleteHandoffArgs() | ExpireHandoff():
             _length("handoffId", command.handoff_id, 1, limits.key_max)
             if not isinstance(command, ExpireHandoff):
-                _length("agent", command.agent, 1, limits.agent_max)
+                _agent("agent", command.agent, limits)
             if isinstance(command, CompleteHandoffArgs):
                 _object("result", command.result, limits)
         case CloseSessionArgs():
-            _length("agent", command.agent, 1, limits.agent_max)
+            _agent("agent", command.agent, limits)
         case _:
             pass

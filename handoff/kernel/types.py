@@ -18,7 +18,11 @@ _KEY_SHAPE = msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]+$(?!\n)", description="1-25
 SessionKeyStr = Annotated[SessionKey, _KEY_SHAPE]
 HandoffIdStr = Annotated[HandoffId, _KEY_SHAPE]
 AgentStr = Annotated[
-    AgentId, msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f]+$(?!\n)", description="1-100 chars, no control characters")
+    AgentId,
+    msgspec.Meta(
+        pattern=r"^[^\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]+$(?!\n)",
+        description="1-100 chars; no control, bidi or zero-width characters",
+    ),
 ]
 ExpectedVersion = Annotated[int, msgspec.Meta(ge=0, description="the session version the caller last saw")]
 IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, description="retry key (at most 128 characters)")]
@@ -50,3 +54,5 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     token_budget_min: int = 100
     token_budget_max: int = 200_000
     page_max: int = 1000
+    participants_max: int = 100  # agents taking part in one session: its decision state stays small
+    open_handoffs_max: int = 100  # pending or accepted handoffs of one session

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
 
 from handoff.kernel.commands import Command, HandoffArgs, for_session
 from handoff.kernel.errors import HandoffNotFound
 from handoff.kernel.limits import check_limits
+from handoff.kernel.text import normalise_agent_name
 from handoff.kernel.types import Limits
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
 from handoff.ports import CommandBus, Outcome, ReadModel
+
+T = TypeVar("T", bound=msgspec.Struct)
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class Deps:
 
     async def submit(self, command: Command) -> Outcome:
         """Check the limits here (so an over-limit call never travels), then submit."""
+        command = normalised(command)
         check_limits(command, self.limits)
         return await self.commands.submit(command)
 
@@ -34,9 +41,23 @@ class Deps:
         The arguments name only the handoff: after their limits are checked, its session key is
         looked up in the read model (HANDOFF_NOT_FOUND if the handoff is unknown).
         """
+        args = normalised(args)
         check_limits(args, self.limits)
         view = await self.reads.handoff(args.handoff_id)
         if view is None:
             hid = args.handoff_id
             raise HandoffNotFound(f"handoff {hid!r} does not exist", handoffId=hid)
         return await self.commands.submit(for_session(args, view.session_key))
+
+
+_AGENT_FIELDS = ("agent_from", "agent", "target_agent")
+
+
+def normalised(command: T) -> T:
+    """The command with its agent names in NFC, so that names which look alike are one name."""
+    changes = {}
+    for name in _AGENT_FIELDS:
+        value = getattr(command, name, None)
+        if isinstance(value, str) and not value.isascii():
+            changes[name] = normalise_agent_name(value)
+    return msgspec.structs.replace(command, **changes) if changes else command

@@ -251,7 +251,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve(
-    app: Starlette,
+    app: ASGIApp,
     sock: socket.socket,
     *,
     on_started: Callable[[str], None],

@@ -23,7 +23,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import IO
 
-from handoff.config import DataDir, hold_shared
+from handoff.config import DataDir
+from handoff.mcp import localtrust
 
 log = logging.getLogger(__name__)
 
@@ -50,30 +51,43 @@ def withdraw(data: DataDir) -> None:
         pass
 
 
-def health_url(url: str) -> str:
-    """The /healthz URL beside an /mcp URL."""
-    return url.removesuffix("/mcp") + "/healthz"
+def proof_url(url: str, challenge: str) -> str:
+    """The local-proof URL beside an /mcp URL, with a challenge."""
+    return url.removesuffix("/mcp") + f"{localtrust.PROOF_PATH}?challenge={challenge}"
 
 
 def live_engine(data: DataDir) -> str | None:
-    """The URL ``engine.json`` names, if that engine answers /healthz with the pid it advertised."""
+    """The URL ``engine.json`` names, if the engine there proves it holds the data dir's secret.
+
+    A stale ``engine.json`` (the engine was killed) may name a port that another account has taken
+    since; that process cannot answer the challenge, so it is never relayed to.
+    """
     try:
         info = json.loads(data.engine_json.read_text())
         url, pid = str(info["url"]), int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    challenge = localtrust.new_challenge()
     try:
-        with _NO_PROXY.open(health_url(url), timeout=2) as resp:
+        with _NO_PROXY.open(proof_url(url, challenge), timeout=2) as resp:
             body = json.loads(resp.read())
     except (OSError, ValueError):
         return None
-    return url if isinstance(body, dict) and body.get("pid") == pid else None
+    if not isinstance(body, dict) or body.get("pid") != pid:
+        return None
+    if not localtrust.proven(localtrust.read_secret(data.secret), challenge, body.get("proof")):
+        log.warning(
+            "the process at the advertised address cannot prove it is this data dir's engine",
+            extra={"url": url},
+        )
+        return None
+    return url
 
 
 def spawn(data: DataDir, idle_exit: float) -> subprocess.Popen[bytes]:
     """Start `handoff serve` on a free loopback port, detached, logging to ``engine.log``."""
     argv = [sys.executable, "-m", "handoff", "serve", "--data-dir", str(data.root), "--port", "0"]
-    argv += ["--idle-exit", str(idle_exit)]
+    argv += ["--idle-exit", str(idle_exit), "--local-secret"]
     with data.engine_log.open("ab") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
 
@@ -91,18 +105,47 @@ def wait_healthy(data: DataDir, proc: subprocess.Popen[bytes], timeout: float) -
     raise EngineStartError(f"the engine did not become healthy within {timeout:.0f}s; see {data.engine_log}")
 
 
+LOCK_DEADLINE = 30.0  # an engine starts in about a second; 30 s of waiting means something is stuck
+
+
+class LockTimeout(EngineStartError):
+    """A lock of the data dir stayed held past its deadline."""
+
+
+def _lock_within(handle: IO[str], mode: int, deadline: float, path: object) -> None:
+    """Flock `handle` in `mode`, or raise LockTimeout once `deadline` seconds have passed."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            fcntl.flock(handle, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                raise LockTimeout(
+                    f"{path} has been locked by another process for {deadline:.0f}s; if no `handoff stdio` or "
+                    "engine of this data dir is running, that process is stuck: end it, or use another --data-dir"
+                ) from None
+            time.sleep(0.05)
+
+
 def ensure_engine(
-    data: DataDir, idle_exit: float, timeout: float = 60.0, while_starting: Callable[[], object] = lambda: None
+    data: DataDir,
+    idle_exit: float,
+    timeout: float = 60.0,
+    while_starting: Callable[[], object] = lambda: None,
+    lock_deadline: float = LOCK_DEADLINE,
 ) -> tuple[str, IO[str]]:
     """The URL of the data dir's engine (started if needed) and this client's lease on it.
 
     `while_starting` runs while a freshly spawned engine boots (e.g. to import the relay meanwhile).
     """
-    data.root.mkdir(parents=True, exist_ok=True)
+    localtrust.secure_data_dir(data.root)
+    localtrust.read_secret(data.secret)
     with data.engine_lock.open("a+") as decision:
-        fcntl.flock(decision, fcntl.LOCK_EX)
-        lease = hold_shared(data.clients_lock)
+        _lock_within(decision, fcntl.LOCK_EX, lock_deadline, data.engine_lock)
+        lease = data.clients_lock.open("a+")
         try:
+            _lock_within(lease, fcntl.LOCK_SH, lock_deadline, data.clients_lock)
             url = live_engine(data)
             if url is None:
                 log.info("starting an engine", extra={"dataDir": str(data.root)})

@@ -23,8 +23,11 @@ from typing import Any, BinaryIO
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import httpx2
 from httpx2 import EventSource
+
+from handoff.mcp.localtrust import SECRET_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,11 @@ def encode_header_value(value: str) -> str:
     if _HEADER_SAFE.fullmatch(value) and value == value.strip() and not _B64_SENTINEL.fullmatch(value):
         return value
     return f"=?base64?{base64.b64encode(value.encode('utf-8')).decode('ascii')}?="
+
+
+def _valid_id(rid: object) -> bool:
+    """JSON-RPC ids are strings or numbers; anything else (an object, an array, a boolean) is refused, not relayed."""
+    return isinstance(rid, str | int | float) and not isinstance(rid, bool)
 
 
 def _error(rid: Any, code: int, message: str) -> bytes:
@@ -109,11 +117,16 @@ class Relay:
         if not isinstance(msg, dict):
             await self.write(_error(None, -32600, "Invalid request"))
             return
+        if "id" in msg and not _valid_id(msg["id"]):
+            await self.write(_error(None, -32600, "Invalid request: an id is a string or a number"))
+            return
         if "method" in msg and "id" in msg:
             self.tg.start_soon(self.post_request, msg)
             return
         if msg.get("method") == "notifications/cancelled":
-            entry = self.inflight.get((msg.get("params") or {}).get("requestId"))
+            params = msg.get("params")
+            cancelled = params.get("requestId") if isinstance(params, dict) else None
+            entry = self.inflight.get(cancelled) if _valid_id(cancelled) else None
             if entry is not None and entry[1]:  # 2026-07-28: cancelling is aborting the POST
                 entry[0].cancel()
                 return
@@ -231,13 +244,28 @@ class Relay:
         self.session_id = None
 
 
-async def run(url: str, reconnect: Reconnect | None = None) -> None:
+MAX_LINE = 16 * 1024 * 1024  # 1 MiB of content, JSON-escaped, fits many times over
+
+
+def _read_line(stream: BinaryIO) -> bytes | None:
+    """The next line of `stream` (None at its end); an over-long line is skipped and read as empty ``b""``."""
+    line = stream.readline(MAX_LINE + 1)
+    if not line:
+        return None
+    if len(line) <= MAX_LINE or line.endswith(b"\n"):
+        return line
+    while (rest := stream.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+        pass  # skipped: memory stays bounded whatever a client sends
+    return b""
+
+
+async def run(url: str, reconnect: Reconnect | None = None, secret: str | None = None) -> None:
     """Relay stdin to the engine at `url` until stdin closes or SIGINT/SIGTERM arrives.
 
-    `reconnect` finds or starts an engine again when this one has gone away.
+    `reconnect` finds or starts an engine again when this one has gone away (each proved to hold the
+    data dir's `secret` before it is used); `secret` goes with every request.
     """
     timeout = httpx2.Timeout(30.0, read=None)  # no read timeout: notification streams stay quiet for long
-    stdin = anyio.wrap_file(sys.stdin)
     done = anyio.Event()
     signalled: list[int] = []
 
@@ -248,13 +276,20 @@ async def run(url: str, reconnect: Reconnect | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    async with httpx2.AsyncClient(timeout=timeout, trust_env=False) as client, anyio.create_task_group() as tg:
+    headers = {SECRET_HEADER: secret} if secret else {}
+    client = httpx2.AsyncClient(timeout=timeout, trust_env=False, headers=headers)
+    async with client, anyio.create_task_group() as tg:
         relay = Relay(url, client, tg, sys.stdout.buffer, reconnect)
 
         async def pump() -> None:
-            async for line in stdin:
-                if line.strip():
-                    await relay.handle_line(line)
+            while True:
+                line = await anyio.to_thread.run_sync(_read_line, sys.stdin.buffer)
+                if line is None:
+                    break
+                if not line:
+                    await relay.write(_error(None, -32600, f"Invalid request: a line over {MAX_LINE} bytes"))
+                elif line.strip():
+                    await relay.handle_line(line.decode("utf-8", errors="replace"))
             done.set()
 
         tg.start_soon(pump)

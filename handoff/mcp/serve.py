@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from mcp.server.lowlevel.server import Server
+from starlette.types import ASGIApp
 
 from handoff.config import (
     KAFKA_UNREACHABLE,
@@ -40,7 +41,7 @@ from handoff.config import (
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
-from handoff.mcp import http, launch
+from handoff.mcp import http, launch, localtrust
 from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server
 from handoff.mcp.subscriptions import Notifier
@@ -145,7 +146,9 @@ async def _serve_http(
 ) -> None:
     async with backend as deps:
         activity = http.Activity()
-        app = http.build_app(build_server(deps), deps, activity, ns.host, fast_path=env.fast_path)
+        app: ASGIApp = http.build_app(build_server(deps), deps, activity, ns.host, fast_path=env.fast_path)
+        if ns.local_secret:
+            app = localtrust.guard(app, localtrust.read_secret(data.secret))
         sock = http.bind(ns.host, ns.port)
         tune_gc_for_serving()
 
@@ -192,7 +195,7 @@ async def _serve_stdio(backend: AbstractAsyncContextManager[Deps], close: Callab
 
 
 def _open_store(data: DataDir) -> RocksKeyValue | None:
-    data.root.mkdir(parents=True, exist_ok=True)
+    localtrust.secure_data_dir(data.root)
     try:
         return RocksKeyValue(str(data.db))
     except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception, e.g. when the DB is locked

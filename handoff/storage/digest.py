@@ -8,11 +8,25 @@ from collections.abc import Iterator
 from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import KeyValue
 
+# A selector that ends in this byte names one key exactly instead of a prefix: keys are UTF-8, where 0xFF
+# never occurs, so the two cannot be confused, and the marker survives the trip to a worker as plain bytes.
+EXACT = b"\xff"
+
+
+def exact(key: bytes) -> bytes:
+    """A selector for `view_items` that matches `key` alone (a prefix would also match longer keys)."""
+    return key + EXACT
+
 
 def view_items(kv: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> Iterator[tuple[bytes, bytes]]:
-    """Every view entry, in key order."""
+    """Every view entry under the selectors (prefixes, or `exact` keys), in key order."""
     for prefix in prefixes:
-        yield from kv.scan(prefix)
+        if prefix.endswith(EXACT):
+            value = kv.get(prefix[: -len(EXACT)])
+            if value is not None:
+                yield prefix[: -len(EXACT)], value
+        else:
+            yield from kv.scan(prefix)
 
 
 def entry_hash(key: bytes, value: bytes) -> int:

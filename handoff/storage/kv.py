@@ -8,10 +8,13 @@ log's own keys, `handoff.storage.log`); how views are encoded is `projections.vi
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Protocol, cast
 
 from rocksdict import IngestExternalFileOptions, Options, Rdict, ReadOptions, SstFileWriter, WriteBatch, WriteOptions
+
+log = logging.getLogger(__name__)
 
 Write = tuple[bytes, bytes | None]
 
@@ -99,18 +102,30 @@ class RocksKeyValue:
         options.set_max_background_jobs(2)
         if bulk:  # no compaction while it is built: a store opened normally compacts itself later
             options.set_disable_auto_compactions(True)
-        if read_only:
-            from rocksdict import AccessType
-
-            self.db = Rdict(path, options, access_type=AccessType.read_only())
-        else:
-            self.db = Rdict(path, options)
+        self._open = (path, options, read_only)
+        self.db = self._open_db()
         self.bulk = bulk
         self._sync = WriteOptions()
         self._sync.sync = True
         self._nosync = WriteOptions()
         if bulk:
             self._nosync.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; the stub says method
+
+    def _open_db(self) -> Rdict:
+        path, options, read_only = self._open
+        if read_only:
+            from rocksdict import AccessType
+
+            return Rdict(path, options, access_type=AccessType.read_only())
+        return Rdict(path, options)
+
+    def reopen(self) -> None:
+        """Close and open the database again: how RocksDB takes writes again after a background error (ENOSPC)."""
+        try:
+            self.db.close()
+        except Exception:  # noqa: BLE001 - rocksdict raises a bare Exception; a failed close still releases it
+            log.warning("closing the store before reopening it failed", exc_info=True)
+        self.db = self._open_db()
 
     def get(self, key: bytes) -> bytes | None:
         """The value, or None."""

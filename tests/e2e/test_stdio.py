@@ -247,3 +247,28 @@ def test_stdio_exits_when_its_host_closes_stdin(stdio_dir: Path, tmp_path: Path)
     assert engine and pid_alive(engine["pid"]), "the shared engine should outlive one host's stdio process"
     stop_engine_of(stdio_dir)
     assert not pid_alive(engine["pid"])
+
+
+@pytest.mark.parametrize("bad_id", [{"an": "object"}, [1, 2], True])
+def test_the_relay_answers_a_request_with_an_id_that_is_no_id_and_goes_on(
+    stdio_dir: Path, tmp_path: Path, bad_id: Any
+) -> None:
+    raw = RawStdio(stdio_dir, tmp_path / "stdio.log")
+    try:
+        hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+        raw.send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
+        raw.response(1)
+        raw.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        raw.send({"jsonrpc": "2.0", "id": bad_id, "method": "tools/list"})
+        raw.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": bad_id}})
+        assert raw.proc.stdin is not None
+        raw.proc.stdin.write(b'{"jsonrpc": "2.0", "id": 7, "method": "ping", "params": {"x": "' + b"y" * (17 << 20))
+        raw.proc.stdin.write(b'"}}\n')
+        raw.send({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+        assert raw.response(2)["result"]["tools"]
+        assert raw.proc.poll() is None
+    finally:
+        raw.close()
+    errors = [m for m in map(json.loads, raw.lines) if "error" in m]
+    assert [e["error"]["code"] for e in errors] == [-32600, -32600], errors
+    assert all(e["id"] is None for e in errors)

@@ -440,3 +440,67 @@ def _state_of(kv: RocksKeyValue, key: str):
     for env in EventLog(kv).stream(key):
         state = evolve(state, env)
     return state
+
+
+def test_verify_of_one_session_ignores_a_session_whose_key_extends_it(tmp_path: Path):
+    kv = RocksKeyValue(str(tmp_path / "db"))
+    engine = Engine(kv, sync=False)
+    for key in ("k", "k1", "k:1"):
+        for result in engine.write_now([RegisterSession(session_key=key, agent_from="alice")]):
+            assert not isinstance(result, Exception), result
+    engine.write_now([AppendContext(session_key="k1", context_type="message", content="only in k1")])
+    for key in ("k", "k1", "k:1"):
+        report = verify(kv, session=key, scratch=tmp_path, quiet=True)
+        assert report.ok, (key, [str(p) for p in report.problems])
+        assert report.sessions == 1 and report.events == (2 if key == "k1" else 1)
+    kv.close()
+
+
+def _forged_line(session_key: str, agent_from: str) -> bytes:
+    """A well-chained CloudEvents line of a session registration, with whatever key and name it is given."""
+    from handoff.audit.transfer import to_cloudevent
+    from handoff.kernel.codec import sealed_record
+    from handoff.kernel.events import GENESIS_HASH, SessionRegistered
+
+    event = SessionRegistered(agent_from=agent_from, metadata={})
+    _, record = sealed_record(
+        event, "e-1", session_key, 1, "2026-12-04T00:00:00.000Z", agent_from, GENESIS_HASH, None, 1
+    )
+    return to_cloudevent(record)
+
+
+@pytest.mark.parametrize(
+    ("session_key", "agent", "expected"),
+    [
+        ("k\x00", "alice", "session key"),
+        ("k/1", "alice", "session key"),
+        ("k", "\u0430lice", "look-alike"),  # Cyrillic а, then Latin
+        ("k", "al\u200bice", r"U\+200B"),
+        ("k", "alice\u202e", r"U\+202E"),
+        ("k", "\x9balice", r"U\+009B"),
+    ],
+)
+def test_import_applies_the_tools_key_and_name_rules_and_writes_nothing(session_key: str, agent: str, expected: str):
+    fresh = InMemoryKeyValue()
+    with pytest.raises(InvalidArgument, match=expected):
+        import_lines(fresh, io.BytesIO(_forged_line(session_key, agent)))
+    assert list(fresh.items()) == []
+
+
+def test_import_takes_a_well_formed_line_of_the_same_shape():
+    fresh = InMemoryKeyValue()
+    assert import_lines(fresh, io.BytesIO(_forged_line("k", "Пётр"))).events == 1
+
+
+def test_audit_prints_stored_terminal_escapes_as_visible_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    data = tmp_path / "data"
+    kv = RocksKeyValue(str(data / "db"))
+    engine = Engine(kv, sync=False)
+    engine.write_now([RegisterSession(session_key="esc", agent_from="alice")])
+    hidden = "before \x1b[8m hidden \u202e"
+    engine.write_now([AppendContext(session_key="esc", context_type="message", content=hidden)])
+    kv.close()
+    assert main(["audit", "esc", "--data-dir", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "\\x1b[8m hidden \\u202e" in out

@@ -70,7 +70,7 @@ async def test_a_read_waits_until_the_batch_written_before_it_is_durable(tmp_pat
         kv.close()
 
 
-async def test_a_failed_log_sync_answers_unavailable_and_refuses_every_later_write(tmp_path: Path) -> None:
+async def test_a_failed_log_sync_refuses_writes_until_a_sync_succeeds_again(tmp_path: Path) -> None:
     kv = RocksKeyValue(str(tmp_path / "db"))
     sync = _HeldSync(kv)
     sync.release.set()
@@ -80,10 +80,15 @@ async def test_a_failed_log_sync_answers_unavailable_and_refuses_every_later_wri
     try:
         with pytest.raises(Unavailable):
             await engine.submit(RegisterSession(session_key="s", agent_from="a"))
-        sync.fail = False
-        with pytest.raises(Unavailable, match="restart"):
+        with pytest.raises(Unavailable, match="retrying until the store takes writes again"):
             await engine.submit(RegisterSession(session_key="t", agent_from="a"))
         assert not engine.running
+        sync.fail = False
+        with anyio.fail_after(30):
+            while not engine.running:
+                await anyio.sleep(0.05)
+        outcome = await engine.submit(RegisterSession(session_key="t", agent_from="a"))
+        assert outcome.envelope.version == 1
     finally:
         await engine.stop()
         kv.close()

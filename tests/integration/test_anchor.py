@@ -1,0 +1,158 @@
+"""Signed anchors: a rewritten and re-hashed history passes verify alone, and fails verify --anchor."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import stat
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from handoff.audit import anchor
+from handoff.audit.transfer import export_lines, from_cloudevent, import_lines, to_cloudevent
+from handoff.cli import main
+from handoff.engine.engine import Engine
+from handoff.kernel.commands import AppendContext, RegisterSession
+from handoff.storage.kv import RocksKeyValue
+
+_sorted = msgspec.json.Encoder(order="sorted")
+
+
+def _store(data: Path, sessions: int = 5) -> None:
+    kv = RocksKeyValue(str(data / "db"))
+    engine = Engine(kv, sync=False)
+    for s in range(sessions):
+        key = f"deal-{s}"
+        engine.write_now([RegisterSession(session_key=key, agent_from="alice")])
+        for i in range(4):
+            price = "$10" if (s, i) == (2, 1) else f"item {i}"
+            engine.write_now([AppendContext(session_key=key, context_type="decision", content=f"price: {price}")])
+    kv.close()
+
+
+def _rewrite(lines: list[bytes], old: str, new: str) -> list[bytes]:
+    """The attack: change one event's content, then re-hash every chain so that each one holds again."""
+    out, prev = [], {}
+    for line in lines:
+        wire = msgspec.json.decode(from_cloudevent(line))
+        key = wire["sessionKey"]
+        wire["prevHash"] = prev.get(key, "0" * 64)
+        if wire["type"] == "ContextAppended" and wire["data"]["content"] == f"price: {old}":
+            wire["data"]["content"] = f"price: {new}"
+        del wire["hash"]
+        wire["hash"] = prev[key] = hashlib.sha256(_sorted.encode(wire)).hexdigest()
+        out.append(to_cloudevent(_sorted.encode(wire)))
+    return out
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    assert main(["anchor", "--new-key", str(tmp_path / "keys")]) == 0
+    private, public = tmp_path / "keys" / "anchor.key", tmp_path / "keys" / "anchor.pub"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    return private, public
+
+
+def _anchor(data: Path, private: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    capsys.readouterr()
+    assert main(["anchor", "--key", str(private), "--data-dir", str(data)]) == 0
+    out.write_text(capsys.readouterr().out)
+    return out
+
+
+def _verify(data: Path, anchored: Path, public: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    status = main(["verify", "--data-dir", str(data), "--anchor", str(anchored), "--public-key", str(public)])
+    return status, capsys.readouterr().out
+
+
+def test_a_rewritten_and_rehashed_history_fails_verify_anchor_naming_the_session(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+):
+    private, public = keys
+    _store(tmp_path / "data")
+    anchored = _anchor(tmp_path / "data", private, tmp_path / "anchor.json", capsys)
+    kv = RocksKeyValue(str(tmp_path / "data" / "db"), read_only=True)
+    lines = list(export_lines(kv))
+    kv.close()
+    forged = _rewrite(lines, "$10", "$10,000")
+    assert forged != lines
+    fresh = RocksKeyValue(str(tmp_path / "forged" / "db"))
+    import_lines(fresh, io.BytesIO(b"\n".join(forged)))  # every chain holds: import accepts it
+    fresh.close()
+    capsys.readouterr()
+    assert main(["verify", "--data-dir", str(tmp_path / "forged")]) == 0  # and so does verify without an anchor
+    status, out = _verify(tmp_path / "forged", anchored, public, capsys)
+    assert status == 1
+    assert out.startswith("BROKEN: session 'deal-2'") and "rewritten: version 5" in out, out
+    status, out = _verify(tmp_path / "data", anchored, public, capsys)
+    assert status == 0 and out.startswith("OK"), out
+
+
+def test_a_log_that_only_grew_since_the_anchor_passes(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+):
+    private, public = keys
+    _store(tmp_path / "data")
+    anchored = _anchor(tmp_path / "data", private, tmp_path / "anchor.json", capsys)
+    kv = RocksKeyValue(str(tmp_path / "data" / "db"))
+    engine = Engine(kv, sync=False)
+    engine.write_now([AppendContext(session_key="deal-0", context_type="message", content="later")])
+    engine.write_now([RegisterSession(session_key="deal-new", agent_from="bob")])
+    kv.close()
+    assert _verify(tmp_path / "data", anchored, public, capsys)[0] == 0
+
+
+def test_a_tail_cut_off_or_a_session_removed_fails_verify_anchor(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+):
+    private, public = keys
+    _store(tmp_path / "data")
+    anchored = _anchor(tmp_path / "data", private, tmp_path / "anchor.json", capsys)
+    kv = RocksKeyValue(str(tmp_path / "data" / "db"), read_only=True)
+    lines = list(export_lines(kv))
+    kv.close()
+    kept = [line for line in lines if b'"subject":"deal-1"' not in line and b'"handoffversion":5' not in line]
+    fresh = RocksKeyValue(str(tmp_path / "cut" / "db"))
+    import_lines(fresh, io.BytesIO(b"\n".join(kept)))
+    fresh.close()
+    status, out = _verify(tmp_path / "cut", anchored, public, capsys)
+    assert status == 1
+    assert "session 'deal-0': the log no longer extends the anchor: cut short: it ends at version 4" in out, out
+    assert "session 'deal-1': the log no longer extends the anchor: removed" in out, out
+
+
+def test_an_anchor_signed_by_another_key_or_edited_is_refused(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+):
+    private, public = keys
+    _store(tmp_path / "data")
+    anchored = _anchor(tmp_path / "data", private, tmp_path / "anchor.json", capsys)
+    assert main(["anchor", "--new-key", str(tmp_path / "other")]) == 0
+    status = main(
+        ["verify", "--data-dir", str(tmp_path / "data"), "--anchor", str(anchored),
+         "--public-key", str(tmp_path / "other" / "anchor.pub")]
+    )  # fmt: skip
+    assert status == 2 and "signature does not verify" in capsys.readouterr().err
+    document = json.loads(anchored.read_text())
+    document["heads"]["deal-0"][0] = 1
+    anchored.write_text(json.dumps(document))
+    assert _verify(tmp_path / "data", anchored, public, capsys)[0] == 2
+
+
+def test_anchors_are_written_to_a_folder_privately(tmp_path: Path, keys: tuple[Path, Path]):
+    private, public = keys
+    _store(tmp_path / "data", sessions=1)
+    kv = RocksKeyValue(str(tmp_path / "data" / "db"), read_only=True)
+    from handoff.storage.log import EventLog
+
+    statement = anchor.signed_statement(anchor.store_heads(EventLog(kv)), 5, anchor.load_private(private))
+    kv.close()
+    path = anchor.write_file(tmp_path / "anchors", statement)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert anchor.checked_statement(json.loads(path.read_text()), anchor.load_public(public)) == {
+        "deal-0": (5, statement["heads"]["deal-0"][1])  # type: ignore[index]
+    }
