@@ -11,21 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka import errors as Errors
-from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import TopicPartition
 
+from streams.catchup import LogCatchUp
 from streams.decider import Decider, Incoming
-from streams.logreader import fetch_committed
 from streams.metrics import PartitionState, WorkerMetrics
-from streams.partition import EventRecord, PartitionStore
+from streams.partition import PartitionStore
 from streams.topics import LONG_POLL_MS
 
 if TYPE_CHECKING:
@@ -33,8 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("handoff.worker")
 T = TypeVar("T")
-
-CATCH_UP_REPORT_SECONDS = 10.0  # a partition catching up on a long log says how far it is this often
 
 
 @dataclass
@@ -80,19 +75,13 @@ class Partitions:
         self.pending: set[int] = set()  # assigned, not prepared yet
         self.consumer: Any = None  # the group consumer of handoff.commands, from `start`
         self._revocations: Counter[int] = Counter()  # per partition: how often `release` took it
-        self._events: Any = None  # only asked for offsets (read_committed: last stable offsets)
-        self._fetching: Any = None  # reads handoff.events and handoff.progress when a partition is prepared
+        self.catchup = LogCatchUp(config, metrics, self.in_thread)  # what preparing reads from the log
         self._store_jobs: set[asyncio.Future[Any]] = set()  # store work in threads; `close` waits for it
 
     async def start(self) -> None:
         """Connect the clients that preparing reads the log with, then join the group."""
         cfg = self.config
-        self._events = AIOKafkaConsumer(
-            bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed",
-        )  # fmt: skip
-        await self._events.start()
-        self._fetching = AIOKafkaClient(bootstrap_servers=cfg.bootstrap, client_id=f"{cfg.worker_id}-prepare")
-        await self._fetching.bootstrap()
+        await self.catchup.start()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap, group_id=self.topics.group, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
@@ -110,10 +99,7 @@ class Partitions:
 
     async def close(self) -> None:
         """Disconnect, let store work in threads finish, close the stores."""
-        if self._events is not None:
-            await self._events.stop()
-        if self._fetching is not None:
-            await self._fetching.close()
+        await self.catchup.close()
         await asyncio.gather(*self._store_jobs, return_exceptions=True)  # a fold or rebuild still in its thread
         for part in self.parts.values():
             part.store.close()
@@ -213,7 +199,7 @@ class Partitions:
         producer = self._producer(p)
         try:
             await asyncio.wait_for(producer.start(), 20)  # init_transactions: fences the previous owner
-            folded = await self._catch_up(part.store)
+            folded = await self.catchup.catch_up(part.store)
             tp = await self._seek_decided(p, part.store)
         except BaseException:
             await stop_quietly(producer)
@@ -254,7 +240,7 @@ class Partitions:
         # The decided position moved in the transactions that appended the events just folded. A
         # consumer-group offset is where workers of earlier releases kept it, and later ones commit a
         # position already decided there for lag tools: the later of the two counts.
-        positions = [await self._progress(p), await self.consumer.committed(tp)]
+        positions = [await self.catchup.progress(p), await self.consumer.committed(tp)]
         committed = max((o for o in positions if o is not None), default=None)
         if committed is None:
             await self.consumer.seek_to_beginning(tp)
@@ -262,71 +248,3 @@ class Partitions:
             self.consumer.seek(tp, committed)
         store.mark_decided(-1 if committed is None else committed - 1)
         return tp
-
-    async def _catch_up(self, store: PartitionStore) -> int:
-        """Fold the partition's events that its store has not applied, up to the end of the log.
-
-        A store that cannot have been folded from this log (its data dir served another one: a broker
-        whose state was reset, another topic prefix) is emptied first and folds this log from its start:
-        deciding on it would continue hash chains this log does not hold.
-        """
-        tp = TopicPartition(self.topics.events, store.partition)
-        end = (await self._events.end_offsets([tp]))[tp]  # read_committed: the last stable offset
-        why = await self._not_from(store, tp, end)
-        if why is not None:
-            log.warning(
-                "partition store was not built from this log; rebuilding it from the log",
-                extra={"partition": store.partition, "path": str(store.path), "reason": why},
-            )
-            await self.in_thread(store.empty)
-            self.metrics.rebuilds.inc()
-        folded, start = 0, store.applied + 1
-        report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
-        async for chunk in fetch_committed(self._fetching, tp, start, end):
-            records = [EventRecord(m.offset, m.value, {k: v.decode() for k, v in m.headers}) for m in chunk]
-            applied = await self.in_thread(store.catch_up, records)
-            self.metrics.folded.inc(applied)
-            folded += applied
-            if time.monotonic() >= report_at and chunk[-1].offset + 1 < end:
-                done = round(100 * (chunk[-1].offset + 1 - start) / (end - start))
-                extra = {"partition": store.partition, "folded": folded, "offset": chunk[-1].offset, "end": end}
-                log.info("catching up on the log", extra={**extra, "percent": done})
-                report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
-        return folded
-
-    async def _not_from(self, store: PartitionStore, tp: TopicPartition, end: int) -> str | None:
-        """Why `store` cannot have been folded from partition `tp` of the log, or None if it can.
-
-        A store says which offset it folded last; the log must hold, at that offset, the very event the
-        store holds at that event's session and version.
-        """
-        at = store.applied
-        if at < 0:
-            return None
-        where = f"{tp.topic}[{tp.partition}]"
-        if at >= end:
-            return f"the store has folded up to offset {at}, but {where} ends at offset {end}"
-        try:
-            found = [m async for chunk in fetch_committed(self._fetching, tp, at, at + 1, 1 << 16) for m in chunk]
-        except Errors.OffsetOutOfRangeError:
-            found = []
-        if not found or not store.holds(found[0].value):
-            return f"the event at offset {at} of {where} is not the one the store folded there"
-        return None
-
-    async def _progress(self, p: int) -> int | None:
-        """Partition p's decided position: the value of the last committed record of its progress partition."""
-        tp = TopicPartition(self.topics.progress, p)
-        begin = (await self._events.beginning_offsets([tp]))[tp]
-        end = (await self._events.end_offsets([tp]))[tp]  # read_committed: the last stable offset
-        window = 8  # a transaction's record and its commit marker; aborted ones and compaction may need more
-        while True:
-            start = max(begin, end - window)
-            found: int | None = None
-            async for chunk in fetch_committed(self._fetching, tp, start, end):
-                for m in chunk:
-                    if m.value is not None:
-                        found = int(m.value)
-            if found is not None or start == begin:
-                return found
-            window *= 16

@@ -33,7 +33,8 @@ from kafka.support import (
     served_digest,
     wait_until,
 )
-from streams import lifecycle
+from streams import catchup
+from streams.catchup import LogCatchUp
 from streams.client import KafkaService
 from streams.lifecycle import Partitions
 from streams.logreader import fetch_committed
@@ -93,9 +94,9 @@ async def test_a_store_of_the_same_log_is_kept_and_caught_up_with_progress_repor
                 await svc.submit(AppendContext(session_key=key, context_type="message", content="later"))
 
     # A fetch at a time per record batch and a report after each: what a long catch-up does every 10 s.
-    monkeypatch.setattr(lifecycle, "CATCH_UP_REPORT_SECONDS", 0.0)
+    monkeypatch.setattr(catchup, "CATCH_UP_REPORT_SECONDS", 0.0)
     monkeypatch.setattr(
-        lifecycle, "fetch_committed", lambda c, tp, start, end, _=0: fetch_committed(c, tp, start, end, 1)
+        catchup, "fetch_committed", lambda c, tp, start, end, _=0: fetch_committed(c, tp, start, end, 1)
     )
     caplog.set_level(logging.INFO, logger="handoff.worker")
     caplog.clear()  # only the records of the restarted worker count
@@ -170,12 +171,12 @@ async def test_a_partition_revoked_while_it_is_prepared_is_neither_decided_nor_s
 ) -> None:
     topics = Topics(f"r{uuid.uuid4().hex[:8]}", 1)
     catching_up, go_on, prepared = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    catch_up, prepare = Partitions._catch_up, Partitions._prepare
+    catch_up, prepare = LogCatchUp.catch_up, Partitions._prepare
 
-    async def held_catch_up(partitions: Partitions, store: PartitionStore) -> int:
+    async def held_catch_up(log: LogCatchUp, store: PartitionStore) -> int:
         catching_up.set()
         await go_on.wait()
-        return await catch_up(partitions, store)
+        return await catch_up(log, store)
 
     async def noted_prepare(partitions: Partitions, p: int) -> bool:
         try:
@@ -183,7 +184,7 @@ async def test_a_partition_revoked_while_it_is_prepared_is_neither_decided_nor_s
         finally:
             prepared.set()
 
-    monkeypatch.setattr(Partitions, "_catch_up", held_catch_up)
+    monkeypatch.setattr(LogCatchUp, "catch_up", held_catch_up)
     monkeypatch.setattr(Partitions, "_prepare", noted_prepare)
     async with running_worker(broker.bootstrap, topics, tmp_path / "w") as worker:
         await asyncio.wait_for(catching_up.wait(), 60)
