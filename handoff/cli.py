@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _worker_options(commands: Any) -> None:
+    """`handoff worker`: where Kafka is, where the worker keeps its stores, where it answers reads."""
     parser = commands.add_parser(
         "worker",
         help="Kafka mode: decide and project some partitions (handoff worker --help)",
@@ -103,6 +104,11 @@ def _worker_options(commands: Any) -> None:
         "--web-port", type=int, default=0, help="port of the query endpoint, which also serves /metrics (0: a free one)"
     )
     parser.add_argument("--advertised-url", default=None, help="URL other processes reach the endpoint at")
+    _worker_group_options(parser)
+
+
+def _worker_group_options(parser: argparse.ArgumentParser) -> None:
+    """The worker's topics, its name in the group, and how many transactions it keeps open at once."""
     parser.add_argument(
         "--partitions",
         type=int,
