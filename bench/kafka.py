@@ -235,7 +235,7 @@ def run_embedded(ns: argparse.Namespace) -> Figures:
 @asynccontextmanager
 async def _worker(bootstrap: str, topics: Topics, data_dir: Path, *extra: str) -> AsyncIterator[int]:
     cmd = [
-        sys.executable, "-m", "streams.worker", "--kafka", bootstrap, "--data-dir", str(data_dir),
+        sys.executable, "-m", "handoff", "worker", "--kafka", bootstrap, "--data-dir", str(data_dir),
         "--topic-prefix", topics.prefix, "--partitions", str(topics.partitions), *extra,
     ]  # fmt: skip
     log = open(data_dir.with_suffix(".log"), "ab")  # noqa: SIM115 - kept open for the child's lifetime

@@ -1,31 +1,28 @@
-"""The ``handoff`` command line: parses options, reads the environment, and runs ``serve`` or ``stdio``.
+"""The ``handoff`` command line: parses options, reads the environment, and runs the command.
 
-``handoff stdio`` imports only what relaying needs (not the engine, not the MCP SDK): an MCP client
-gives its first request 10 s before falling back to an older protocol, and that time also has to
-cover starting the engine.
+Every command's options are declared here (the audit commands' in `handoff.audit.arguments`); the
+objects a command runs on are built in `handoff.bootstrap`. ``handoff stdio`` imports only what
+relaying needs (not the engine, not the MCP SDK): an MCP client gives its first request 10 s before
+falling back to an older protocol, and that time also has to cover starting the engine.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import importlib
-import logging
 import os
 import runpy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import anyio
-import anyio.to_thread
+from typing import Any
 
 from handoff import logs
 from handoff.audit import arguments as audit_arguments
-from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, DataDir, Env, read_env
-from handoff.mcp import launch, localtrust
+from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, at_least_one, read_env
 
-log = logging.getLogger("handoff")
+# The worker's defaults, restated so that parsing imports no Kafka client (a unit test keeps them equal):
+KAFKA_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS
+WORKER_TRANSACTIONS = 4  # streams.worker.WorkerConfig.transactions
 
 EPILOG_SERVE = """examples:
   handoff serve                              # MCP at http://127.0.0.1:8765/mcp, data in the user data dir
@@ -39,7 +36,8 @@ EPILOG_STDIO = """examples:
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """Options of every command of `handoff` (besides `bench`, whose benchmarks take their own)."""
     parser = argparse.ArgumentParser(
         prog="handoff", description="An event-sourced engine that lets AI agents hand work to each other over MCP."
     )
@@ -56,14 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
+    _worker_options(commands)
+    commands.add_parser(
+        "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
+    )
     serve.add_argument(
         "--local-secret",
         action="store_true",
         help="serve only callers that present the data dir's secret (how `handoff stdio` starts its shared engine)",
-    )
-    commands.add_parser("worker", help="Kafka mode: decide and project some partitions (handoff worker --help)")
-    commands.add_parser(
-        "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
     )
     stdio = commands.add_parser(
         "stdio",
@@ -83,38 +81,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def stdio(ns: argparse.Namespace, env: Env) -> int:
-    """`handoff stdio`: find or start the shared engine, then relay stdin/stdout to it."""
-    data = DataDir(ns.data_dir or env.data_dir)
-    deadline = float(os.environ.get("HANDOFF_LOCK_DEADLINE") or launch.LOCK_DEADLINE)
-    try:
-        url, lease = launch.ensure_engine(
-            data,
-            ns.idle_exit,
-            while_starting=lambda: importlib.import_module("handoff.mcp.relay"),
-            lock_deadline=deadline,
-        )
-    except (launch.EngineStartError, OSError) as exc:
-        log.error("cannot reach an engine", extra={"error": str(exc)})
-        return 1
-    from handoff.mcp import relay  # already imported while the engine started
+def _worker_options(commands: Any) -> None:
+    """`handoff worker`: where Kafka is, where the worker keeps its stores, where it answers reads."""
+    parser = commands.add_parser(
+        "worker",
+        help="Kafka mode: decide and project some partitions (handoff worker --help)",
+        description="A Kafka-mode worker: decides the commands of the partitions it owns, keeps their views, "
+        "and answers reads for them. Several workers share the partitions.",
+        epilog="example: handoff worker --kafka 127.0.0.1:9092 --data-dir ./w1 --web-port 8800",
+    )
+    parser.add_argument(
+        "--kafka",
+        metavar="BOOTSTRAP",
+        default=os.environ.get("HANDOFF_KAFKA_BOOTSTRAP"),
+        help="Kafka bootstrap servers (default: $HANDOFF_KAFKA_BOOTSTRAP)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="this worker's stores, one RocksDB per owned partition; one directory per worker process "
+        "(default: $HANDOFF_DATA_DIR or the user data dir + /handoff, then /worker); a lost one, or one "
+        "folded from another log, is rebuilt from handoff.events",
+    )
+    parser.add_argument("--web-host", default="127.0.0.1", help="interface of the query endpoint")
+    parser.add_argument(
+        "--web-port", type=int, default=0, help="port of the query endpoint, which also serves /metrics (0: a free one)"
+    )
+    parser.add_argument("--advertised-url", default=None, help="URL other processes reach the endpoint at")
+    _worker_group_options(parser)
 
-    leases = [lease]  # held until this process ends
 
-    async def reconnect() -> str:
-        again, more = await anyio.to_thread.run_sync(
-            lambda: launch.ensure_engine(data, ns.idle_exit, lock_deadline=deadline)
-        )
-        leases.append(more)
-        return again
-
-    try:
-        asyncio.run(relay.run(url, reconnect, secret=localtrust.read_secret(data.secret)))
-    except KeyboardInterrupt:
-        pass
-    for held in leases:
-        held.close()
-    return 0
+def _worker_group_options(parser: argparse.ArgumentParser) -> None:
+    """The worker's topics, its name in the group, and how many transactions it keeps open at once."""
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=int(os.environ.get("HANDOFF_KAFKA_PARTITIONS") or KAFKA_PARTITIONS),
+        help="partitions of the topics it creates (default: $HANDOFF_KAFKA_PARTITIONS or 8)",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        default=os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
+        help="topic names are PREFIX.commands, PREFIX.events, ... (default: $HANDOFF_KAFKA_TOPIC_PREFIX or handoff)",
+    )
+    parser.add_argument("--worker-id", default=None, help="a stable name for this worker (default: random)")
+    parser.add_argument(
+        "--transactions",
+        type=at_least_one,
+        default=WORKER_TRANSACTIONS,
+        metavar="N",
+        help="partitions whose transactions may be open at once; the others wait and commit bigger batches "
+        f"next, which shortens the queue behind the broker under load (default: {WORKER_TRANSACTIONS})",
+    )
 
 
 BENCHMARKS = ("engine", "http", "kafka", "audit", "machine")
@@ -144,21 +163,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``handoff`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
     os.umask(0o077)  # data dirs, stores, secrets, logs and exports are the invoking user's alone
-    if args[:1] == ["worker"]:  # the Kafka worker has its own composition root and options
-        from streams.worker import main as worker_main
-
-        return worker_main(args[1:])
     if args[:1] == ["bench"]:  # each benchmark has its own options
         return bench(args[1:])
-    ns = _parser().parse_args(argv)
+    ns = build_parser().parse_args(argv)
     env = read_env()
     logs.configure(env.log_level)
+    # Each process's composition root is imported only when it runs: each pays for its own imports alone.
     if ns.command == "serve":
-        from handoff.mcp.serve import serve  # the engine and the SDK server: only this command pays for them
+        from handoff.bootstrap import serve
 
-        return serve(ns, env)
+        return serve.main(ns, env)
     if ns.command == "stdio":
-        return stdio(ns, env)
+        from handoff.bootstrap import stdio
+
+        return stdio.main(ns, env)
+    if ns.command == "worker":
+        from handoff.bootstrap import worker
+
+        return worker.main(ns, env)
     from handoff.audit import commands as audit_commands  # only the audit commands pay for their imports
 
     return audit_commands.guarded(audit_commands.RUNNERS[ns.command])(ns, env)

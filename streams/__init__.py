@@ -1,1 +1,8 @@
-"""Kafka mode: topics, the faust decider and projector agents, and the adapter's command bus."""
+"""Kafka mode: the workers that decide and project the partitions of the log, and the adapter's side of it.
+
+The worker (`worker.Worker`): `lifecycle` (partitions assigned, prepared, released), `catchup` (what
+preparing reads from the log), `dispatcher` (the decide loop), `decider` and `txn` (one transaction per
+batch), `partition` (a partition's store), `endpoint` and `queryapi` (reads and metrics over HTTP).
+The adapter (`client.KafkaService`, a facade): `commandbus`, `directory`, `reads`, `changefeed`.
+Shared: `topics`, `records`, `logreader`, `logwriter`, `metrics`.
+"""

@@ -101,8 +101,8 @@ def test_a_request_with_a_foreign_origin_is_refused(http_server: Served) -> None
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["stdio"], ["bench"], ["bench", "audit"]],
-    ids=["handoff", "serve", "stdio", "bench", "bench-audit"],
+    [[], ["serve"], ["stdio"], ["worker"], ["bench"], ["bench", "audit"]],
+    ids=["handoff", "serve", "stdio", "worker", "bench", "bench-audit"],
 )
 def test_every_command_explains_itself_with_help(command: list[str]) -> None:
     done = subprocess.run(

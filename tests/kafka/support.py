@@ -105,7 +105,7 @@ async def running_service(bootstrap: str, topics: Topics, timeout: float = 15.0)
 
 @dataclass
 class WorkerProcess:
-    """`python -m streams.worker` as a child process, its log in a file."""
+    """`python -m handoff worker` as a child process, its log in a file."""
 
     bootstrap: str
     topics: Topics
@@ -116,7 +116,7 @@ class WorkerProcess:
 
     def start(self) -> None:
         cmd = [
-            sys.executable, "-m", "streams.worker", "--kafka", self.bootstrap, "--data-dir", str(self.data_dir),
+            sys.executable, "-m", "handoff", "worker", "--kafka", self.bootstrap, "--data-dir", str(self.data_dir),
             "--topic-prefix", self.topics.prefix, "--partitions", str(self.topics.partitions), *self.extra,
         ]  # fmt: skip
         env = dict(os.environ, PYTHONPATH=str(REPO))

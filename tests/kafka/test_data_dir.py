@@ -33,8 +33,10 @@ from kafka.support import (
     served_digest,
     wait_until,
 )
-from streams import worker as worker_module
+from streams import catchup
+from streams.catchup import LogCatchUp
 from streams.client import KafkaService
+from streams.lifecycle import Partitions
 from streams.logreader import fetch_committed
 from streams.partition import PartitionStore
 from streams.topics import Topics
@@ -92,9 +94,9 @@ async def test_a_store_of_the_same_log_is_kept_and_caught_up_with_progress_repor
                 await svc.submit(AppendContext(session_key=key, context_type="message", content="later"))
 
     # A fetch at a time per record batch and a report after each: what a long catch-up does every 10 s.
-    monkeypatch.setattr(worker_module, "CATCH_UP_REPORT_SECONDS", 0.0)
+    monkeypatch.setattr(catchup, "CATCH_UP_REPORT_SECONDS", 0.0)
     monkeypatch.setattr(
-        worker_module, "fetch_committed", lambda c, tp, start, end, _=0: fetch_committed(c, tp, start, end, 1)
+        catchup, "fetch_committed", lambda c, tp, start, end, _=0: fetch_committed(c, tp, start, end, 1)
     )
     caplog.set_level(logging.INFO, logger="handoff.worker")
     caplog.clear()  # only the records of the restarted worker count
@@ -115,7 +117,7 @@ def test_a_second_worker_on_a_held_data_dir_exits_before_joining_the_group(broke
     held = hold_data_dir(data_dir)  # as a running worker holds it
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "streams.worker", "--kafka", broker.bootstrap, "--data-dir", str(data_dir),
+            [sys.executable, "-m", "handoff", "worker", "--kafka", broker.bootstrap, "--data-dir", str(data_dir),
              "--topic-prefix", f"d{uuid.uuid4().hex[:8]}"],
             capture_output=True, text=True, timeout=60, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
         )  # fmt: skip
@@ -169,21 +171,21 @@ async def test_a_partition_revoked_while_it_is_prepared_is_neither_decided_nor_s
 ) -> None:
     topics = Topics(f"r{uuid.uuid4().hex[:8]}", 1)
     catching_up, go_on, prepared = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    catch_up, prepare = Worker._catch_up, Worker._prepare
+    catch_up, prepare = LogCatchUp.catch_up, Partitions._prepare
 
-    async def held_catch_up(worker: Worker, store: PartitionStore) -> int:
+    async def held_catch_up(log: LogCatchUp, store: PartitionStore) -> int:
         catching_up.set()
         await go_on.wait()
-        return await catch_up(worker, store)
+        return await catch_up(log, store)
 
-    async def noted_prepare(worker: Worker, p: int) -> bool:
+    async def noted_prepare(partitions: Partitions, p: int) -> bool:
         try:
-            return await prepare(worker, p)
+            return await prepare(partitions, p)
         finally:
             prepared.set()
 
-    monkeypatch.setattr(Worker, "_catch_up", held_catch_up)
-    monkeypatch.setattr(Worker, "_prepare", noted_prepare)
+    monkeypatch.setattr(LogCatchUp, "catch_up", held_catch_up)
+    monkeypatch.setattr(Partitions, "_prepare", noted_prepare)
     async with running_worker(broker.bootstrap, topics, tmp_path / "w") as worker:
         await asyncio.wait_for(catching_up.wait(), 60)
         await worker.release([0])  # what the group's rebalance callback does when another worker takes it

@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-import streams.worker
+import streams.dispatcher
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.errors import VersionConflict
 from kafka.support import Broker, produce, running_service, running_worker, until_version, wait_until
@@ -71,7 +71,7 @@ async def quick_worker(
     broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[tuple[Worker, Topics]]:
     """A worker of its own (fresh counters) that commits its positions to the group every 0.2 s."""
-    monkeypatch.setattr(streams.worker, "POSITIONS_COMMIT_SECONDS", 0.2)
+    monkeypatch.setattr(streams.dispatcher, "POSITIONS_COMMIT_SECONDS", 0.2)
     topics = Topics(f"m{uuid.uuid4().hex[:8]}", 4)
     async with running_worker(broker.bootstrap, topics, tmp_path / "w") as worker:
         yield worker, topics

@@ -1,0 +1,68 @@
+"""The composition root of ``handoff worker``: a Kafka-mode worker, run until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import uuid
+
+from aiokafka import errors as Errors
+
+from handoff.config import KAFKA_UNREACHABLE, Env, KafkaUnreachable, kafka_connect_timeout, keep_gc_off_the_hot_path
+from streams.topics import Topics
+from streams.worker import DataDirInUse, Worker, WorkerConfig
+
+log = logging.getLogger("handoff.worker")
+
+
+def main(ns: argparse.Namespace, env: Env) -> int:
+    """`handoff worker`: the worker the options describe; 1 if its data dir is held or Kafka is unreachable."""
+    if not ns.kafka:
+        print("handoff worker: --kafka BOOTSTRAP (or HANDOFF_KAFKA_BOOTSTRAP) is required", file=sys.stderr)
+        return 2
+    config = worker_config(ns, env)
+    try:
+        asyncio.run(run(config))
+    except DataDirInUse as exc:
+        print(f"handoff worker: {exc}", file=sys.stderr)
+        return 1
+    except KafkaUnreachable as exc:
+        log.error(KAFKA_UNREACHABLE, extra={"error": str(exc)})
+        return 1
+    return 0
+
+
+def worker_config(ns: argparse.Namespace, env: Env) -> WorkerConfig:
+    """The worker that the options of `handoff worker` describe."""
+    return WorkerConfig(
+        bootstrap=ns.kafka, data_dir=ns.data_dir or env.data_dir / "worker", web_host=ns.web_host,
+        web_port=ns.web_port, advertised_url=ns.advertised_url, topics=Topics(ns.topic_prefix, ns.partitions),
+        worker_id=ns.worker_id or f"w-{uuid.uuid4().hex[:12]}", transactions=ns.transactions,
+        connect_timeout=kafka_connect_timeout(os.environ),
+    )  # fmt: skip
+
+
+async def run(config: WorkerConfig) -> None:
+    """Run a worker until SIGTERM or SIGINT, then leave the group cleanly."""
+    worker = Worker(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await asyncio.wait_for(worker.start(), config.connect_timeout)
+    except (Errors.KafkaError, TimeoutError) as exc:
+        await worker.stop()
+        raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
+    # Latency: the cyclic GC's full collections paused the loop for ~60 ms, all in-flight commands with it.
+    keep_gc_off_the_hot_path(50_000, (20, 100))
+    print(json.dumps({"workerId": worker.worker_id, "url": worker.url}), file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await worker.stop()

@@ -1,0 +1,136 @@
+"""`LogCatchUp`: what preparing a partition reads from the log: the events to fold, and its decided position.
+
+A partition is decided only once its store has folded ``handoff.events`` to the end, and from the
+position after the last command decided, which the last record of its ``handoff.progress``
+partition holds. Both are read ``read_committed`` with clients of their own, never by moving the
+group consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka import errors as Errors
+from aiokafka.client import AIOKafkaClient
+from aiokafka.structs import TopicPartition
+
+from streams.logreader import fetch_committed
+from streams.metrics import WorkerMetrics
+from streams.partition import EventRecord, PartitionStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from streams.worker import WorkerConfig
+
+log = logging.getLogger("handoff.worker")
+T = TypeVar("T")
+
+CATCH_UP_REPORT_SECONDS = 10.0  # a partition catching up on a long log says how far it is this often
+
+
+class InThread(Protocol):
+    """Runs store work in a thread that the worker lets finish before it closes its stores."""
+
+    async def __call__(self, work: Callable[..., T], *args: Any) -> T:
+        """The result of `work(*args)`, computed in a thread."""
+
+
+class LogCatchUp:
+    """Folds a partition's store up to the end of the log, and finds the partition's decided position."""
+
+    def __init__(self, config: WorkerConfig, metrics: WorkerMetrics, in_thread: InThread) -> None:
+        self.config = config
+        self.topics = config.topics
+        self.metrics = metrics
+        self._in_thread = in_thread
+        self._events: Any = None  # only asked for offsets (read_committed: last stable offsets)
+        self._fetching: Any = None  # reads handoff.events and handoff.progress
+
+    async def start(self) -> None:
+        """Connect."""
+        cfg = self.config
+        self._events = AIOKafkaConsumer(
+            bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+        )  # fmt: skip
+        await self._events.start()
+        self._fetching = AIOKafkaClient(bootstrap_servers=cfg.bootstrap, client_id=f"{cfg.worker_id}-prepare")
+        await self._fetching.bootstrap()
+
+    async def close(self) -> None:
+        """Disconnect."""
+        if self._events is not None:
+            await self._events.stop()
+        if self._fetching is not None:
+            await self._fetching.close()
+
+    async def catch_up(self, store: PartitionStore) -> int:
+        """Fold the partition's events that its store has not applied, up to the end of the log.
+
+        A store that cannot have been folded from this log (its data dir served another one: a broker
+        whose state was reset, another topic prefix) is emptied first and folds this log from its start:
+        deciding on it would continue hash chains this log does not hold.
+        """
+        tp = TopicPartition(self.topics.events, store.partition)
+        end = (await self._events.end_offsets([tp]))[tp]  # read_committed: the last stable offset
+        why = await self._not_from(store, tp, end)
+        if why is not None:
+            log.warning(
+                "partition store was not built from this log; rebuilding it from the log",
+                extra={"partition": store.partition, "path": str(store.path), "reason": why},
+            )
+            await self._in_thread(store.empty)
+            self.metrics.rebuilds.inc()
+        folded, start = 0, store.applied + 1
+        report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
+        async for chunk in fetch_committed(self._fetching, tp, start, end):
+            records = [EventRecord(m.offset, m.value, {k: v.decode() for k, v in m.headers}) for m in chunk]
+            applied = await self._in_thread(store.catch_up, records)
+            self.metrics.folded.inc(applied)
+            folded += applied
+            if time.monotonic() >= report_at and chunk[-1].offset + 1 < end:
+                done = round(100 * (chunk[-1].offset + 1 - start) / (end - start))
+                extra = {"partition": store.partition, "folded": folded, "offset": chunk[-1].offset, "end": end}
+                log.info("catching up on the log", extra={**extra, "percent": done})
+                report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
+        return folded
+
+    async def _not_from(self, store: PartitionStore, tp: TopicPartition, end: int) -> str | None:
+        """Why `store` cannot have been folded from partition `tp` of the log, or None if it can.
+
+        A store says which offset it folded last; the log must hold, at that offset, the very event the
+        store holds at that event's session and version.
+        """
+        at = store.applied
+        if at < 0:
+            return None
+        where = f"{tp.topic}[{tp.partition}]"
+        if at >= end:
+            return f"the store has folded up to offset {at}, but {where} ends at offset {end}"
+        try:
+            found = [m async for chunk in fetch_committed(self._fetching, tp, at, at + 1, 1 << 16) for m in chunk]
+        except Errors.OffsetOutOfRangeError:
+            found = []
+        if not found or not store.holds(found[0].value):
+            return f"the event at offset {at} of {where} is not the one the store folded there"
+        return None
+
+    async def progress(self, p: int) -> int | None:
+        """Partition p's decided position: the value of the last committed record of its progress partition."""
+        tp = TopicPartition(self.topics.progress, p)
+        begin = (await self._events.beginning_offsets([tp]))[tp]
+        end = (await self._events.end_offsets([tp]))[tp]  # read_committed: the last stable offset
+        window = 8  # a transaction's record and its commit marker; aborted ones and compaction may need more
+        while True:
+            start = max(begin, end - window)
+            found: int | None = None
+            async for chunk in fetch_committed(self._fetching, tp, start, end):
+                for m in chunk:
+                    if m.value is not None:
+                        found = int(m.value)
+            if found is not None or start == begin:
+                return found
+            window *= 16
