@@ -402,6 +402,13 @@ class KafkaService:
         """Partitions that had a ready worker at the last check (a gauge)."""
         return float(len(self._owners))
 
+    async def brokers(self) -> int:
+        """Brokers in a fresh metadata answer from Kafka (raises if Kafka cannot be reached)."""
+        if self._producer is None:
+            raise Unavailable("the Kafka producer is not started")
+        cluster = await self._producer.client.fetch_all_metadata()
+        return len(cluster.brokers())
+
     async def ready(self) -> bool:
         """Kafka is connected and every partition has a ready worker."""
         if self._producer is None:

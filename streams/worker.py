@@ -45,6 +45,7 @@ from handoff.config import (
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.types import Limits
 from handoff.metrics import CONTENT_TYPE
+from projections.tallies import view_counts
 from streams.decider import Decider, Incoming
 from streams.logreader import fetch_committed
 from streams.metrics import PartitionState, WorkerMetrics
@@ -153,6 +154,7 @@ class Worker:
         self._store_jobs: set[asyncio.Future[Any]] = set()  # store work in threads; `stop` waits for it
         self.metrics = WorkerMetrics(self)
         self._positions: asyncio.Task[None] | None = None  # committing the decided positions as group offsets
+        self._lag: asyncio.Task[None] | None = None  # probing the event loop's lag
 
     # -- the Owner protocol of the query endpoint ------------------------------------------------
 
@@ -205,11 +207,12 @@ class Worker:
         announcement = json.dumps({"workerId": self.worker_id, "url": self.url}).encode()
         await self._announcer.send_and_wait(self.topics.workers, announcement, key=self.worker_id.encode())
         self._task = asyncio.create_task(self._run(), name="handoff-decider")
+        self._lag = asyncio.create_task(self.metrics.loop_lag.watch(), name="handoff-loop-lag")
         log.info("worker started", extra={"workerId": self.worker_id, "url": self.url})
 
     async def stop(self) -> None:
         """Leave the group (partitions move to the other workers), withdraw the announcement, close stores."""
-        for task in (self._task, self._positions):
+        for task in (self._task, self._positions, self._lag):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -238,7 +241,7 @@ class Worker:
 
     async def _serve_http(self) -> None:
         cfg = self.config
-        app = QueryApi(self).app()
+        app = QueryApi(self, self.metrics.store.read.observe).app()
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -266,6 +269,7 @@ class Worker:
         for p in partitions:
             self.pending.discard(p)
             self._revocations[p] += 1
+            self.metrics.business.untrack(p)
             part = self.parts.get(p)
             if part is None or part.decider is None:
                 continue
@@ -308,6 +312,7 @@ class Worker:
             else:
                 self._consumer.seek(tp, committed)
             part.store.mark_decided(-1 if committed is None else committed - 1)
+            counts = await self.in_thread(view_counts, part.store.kv)  # the gauges start from its views
         except BaseException:
             await _stop_quietly(producer)
             raise
@@ -317,6 +322,7 @@ class Worker:
             await _stop_quietly(producer)
             log.info("partition revoked while it was prepared", extra={"workerId": self.worker_id, "partition": p})
             return False
+        self.metrics.business.track(p, counts)
         part.decider = Decider(part.store, producer, self.topics, self.metrics)
         part.queue = []
         part.ready = True
@@ -471,6 +477,7 @@ class Worker:
     async def _unready(self, p: int) -> None:
         part = self.parts[p]
         part.ready = False
+        self.metrics.business.untrack(p)
         part.queue = []  # re-read from the committed offset once prepared again
         decider, part.decider = part.decider, None
         if decider is not None:
