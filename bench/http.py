@@ -39,11 +39,11 @@ LEGACY = "2025-11-25"
 MODERN = "2026-07-28"
 
 
-def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(data_dir: Path, metrics: str) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "handoff", "serve", "--port", "0", "--data-dir", str(data_dir)],
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "HANDOFF_LOG_LEVEL": "WARNING"},
+        env={**os.environ, "HANDOFF_LOG_LEVEL": "WARNING", "HANDOFF_METRICS": metrics},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -263,13 +263,17 @@ def main() -> None:
     parser.add_argument("--era", choices=(LEGACY, MODERN), default=LEGACY, help="the protocol era the clients speak")
     parser.add_argument("--url", help="an already running server's MCP URL")
     parser.add_argument("--load", choices=("raw", "aiohttp"), default="raw", help="the load generator (see above)")
+    parser.add_argument(
+        "--metrics", choices=("full", "basic"), default="full",
+        help="the server's HANDOFF_METRICS: basic leaves out the per-call series, to measure what they cost",
+    )  # fmt: skip
     args = parser.parse_args()
     proc = None
     url = args.url
     data = tempfile.TemporaryDirectory(prefix="handoff-bench-http-")  # the server's store, removed after
     try:
         if url is None:
-            proc, url = _start_server(Path(data.name))
+            proc, url = _start_server(Path(data.name), args.metrics)
         asyncio.run(run(url, args.clients, args.seconds, args.content, args.era, args.load))
     finally:
         if proc is not None:
