@@ -69,11 +69,16 @@ class ViewCounts:
     pending: int
 
 
-def tally(envelopes: Iterable[Envelope], handoffs: Mapping[str, HandoffView]) -> Tally:
-    """Fold committed events (in commit order) with the handoff views they left into one `Tally`."""
-    out = Tally()
+def tally(envelopes: Iterable[Envelope], handoffs: Mapping[str, HandoffView], into: Tally | None = None) -> Tally:
+    """Fold committed events (in commit order) with the handoff views they left into `into` (or a new `Tally`)."""
+    out = Tally() if into is None else into
+    entries = out.entries
     for env in envelopes:
-        _add(out, env, handoffs)
+        event = env.event
+        if type(event) is ContextAppended:  # most events: one dict increment, no match
+            entries[event.context_type] += 1
+        else:
+            _add(out, env, handoffs)
     return out
 
 

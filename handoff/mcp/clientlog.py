@@ -114,9 +114,15 @@ class ClientLog(logging.Handler):
         targets = [s for s, level in list(self._clients.values()) if record.levelno >= level]
         if not targets:
             return
-        data: dict[str, object] = {"message": record.getMessage()}
-        data.update((k, _plain(v)) for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_"))
-        params = types.LoggingMessageNotificationParams(level=mcp_level(record.levelno), logger=record.name, data=data)
+        try:
+            data: dict[str, object] = {"message": record.getMessage()}
+            extra = ((k, _plain(v)) for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_"))
+            data.update(extra)
+            level = mcp_level(record.levelno)
+            params = types.LoggingMessageNotificationParams(level=level, logger=record.name, data=data)
+        except Exception:  # noqa: BLE001 - a record that cannot be formatted is reported as logging does
+            self.handleError(record)
+            return
         try:
             self._loop.call_soon_threadsafe(self._send_all, targets, params)
         except RuntimeError:  # the loop is closed: the server is stopping
