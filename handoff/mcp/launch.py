@@ -65,6 +65,12 @@ def live_engine(data: DataDir) -> str | None:
     try:
         with _NO_PROXY.open(health_url(url), timeout=2) as resp:
             body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # 503: unhealthy, but it is the engine that holds the data dir
+        with exc:
+            try:
+                body = json.loads(exc.read())
+            except (OSError, ValueError):
+                return None
     except (OSError, ValueError):
         return None
     return url if isinstance(body, dict) and body.get("pid") == pid else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,13 +21,14 @@ import uvicorn
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
 
+from handoff.config import DataDir
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.health import Health
 from handoff.kernel.commands import RegisterSession
 from handoff.kernel.errors import Unavailable
 from handoff.kernel.types import Limits
-from handoff.mcp import http
+from handoff.mcp import http, launch
 from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server
 from handoff.mcp.subscriptions import Notifier
@@ -119,6 +121,19 @@ async def test_a_failed_log_sync_makes_the_server_unhealthy_with_503(tmp_path: P
     assert body["status"] == "unhealthy"
     assert body["components"]["logSync"]["status"] == "unhealthy"
     assert "disk gone" in body["components"]["logSync"]["error"]
+
+
+async def test_an_unhealthy_engine_is_still_the_live_engine_of_its_data_dir(tmp_path: Path) -> None:
+    # `handoff stdio` must relay to it (and get UNAVAILABLE), not try to start a second engine on a locked store
+    async with _serving(tmp_path) as server:
+        server.sync.fail = True
+        with pytest.raises(Unavailable):
+            await server.engine.submit(RegisterSession(session_key="s", agent_from="a"))
+        data = DataDir(tmp_path / "dir")
+        data.root.mkdir()
+        data.engine_json.write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
+        assert (await _healthz(server))[0] == 503
+        assert await asyncio.to_thread(launch.live_engine, data) == server.url
 
 
 async def test_the_health_resource_answers_what_healthz_answers(tmp_path: Path) -> None:
