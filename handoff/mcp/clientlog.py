@@ -64,6 +64,7 @@ class ClientLog(logging.Handler):
         self._clients: dict[object, tuple[ServerSession, int]] = {}  # by connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._levels: dict[str, int] = {}  # the server's loggers' own levels, while lowered for a client
 
     def client_count(self) -> int:
         """Connections currently receiving log lines."""
@@ -89,6 +90,9 @@ class ClientLog(logging.Handler):
         self._clients.pop(connection, None)
         if not self._clients:
             logging.getLogger().removeHandler(self)
+            for name, level in self._levels.items():  # nobody asks for more detail than stderr any more
+                logging.getLogger(name).setLevel(level)
+            self._levels.clear()
 
     def _attach(self, level: int) -> None:
         """Make sure records at `level` of the server's loggers are produced and reach this handler.
@@ -105,6 +109,7 @@ class ClientLog(logging.Handler):
         for name in OWN_LOGGERS:
             logger = logging.getLogger(name)
             if logger.getEffectiveLevel() > level:
+                self._levels.setdefault(name, logger.level)
                 logger.setLevel(level)
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -29,6 +29,7 @@ from handoff.kernel.commands import RegisterSession
 from handoff.kernel.errors import Unavailable
 from handoff.kernel.types import Limits
 from handoff.mcp import http, launch
+from handoff.mcp.clientlog import ClientLog
 from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server
 from handoff.mcp.subscriptions import Notifier
@@ -188,6 +189,7 @@ async def _until(condition: Callable[[], bool], what: str) -> None:
 async def test_set_level_sends_the_servers_own_log_lines_at_or_above_the_level(tmp_path: Path) -> None:
     logs = _Logs([])
     log = logging.getLogger("handoff.test")
+    before = logging.getLogger("handoff").level
     with _logging_restored():
         async with _serving(tmp_path) as server, Client(
             server.url, mode="legacy", cache=None, logging_callback=logs
@@ -205,6 +207,9 @@ async def test_set_level_sends_the_servers_own_log_lines_at_or_above_the_level(t
                 await client.set_logging_level("debug")
             log.debug("now wanted")
             await _until(lambda: "now wanted" in logs.messages(), "the debug line to arrive")
+        # the connection is gone: nothing of it stays in the process's logging
+        assert not any(isinstance(h, ClientLog) for h in logging.getLogger().handlers)
+        assert logging.getLogger("handoff").level == before
     assert logs.messages() == ["at the level", "now wanted"]
     first = logs.received[0]
     assert first.level == "warning"
