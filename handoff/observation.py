@@ -1,8 +1,8 @@
 """Wires the series and health checks of CONTRACT §10 onto what a composition root built (engine or Kafka adapter).
 
 ``HANDOFF_METRICS=basic`` leaves out the series that cost something per call (the business fold of
-every committed batch, the store timings): it exists to measure what they cost (`bench.http`,
-`bench.engine --metrics`), not as a setting to run with.
+every committed batch, the store timings): it exists to measure what they cost (`bench.http --metrics basic`;
+`bench.engine --metrics compare` does the same in-process), not as a setting to run with.
 """
 
 from __future__ import annotations
