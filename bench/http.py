@@ -39,11 +39,11 @@ LEGACY = "2025-11-25"
 MODERN = "2026-07-28"
 
 
-def _start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(data_dir: Path, metrics: str) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "handoff", "serve", "--port", "0", "--data-dir", str(data_dir)],
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "HANDOFF_LOG_LEVEL": "WARNING"},
+        env={**os.environ, "HANDOFF_LOG_LEVEL": "WARNING", "HANDOFF_METRICS": metrics},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -221,8 +221,18 @@ def _modern_meta() -> dict[str, Any]:
     }
 
 
-async def run(url: str, clients: int, seconds: float, content_size: int, era: str, load: str = "raw") -> None:
-    """Open the sessions, warm up, then measure."""
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) a local process has used so far; 0 when there is none to read."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(
+    url: str, clients: int, seconds: float, content_size: int, era: str, load: str = "raw", pid: int | None = None
+) -> None:
+    """Open the sessions, warm up, then measure (and, given the server's pid, its CPU time per call)."""
     connector = aiohttp.TCPConnector(limit=clients * 2)
     content = "x" * content_size
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
@@ -238,6 +248,7 @@ async def run(url: str, clients: int, seconds: float, content_size: int, era: st
                 _worker(c, key, content, time.perf_counter() + 2, warm) for key, c in zip(keys, sessions, strict=True)
             ))
             latencies: list[float] = []
+            cpu = _cpu_seconds(pid)
             start = time.perf_counter()
             await asyncio.gather(*(
                 _worker(c, key, content, start + seconds, latencies) for key, c in zip(keys, sessions, strict=True)
@@ -247,11 +258,15 @@ async def run(url: str, clients: int, seconds: float, content_size: int, era: st
         arguments = [{"sessionKey": key, "contextType": "message", "content": content} for key in keys]
         calls = [_RawCall(url, c.headers, a, era) for c, a in zip(sessions, arguments, strict=True)]
         await _raw_phase(calls, url, 2)
+        cpu = _cpu_seconds(pid)
         latencies, elapsed = await _raw_phase(calls, url, seconds)
+    cpu = _cpu_seconds(pid) - cpu
     q = statistics.quantiles(latencies, n=100)
     rate = len(latencies) / elapsed
     print(f"{era}, {load} load, {clients} clients, {content_size} B content, {elapsed:.1f}s: {rate:,.0f} calls/s; "
           f"latency p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
+    if pid is not None:  # the server's own cost, which the neighbours of a shared machine disturb far less
+        print(f"  server CPU {cpu:.1f} s: {cpu / len(latencies) * 1e6:,.0f} µs per call")
 
 
 def main() -> None:
@@ -263,14 +278,19 @@ def main() -> None:
     parser.add_argument("--era", choices=(LEGACY, MODERN), default=LEGACY, help="the protocol era the clients speak")
     parser.add_argument("--url", help="an already running server's MCP URL")
     parser.add_argument("--load", choices=("raw", "aiohttp"), default="raw", help="the load generator (see above)")
+    parser.add_argument(
+        "--metrics", choices=("full", "basic"), default="full",
+        help="the server's HANDOFF_METRICS: basic leaves out the per-call series, to measure what they cost",
+    )  # fmt: skip
     args = parser.parse_args()
     proc = None
     url = args.url
     data = tempfile.TemporaryDirectory(prefix="handoff-bench-http-")  # the server's store, removed after
     try:
         if url is None:
-            proc, url = _start_server(Path(data.name))
-        asyncio.run(run(url, args.clients, args.seconds, args.content, args.era, args.load))
+            proc, url = _start_server(Path(data.name), args.metrics)
+        pid = proc.pid if proc is not None else None
+        asyncio.run(run(url, args.clients, args.seconds, args.content, args.era, args.load, pid))
     finally:
         if proc is not None:
             proc.terminate()

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from handoff.instruments import LoopLag, add_process_collectors
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -32,6 +34,8 @@ class Metrics:
         self.in_flight = Gauge(
             "handoff_mcp_requests_in_flight", "MCP HTTP requests being served.", registry=self.registry
         )
+        self.loop_lag = LoopLag(self.registry)
+        add_process_collectors(self.registry)
 
     def observe(self, tool: str, code: str, seconds: float) -> None:
         """Count one tool call and its latency (the labelled children are looked up once per label set)."""

@@ -65,6 +65,10 @@ class KafkaService:
         await self.directory.stop()
         await self.reads.stop()
 
+    async def brokers(self) -> int:
+        """Brokers in a fresh metadata answer from Kafka (raises if Kafka cannot be reached)."""
+        return await self.bus.brokers()
+
     async def ready(self) -> bool:
         """Kafka is connected and every partition has a ready worker."""
         if not self.bus.connected:

@@ -66,6 +66,13 @@ class KafkaCommandBus:
         """Whether the producer has been started."""
         return self._producer is not None
 
+    async def brokers(self) -> int:
+        """Brokers in a fresh metadata answer from Kafka (raises if Kafka cannot be reached)."""
+        if self._producer is None:
+            raise Unavailable("the Kafka producer is not started")
+        cluster = await self._producer.client.fetch_all_metadata()
+        return len(cluster.brokers())
+
     async def start(self) -> None:
         """Connect, and position the replies consumer at the end before any command is sent."""
         self._producer = await self._new_producer()

@@ -28,6 +28,7 @@ import msgspec
 from aiokafka.structs import TopicPartition
 
 from handoff.engine.engine import Batch
+from handoff.engine.timings import Stopwatch
 from handoff.kernel.commands import Command
 from handoff.kernel.errors import HandoffError, InvalidArgument, Unavailable
 from handoff.kernel.receipt import command_digest
@@ -89,6 +90,8 @@ class Decider:
         self.metrics = metrics
         self.partition = store.partition
         self.lock = asyncio.Lock()
+        self._sync_seconds = metrics.store.sync.observe if metrics is not None else _drop
+        self._write_seconds = metrics.store.write.observe if metrics is not None else _drop
 
     async def process(self, records: list[Incoming]) -> None:
         """Decide a batch and commit its effects atomically; a Kafka error propagates (the worker recovers)."""
@@ -220,15 +223,19 @@ class Decider:
         # The decided position is a record of the same transaction (not a consumer-group offset commit,
         # which would add AddOffsetsToTxn and TxnOffsetCommit round trips to every batch).
         txn.append(topics.progress, p, b"%d" % p, b"%d" % (last_offset + 1))
-        last = await txn.commit()
+        with Stopwatch(self._sync_seconds):
+            last = await txn.commit()
         # Committed: the store follows. Its decided-commands mark is what read-your-writes waits on.
         writes: list[tuple[bytes, bytes | None]] = [(DECIDED_KEY, b"%d" % last_offset)]
         if batch is not None and envelopes:
             last_event = last[TopicPartition(topics.events, p)]
             writes = [*batch.writes, *dict(stored).items(), (OFFSET_KEY, b"%d" % last_event), *writes]
-        self.store.kv.write(writes)
+        with Stopwatch(self._write_seconds):
+            self.store.kv.write(writes)
         if batch is not None and envelopes:
             self.store.engine.apply_committed(batch)
+            if self.metrics is not None:
+                self.metrics.business.record(envelopes, batch.changes.handoffs, self.partition)
 
     def _final_replies(self, plan: _Plan, by_command: dict[str, bytes]) -> list[tuple[str, Reply]]:
         """Replies with their event filled in; a duplicate within the batch gets its first's reply."""
@@ -244,6 +251,10 @@ class Decider:
             first.setdefault(cid, reply)
             out.append((reply_to, reply))
         return out
+
+
+def _drop(_seconds: float) -> None:
+    return None
 
 
 def _event_key(session_key: str) -> bytes:

@@ -21,7 +21,7 @@ class QueryEndpoint:
 
     async def start(self, host: str, port: int, advertised_url: str | None) -> str:
         """Listen on `host`:`port` (0: a free port); the URL other processes reach it at."""
-        app = QueryApi(self.owner).app()
+        app = QueryApi(self.owner, self.metrics.store.read.observe).app()
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

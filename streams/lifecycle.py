@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
+from projections.tallies import view_counts
 from streams.catchup import LogCatchUp
 from streams.decider import Decider, Incoming
 from streams.metrics import PartitionState, WorkerMetrics
@@ -150,6 +151,7 @@ class Partitions:
         for p in partitions:
             self.pending.discard(p)
             self._revocations[p] += 1
+            self.metrics.business.untrack(p)
             part = self.parts.get(p)
             if part is None or part.decider is None:
                 continue
@@ -165,6 +167,7 @@ class Partitions:
         """Partition p failed while deciding: stop its producer and prepare it again if it is still ours."""
         part = self.parts[p]
         part.ready = False
+        self.metrics.business.untrack(p)
         part.queue = []  # re-read from the committed offset once prepared again
         decider, part.decider = part.decider, None
         if decider is not None:
@@ -201,6 +204,7 @@ class Partitions:
             await asyncio.wait_for(producer.start(), 20)  # init_transactions: fences the previous owner
             folded = await self.catchup.catch_up(part.store)
             tp = await self._seek_decided(p, part.store)
+            counts = await asyncio.to_thread(view_counts, part.store.kv)  # the gauges start from its views
         except BaseException:
             await stop_quietly(producer)
             raise
@@ -211,6 +215,7 @@ class Partitions:
             where = {"workerId": self.config.worker_id, "partition": p}
             log.info("partition revoked while it was prepared", extra=where)
             return False
+        self.metrics.business.track(p, counts)
         part.decider = Decider(part.store, producer, self.topics, self.metrics)
         part.queue = []
         part.ready = True

@@ -4,6 +4,11 @@ What an operator of several workers watches: what each worker decided (by outcom
 transactions go (duration, size, failures), how far each partition it owns lags behind
 ``handoff.commands``, and what preparing partitions cost (events folded, stores rebuilt).
 Counters move once per committed batch, not per command: the hot path pays a few increments.
+
+Besides, the series of CONTRACT §10 that the embedded engine exports too (`handoff.instruments`):
+the business series of the partitions it owns (the gauges are read from a partition's views when
+it becomes ready, and leave with it), store timings (a "log sync" here is the commit of a batch's
+Kafka transaction: what makes its events durable), the event loop's lag and the process.
 """
 
 from __future__ import annotations
@@ -17,10 +22,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from handoff.instruments import BusinessSeries, LoopLag, StoreSeries, add_process_collectors
+
 OUTCOMES = ("appended", "replayed", "duplicate", "refused", "invalid")
 """A command record's outcome: an event was appended; an idempotent retry got the first result; a
 record seen before (same commandId) got its first reply again; the command was refused (an error
 reply, or a dead letter when nobody waits); the record could not be decoded or was misfiled (dead letter)."""
+
+
+KAFKA_SYNC_HELP = "One commit of a batch's Kafka transaction (its events become durable and visible)."
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,10 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self.registry.register(_PartitionGauges(partitions))
+        self.business = BusinessSeries(self.registry)
+        self.store = StoreSeries(self.registry, sync_help=KAFKA_SYNC_HELP)
+        self.loop_lag = LoopLag(self.registry)
+        add_process_collectors(self.registry)
 
     def committed(
         self, outcomes: Tally[str], refusals: Tally[str], *, events: int, dead: int, records: int, seconds: float

@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 from aiohttp import web
 
+from handoff.engine.timings import Stopwatch, StoreTimings
 from handoff.kernel.errors import HandoffError
 from handoff.storage import keys
 from handoff.storage.digest import digest_sum
@@ -63,8 +64,9 @@ class Lagging(Exception):
 class QueryApi:
     """The handlers; `app()` builds the aiohttp application."""
 
-    def __init__(self, owner: Owner) -> None:
+    def __init__(self, owner: Owner, read_seconds: Callable[[float], None] | None = None) -> None:
         self.owner = owner
+        self.timings = StoreTimings() if read_seconds is None else StoreTimings(read=read_seconds)
 
     def app(self) -> web.Application:
         """The aiohttp application."""
@@ -115,16 +117,16 @@ class QueryApi:
         op = body["op"]
         if op in ("session", "summary", "context", "package"):
             store = await self._store_for(body["key"], wait)
-            return {"ok": _session_read(store, op, body)}
+            with Stopwatch(self.timings.read):
+                return {"ok": _session_read(store, op, body)}
         stores = await self._all(wait)
         if op == "handoff":
-            for store in stores.values():
-                view = store.engine.handoff_view(body["hid"])
-                if view is not None:
-                    return {"ok": view, "partitions": sorted(stores)}
-            return {"ok": None, "partitions": sorted(stores)}
+            with Stopwatch(self.timings.read):
+                views = (store.engine.handoff_view(body["hid"]) for store in stores.values())
+                return {"ok": next((v for v in views if v is not None), None), "partitions": sorted(stores)}
         if op in ("list_sessions", "list_handoffs"):
-            return {"ok": _listing(stores, op, body), "partitions": sorted(stores)}
+            with Stopwatch(self.timings.read):
+                return {"ok": _listing(stores, op, body), "partitions": sorted(stores)}
         if op == "dump":
             owned = stores.get(int(body["partition"]))
             if owned is None:

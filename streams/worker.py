@@ -9,6 +9,7 @@ and `handoff.bootstrap`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -97,6 +98,7 @@ class Worker:
         self.endpoint = QueryEndpoint(self, self.metrics)
         self._announcer: Any = None
         self._held: IO[str] | None = None  # the data dir's lock
+        self._lag: asyncio.Task[None] | None = None  # probing the event loop's lag
 
     # -- the Owner protocol of the query endpoint ------------------------------------------------
 
@@ -139,10 +141,15 @@ class Worker:
         announcement = json.dumps({"workerId": self.worker_id, "url": self.url}).encode()
         await self._announcer.send_and_wait(self.topics.workers, announcement, key=self.worker_id.encode())
         self.dispatcher.start()
+        self._lag = asyncio.create_task(self.metrics.loop_lag.watch(), name="handoff-loop-lag")
         log.info("worker started", extra={"workerId": self.worker_id, "url": self.url})
 
     async def stop(self) -> None:
         """Leave the group (partitions move to the other workers), withdraw the announcement, close stores."""
+        if self._lag is not None:
+            self._lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag
         await self.dispatcher.stop()
         await self.partitions.leave()
         await self.dispatcher.drain()

@@ -34,6 +34,7 @@ from handoff.mcp.deps import Deps
 from handoff.mcp.serve import serve_http, serve_stdio
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
+from handoff.observation import observe_engine, observe_kafka
 from handoff.storage.kv import RocksKeyValue
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         return 1
     try:
         if ns.transport == "stdio":
-            return _run(serve_stdio(_embedded(kv), kv.close))
-        return _run(serve_http(_embedded(kv), data, ns, env))
+            return _run(serve_stdio(_embedded(kv, data), kv.close))
+        return _run(serve_http(_embedded(kv, data), data, ns, env))
     finally:
         kv.close()
 
@@ -75,13 +76,15 @@ def _observed(service: EmbeddedService | KafkaService) -> tuple[Notifier, Metric
     return notifier, metrics
 
 
-def _wire(engine: Engine) -> Deps:
-    """The adapter's dependencies over the embedded engine, with its gauges."""
+def _wire(engine: Engine, data: DataDir) -> Deps:
+    """The adapter's dependencies over the embedded engine, with its gauges and health checks (before it starts)."""
     service = EmbeddedService(engine)
     notifier, metrics = _observed(service)
     metrics.gauge("handoff_engine_running", "1 while the engine takes writes.", lambda: float(engine.running))
     metrics.gauge("handoff_log_position", "Events committed to the log.", lambda: float(engine.position))
-    return Deps(commands=service, reads=service, limits=engine.limits, metrics=metrics, notifier=notifier)
+    health = observe_engine(metrics, engine, data.root, os.environ)
+    limits = engine.limits
+    return Deps(commands=service, reads=service, limits=limits, metrics=metrics, notifier=notifier, health=health)
 
 
 def _wire_kafka(service: KafkaService) -> Deps:
@@ -92,15 +95,18 @@ def _wire_kafka(service: KafkaService) -> Deps:
     metrics.gauge(
         "handoff_kafka_partitions_served", "Partitions with a ready worker (last check).", service.partitions_served
     )
-    return Deps(commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier)
+    health = observe_kafka(service)
+    return Deps(commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier, health=health)
 
 
 @asynccontextmanager
-async def _embedded(kv: RocksKeyValue) -> AsyncIterator[Deps]:
+async def _embedded(kv: RocksKeyValue, data: DataDir) -> AsyncIterator[Deps]:
     engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log)
+    deps = _wire(engine, data)
     await engine.start()
     try:
-        yield _wire(engine)
+        async with deps.metrics.loop_lag.running():
+            yield deps
     finally:
         await engine.stop()  # finishes the queued writes
 
@@ -129,7 +135,9 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
         await service.stop()
         raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
     try:
-        yield _wire_kafka(service)
+        deps = _wire_kafka(service)
+        async with deps.metrics.loop_lag.running():
+            yield deps
     finally:
         await service.stop()
 

@@ -34,6 +34,7 @@ from typing import TypeVar
 
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.engine.logsync import LogSyncThread
+from handoff.engine.timings import Stopwatch, StoreTimings
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import Command, RequestHandoff
 from handoff.kernel.decide import Ctx, execute_encoded
@@ -132,6 +133,16 @@ RECOVERY_MAX_DELAY = 5.0
 PROBE_KEY = b"~probe"  # outside every key family: written and deleted to test that the store takes writes
 
 
+def _timed(sync_log: Callable[[], None], hook: Callable[[float], None]) -> Callable[[], None]:
+    """`sync_log`, its duration handed to `hook` (in the log-sync thread, where it runs)."""
+
+    def sync() -> None:
+        with Stopwatch(hook):
+            sync_log()
+
+    return sync
+
+
 class Engine:
     """Decide, append, project and query, on one embedded store."""
 
@@ -146,8 +157,10 @@ class Engine:
         clock: Callable[[], str] | None = None,
         new_id: Callable[[], str] | None = None,
         sync_log: Callable[[], None] | None = None,
+        timings: StoreTimings | None = None,
     ) -> None:
         self.kv = kv
+        self.timings = timings or StoreTimings()
         self.log = L.EventLog(kv)
         self.queries = Queries(kv)
         self.limits = limits or Limits()
@@ -174,7 +187,7 @@ class Engine:
         """Start the writer task."""
         self._queue = asyncio.Queue()
         if self.sync_log is not None and self.sync:
-            self._log_sync = LogSyncThread(self.sync_log)
+            self._log_sync = LogSyncThread(_timed(self.sync_log, self.timings.sync))
         self._task = asyncio.create_task(self._writer(), name="handoff-writer")
 
     async def stop(self) -> None:
@@ -234,12 +247,15 @@ class Engine:
     async def _write(self, writes: list[Write]) -> None:
         """Make the batch durable (when `sync`) without holding up the event loop for the fsync."""
         if not self.sync:
-            self.kv.write(writes, False)  # a memtable insert: a thread hop would cost more than it saves
+            with Stopwatch(self.timings.write):
+                self.kv.write(writes, False)  # a memtable insert: a thread hop would cost more than it saves
             return
         if self._log_sync is None:
-            await asyncio.to_thread(self.kv.write, writes, True)
+            with Stopwatch(self.timings.write):
+                await asyncio.to_thread(self.kv.write, writes, True)
             return
-        self.kv.write(writes, False)
+        with Stopwatch(self.timings.write):
+            self.kv.write(writes, False)
         syncing = self._syncing = asyncio.get_running_loop().create_future()
         try:
             await self._log_sync.sync()
@@ -298,7 +314,8 @@ class Engine:
         """Decide and commit a batch synchronously, without the writer task (benchmarks, import tools)."""
         results, batch = self.decide_batch(commands)
         if batch.writes:
-            self.kv.write(batch.writes, self.sync)
+            with Stopwatch(self.timings.write):
+                self.kv.write(batch.writes, self.sync)
             self.apply_committed(batch)
         return results
 
@@ -384,6 +401,11 @@ class Engine:
                 listener(batch.envelopes, batch.changes)
             except Exception:  # noqa: BLE001 - a listener must not break the writer
                 log.exception("change listener failed")
+
+    @property
+    def write_refusal(self) -> str | None:
+        """Why writes are refused until a restart (the log could not be synced), or None."""
+        return self._broken
 
     @property
     def running(self) -> bool:

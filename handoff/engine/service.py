@@ -7,6 +7,7 @@ batch that is written to the store but not yet durable.
 from __future__ import annotations
 
 from handoff.engine.engine import Engine
+from handoff.engine.timings import Stopwatch
 from handoff.kernel.commands import Command
 from handoff.kernel.events import Envelope
 from handoff.kernel.package import PackageEntry
@@ -35,47 +36,54 @@ class EmbeddedService:
     async def session(self, key: str, as_of: int | None = None) -> SessionView | None:
         """A session view (live from the cache, or folded as of a version)."""
         await self.engine.settled()
-        if as_of is None:
-            return self.engine.session_view(key)
-        return self._queries(key, as_of).session(key)
+        with Stopwatch(self.engine.timings.read):
+            if as_of is None:
+                return self.engine.session_view(key)
+            return self._queries(key, as_of).session(key)
 
     async def summary(self, key: str, as_of: int | None = None) -> SummaryView | None:
         """A summary view."""
         await self.engine.settled()
-        if as_of is None:
-            return self.engine.summary_view(key)
-        return self._queries(key, as_of).reader.summary(key)
+        with Stopwatch(self.engine.timings.read):
+            if as_of is None:
+                return self.engine.summary_view(key)
+            return self._queries(key, as_of).reader.summary(key)
 
     async def context(
         self, key: str, after: int, limit: int, as_of: int | None = None
     ) -> tuple[list[ContextEntryView], int | None]:
         """A page of context entries."""
         await self.engine.settled()
-        return self._queries(key, as_of).context(key, after, limit)
+        with Stopwatch(self.engine.timings.read):
+            return self._queries(key, as_of).context(key, after, limit)
 
     async def handoff(self, hid: str) -> HandoffView | None:
         """A handoff view."""
         await self.engine.settled()
-        return self.engine.handoff_view(hid)
+        with Stopwatch(self.engine.timings.read):
+            return self.engine.handoff_view(hid)
 
     async def package_entries(self, view: HandoffView) -> list[PackageEntry]:
         """The recorded package's entries."""
         await self.engine.settled()
-        return self.engine.queries.package_entries(view)
+        with Stopwatch(self.engine.timings.read):
+            return self.engine.queries.package_entries(view)
 
     async def list_sessions(
         self, agent: str | None, status: str | None, limit: int, cursor: str | None
     ) -> Page[SessionView]:
         """Sessions newest first."""
         await self.engine.settled()
-        return self.engine.queries.list_sessions(agent, status, limit, cursor)
+        with Stopwatch(self.engine.timings.read):
+            return self.engine.queries.list_sessions(agent, status, limit, cursor)
 
     async def list_handoffs(
         self, target: str | None, source: str | None, status: str | None, limit: int, cursor: str | None
     ) -> Page[HandoffView]:
         """Handoffs newest first."""
         await self.engine.settled()
-        return self.engine.queries.list_handoffs(target, source, status, limit, cursor)
+        with Stopwatch(self.engine.timings.read):
+            return self.engine.queries.list_handoffs(target, source, status, limit, cursor)
 
     async def ready(self) -> bool:
         """The writer runs."""

@@ -1,12 +1,13 @@
-"""What every MCP handler is given: the ports, the limits, the metrics and the subscription notifier."""
+"""What every MCP handler is given: the ports, the limits, the metrics, the subscription notifier, the health checks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import msgspec
 
+from handoff.health import Health
 from handoff.kernel.commands import Command, HandoffArgs, for_session
 from handoff.kernel.errors import HandoffNotFound
 from handoff.kernel.limits import check_limits
@@ -28,6 +29,7 @@ class Deps:
     limits: Limits
     metrics: Metrics
     notifier: Notifier
+    health: Health = field(default_factory=Health)
 
     async def submit(self, command: Command) -> Outcome:
         """Check the limits here (so an over-limit call never travels), then submit."""

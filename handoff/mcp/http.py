@@ -115,7 +115,10 @@ def build_app(server: Server[Deps], deps: Deps, activity: Activity, host: str, *
     )
 
     async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "pid": os.getpid()})
+        # Liveness: 200 while the process serves (healthy or degraded), 503 once it cannot take writes.
+        report = await deps.health.report()
+        status = 503 if report["status"] == "unhealthy" else 200
+        return JSONResponse({**report, "pid": os.getpid()}, status_code=status)
 
     async def readyz(_: Request) -> Response:
         ready = await deps.reads.ready()

@@ -71,6 +71,12 @@ def live_engine(data: DataDir) -> str | None:
     try:
         with _NO_PROXY.open(proof_url(url, challenge), timeout=2) as resp:
             body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:  # 503: unhealthy, but it is the engine that holds the data dir
+        with exc:
+            try:
+                body = json.loads(exc.read())
+            except (OSError, ValueError):
+                return None
     except (OSError, ValueError):
         return None
     if not isinstance(body, dict) or body.get("pid") != pid:

@@ -1,4 +1,4 @@
-"""Resources of CONTRACT §3: the sessions list and four templates, read as JSON; legacy subscribe handlers."""
+"""Resources of CONTRACT §3 and §10: the sessions list, the health report and four templates, read as JSON."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ HANDOFF = UriTemplate.parse("handoff://handoffs/{handoffId}")
 INBOX = UriTemplate.parse("handoff://agents/{agentId}/inbox")
 
 JSON = "application/json"
+HEALTH_URI = "handoff://health"
 LIST_LIMIT = 100
 
 TEMPLATES = (
@@ -46,7 +47,15 @@ TEMPLATES = (
     ),
 )
 
-RESOURCES = (types.Resource(name="sessions", uri=SESSIONS_URI, mime_type=JSON, description="Sessions, newest first."),)
+RESOURCES = (
+    types.Resource(name="sessions", uri=SESSIONS_URI, mime_type=JSON, description="Sessions, newest first."),
+    types.Resource(
+        name="health",
+        uri=HEALTH_URI,
+        mime_type=JSON,
+        description="The server's health, as /healthz: healthy, degraded or unhealthy, per component.",
+    ),
+)
 
 
 def _not_found(uri: str) -> MCPError:
@@ -92,6 +101,8 @@ async def read(deps: Deps, uri: str) -> dict[str, Any]:
     """The JSON body of a resource; a JSON-RPC INVALID_PARAMS error if there is no such resource."""
     if uri == SESSIONS_URI:
         return await _sessions(deps)
+    if uri == HEALTH_URI:
+        return await deps.health.report()
     if (m := SESSION.match(uri)) is not None:
         return await _session(deps, uri, str(m["sessionKey"]))
     if (m := CONTEXT.match(uri)) is not None:

@@ -12,6 +12,7 @@ from mcp.server.lowlevel.server import Server
 
 import handoff
 from handoff.mcp import prompts, resources, tools
+from handoff.mcp.clientlog import ClientLog
 from handoff.mcp.deps import Deps
 
 INSTRUCTIONS = (
@@ -46,7 +47,7 @@ def build_server(deps: Deps) -> Server[Deps]:
     async def lifespan(_server: Server[Deps]) -> AsyncIterator[Deps]:
         yield deps
 
-    return Server(
+    server = Server(
         "handoff",
         version=handoff.__version__,
         title="handoff",
@@ -64,3 +65,5 @@ def build_server(deps: Deps) -> Server[Deps]:
         on_list_prompts=prompts.on_list,
         on_get_prompt=prompts.on_get,
     )
+    server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, ClientLog().on_set_level)
+    return server

@@ -1,0 +1,91 @@
+"""Kafka mode after the known workload of `integration.workload`: the adapter's and two workers' /metrics,
+added up, show the same exact business series as the embedded engine; the adapter's /healthz shows Kafka
+and the workers (CONTRACT §10)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from integration.harness import http_client, http_get, wait_for
+from integration.workload import (
+    EXPECTED_COUNTERS,
+    EXPECTED_GAUGES,
+    HANDOFF_HISTOGRAMS,
+    Samples,
+    check_histogram,
+    drive,
+    picked,
+    scrape,
+    summed,
+)
+
+from kafka.mcp import running_kafka_mcp
+from kafka.support import Broker, WorkerProcess
+
+pytestmark = pytest.mark.anyio
+
+ANNOUNCED = re.compile(r'^\{"workerId": .*"url": .*\}$', re.MULTILINE)
+
+
+def _worker_url(log: str) -> str | None:
+    found = ANNOUNCED.search(log)
+    return str(json.loads(found.group(0))["url"]) if found else None
+
+
+def _ready_partitions(url: str) -> float:
+    samples, _ = scrape(url + "/metrics")
+    return samples.get(("handoff_worker_partitions", (("state", "ready"),)), 0.0)
+
+
+async def test_a_known_workload_reads_back_exactly_from_the_adapter_and_workers_summed(
+    broker: Broker, tmp_path: Path
+) -> None:
+    with running_kafka_mcp(broker.bootstrap, tmp_path) as kafka:
+        first = wait_for(lambda: _worker_url(kafka.worker_log.read_text()), 30, "the first worker's URL")
+        second = WorkerProcess(broker.bootstrap, kafka.topics, tmp_path / "w2", tmp_path / "w2.log")
+        second.start()
+        try:
+            second_url = wait_for(lambda: _worker_url(second.log()), 60, f"the second worker's URL\n{second.log()}")
+            workers = (first, second_url)
+            # Both workers own partitions, every partition is ready once: the group has settled.
+            wait_for(
+                lambda: all(_ready_partitions(u) > 0 for u in workers)
+                and sum(_ready_partitions(u) for u in workers) == kafka.topics.partitions,
+                60,
+                f"the two workers to share the partitions\n{kafka.logs()}",
+            )
+            wait_for(lambda: http_get(kafka.served.url + "/readyz")[0] == 200, 60, "the adapter to be ready")
+            async with http_client(kafka.served.mcp_url) as client:
+                await drive(client, "k")
+
+            def all_counted() -> Samples | None:
+                total = summed(*(scrape(u + "/metrics")[0] for u in (kafka.served.url, *workers)))
+                done = picked(total, EXPECTED_COUNTERS) == EXPECTED_COUNTERS
+                return total if done and picked(total, EXPECTED_GAUGES) == EXPECTED_GAUGES else None
+
+            try:
+                total = wait_for(all_counted, 30, "the workers to count every committed event")
+            except AssertionError:
+                total = summed(*(scrape(u + "/metrics")[0] for u in (kafka.served.url, *workers)))
+                assert picked(total, EXPECTED_COUNTERS) == EXPECTED_COUNTERS
+                assert picked(total, EXPECTED_GAUGES) == EXPECTED_GAUGES
+                raise
+            for name, count in HANDOFF_HISTOGRAMS.items():
+                check_histogram(total, name, count, at_most=60)
+            for name in ("handoff_store_read_seconds", "handoff_store_write_seconds", "handoff_log_sync_seconds"):
+                check_histogram(total, name, at_most=30)
+            adapter, _ = scrape(kafka.served.url + "/metrics")
+            assert adapter[("process_resident_memory_bytes", ())] > 0
+            assert ("handoff_sessions_registered_total", ()) not in adapter  # the workers count, not the adapter
+
+            status, body = http_get(kafka.served.url + "/healthz")
+            health = json.loads(body)
+            assert status == 200, body
+            assert health["status"] == "healthy", body
+            assert health["components"]["kafka"]["brokers"] == 1
+            assert health["components"]["workers"]["partitionsServed"] == kafka.topics.partitions
+        finally:
+            second.stop()
