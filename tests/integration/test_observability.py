@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning
+from starlette.types import ASGIApp
 
 from handoff.config import DataDir
 from handoff.engine.engine import Engine
@@ -28,7 +29,7 @@ from handoff.health import Health
 from handoff.kernel.commands import RegisterSession
 from handoff.kernel.errors import Unavailable
 from handoff.kernel.types import Limits
-from handoff.mcp import http, launch
+from handoff.mcp import http, launch, localtrust
 from handoff.mcp.clientlog import ClientLog
 from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server
@@ -62,7 +63,9 @@ class _Server:
 
 
 @asynccontextmanager
-async def _serving(tmp_path: Path, environ: dict[str, str] | None = None) -> AsyncIterator[_Server]:
+async def _serving(
+    tmp_path: Path, environ: dict[str, str] | None = None, secret: str | None = None
+) -> AsyncIterator[_Server]:
     kv = RocksKeyValue(str(tmp_path / "db"))
     sync = _FailingSync(kv)
     engine = Engine(kv, limits=Limits(), sync_log=sync)
@@ -72,7 +75,9 @@ async def _serving(tmp_path: Path, environ: dict[str, str] | None = None) -> Asy
     notifier, limits = Notifier(), engine.limits
     deps = Deps(commands=service, reads=service, limits=limits, metrics=metrics, notifier=notifier, health=health)
     await engine.start()
-    app = http.build_app(build_server(deps), deps, http.Activity(), "127.0.0.1")
+    app: ASGIApp = http.build_app(build_server(deps), deps, http.Activity(), "127.0.0.1")
+    if secret is not None:  # as `handoff stdio` starts its engine: --local-secret
+        app = localtrust.guard(app, secret)
     sock = http.bind("127.0.0.1", 0)
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=False, http="httptools", ws="none")
     server = uvicorn.Server(config)
@@ -126,14 +131,14 @@ async def test_a_failed_log_sync_makes_the_server_unhealthy_with_503(tmp_path: P
 
 async def test_an_unhealthy_engine_is_still_the_live_engine_of_its_data_dir(tmp_path: Path) -> None:
     # `handoff stdio` must relay to it (and get UNAVAILABLE), not try to start a second engine on a locked store
-    async with _serving(tmp_path) as server:
+    data = DataDir(tmp_path / "dir")
+    localtrust.secure_data_dir(data.root)
+    async with _serving(tmp_path, secret=localtrust.read_secret(data.secret)) as server:
         server.sync.fail = True
         with pytest.raises(Unavailable):
             await server.engine.submit(RegisterSession(session_key="s", agent_from="a"))
-        data = DataDir(tmp_path / "dir")
-        data.root.mkdir()
         data.engine_json.write_text(json.dumps({"url": server.url, "pid": os.getpid()}))
-        assert (await _healthz(server))[0] == 503
+        assert not server.engine.running
         assert await asyncio.to_thread(launch.live_engine, data) == server.url
 
 
