@@ -27,6 +27,7 @@ class SessionView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     closed_by: str | None = None
     close_reason: str | None = None
     metadata: dict[str, object] = {}
+    members: list[str] = []  # registering agent and every accepter: who may read it (handoff.kernel.access)
 
 
 class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):

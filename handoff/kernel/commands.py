@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from handoff.kernel.principal import Principal
 from handoff.kernel.types import AgentStr, ContextType, JsonObject, KeyStr, Reason, RequestType
 
 
@@ -25,6 +26,7 @@ class _Command(
     session_key: KeyStr
     expected_version: int | None = None
     idempotency_key: str | None = None
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
 class RegisterSession(_Command, frozen=True, tag="RegisterSession"):
@@ -50,6 +52,7 @@ class RequestHandoff(_Command, frozen=True, tag="RequestHandoff"):
     request_type: RequestType = "context_transfer"
     request_data: JsonObject | None = None
     token_budget: int | None = None
+    agent: AgentStr | None = None  # the requester: if given, it must be the holder
 
 
 class AcceptHandoff(_Command, frozen=True, tag="AcceptHandoff"):
@@ -126,4 +129,6 @@ def fingerprint(command: Command) -> bytes:
     body: dict[str, Any] = msgspec.to_builtins(command)
     body.pop("idempotencyKey", None)
     body.pop("expectedVersion", None)
+    if body.get("principal", 0) is None:  # fingerprints of commands without one stay what they were
+        del body["principal"]
     return _fingerprint_encoder.encode(body)

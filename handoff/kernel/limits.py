@@ -76,6 +76,7 @@ def check_limits(command: Command, limits: Limits) -> None:  # noqa: C901 - one 
                 )
         case RequestHandoff():
             _length("targetAgent", command.target_agent, 1, limits.agent_max)
+            _length("agent", command.agent, 1, limits.agent_max)
             _object("requestData", command.request_data, limits)
             budget = command.token_budget
             if budget is not None and not limits.token_budget_min <= budget <= limits.token_budget_max:
