@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from handoff import logs
+from handoff import authoptions, logs, tokencli
 from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, DataDir, Env, read_env
 from handoff.mcp import launch
@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
+    authoptions.add_serve_options(serve)
     commands.add_parser("worker", help="Kafka mode: decide and project some partitions (handoff worker --help)")
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"how long an engine this starts outlives its last client (default: {DEFAULT_SPAWN_IDLE_EXIT:.0f})",
     )
     audit_arguments.register(commands)
+    tokencli.register(commands)
     return parser
 
 
@@ -146,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(ns, env)
     if ns.command == "stdio":
         return stdio(ns, env)
+    if ns.command == "token":
+        return tokencli.run(ns, env)
     from handoff.audit import commands as audit_commands  # only the audit commands pay for their imports
 
     return audit_commands.guarded(audit_commands.RUNNERS[ns.command])(ns, env)

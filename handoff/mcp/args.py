@@ -23,6 +23,9 @@ from handoff.kernel.types import (
 
 Version = Annotated[int, msgspec.Meta(ge=0, description="the session version the caller last saw")]
 IdemKey = Annotated[str, msgspec.Meta(min_length=1, description="retry key (at most 128 characters)")]
+Acting = Annotated[
+    AgentStr, msgspec.Meta(description="the acting agent: required with --auth none, else your own (the default)")
+]
 PageLimit = Annotated[int, msgspec.Meta(ge=1, description="page size (at most 1000)")]
 
 
@@ -39,7 +42,7 @@ class RegisterSessionArgs(_WriteArgs, frozen=True, kw_only=True):
     """Arguments of register_session."""
 
     session_key: KeyStr
-    agent_from: AgentStr
+    agent_from: Acting | None = None
     metadata: JsonObject | None = None
 
 
@@ -61,20 +64,21 @@ class RequestHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
     request_type: RequestType = "context_transfer"
     request_data: JsonObject | None = None
     token_budget: int | None = None
+    agent: Annotated[AgentStr, msgspec.Meta(description="the requester; if given, the session's holder")] | None = None
 
 
 class AcceptHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
     """Arguments of accept_handoff."""
 
     handoff_id: KeyStr
-    agent: AgentStr
+    agent: Acting | None = None
 
 
 class CompleteHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
     """Arguments of complete_handoff."""
 
     handoff_id: KeyStr
-    agent: AgentStr
+    agent: Acting | None = None
     result: JsonObject | None = None
 
 
@@ -82,7 +86,7 @@ class RejectHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
     """Arguments of reject_handoff."""
 
     handoff_id: KeyStr
-    agent: AgentStr
+    agent: Acting | None = None
     reason: Reason
 
 
@@ -90,7 +94,7 @@ class CancelHandoffArgs(_WriteArgs, frozen=True, kw_only=True):
     """Arguments of cancel_handoff."""
 
     handoff_id: KeyStr
-    agent: AgentStr
+    agent: Acting | None = None
     reason: Reason | None = None
 
 
@@ -98,7 +102,7 @@ class CloseSessionArgs(_WriteArgs, frozen=True, kw_only=True):
     """Arguments of close_session."""
 
     session_key: KeyStr
-    agent: AgentStr
+    agent: Acting | None = None
     reason: Reason | None = None
 
 

@@ -9,6 +9,7 @@ import msgspec
 from handoff.kernel.commands import HANDOFF_COMMANDS, Command
 from handoff.kernel.errors import HandoffNotFound
 from handoff.kernel.limits import check_limits
+from handoff.kernel.principal import Principal
 from handoff.kernel.types import Limits
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
@@ -24,6 +25,7 @@ class Deps:
     limits: Limits
     metrics: Metrics
     notifier: Notifier
+    principal: Principal | None = None  # the caller, set per call when auth is on (handoff.mcp.auth)
 
     async def submit(self, command: Command) -> Outcome:
         """Check the limits here (so an over-limit call never travels), then submit.
@@ -31,6 +33,8 @@ class Deps:
         A handoff command names only its handoff: its session key is looked up in the read model
         (HANDOFF_NOT_FOUND if the handoff is unknown) and the command is submitted to that session.
         """
+        if self.principal is not None:
+            command = msgspec.structs.replace(command, principal=self.principal)
         check_limits(command, self.limits)
         if isinstance(command, HANDOFF_COMMANDS):
             view = await self.reads.handoff(command.handoff_id)

@@ -25,6 +25,7 @@ from handoff.mcp import args as A
 from handoff.mcp import present
 from handoff.mcp import results as R
 from handoff.mcp.deps import Deps
+from handoff.mcp.visibility import visible
 from projections.views import SessionView
 
 _RESOLVED_LATER = "-"  # a handoff command's session key, filled in from the read model by `Deps.submit`
@@ -32,6 +33,15 @@ _RESOLVED_LATER = "-"  # a handoff command's session key, filled in from the rea
 
 def _write(a: Any) -> dict[str, Any]:
     return {"expected_version": a.expected_version, "idempotency_key": a.idempotency_key}
+
+
+def acting(deps: Deps, value: str | None, field: str) -> str:
+    """The acting agent: as given, else the principal's; INVALID_ARGUMENT when neither is there (--auth none)."""
+    if value is not None:
+        return value
+    if deps.principal is not None:
+        return deps.principal.agent
+    raise InvalidArgument(f"{field} is required: name the agent that acts", field=field)
 
 
 def check_length(field: str, value: str | None, limit: int) -> None:
@@ -48,7 +58,9 @@ def check_page(limit: int, deps: Deps) -> None:
 
 async def register_session(deps: Deps, a: A.RegisterSessionArgs) -> R.RegisterSessionResult:
     """Start a session."""
-    cmd = RegisterSession(session_key=a.session_key, agent_from=a.agent_from, metadata=a.metadata, **_write(a))
+    cmd = RegisterSession(
+        session_key=a.session_key, agent_from=acting(deps, a.agent_from, "agentFrom"), metadata=a.metadata, **_write(a)
+    )
     return present.registered(await deps.submit(cmd))
 
 
@@ -73,6 +85,7 @@ async def request_handoff(deps: Deps, a: A.RequestHandoffArgs) -> R.HandoffResul
         request_type=a.request_type,
         request_data=a.request_data,
         token_budget=a.token_budget,
+        agent=a.agent,
         **_write(a),
     )
     return present.handoff_changed(await deps.submit(cmd))
@@ -80,14 +93,20 @@ async def request_handoff(deps: Deps, a: A.RequestHandoffArgs) -> R.HandoffResul
 
 async def accept_handoff(deps: Deps, a: A.AcceptHandoffArgs) -> R.HandoffResult:
     """The target takes the handoff."""
-    cmd = AcceptHandoff(session_key=_RESOLVED_LATER, handoff_id=a.handoff_id, agent=a.agent, **_write(a))
+    cmd = AcceptHandoff(
+        session_key=_RESOLVED_LATER, handoff_id=a.handoff_id, agent=acting(deps, a.agent, "agent"), **_write(a)
+    )
     return present.handoff_changed(await deps.submit(cmd))
 
 
 async def complete_handoff(deps: Deps, a: A.CompleteHandoffArgs) -> R.HandoffResult:
     """The accepting agent finishes the handoff."""
     cmd = CompleteHandoff(
-        session_key=_RESOLVED_LATER, handoff_id=a.handoff_id, agent=a.agent, result=a.result, **_write(a)
+        session_key=_RESOLVED_LATER,
+        handoff_id=a.handoff_id,
+        agent=acting(deps, a.agent, "agent"),
+        result=a.result,
+        **_write(a),
     )
     return present.handoff_changed(await deps.submit(cmd))
 
@@ -95,7 +114,11 @@ async def complete_handoff(deps: Deps, a: A.CompleteHandoffArgs) -> R.HandoffRes
 async def reject_handoff(deps: Deps, a: A.RejectHandoffArgs) -> R.HandoffResult:
     """The target declines the handoff."""
     cmd = RejectHandoff(
-        session_key=_RESOLVED_LATER, handoff_id=a.handoff_id, agent=a.agent, reason=a.reason, **_write(a)
+        session_key=_RESOLVED_LATER,
+        handoff_id=a.handoff_id,
+        agent=acting(deps, a.agent, "agent"),
+        reason=a.reason,
+        **_write(a),
     )
     return present.handoff_changed(await deps.submit(cmd))
 
@@ -103,24 +126,29 @@ async def reject_handoff(deps: Deps, a: A.RejectHandoffArgs) -> R.HandoffResult:
 async def cancel_handoff(deps: Deps, a: A.CancelHandoffArgs) -> R.HandoffResult:
     """The requester withdraws the handoff."""
     cmd = CancelHandoff(
-        session_key=_RESOLVED_LATER, handoff_id=a.handoff_id, agent=a.agent, reason=a.reason, **_write(a)
+        session_key=_RESOLVED_LATER,
+        handoff_id=a.handoff_id,
+        agent=acting(deps, a.agent, "agent"),
+        reason=a.reason,
+        **_write(a),
     )
     return present.handoff_changed(await deps.submit(cmd))
 
 
 async def close_session(deps: Deps, a: A.CloseSessionArgs) -> R.CloseSessionResult:
     """Close a session; its open handoffs are cancelled."""
-    cmd = CloseSession(session_key=a.session_key, agent=a.agent, reason=a.reason, **_write(a))
+    cmd = CloseSession(session_key=a.session_key, agent=acting(deps, a.agent, "agent"), reason=a.reason, **_write(a))
     return present.closed(await deps.submit(cmd))
 
 
 async def get_handoff(deps: Deps, a: A.GetHandoffArgs) -> R.GetHandoffResult:
     """A handoff and the package recorded when it was requested."""
     check_length("handoffId", a.handoff_id, deps.limits.key_max)
-    view = await deps.reads.handoff(a.handoff_id)
+    reads = visible(deps)
+    view = await reads.handoff(a.handoff_id)
     if view is None:
         raise HandoffNotFound(f"handoff {a.handoff_id!r} does not exist", handoffId=a.handoff_id)
-    entries = await deps.reads.package_entries(view)
+    entries = await reads.package_entries(view)
     return R.GetHandoffResult(
         success=True, handoff=present.handoff_view(view), package=present.package_out(view.package, entries)
     )
@@ -132,7 +160,7 @@ async def session_as_of(deps: Deps, key: str, as_of: int | None) -> tuple[Sessio
     See the module docstring for the errors.
     """
     check_length("sessionKey", key, deps.limits.key_max)
-    live = await deps.reads.session(key)
+    live = await visible(deps).session(key)
     if live is None:
         raise SessionNotFound(f"session {key!r} does not exist", sessionKey=key)
     if as_of is None or as_of == live.version:
@@ -177,7 +205,7 @@ async def list_sessions(deps: Deps, a: A.ListSessionsArgs) -> R.ListSessionsResu
     """Sessions, newest first."""
     check_page(a.limit, deps)
     check_length("agent", a.agent, deps.limits.agent_max)
-    page = await deps.reads.list_sessions(a.agent, a.status, a.limit, a.cursor)
+    page = await visible(deps).list_sessions(a.agent, a.status, a.limit, a.cursor)
     return R.ListSessionsResult(success=True, sessions=page.items, next_cursor=page.next_cursor)
 
 
@@ -186,6 +214,6 @@ async def list_handoffs(deps: Deps, a: A.ListHandoffsArgs) -> R.ListHandoffsResu
     check_page(a.limit, deps)
     check_length("targetAgent", a.target_agent, deps.limits.agent_max)
     check_length("sourceAgent", a.source_agent, deps.limits.agent_max)
-    page = await deps.reads.list_handoffs(a.target_agent, a.source_agent, a.status, a.limit, a.cursor)
+    page = await visible(deps).list_handoffs(a.target_agent, a.source_agent, a.status, a.limit, a.cursor)
     handoffs = [present.handoff_view(v) for v in page.items]
     return R.ListHandoffsResult(success=True, handoffs=handoffs, next_cursor=page.next_cursor)

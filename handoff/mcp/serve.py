@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from mcp.server.lowlevel.server import Server
 
+from handoff import authoptions
 from handoff.config import (
     KAFKA_UNREACHABLE,
     DataDir,
@@ -41,10 +42,12 @@ from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
 from handoff.mcp import http, launch
+from handoff.mcp.auth import Auth, JwtSettings, JwtVerifier, StoreVerifier
 from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
+from handoff.tokens import data_dir_store
 from projections.store import RocksKeyValue
 
 if TYPE_CHECKING:
@@ -141,17 +144,27 @@ def _idle_policy(data: DataDir, activity: http.Activity, idle_exit: float) -> Ca
 
 
 async def _serve_http(
-    backend: AbstractAsyncContextManager[Deps], data: DataDir, ns: argparse.Namespace, env: Env
+    backend: AbstractAsyncContextManager[Deps], data: DataDir, ns: argparse.Namespace, env: Env, auth: Auth | None
 ) -> None:
     async with backend as deps:
         activity = http.Activity()
-        app = http.build_app(build_server(deps), deps, activity, ns.host, fast_path=env.fast_path)
         sock = http.bind(ns.host, ns.port)
+        app = http.build_app(
+            build_server(deps),
+            deps,
+            activity,
+            ns.host,
+            fast_path=env.fast_path,
+            auth=auth,
+            url=http.url_of(sock),
+            allowed_hosts=ns.allowed_host,
+        )
         tune_gc_for_serving()
 
         def started(url: str) -> None:
             launch.advertise(data, url)
             where = {"url": url, "dataDir": str(data.root), "pid": os.getpid(), "fastPath": env.fast_path}
+            where["auth"] = "none" if auth is None else type(auth.verifier).__name__
             log.info("serving MCP over HTTP", extra=where)
 
         idle = None if ns.idle_exit is None else _idle_policy(data, activity, ns.idle_exit)
@@ -230,22 +243,45 @@ def _run(main: Coroutine[Any, Any, None]) -> int:
     return 0
 
 
+def _auth(ns: argparse.Namespace, data: DataDir) -> Auth | None | str:
+    """The bearer authentication `serve` is asked for, or the sentence saying why it must not start."""
+    try:
+        mode = authoptions.auth_mode(ns, os.environ)
+    except ValueError as exc:
+        return str(exc)
+    refused = authoptions.refusal(mode, ns)
+    if refused is not None:
+        return refused
+    if mode == "token":
+        return Auth(StoreVerifier(data_dir_store(data.root)))
+    if mode == "jwt":
+        settings = JwtSettings(
+            ns.jwt_jwks_url, ns.jwt_issuer, ns.jwt_audience, ns.jwt_agent_claim or "sub", ns.jwt_role_claim
+        )
+        return Auth(JwtVerifier(settings), authorization_servers=[ns.jwt_issuer] if ns.jwt_issuer else [])
+    return None
+
+
 def serve(ns: argparse.Namespace, env: Env) -> int:
     """`handoff serve`."""
     data = DataDir(ns.data_dir or env.data_dir)
+    auth = _auth(ns, data) if ns.transport == "http" else None
+    if isinstance(auth, str):
+        log.error(auth)
+        return 2
     bootstrap = ns.kafka or env.kafka_bootstrap
     if bootstrap:
         backend = _kafka(kafka_settings(bootstrap, os.environ))
         if ns.transport == "stdio":
             return _run(_serve_stdio(backend, logging.shutdown))
         data.root.mkdir(parents=True, exist_ok=True)  # only engine.json, for `handoff stdio` relays
-        return _run(_serve_http(backend, data, ns, env))
+        return _run(_serve_http(backend, data, ns, env, auth))
     kv = _open_store(data)
     if kv is None:
         return 1
     try:
         if ns.transport == "stdio":
             return _run(_serve_stdio(_embedded(kv), kv.close))
-        return _run(_serve_http(_embedded(kv), data, ns, env))
+        return _run(_serve_http(_embedded(kv), data, ns, env, auth))
     finally:
         kv.close()
