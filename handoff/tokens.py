@@ -146,9 +146,9 @@ class FileTokenStore:
             return TokenFile()
         return msgspec.json.decode(raw, type=TokenFile)
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = False) -> None:
         now = self.monotonic()
-        if now - self._checked < self.recheck:
+        if not force and now - self._checked < self.recheck:
             return
         self._checked = now
         try:
@@ -163,7 +163,11 @@ class FileTokenStore:
     def principal(self, token: str) -> tuple[Principal, TokenRecord] | None:
         """The principal of a live token (see `TokenStore.principal`)."""
         self._refresh()
-        record = self._by_hash.get(hash_token(token))
+        digest = hash_token(token)
+        record = self._by_hash.get(digest)
+        if record is None:  # perhaps issued a moment ago: a stat is cheap, a re-read happens only on change
+            self._refresh(force=True)
+            record = self._by_hash.get(digest)
         if record is None or not record.live(self.clock()):
             return None
         return Principal(agent=record.agent, role=record.role), record
