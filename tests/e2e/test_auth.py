@@ -18,9 +18,10 @@ from typing import Any
 
 import anyio
 import pytest
-from e2e.auth_support import AUDIENCE, ISSUER, Issuer, bearer_client, jwks_issuer, token_cli
 from integration.harness import Served, ok, refused, snapshot, start_server, subscribe_legacy, wait_for
 from mcp.shared.exceptions import MCPError
+
+from e2e.auth_support import AUDIENCE, ISSUER, Issuer, bearer_client, jwks_issuer, token_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -344,7 +345,7 @@ async def test_the_pending_target_sees_its_handoff_and_package_only(server: Auth
         assert [e["content"] for e in got["package"]["entries"] if e.get("content") == "secret plan"]
         await refused(bob, "get_session", {"sessionKey": key}, "SESSION_NOT_FOUND")
         await refused(bob, "get_context", {"sessionKey": key}, "SESSION_NOT_FOUND")
-        inbox = (await ok(bob, "list_handoffs", {"targetAgent": "bob", "status": "pending", "limit": 1000}))
+        inbox = await ok(bob, "list_handoffs", {"targetAgent": "bob", "status": "pending", "limit": 1000})
         assert hid in [h["handoffId"] for h in inbox["handoffs"]]
         prompt = await bob.get_prompt("continue_from_handoff", {"handoffId": hid})
         assert prompt.messages
