@@ -24,12 +24,14 @@ import anyio.to_thread
 import jwt
 from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware, get_access_token
-from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.shared.auth import ProtectedResourceMetadata
 from pydantic import AnyHttpUrl, ConfigDict
+from starlette.authentication import AuthCredentials
 from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -158,6 +160,37 @@ def _role(role: str) -> Role:
     return "operator" if role == "operator" else "agent"
 
 
+class CachedBearerBackend(BearerAuthBackend):
+    """The SDK's bearer backend, reusing its verdict while the verifier vouches for the same token again.
+
+    The verifier still runs on every request (so expiry and revocation apply as the store sees them);
+    what is saved is the SDK's header scan and the credential objects it builds, once per token.
+    """
+
+    def __init__(self, token_verifier: TokenVerifier) -> None:
+        super().__init__(token_verifier)
+        self._verdicts: dict[bytes, tuple[AccessToken, tuple[AuthCredentials, AuthenticatedUser]]] = {}
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, AuthenticatedUser] | None:
+        """The SDK's verdict for the request's bearer token, or None."""
+        header = next((value for name, value in conn.scope["headers"] if name == b"authorization"), None)
+        if header is None or header[:7].lower() != b"bearer ":
+            return None
+        access = await self.token_verifier.verify_token(header[7:].decode("latin-1"))
+        if access is None:
+            return None
+        hit = self._verdicts.get(header)
+        if hit is not None and hit[0] is access:
+            expired = access.expires_at is not None and access.expires_at < time.time()
+            return None if expired else hit[1]
+        verdict: tuple[AuthCredentials, AuthenticatedUser] | None = await super().authenticate(conn)  # once per token
+        if verdict is not None:
+            if len(self._verdicts) >= _JWT_CACHE_MAX:
+                self._verdicts.clear()
+            self._verdicts[header] = (access, verdict)
+        return verdict
+
+
 @dataclass(frozen=True)
 class Auth:
     """How ``/mcp`` is protected: the verifier, and where the protected-resource metadata points."""
@@ -169,7 +202,7 @@ class Auth:
         """`app` behind the SDK's bearer authentication: 401 + WWW-Authenticate without a valid token."""
         metadata_url = build_resource_metadata_url(AnyHttpUrl(resource_url))
         guarded = RequireAuthMiddleware(AuthContextMiddleware(app), [], resource_metadata_url=metadata_url)
-        return AuthenticationMiddleware(guarded, backend=BearerAuthBackend(self.verifier))
+        return AuthenticationMiddleware(guarded, backend=CachedBearerBackend(self.verifier))
 
     def routes(self, resource_url: str) -> list[Route]:
         """The RFC 9728 metadata, at ``/.well-known/oauth-protected-resource`` and at its path-suffixed form."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -26,6 +27,16 @@ class Deps:
     metrics: Metrics
     notifier: Notifier
     principal: Principal | None = None  # the caller, set per call when auth is on (handoff.mcp.auth)
+    _as: dict[Principal, Deps] = field(default_factory=dict, compare=False, repr=False)
+
+    def acting_as(self, principal: Principal) -> Deps:
+        """These dependencies for one principal's calls (built once per principal: this runs on every call)."""
+        deps = self._as.get(principal)
+        if deps is None:
+            if len(self._as) >= 10_000:
+                self._as.clear()
+            deps = self._as[principal] = dataclasses.replace(self, principal=principal, _as={})
+        return deps
 
     async def submit(self, command: Command) -> Outcome:
         """Check the limits here (so an over-limit call never travels), then submit.

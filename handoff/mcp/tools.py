@@ -7,7 +7,6 @@ results. A `HandoffError` becomes ``isError: true`` with its code; anything else
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -134,7 +133,7 @@ async def run_tool(deps: Deps, name: str, arguments: dict[str, Any] | None) -> t
     code = "INTERNAL"
     principal = current_principal()
     if principal is not None:
-        deps = dataclasses.replace(deps, principal=principal)
+        deps = deps.acting_as(principal)
     try:
         parsed = msgspec.convert(arguments or {}, spec.args)
         result = await spec.handler(deps, parsed)
