@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, cast
@@ -36,8 +38,41 @@ def register(commands: Any) -> None:
     revoke.add_argument("id")
     for sub in (create, listing, revoke):
         sub.add_argument("--data-dir", type=Path, help="default: $HANDOFF_DATA_DIR or the user data dir + /handoff")
-        sub.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka mode (not available yet)")
+        sub.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka mode: the installation's token topic")
         sub.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+async def _run_kafka(ns: argparse.Namespace, bootstrap: str) -> int:
+    from streams.tokens import KafkaTokenStore  # only Kafka mode pays for aiokafka
+
+    async with KafkaTokenStore(bootstrap, os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff") as store:
+        try:
+            if ns.token_command == "create":
+                ttl = None if ns.expires is None else parse_duration(ns.expires)
+                _print_created(ns, *await store.create(ns.agent, cast(Role, ns.role), ttl))
+            elif ns.token_command == "list":
+                _print_list(ns, store.records())
+            else:
+                _print_revoked(ns, await store.revoke(ns.id))
+        except TokenError as exc:
+            print(f"handoff token: {exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
+def _print_created(ns: argparse.Namespace, record: TokenRecord, token: str) -> None:
+    body = {"id": record.id, "token": token, "agent": record.agent, "role": record.role}
+    print(json.dumps({**body, "expiresAt": record.expires_at}) if ns.json else token)
+    if not ns.json:
+        print(f"{_line(record)}  (the token is shown only now)", file=sys.stderr)
+
+
+def _print_list(ns: argparse.Namespace, records: list[TokenRecord]) -> None:
+    print(json.dumps([r.public() for r in records]) if ns.json else "\n".join(_line(r) for r in records))
+
+
+def _print_revoked(ns: argparse.Namespace, record: TokenRecord) -> None:
+    print(json.dumps(record.public()) if ns.json else f"revoked {record.id} ({record.agent})")
 
 
 def _line(record: TokenRecord) -> str:
@@ -47,24 +82,18 @@ def _line(record: TokenRecord) -> str:
 
 def run(ns: argparse.Namespace, env: Env) -> int:
     """Run one token subcommand; 0 on success, 2 on a usage error."""
-    if ns.kafka or env.kafka_bootstrap:
-        print("handoff token: Kafka mode has no token store yet; use --data-dir", file=sys.stderr)
-        return 2
+    bootstrap = ns.kafka or env.kafka_bootstrap
+    if bootstrap:
+        return asyncio.run(_run_kafka(ns, bootstrap))
     store = data_dir_store(ns.data_dir or env.data_dir)
     try:
         if ns.token_command == "create":
             ttl = None if ns.expires is None else parse_duration(ns.expires)
-            record, token = store.create(ns.agent, cast(Role, ns.role), ttl)
-            body = {"id": record.id, "token": token, "agent": record.agent, "role": record.role}
-            print(json.dumps({**body, "expiresAt": record.expires_at}) if ns.json else token)
-            if not ns.json:
-                print(f"{_line(record)}  (the token is shown only now)", file=sys.stderr)
+            _print_created(ns, *store.create(ns.agent, cast(Role, ns.role), ttl))
         elif ns.token_command == "list":
-            records = store.records()
-            print(json.dumps([r.public() for r in records]) if ns.json else "\n".join(_line(r) for r in records))
+            _print_list(ns, store.records())
         else:
-            record = store.revoke(ns.id)
-            print(json.dumps(record.public()) if ns.json else f"revoked {record.id} ({record.agent})")
+            _print_revoked(ns, store.revoke(ns.id))
     except TokenError as exc:
         print(f"handoff token: {exc}", file=sys.stderr)
         return 2

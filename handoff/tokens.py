@@ -5,8 +5,8 @@ tokens of a data dir in ``tokens.json`` (0600, replaced atomically under a lock 
 write while `serve` runs); a reader re-reads it when its stat changes, checking at most once per
 `recheck` seconds, so a revocation reaches every running `serve` within that time (1 s by default,
 well inside the 5 s of the contract). The file is separate from RocksDB because RocksDB allows only
-one process per directory and `serve` holds it. A Kafka store would keep the same records on a
-compacted ``<prefix>.tokens`` topic, keyed by token id.
+one process per directory and `serve` holds it. Kafka mode keeps the same records on a
+compacted ``<prefix>.tokens`` topic, keyed by token id (`streams.tokens.KafkaTokenStore`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,16 @@ import msgspec
 from handoff.kernel.principal import RESERVED_AGENT, ROLES, Principal, Role
 
 TOKEN_PREFIX = "hnd_"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds")
+
+
 _AGENT = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{1,100}$")
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -94,6 +104,58 @@ def check_agent(agent: str, role: str) -> None:
         raise TokenError(f"role must be one of {', '.join(ROLES)}")
 
 
+def issue(agent: str, role: Role, ttl: timedelta | None, now: datetime) -> tuple[TokenRecord, str]:
+    """A new token (256 random bits) and the record that keeps its hash."""
+    check_agent(agent, role)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    record = TokenRecord(
+        id="tok_" + secrets.token_hex(8),
+        sha256=hash_token(token),
+        agent=agent,
+        role=role,
+        created_at=_iso(now),
+        expires_at=None if ttl is None else _iso(now + ttl),
+    )
+    return record, token
+
+
+def revoked(record: TokenRecord, now: datetime) -> TokenRecord:
+    """The record revoked at `now` (revoking twice keeps the first time)."""
+    return record if record.revoked_at is not None else msgspec.structs.replace(record, revoked_at=_iso(now))
+
+
+class TokenIndex:
+    """Token records by id and by hash, as a store's reader last saw them."""
+
+    def __init__(self, records: list[TokenRecord] | None = None) -> None:
+        self.by_id: dict[str, TokenRecord] = {}
+        self.by_hash: dict[str, TokenRecord] = {}
+        for record in records or ():
+            self.apply(record)
+
+    def apply(self, record: TokenRecord) -> None:
+        """Add or replace a record (the newest version of an id wins)."""
+        old = self.by_id.get(record.id)
+        if old is not None:
+            self.by_hash.pop(old.sha256, None)
+        self.by_id[record.id] = record
+        self.by_hash[record.sha256] = record
+
+    def principal(self, token: str, now: datetime) -> tuple[Principal, TokenRecord] | None:
+        """The principal of a live token."""
+        record = self.by_hash.get(hash_token(token))
+        if record is None or not record.live(now):
+            return None
+        return Principal(agent=record.agent, role=record.role), record
+
+
+class TokenLookup(Protocol):
+    """What `serve` needs of a token store: the principal of a token, current within a few seconds."""
+
+    def principal(self, token: str) -> tuple[Principal, TokenRecord] | None:
+        """The principal of a live token; None for an unknown, expired or revoked one."""
+
+
 class TokenStore(Protocol):
     """Where tokens are issued, listed, revoked and looked up."""
 
@@ -108,14 +170,6 @@ class TokenStore(Protocol):
 
     def principal(self, token: str) -> tuple[Principal, TokenRecord] | None:
         """The principal of a live token, seen as of at most `recheck` seconds ago; None otherwise."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat(timespec="seconds")
 
 
 class FileTokenStore:
@@ -135,7 +189,7 @@ class FileTokenStore:
         self.clock, self.monotonic = clock, monotonic
         self._stat: tuple[int, int, int] | None = None
         self._checked = -float("inf")
-        self._by_hash: dict[str, TokenRecord] = {}
+        self._index = TokenIndex()
 
     # reading
 
@@ -157,20 +211,17 @@ class FileTokenStore:
         except FileNotFoundError:
             stat = None
         if stat != self._stat:
-            self._by_hash = {r.sha256: r for r in self._read().tokens}
+            self._index = TokenIndex(self._read().tokens)
             self._stat = stat
 
     def principal(self, token: str) -> tuple[Principal, TokenRecord] | None:
         """The principal of a live token (see `TokenStore.principal`)."""
         self._refresh()
-        digest = hash_token(token)
-        record = self._by_hash.get(digest)
-        if record is None:  # perhaps issued a moment ago: a stat is cheap, a re-read happens only on change
-            self._refresh(force=True)
-            record = self._by_hash.get(digest)
-        if record is None or not record.live(self.clock()):
-            return None
-        return Principal(agent=record.agent, role=record.role), record
+        found = self._index.principal(token, self.clock())
+        if found is None and hash_token(token) not in self._index.by_hash:
+            self._refresh(force=True)  # perhaps issued a moment ago: a stat is cheap, a re-read happens only on change
+            found = self._index.principal(token, self.clock())
+        return found
 
     def records(self) -> list[TokenRecord]:
         """Every token issued."""
@@ -200,17 +251,7 @@ class FileTokenStore:
 
     def create(self, agent: str, role: Role, ttl: timedelta | None) -> tuple[TokenRecord, str]:
         """Issue a token (see `TokenStore.create`)."""
-        check_agent(agent, role)
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 random bits
-        now = self.clock()
-        record = TokenRecord(
-            id="tok_" + secrets.token_hex(8),
-            sha256=hash_token(token),
-            agent=agent,
-            role=role,
-            created_at=_iso(now),
-            expires_at=None if ttl is None else _iso(now + ttl),
-        )
+        record, token = issue(agent, role, ttl, self.clock())
         with self._locked() as content:
             content.tokens.append(record)
             self._write(content)
@@ -222,8 +263,7 @@ class FileTokenStore:
             for i, record in enumerate(content.tokens):
                 if record.id == token_id:
                     if record.revoked_at is None:
-                        record = msgspec.structs.replace(record, revoked_at=_iso(self.clock()))
-                        content.tokens[i] = record
+                        record = content.tokens[i] = revoked(record, self.clock())
                         self._write(content)
                     return record
         raise TokenError(f"no token has the id {token_id!r}")

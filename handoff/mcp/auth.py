@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from handoff.kernel.principal import RESERVED_AGENT, ROLES, Principal, Role
-from handoff.tokens import TokenRecord, TokenStore, check_agent, hash_token
+from handoff.tokens import TokenLookup, TokenRecord, check_agent, hash_token
 
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 _JWT_CACHE_MAX = 10_000
@@ -58,7 +59,7 @@ def current_principal() -> Principal | None:
 class StoreVerifier(TokenVerifier):
     """``--auth token``: tokens issued by ``handoff token create``."""
 
-    def __init__(self, store: TokenStore) -> None:
+    def __init__(self, store: TokenLookup) -> None:
         self.store = store
         self._issued: dict[str, tuple[TokenRecord, PrincipalToken]] = {}  # by token id: built once per token
 
@@ -197,6 +198,7 @@ class Auth:
 
     verifier: TokenVerifier
     authorization_servers: Sequence[str] = ()
+    lifespan: AbstractAsyncContextManager[object] | None = None  # e.g. following the Kafka token topic
 
     def protect(self, app: ASGIApp, resource_url: str) -> ASGIApp:
         """`app` behind the SDK's bearer authentication: 401 + WWW-Authenticate without a valid token."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -146,7 +147,8 @@ def _idle_policy(data: DataDir, activity: http.Activity, idle_exit: float) -> Ca
 async def _serve_http(
     backend: AbstractAsyncContextManager[Deps], data: DataDir, ns: argparse.Namespace, env: Env, auth: Auth | None
 ) -> None:
-    async with backend as deps:
+    tokens = auth.lifespan if auth is not None and auth.lifespan is not None else contextlib.nullcontext()
+    async with backend as deps, tokens:
         activity = http.Activity()
         sock = http.bind(ns.host, ns.port)
         app = http.build_app(
@@ -243,8 +245,11 @@ def _run(main: Coroutine[Any, Any, None]) -> int:
     return 0
 
 
-def _auth(ns: argparse.Namespace, data: DataDir) -> Auth | None | str:
-    """The bearer authentication `serve` is asked for, or the sentence saying why it must not start."""
+def _auth(ns: argparse.Namespace, data: DataDir, bootstrap: str | None) -> Auth | None | str:
+    """The bearer authentication `serve` is asked for, or the sentence saying why it must not start.
+
+    Tokens come from the data dir's file, or in Kafka mode from the installation's token topic.
+    """
     try:
         mode = authoptions.auth_mode(ns, os.environ)
     except ValueError as exc:
@@ -252,6 +257,11 @@ def _auth(ns: argparse.Namespace, data: DataDir) -> Auth | None | str:
     refused = authoptions.refusal(mode, ns)
     if refused is not None:
         return refused
+    if mode == "token" and bootstrap:
+        from streams.tokens import KafkaTokenStore
+
+        store = KafkaTokenStore(bootstrap, kafka_settings(bootstrap, os.environ).topics.prefix)
+        return Auth(StoreVerifier(store), lifespan=store)
     if mode == "token":
         return Auth(StoreVerifier(data_dir_store(data.root)))
     if mode == "jwt":
@@ -265,11 +275,11 @@ def _auth(ns: argparse.Namespace, data: DataDir) -> Auth | None | str:
 def serve(ns: argparse.Namespace, env: Env) -> int:
     """`handoff serve`."""
     data = DataDir(ns.data_dir or env.data_dir)
-    auth = _auth(ns, data) if ns.transport == "http" else None
+    bootstrap = ns.kafka or env.kafka_bootstrap
+    auth = _auth(ns, data, bootstrap) if ns.transport == "http" else None
     if isinstance(auth, str):
         log.error(auth)
         return 2
-    bootstrap = ns.kafka or env.kafka_bootstrap
     if bootstrap:
         backend = _kafka(kafka_settings(bootstrap, os.environ))
         if ns.transport == "stdio":

@@ -67,13 +67,15 @@ def jwks_issuer() -> Iterator[Issuer]:
         thread.join(timeout=5)
 
 
-def token_cli(data_dir: Path, *args: str) -> Any:
-    """Run `handoff token ... --json --data-dir DIR` as a user would; its JSON output."""
+def token_cli(data_dir: Path, *args: str, kafka: tuple[str, str] | None = None) -> Any:
+    """Run `handoff token ... --json --data-dir DIR` (or ``--kafka``, given (bootstrap, topic prefix)); its JSON."""
+    where = ["--data-dir", str(data_dir)] if kafka is None else ["--kafka", kafka[0]]
+    env = child_env() if kafka is None else {**child_env(), "HANDOFF_KAFKA_TOPIC_PREFIX": kafka[1]}
     done = subprocess.run(
-        [*handoff_command(), "token", *args, "--json", "--data-dir", str(data_dir)],
+        [*handoff_command(), "token", *args, "--json", *where],
         capture_output=True,
         text=True,
-        env=child_env(),
+        env=env,
         timeout=60,
         check=True,
     )

@@ -35,6 +35,10 @@ class AuthServer:
     data_dir: Path
     issuer: Issuer | None
     tokens: dict[str, str] = field(default_factory=dict)
+    kafka: tuple[str, str] | None = None  # Kafka mode: (bootstrap, topic prefix) of the token topic
+
+    def token_cli(self, *args: str) -> Any:
+        return token_cli(self.data_dir, *args, kafka=self.kafka)
 
     def token(self, agent: str) -> str:
         if agent not in self.tokens:
@@ -46,7 +50,10 @@ class AuthServer:
             ttl = 3600 if expires is None else int(expires)
             return self.issuer.mint(agent, role, ttl=ttl)
         extra = () if expires is None else ("--expires", expires)
-        return str(token_cli(self.data_dir, "create", "--agent", agent, "--role", role, *extra)["token"])
+        token = str(self.token_cli("create", "--agent", agent, "--role", role, *extra)["token"])
+        if self.kafka is not None and expires is None:  # the adapter sees the new record after its next poll
+            wait_for(lambda: post_status(self.served.mcp_url, token)[0] != 401, 5.0, "the adapter to see the token")
+        return token
 
     def client(self, agent: str, mode: str = "auto") -> Any:
         return bearer_client(self.served.mcp_url, self.token(agent), mode)
@@ -148,13 +155,13 @@ def test_the_protected_resource_metadata_names_the_mcp_endpoint(server: AuthServ
 
 def test_a_revoked_token_stops_working_within_5_seconds_on_the_running_server(token_server: AuthServer) -> None:
     server = token_server
-    created = token_cli(server.data_dir, "create", "--agent", "carol")
+    created = server.token_cli("create", "--agent", "carol")
     assert post_status(server.served.mcp_url, created["token"])[0] == 200
-    token_cli(server.data_dir, "revoke", created["id"])
+    server.token_cli("revoke", created["id"])
     revoked_at = time.monotonic()
     wait_for(lambda: post_status(server.served.mcp_url, created["token"])[0] == 401, 5.0, "the revocation to apply")
     assert time.monotonic() - revoked_at < 5.0
-    listed = {t["id"]: t for t in token_cli(server.data_dir, "list")}
+    listed = {t["id"]: t for t in server.token_cli("list")}
     assert listed[created["id"]]["revokedAt"] and "token" not in listed[created["id"]]
 
 
