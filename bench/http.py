@@ -1,6 +1,7 @@
 """Benchmark of MCP over streamable HTTP: N concurrent clients calling update_context against `handoff serve`.
 
     python -m bench.http [--clients 16] [--seconds 20] [--content 1024] [--url URL] [--load raw|aiohttp]
+                         [--auth none|token] [--token TOKEN]
 
 Starts its own `handoff serve --port 0` on a scratch data dir unless --url is given. Each client is
 its own MCP session (2025-11-25 handshake, or 2026-07-28 envelopes with --era). The handshake and
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,9 +41,9 @@ LEGACY = "2025-11-25"
 MODERN = "2026-07-28"
 
 
-def _start_server(data_dir: Path, metrics: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start_server(data_dir: Path, auth: str = "none", metrics: str = "full") -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "handoff", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "handoff", "serve", "--port", "0", "--data-dir", str(data_dir), "--auth", auth],
         stderr=subprocess.DEVNULL,
         env={**os.environ, "HANDOFF_LOG_LEVEL": "WARNING", "HANDOFF_METRICS": metrics},
     )
@@ -60,6 +62,20 @@ def _start_server(data_dir: Path, metrics: str) -> tuple[subprocess.Popen[bytes]
     raise SystemExit("the server did not become ready in 30 s")
 
 
+def _cpu_seconds(pid: int) -> Callable[[], float] | None:
+    """The user+system CPU seconds of a process so far, read from /proc (None where there is no /proc)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    return read
+
+
 def _message(body: str) -> dict[str, Any]:
     for line in body.splitlines():
         if line.startswith("data:"):
@@ -70,9 +86,11 @@ def _message(body: str) -> dict[str, Any]:
 class Client:
     """One MCP session."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, era: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, url: str, era: str, token: str | None = None) -> None:
         self.http, self.url, self.ids, self.era = http, url, 0, era
         self.headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        if token is not None:
+            self.headers["authorization"] = f"Bearer {token}"
 
     async def _post(self, method: str, params: dict[str, Any], notify: bool = False) -> dict[str, Any]:
         msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
@@ -221,22 +239,21 @@ def _modern_meta() -> dict[str, Any]:
     }
 
 
-def _cpu_seconds(pid: int | None) -> float:
-    """CPU time (user + system) a local process has used so far; 0 when there is none to read."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def run(
-    url: str, clients: int, seconds: float, content_size: int, era: str, load: str = "raw", pid: int | None = None
+    url: str,
+    clients: int,
+    seconds: float,
+    content_size: int,
+    era: str,
+    load: str = "raw",
+    token: str | None = None,
+    server_cpu: Callable[[], float] | None = None,
 ) -> None:
-    """Open the sessions, warm up, then measure (and, given the server's pid, its CPU time per call)."""
+    """Open the sessions, warm up, then measure."""
     connector = aiohttp.TCPConnector(limit=clients * 2)
     content = "x" * content_size
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
-        sessions = [Client(http, url, era) for _ in range(clients)]
+        sessions = [Client(http, url, era, token) for _ in range(clients)]
         await asyncio.gather(*(c.open() for c in sessions))
         run_id = os.urandom(4).hex()
         keys = [f"bench-{run_id}-{i}" for i in range(clients)]
@@ -248,7 +265,6 @@ async def run(
                 _worker(c, key, content, time.perf_counter() + 2, warm) for key, c in zip(keys, sessions, strict=True)
             ))
             latencies: list[float] = []
-            cpu = _cpu_seconds(pid)
             start = time.perf_counter()
             await asyncio.gather(*(
                 _worker(c, key, content, start + seconds, latencies) for key, c in zip(keys, sessions, strict=True)
@@ -258,15 +274,16 @@ async def run(
         arguments = [{"sessionKey": key, "contextType": "message", "content": content} for key in keys]
         calls = [_RawCall(url, c.headers, a, era) for c, a in zip(sessions, arguments, strict=True)]
         await _raw_phase(calls, url, 2)
-        cpu = _cpu_seconds(pid)
+        cpu_before = server_cpu() if server_cpu else 0.0
         latencies, elapsed = await _raw_phase(calls, url, seconds)
-    cpu = _cpu_seconds(pid) - cpu
+        if server_cpu:  # CPU the server spent per call: a figure the other processes on the machine do not move
+            print(f"server CPU per call: {(server_cpu() - cpu_before) / len(latencies) * 1e6:,.0f} µs")
     q = statistics.quantiles(latencies, n=100)
     rate = len(latencies) / elapsed
-    print(f"{era}, {load} load, {clients} clients, {content_size} B content, {elapsed:.1f}s: {rate:,.0f} calls/s; "
+    auth = "token" if token else "none"
+    print(f"{era}, {load} load, auth {auth}, {clients} clients, {content_size} B content, {elapsed:.1f}s: "
+          f"{rate:,.0f} calls/s; "
           f"latency p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
-    if pid is not None:  # the server's own cost, which the neighbours of a shared machine disturb far less
-        print(f"  server CPU {cpu:.1f} s: {cpu / len(latencies) * 1e6:,.0f} µs per call")
 
 
 def main() -> None:
@@ -278,19 +295,26 @@ def main() -> None:
     parser.add_argument("--era", choices=(LEGACY, MODERN), default=LEGACY, help="the protocol era the clients speak")
     parser.add_argument("--url", help="an already running server's MCP URL")
     parser.add_argument("--load", choices=("raw", "aiohttp"), default="raw", help="the load generator (see above)")
+    parser.add_argument("--auth", choices=("none", "token"), default="none", help="serve --auth (a token is issued)")
     parser.add_argument(
         "--metrics", choices=("full", "basic"), default="full",
         help="the server's HANDOFF_METRICS: basic leaves out the per-call series, to measure what they cost",
     )  # fmt: skip
+    parser.add_argument("--token", help="with --url: a bearer token of agent 'bench'")
     args = parser.parse_args()
     proc = None
     url = args.url
     data = tempfile.TemporaryDirectory(prefix="handoff-bench-http-")  # the server's store, removed after
     try:
+        token = args.token
         if url is None:
-            proc, url = _start_server(Path(data.name), args.metrics)
-        pid = proc.pid if proc is not None else None
-        asyncio.run(run(url, args.clients, args.seconds, args.content, args.era, args.load, pid))
+            if args.auth == "token":
+                from handoff.tokens import data_dir_store
+
+                token = data_dir_store(Path(data.name)).create("bench", "agent", None)[1]
+            proc, url = _start_server(Path(data.name), args.auth, args.metrics)
+        cpu = None if proc is None else _cpu_seconds(proc.pid)
+        asyncio.run(run(url, args.clients, args.seconds, args.content, args.era, args.load, token, cpu))
     finally:
         if proc is not None:
             proc.terminate()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from handoff import logs
+from handoff import authoptions, logs, tokencli
 from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, at_least_one, read_env
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
+    authoptions.add_serve_options(serve)
     _worker_options(commands)
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how long an engine this starts outlives its last client (default: {DEFAULT_SPAWN_IDLE_EXIT:.0f})",
     )
     audit_arguments.register(commands)
+    tokencli.register(commands)
     return parser
 
 
@@ -181,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from handoff.bootstrap import worker
 
         return worker.main(ns, env)
+    if ns.command == "token":
+        return tokencli.run(ns, env)
     from handoff.audit import commands as audit_commands  # only the audit commands pay for their imports
 
     return audit_commands.guarded(audit_commands.RUNNERS[ns.command])(ns, env)

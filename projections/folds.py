@@ -119,6 +119,7 @@ def fold_session(  # noqa: C901 - one case per event type: a total match
             participants=[event.agent_from],
             created_at=env.occurred_at,
             metadata=event.metadata,
+            members=[event.agent_from],
         )
     elif view is None or env.version <= view.version:
         return view
@@ -146,6 +147,7 @@ def fold_session(  # noqa: C901 - one case per event type: a total match
                 view,
                 holder=holder,
                 participants=_joined(view.participants, event.agent),
+                members=_joined(view.members, event.agent),
                 handoff_counts=_bump(view.handoff_counts, "accepted", prior),
             )
         case HandoffCompleted():

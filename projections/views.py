@@ -28,6 +28,7 @@ class SessionView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     closed_by: AgentId | None = None
     close_reason: str | None = None
     metadata: dict[str, object] = {}
+    members: list[AgentId] = []  # registering agent and every accepter: who may read it (handoff.kernel.access)
 
 
 class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):

@@ -25,17 +25,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from handoff import authoptions
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
 from handoff.mcp import localtrust
+from handoff.mcp.auth import Auth, JwtSettings, JwtVerifier, StoreVerifier
 from handoff.mcp.deps import Deps
 from handoff.mcp.serve import serve_http, serve_stdio
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
 from handoff.observation import observe_engine, observe_kafka
 from handoff.storage.kv import RocksKeyValue
+from handoff.tokens import data_dir_store
 
 if TYPE_CHECKING:
     from streams.client import KafkaService
@@ -48,21 +51,52 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     """`handoff serve`."""
     data = DataDir(ns.data_dir or env.data_dir)
     bootstrap = ns.kafka or env.kafka_bootstrap
+    auth = _auth(ns, data, bootstrap) if ns.transport == "http" else None
+    if isinstance(auth, str):
+        log.error(auth)
+        return 2
     if bootstrap:
         backend = _kafka(kafka_settings(bootstrap, os.environ))
         if ns.transport == "stdio":
             return _run(serve_stdio(backend, logging.shutdown))
-        data.root.mkdir(parents=True, exist_ok=True)  # only engine.json, for `handoff stdio` relays
-        return _run(serve_http(backend, data, ns, env))
+        localtrust.secure_data_dir(data.root)  # only engine.json, for `handoff stdio` relays
+        return _run(serve_http(backend, data, ns, env, auth))
     kv = _open_store(data)
     if kv is None:
         return 1
     try:
         if ns.transport == "stdio":
             return _run(serve_stdio(_embedded(kv, data), kv.close))
-        return _run(serve_http(_embedded(kv, data), data, ns, env))
+        return _run(serve_http(_embedded(kv, data), data, ns, env, auth))
     finally:
         kv.close()
+
+
+def _auth(ns: argparse.Namespace, data: DataDir, bootstrap: str | None) -> Auth | None | str:
+    """The bearer authentication `serve` is asked for, or the sentence saying why it must not start.
+
+    Tokens come from the data dir's file, or in Kafka mode from the installation's token topic.
+    """
+    try:
+        mode = authoptions.auth_mode(ns, os.environ)
+    except ValueError as exc:
+        return str(exc)
+    refused = authoptions.refusal(mode, ns)
+    if refused is not None:
+        return refused
+    if mode == "token" and bootstrap:
+        from streams.tokens import KafkaTokenStore
+
+        store = KafkaTokenStore(bootstrap, kafka_settings(bootstrap, os.environ).topics.prefix)
+        return Auth(StoreVerifier(store), lifespan=store)
+    if mode == "token":
+        return Auth(StoreVerifier(data_dir_store(data.root)))
+    if mode == "jwt":
+        settings = JwtSettings(
+            ns.jwt_jwks_url, ns.jwt_issuer, ns.jwt_audience, ns.jwt_agent_claim or "sub", ns.jwt_role_claim
+        )
+        return Auth(JwtVerifier(settings), authorization_servers=[ns.jwt_issuer] if ns.jwt_issuer else [])
+    return None
 
 
 def _observed(service: EmbeddedService | KafkaService) -> tuple[Notifier, Metrics]:

@@ -11,10 +11,11 @@ ignored. Every write tool maps to exactly one command and, when accepted, one ev
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+from handoff.kernel.principal import Principal
 from handoff.kernel.types import (
     AgentStr,
     ContextType,
@@ -26,6 +27,13 @@ from handoff.kernel.types import (
     RequestType,
     SessionKeyStr,
 )
+
+# The acting agent of a write tool: required with --auth none; with auth on it defaults to the principal's
+# own agent (the adapter fills it in), and if given must be that agent. A command always carries it.
+Acting = Annotated[
+    AgentStr, msgspec.Meta(description="the acting agent: required with --auth none, else your own (the default)")
+]
+Requester = Annotated[AgentStr, msgspec.Meta(description="the requester; if given, the session's holder")]
 
 
 class WriteArgs(msgspec.Struct, gc=False, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"):
@@ -39,7 +47,7 @@ class RegisterSessionArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of register_session."""
 
     session_key: SessionKeyStr
-    agent_from: AgentStr
+    agent_from: Acting | None = None
     metadata: JsonObject | None = None
 
 
@@ -61,13 +69,14 @@ class RequestHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     request_type: RequestType = "context_transfer"
     request_data: JsonObject | None = None
     token_budget: int | None = None
+    agent: Requester | None = None
 
 
 class CloseSessionArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of close_session."""
 
     session_key: SessionKeyStr
-    agent: AgentStr
+    agent: Acting | None = None
     reason: Reason | None = None
 
 
@@ -75,14 +84,14 @@ class AcceptHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of accept_handoff."""
 
     handoff_id: HandoffIdStr
-    agent: AgentStr
+    agent: Acting | None = None
 
 
 class CompleteHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of complete_handoff."""
 
     handoff_id: HandoffIdStr
-    agent: AgentStr
+    agent: Acting | None = None
     result: JsonObject | None = None
 
 
@@ -90,7 +99,7 @@ class RejectHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of reject_handoff."""
 
     handoff_id: HandoffIdStr
-    agent: AgentStr
+    agent: Acting | None = None
     reason: Reason
 
 
@@ -98,24 +107,34 @@ class CancelHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     """Arguments of cancel_handoff."""
 
     handoff_id: HandoffIdStr
-    agent: AgentStr
+    agent: Acting | None = None
     reason: Reason | None = None
 
 
 class RegisterSession(RegisterSessionArgs, frozen=True, kw_only=True, tag_field="command", tag="RegisterSession"):
     """Start a session owned by `agent_from`."""
 
+    agent_from: AgentStr
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
+
 
 class AppendContext(UpdateContextArgs, frozen=True, kw_only=True, tag_field="command", tag="AppendContext"):
     """Append one context entry (the `update_context` tool)."""
+
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
 class RequestHandoff(RequestHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="RequestHandoff"):
     """Hand the session to `target_agent`."""
 
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
+
 
 class CloseSession(CloseSessionArgs, frozen=True, kw_only=True, tag_field="command", tag="CloseSession"):
     """Close the session."""
+
+    agent: AgentStr
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
 # A handoff command is its tool's arguments addressed to the handoff's session.
@@ -125,24 +144,32 @@ class AcceptHandoff(AcceptHandoffArgs, frozen=True, kw_only=True, tag_field="com
     """Accept a pending handoff."""
 
     session_key: SessionKeyStr
+    agent: AgentStr
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
 class CompleteHandoff(CompleteHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="CompleteHandoff"):
     """Complete an accepted handoff."""
 
     session_key: SessionKeyStr
+    agent: AgentStr
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
 class RejectHandoff(RejectHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="RejectHandoff"):
     """Decline a pending handoff."""
 
     session_key: SessionKeyStr
+    agent: AgentStr
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
 class CancelHandoff(CancelHandoffArgs, frozen=True, kw_only=True, tag_field="command", tag="CancelHandoff"):
     """Withdraw a requested handoff."""
 
     session_key: SessionKeyStr
+    agent: AgentStr
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
 class ExpireHandoff(WriteArgs, frozen=True, kw_only=True, tag_field="command", tag="ExpireHandoff"):
@@ -151,6 +178,7 @@ class ExpireHandoff(WriteArgs, frozen=True, kw_only=True, tag_field="command", t
     session_key: SessionKeyStr
     handoff_id: HandoffIdStr
     reason: Reason = "expired"
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
 class ExpireSession(WriteArgs, frozen=True, kw_only=True, tag_field="command", tag="ExpireSession"):
@@ -158,6 +186,7 @@ class ExpireSession(WriteArgs, frozen=True, kw_only=True, tag_field="command", t
 
     session_key: SessionKeyStr
     reason: Reason = "expired"
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
 Command = (
@@ -208,4 +237,6 @@ def fingerprint(command: Command) -> bytes:
     body: dict[str, Any] = msgspec.to_builtins(command)
     body.pop("idempotencyKey", None)
     body.pop("expectedVersion", None)
+    if body.get("principal", 0) is None:  # fingerprints of commands without one stay what they were
+        del body["principal"]
     return _fingerprint_encoder.encode(body)

@@ -10,6 +10,7 @@ from typing import assert_never
 
 import msgspec
 
+from handoff.kernel.access import check_principal, check_session_rules
 from handoff.kernel.codec import sealed_record
 from handoff.kernel.commands import (
     AcceptHandoff,
@@ -137,6 +138,7 @@ def _open_handoffs(state: SessionState) -> list[HandoffId]:
 def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Event, AgentId]:  # noqa: C901 - one case per type: a total match
     """The event the command produces and the actor it is attributed to; raises a DomainError."""
     key = command.session_key
+    check_principal(command)
     if isinstance(command, RegisterSession):
         if state is not None and state.version > 0:
             raise SessionExists(f"session {key!r} already exists", sessionKey=key)
@@ -144,9 +146,11 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
         return SessionRegistered(agent_from=command.agent_from, metadata=command.metadata or {}), command.agent_from
     state = _require_active(state, key)
     _check_version(state.version, command)
+    check_session_rules(state, command)
     match command:
         case AppendContext():
-            agent = command.agent or state.holder
+            principal = command.principal
+            agent = command.agent or (principal.agent if principal is not None else state.holder)
             _room_for_participant(state, agent, ctx.limits)
             event: Event = ContextAppended(
                 sequence_number=state.last_sequence + 1,
@@ -179,7 +183,7 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
             )
             return event, state.holder
         case CloseSession(agent=agent, reason=reason):
-            if agent not in state.participants:
+            if command.principal is None and agent not in state.participants:
                 raise NotPermitted(f"{agent!r} takes no part in session {key!r} and may not close it", sessionKey=key)
             return SessionClosed(agent=agent, reason=reason, cancelled_handoffs=_open_handoffs(state)), agent
         case ExpireSession(reason=reason):

@@ -106,6 +106,7 @@ def check_limits(command: WriteArgs, limits: Limits) -> None:  # noqa: C901 - on
                 )
         case RequestHandoffArgs():
             _agent("targetAgent", command.target_agent, limits)
+            _agent("agent", command.agent, limits)
             _object("requestData", command.request_data, limits)
             budget = command.token_budget
             if budget is not None and not limits.token_budget_min <= budget <= limits.token_budget_max:

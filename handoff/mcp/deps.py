@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -11,6 +12,7 @@ from handoff.health import Health
 from handoff.kernel.commands import Command, HandoffArgs, for_session
 from handoff.kernel.errors import HandoffNotFound
 from handoff.kernel.limits import check_limits
+from handoff.kernel.principal import Principal
 from handoff.kernel.text import normalise_agent_name
 from handoff.kernel.types import Limits
 from handoff.mcp.subscriptions import Notifier
@@ -30,10 +32,23 @@ class Deps:
     metrics: Metrics
     notifier: Notifier
     health: Health = field(default_factory=Health)
+    principal: Principal | None = None  # the caller, set per call when auth is on (handoff.mcp.auth)
+    _as: dict[Principal, Deps] = field(default_factory=dict, compare=False, repr=False)
+
+    def acting_as(self, principal: Principal) -> Deps:
+        """These dependencies for one principal's calls (built once per principal: this runs on every call)."""
+        deps = self._as.get(principal)
+        if deps is None:
+            if len(self._as) >= 10_000:
+                self._as.clear()
+            deps = self._as[principal] = dataclasses.replace(self, principal=principal, _as={})
+        return deps
 
     async def submit(self, command: Command) -> Outcome:
         """Check the limits here (so an over-limit call never travels), then submit."""
         command = normalised(command)
+        if self.principal is not None:
+            command = msgspec.structs.replace(command, principal=self.principal)
         check_limits(command, self.limits)
         return await self.commands.submit(command)
 
@@ -49,7 +64,10 @@ class Deps:
         if view is None:
             hid = args.handoff_id
             raise HandoffNotFound(f"handoff {hid!r} does not exist", handoffId=hid)
-        return await self.commands.submit(for_session(args, view.session_key))
+        command = for_session(args, view.session_key)
+        if self.principal is not None:
+            command = msgspec.structs.replace(command, principal=self.principal)
+        return await self.commands.submit(command)
 
 
 _AGENT_FIELDS = ("agent_from", "agent", "target_agent")

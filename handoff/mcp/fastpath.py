@@ -11,8 +11,10 @@ which gives the kernel's result without its cost -- and writes the reply the tra
 write, serialized by the SDK's own models.
 
 Whatever it is not sure of goes to the SDK untouched, the body replayed: a failed check, an
-unknown or ending session, a batch, a notification, ``initialize``, GET/DELETE, an authenticated
-scope, a body over the limit. So every refusal is the SDK's own, in the SDK's order.
+unknown or ending session, a batch, a notification, ``initialize``, GET/DELETE, a session opened
+with another credential, a body over the limit. So every refusal is the SDK's own, in the SDK's order.
+An authenticated request (``--auth token|jwt``) keeps the fast path: the SDK's auth middleware in
+front of it has already verified the token and put it in the request's context.
 
 Differences from the SDK path, none observable by handoff's handlers:
 
@@ -35,6 +37,7 @@ from typing import Any, Final
 
 import anyio
 import pydantic_core
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp.server.connection import Connection
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import Server
@@ -177,7 +180,9 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request of /mcp."""
-        if scope["type"] != "http" or scope["method"] != "POST" or "user" in scope or not self._fits(scope):
+        user = scope.get("user")
+        authenticated = user is None or isinstance(user, AuthenticatedUser)
+        if scope["type"] != "http" or scope["method"] != "POST" or not authenticated or not self._fits(scope):
             return await self.sdk(scope, receive, send)
         body, read = await _read_body(receive, self.manager.max_request_body_size)
         if body is None or not await self._answer(scope, body, send):
@@ -256,6 +261,12 @@ class FastPath:
             return JSONRPCError(jsonrpc="2.0", id=req.id, error=modern_error_data(exc)), notifications
         return JSONRPCResponse(jsonrpc="2.0", id=req.id, result=result), notifications
 
+    def _owned_by_caller(self, sid: str, request: Request) -> bool:
+        """The SDK's rule: a session serves only the credential that opened it (its owner table is private)."""
+        user = request.scope.get("user")
+        caller = authorization_context(user) if isinstance(user, AuthenticatedUser) else None
+        return bool(caller == getattr(self.manager, "_session_owners", {}).get(sid))
+
     def _direct(self, version: str, req: JSONRPCRequest) -> bool:
         return req.method == "tools/call" and self.direct is not None and self.direct.applies(version, req.params)
 
@@ -283,6 +294,8 @@ class FastPath:
         transport = None if sid is None else self.manager._server_instances.get(sid)
         connection = None if sid is None else self.sessions.get(sid)
         if sid is None or transport is None or connection is None or not _open(transport, connection):
+            return False
+        if not self._owned_by_caller(sid, request):
             return False
         if not _json_content_type(request):
             return False

@@ -8,13 +8,33 @@ session that exists, a version below 1 or above its current version is INVALID_A
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import msgspec
+
 from handoff.kernel import commands as C
 from handoff.kernel.errors import HandoffNotFound, InvalidArgument, LimitExceeded, SessionNotFound
 from handoff.mcp import args as A
 from handoff.mcp import present
 from handoff.mcp import results as R
 from handoff.mcp.deps import Deps
+from handoff.mcp.visibility import visible
 from projections.views import SessionView
+
+_ActingArgs = TypeVar("_ActingArgs", C.RegisterSessionArgs, C.CloseSessionArgs, C.HandoffArgs)
+
+
+def acting(deps: Deps, args: _ActingArgs) -> _ActingArgs:
+    """The arguments with their acting agent: as given, else the principal's.
+
+    INVALID_ARGUMENT when neither is there (``--auth none`` has no principal to default to).
+    """
+    field, name = ("agent_from", "agentFrom") if isinstance(args, C.RegisterSessionArgs) else ("agent", "agent")
+    if getattr(args, field) is not None:
+        return args
+    if deps.principal is None:
+        raise InvalidArgument(f"{name} is required: name the agent that acts", field=name)
+    return msgspec.structs.replace(args, **{field: deps.principal.agent})
 
 
 def check_length(field: str, value: str | None, limit: int) -> None:
@@ -31,7 +51,7 @@ def check_page(limit: int, deps: Deps) -> None:
 
 async def register_session(deps: Deps, a: C.RegisterSessionArgs) -> R.RegisterSessionResult:
     """Start a session."""
-    return present.registered(await deps.submit(C.command_of(a)))
+    return present.registered(await deps.submit(C.command_of(acting(deps, a))))
 
 
 async def update_context(deps: Deps, a: C.UpdateContextArgs) -> R.UpdateContextResult:
@@ -46,36 +66,37 @@ async def request_handoff(deps: Deps, a: C.RequestHandoffArgs) -> R.HandoffResul
 
 async def accept_handoff(deps: Deps, a: C.AcceptHandoffArgs) -> R.HandoffResult:
     """The target takes the handoff."""
-    return present.handoff_changed(await deps.submit_to_handoff(a))
+    return present.handoff_changed(await deps.submit_to_handoff(acting(deps, a)))
 
 
 async def complete_handoff(deps: Deps, a: C.CompleteHandoffArgs) -> R.HandoffResult:
     """The accepting agent finishes the handoff."""
-    return present.handoff_changed(await deps.submit_to_handoff(a))
+    return present.handoff_changed(await deps.submit_to_handoff(acting(deps, a)))
 
 
 async def reject_handoff(deps: Deps, a: C.RejectHandoffArgs) -> R.HandoffResult:
     """The target declines the handoff."""
-    return present.handoff_changed(await deps.submit_to_handoff(a))
+    return present.handoff_changed(await deps.submit_to_handoff(acting(deps, a)))
 
 
 async def cancel_handoff(deps: Deps, a: C.CancelHandoffArgs) -> R.HandoffResult:
     """The requester withdraws the handoff."""
-    return present.handoff_changed(await deps.submit_to_handoff(a))
+    return present.handoff_changed(await deps.submit_to_handoff(acting(deps, a)))
 
 
 async def close_session(deps: Deps, a: C.CloseSessionArgs) -> R.CloseSessionResult:
     """Close a session; its open handoffs are cancelled."""
-    return present.closed(await deps.submit(C.command_of(a)))
+    return present.closed(await deps.submit(C.command_of(acting(deps, a))))
 
 
 async def get_handoff(deps: Deps, a: A.GetHandoffArgs) -> R.GetHandoffResult:
     """A handoff and the package recorded when it was requested."""
     check_length("handoffId", a.handoff_id, deps.limits.key_max)
-    view = await deps.reads.handoff(a.handoff_id)
+    reads = visible(deps)
+    view = await reads.handoff(a.handoff_id)
     if view is None:
         raise HandoffNotFound(f"handoff {a.handoff_id!r} does not exist", handoffId=a.handoff_id)
-    entries = await deps.reads.package_entries(view)
+    entries = await reads.package_entries(view)
     return R.GetHandoffResult(
         success=True, handoff=present.handoff_view(view), package=present.package_out(view.package, entries)
     )
@@ -87,7 +108,7 @@ async def session_as_of(deps: Deps, key: str, as_of: int | None) -> tuple[Sessio
     See the module docstring for the errors.
     """
     check_length("sessionKey", key, deps.limits.key_max)
-    live = await deps.reads.session(key)
+    live = await visible(deps).session(key)
     if live is None:
         raise SessionNotFound(f"session {key!r} does not exist", sessionKey=key)
     if as_of is None or as_of == live.version:
@@ -132,7 +153,7 @@ async def list_sessions(deps: Deps, a: A.ListSessionsArgs) -> R.ListSessionsResu
     """Sessions, newest first."""
     check_page(a.limit, deps)
     check_length("agent", a.agent, deps.limits.agent_max)
-    page = await deps.reads.list_sessions(a.agent, a.status, a.limit, a.cursor)
+    page = await visible(deps).list_sessions(a.agent, a.status, a.limit, a.cursor)
     return R.ListSessionsResult(success=True, sessions=page.items, next_cursor=page.next_cursor)
 
 
@@ -141,6 +162,6 @@ async def list_handoffs(deps: Deps, a: A.ListHandoffsArgs) -> R.ListHandoffsResu
     check_page(a.limit, deps)
     check_length("targetAgent", a.target_agent, deps.limits.agent_max)
     check_length("sourceAgent", a.source_agent, deps.limits.agent_max)
-    page = await deps.reads.list_handoffs(a.target_agent, a.source_agent, a.status, a.limit, a.cursor)
+    page = await visible(deps).list_handoffs(a.target_agent, a.source_agent, a.status, a.limit, a.cursor)
     handoffs = [present.handoff_view(v) for v in page.items]
     return R.ListHandoffsResult(success=True, handoffs=handoffs, next_cursor=page.next_cursor)

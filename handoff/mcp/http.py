@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from handoff.mcp import fastcall, fastpath
+from handoff.mcp.auth import Auth
 from handoff.mcp.deps import Deps
 from handoff.metrics import CONTENT_TYPE
 
@@ -82,15 +83,17 @@ def host_literal(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def security_settings(host: str) -> TransportSecuritySettings:
-    """Loopback names on any port, plus the host the server listens on."""
+def security_settings(host: str, allowed_hosts: Sequence[str] = ()) -> TransportSecuritySettings:
+    """Loopback names on any port, the host the server listens on, and `allowed_hosts` (a proxy's names)."""
     names = list(LOOPBACK)
     if host_literal(host) not in names and host not in ("0.0.0.0", "::"):
         names.append(host_literal(host))
+    extra = [h for h in allowed_hosts if h not in names]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=[f"{n}:*" for n in names],
-        allowed_origins=[f"{scheme}://{n}:*" for n in names for scheme in ("http", "https")],
+        allowed_hosts=[f"{n}:*" for n in names] + extra + [f"{h}:*" for h in extra if ":" not in h],
+        allowed_origins=[f"{scheme}://{n}:*" for n in names for scheme in ("http", "https")]
+        + [f"{scheme}://{h}" for h in extra for scheme in ("http", "https")],
     )
 
 
@@ -105,12 +108,25 @@ def mcp_endpoint(server: Server[Deps], manager: StreamableHTTPSessionManager, de
     return fastpath.FastPath(sdk, manager, server, deps, sessions, direct)
 
 
-def build_app(server: Server[Deps], deps: Deps, activity: Activity, host: str, *, fast_path: bool = True) -> Starlette:
-    """The ASGI app; its lifespan runs the MCP session manager. `fast_path=False` leaves every request to the SDK."""
+def build_app(
+    server: Server[Deps],
+    deps: Deps,
+    activity: Activity,
+    host: str,
+    *,
+    fast_path: bool = True,
+    auth: Auth | None = None,
+    url: str = "",
+    allowed_hosts: Sequence[str] = (),
+) -> Starlette:
+    """The ASGI app; its lifespan runs the MCP session manager. `fast_path=False` leaves every request to the SDK.
+
+    With `auth`, /mcp takes only valid bearer tokens and the protected-resource metadata for `url` is served.
+    """
     limits = deps.limits
     manager = StreamableHTTPSessionManager(
         app=server,
-        security_settings=security_settings(host),
+        security_settings=security_settings(host, allowed_hosts),
         max_request_body_size=max(4 << 20, 8 * limits.content_max_bytes),
     )
 
@@ -132,11 +148,13 @@ def build_app(server: Server[Deps], deps: Deps, activity: Activity, host: str, *
         async with manager.run():
             yield
 
+    endpoint = mcp_endpoint(server, manager, deps, fast_path)
     routes = [
-        Route("/mcp", endpoint=_Tracked(mcp_endpoint(server, manager, deps, fast_path), activity, deps)),
+        Route("/mcp", endpoint=_Tracked(endpoint if auth is None else auth.protect(endpoint, url), activity, deps)),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *(auth.routes(url) if auth is not None else ()),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -94,6 +94,7 @@ def spawn(data: DataDir, idle_exit: float) -> subprocess.Popen[bytes]:
     """Start `handoff serve` on a free loopback port, detached, logging to ``engine.log``."""
     argv = [sys.executable, "-m", "handoff", "serve", "--data-dir", str(data.root), "--port", "0"]
     argv += ["--idle-exit", str(idle_exit), "--local-secret"]
+    argv += ["--auth", "none"]  # its callers are stdio relays on loopback: a HANDOFF_AUTH for serve must not bar them
     with data.engine_log.open("ab") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
 

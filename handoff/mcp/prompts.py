@@ -10,6 +10,7 @@ from mcp.shared.exceptions import MCPError
 
 from handoff.kernel.package import PackageEntry
 from handoff.mcp.deps import Deps
+from handoff.mcp.visibility import visible
 from projections.views import HandoffView
 
 NAME = "continue_from_handoff"
@@ -89,7 +90,7 @@ async def on_get(ctx: ServerRequestContext[Deps], params: types.GetPromptRequest
     if not hid:
         raise MCPError(code=types.INVALID_PARAMS, message="handoffId is required")
     deps = ctx.lifespan_context
-    view = await deps.reads.handoff(hid)
+    view = await visible(deps).handoff(hid)
     if view is None:
         raise MCPError(
             code=types.INVALID_PARAMS, message=f"handoff {hid!r} does not exist", data={"code": "HANDOFF_NOT_FOUND"}

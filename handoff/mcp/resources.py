@@ -13,6 +13,7 @@ from mcp.shared.uri_template import UriTemplate
 from handoff.mcp import present
 from handoff.mcp.deps import Deps
 from handoff.mcp.subscriptions import SESSIONS_URI
+from handoff.mcp.visibility import visible
 
 SESSION = UriTemplate.parse("handoff://sessions/{sessionKey}")
 CONTEXT = UriTemplate.parse("handoff://context/{sessionKey}")
@@ -63,20 +64,20 @@ def _not_found(uri: str) -> MCPError:
 
 
 async def _sessions(deps: Deps) -> dict[str, Any]:
-    page = await deps.reads.list_sessions(None, None, LIST_LIMIT, None)
+    page = await visible(deps).list_sessions(None, None, LIST_LIMIT, None)
     return {"sessions": page.items, "nextCursor": page.next_cursor}
 
 
 async def _session(deps: Deps, uri: str, key: str) -> dict[str, Any]:
-    view = await deps.reads.session(key)
+    view = await visible(deps).session(key)
     if view is None:
         raise _not_found(uri)
     return {"session": view}
 
 
 async def _context(deps: Deps, uri: str, key: str) -> dict[str, Any]:
-    view = await deps.reads.session(key)
-    summary = await deps.reads.summary(key)
+    view = await visible(deps).session(key)
+    summary = None if view is None else await deps.reads.summary(key)
     if view is None or summary is None:
         raise _not_found(uri)
     entries, after = await deps.reads.context(key, 0, deps.limits.page_max)
@@ -84,14 +85,16 @@ async def _context(deps: Deps, uri: str, key: str) -> dict[str, Any]:
 
 
 async def _handoff(deps: Deps, uri: str, hid: str) -> dict[str, Any]:
-    view = await deps.reads.handoff(hid)
+    view = await visible(deps).handoff(hid)
     if view is None:
         raise _not_found(uri)
     entries = await deps.reads.package_entries(view)
     return {"handoff": present.handoff_view(view), "package": present.package_out(view.package, entries)}
 
 
-async def _inbox(deps: Deps, agent: str) -> dict[str, Any]:
+async def _inbox(deps: Deps, uri: str, agent: str) -> dict[str, Any]:
+    if not visible(deps).inbox(agent):
+        raise _not_found(uri)
     page = await deps.reads.list_handoffs(agent, None, "pending", deps.limits.page_max, None)
     handoffs = [present.handoff_view(v) for v in page.items]
     return {"agentId": agent, "handoffs": handoffs, "nextCursor": page.next_cursor}
@@ -110,7 +113,7 @@ async def read(deps: Deps, uri: str) -> dict[str, Any]:
     if (m := HANDOFF.match(uri)) is not None:
         return await _handoff(deps, uri, str(m["handoffId"]))
     if (m := INBOX.match(uri)) is not None:
-        return await _inbox(deps, str(m["agentId"]))
+        return await _inbox(deps, uri, str(m["agentId"]))
     raise _not_found(uri)
 
 
@@ -137,6 +140,8 @@ async def on_read(ctx: ServerRequestContext[Deps], params: types.ReadResourceReq
 
 async def on_subscribe(ctx: ServerRequestContext[Deps], params: types.SubscribeRequestParams) -> types.EmptyResult:
     """``resources/subscribe`` (2025-11-25 era; 2026-07-28 clients use ``subscriptions/listen``)."""
+    if not await visible(ctx.lifespan_context).uri(params.uri):
+        raise _not_found(params.uri)
     await ctx.lifespan_context.notifier.subscribe(ctx.session, params.uri)
     return types.EmptyResult()
 
@@ -145,3 +150,15 @@ async def on_unsubscribe(ctx: ServerRequestContext[Deps], params: types.Unsubscr
     """``resources/unsubscribe``."""
     ctx.lifespan_context.notifier.unsubscribe(ctx.session, params.uri)
     return types.EmptyResult()
+
+
+async def on_listen(
+    ctx: ServerRequestContext[Deps], params: types.SubscriptionsListenRequestParams
+) -> types.SubscriptionsListenResult:
+    """``subscriptions/listen`` (2026-07-28): the SDK's stream, for resources the caller may read."""
+    deps = ctx.lifespan_context
+    reads = visible(deps)
+    for uri in params.notifications.resource_subscriptions or ():
+        if not await reads.uri(uri):
+            raise _not_found(uri)
+    return await deps.notifier.listen(ctx, params)

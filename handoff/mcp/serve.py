@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp
 
 from handoff.config import DataDir, Env, try_exclusive, tune_gc_for_serving
 from handoff.mcp import http, launch, localtrust
+from handoff.mcp.auth import Auth
 from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server
 
@@ -43,20 +45,35 @@ def _idle_policy(data: DataDir, activity: http.Activity, idle_exit: float) -> Ca
 
 
 async def serve_http(
-    backend: AbstractAsyncContextManager[Deps], data: DataDir, ns: argparse.Namespace, env: Env
+    backend: AbstractAsyncContextManager[Deps],
+    data: DataDir,
+    ns: argparse.Namespace,
+    env: Env,
+    auth: Auth | None = None,
 ) -> None:
     """Serve MCP over HTTP at ``--host``/``--port`` until stopped (or idle for ``--idle-exit``)."""
-    async with backend as deps:
+    tokens = auth.lifespan if auth is not None and auth.lifespan is not None else contextlib.nullcontext()
+    async with backend as deps, tokens:
         activity = http.Activity()
-        app: ASGIApp = http.build_app(build_server(deps), deps, activity, ns.host, fast_path=env.fast_path)
+        sock = http.bind(ns.host, ns.port)
+        app: ASGIApp = http.build_app(
+            build_server(deps),
+            deps,
+            activity,
+            ns.host,
+            fast_path=env.fast_path,
+            auth=auth,
+            url=http.url_of(sock),
+            allowed_hosts=ns.allowed_host,
+        )
         if ns.local_secret:
             app = localtrust.guard(app, localtrust.read_secret(data.secret))
-        sock = http.bind(ns.host, ns.port)
         tune_gc_for_serving()
 
         def started(url: str) -> None:
             launch.advertise(data, url)
             where = {"url": url, "dataDir": str(data.root), "pid": os.getpid(), "fastPath": env.fast_path}
+            where["auth"] = "none" if auth is None else type(auth.verifier).__name__
             log.info("serving MCP over HTTP", extra=where)
 
         idle = None if ns.idle_exit is None else _idle_policy(data, activity, ns.idle_exit)

@@ -61,7 +61,7 @@ def build_server(deps: Deps) -> Server[Deps]:
         on_read_resource=resources.on_read,
         on_subscribe_resource=resources.on_subscribe,
         on_unsubscribe_resource=resources.on_unsubscribe,
-        on_subscriptions_listen=deps.notifier.listen,
+        on_subscriptions_listen=resources.on_listen,
         on_list_prompts=prompts.on_list,
         on_get_prompt=prompts.on_get,
     )

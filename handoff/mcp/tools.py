@@ -23,6 +23,7 @@ from handoff.kernel.errors import ERROR_CODES, HandoffError
 from handoff.mcp import args as A
 from handoff.mcp import handlers as H
 from handoff.mcp import results as R
+from handoff.mcp.auth import current_principal
 from handoff.mcp.deps import Deps
 
 Handler = Callable[[Deps, Any], Awaitable[msgspec.Struct]]
@@ -131,6 +132,9 @@ async def run_tool(deps: Deps, name: str, arguments: dict[str, Any] | None) -> t
         raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
     started = time.perf_counter()
     code = "INTERNAL"
+    principal = current_principal()
+    if principal is not None:
+        deps = deps.acting_as(principal)
     try:
         parsed = msgspec.convert(arguments or {}, spec.args)
         result = await spec.handler(deps, parsed)

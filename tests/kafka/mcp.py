@@ -45,7 +45,7 @@ class KafkaMcp:
 
 
 @contextmanager
-def running_kafka_mcp(bootstrap: str, root: Path) -> Iterator[KafkaMcp]:
+def running_kafka_mcp(bootstrap: str, root: Path, *serve_args: str) -> Iterator[KafkaMcp]:
     """Start the worker, then the adapter (ready once every partition has a ready worker); stop both."""
     topics = Topics(f"m{uuid.uuid4().hex[:8]}", 4)
     settings = {"HANDOFF_KAFKA_TOPIC_PREFIX": topics.prefix, "HANDOFF_KAFKA_PARTITIONS": str(topics.partitions)}
@@ -59,7 +59,7 @@ def running_kafka_mcp(bootstrap: str, root: Path) -> Iterator[KafkaMcp]:
         with pytest.MonkeyPatch.context() as mp:  # start_server passes os.environ on to the child
             for name, value in settings.items():
                 mp.setenv(name, value)
-            served = start_server(root / "serve", root / "serve.log", "--kafka", bootstrap)
+            served = start_server(root / "serve", root / "serve.log", "--kafka", bootstrap, *serve_args)
         try:
             yield KafkaMcp(served, worker, worker_log, topics)
         finally:

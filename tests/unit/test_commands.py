@@ -29,15 +29,15 @@ def _names(struct: type[msgspec.Struct]) -> set[str]:
 
 
 @pytest.mark.parametrize("args", SESSION_ARGS, ids=lambda a: a.__name__)
-def test_a_session_tools_command_has_exactly_its_arguments(args):
+def test_a_session_tools_command_has_exactly_its_arguments_and_the_principal(args):
     assert issubclass(COMMAND_OF[args], args)
-    assert _names(COMMAND_OF[args]) == _names(args)
+    assert _names(COMMAND_OF[args]) - _names(args) == {"principal"}  # set by the adapter, never by a client
 
 
 @pytest.mark.parametrize("args", HANDOFF_ARGS, ids=lambda a: a.__name__)
 def test_a_handoff_tools_command_adds_only_the_session_it_is_addressed_to(args):
     assert issubclass(COMMAND_OF[args], args)
-    assert _names(COMMAND_OF[args]) - _names(args) == {"session_key"}
+    assert _names(COMMAND_OF[args]) - _names(args) == {"session_key", "principal"}
 
 
 def test_a_handoff_tools_arguments_become_a_command_addressed_to_the_given_session():
@@ -51,7 +51,7 @@ def test_a_session_tools_arguments_become_its_command_unchanged():
     args = C.UpdateContextArgs(session_key="s1", context_type="task", content="x", expected_version=3)
     command = C.command_of(args)
     assert type(command) is C.AppendContext
-    assert msgspec.structs.asdict(command) == msgspec.structs.asdict(args)
+    assert msgspec.structs.asdict(command) == {**msgspec.structs.asdict(args), "principal": None}
 
 
 def test_the_limits_of_a_handoff_tools_arguments_are_checked_before_its_session_is_known():
