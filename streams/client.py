@@ -70,8 +70,11 @@ class _Retry(Exception):
 class KafkaService:
     """The ports over Kafka and the workers' query endpoints."""
 
-    def __init__(self, bootstrap: str, *, topics: Topics | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self, bootstrap: str, *, topics: Topics | None = None, timeout: float = 10.0, kafka_accel: bool = True
+    ) -> None:
         self.bootstrap = bootstrap
+        self.kafka_accel = kafka_accel  # False: HANDOFF_KAFKA_ACCEL=0 (see handoff.accel)
         self.topics = topics or Topics()
         self.timeout = timeout
         # Commands carry a decideBy this long before the wait ends: time for the commit and the reply to
@@ -99,7 +102,7 @@ class KafkaService:
 
     async def start(self) -> None:
         """Create topics if needed, connect, and start following replies and worker announcements."""
-        await ensure_topics(self.bootstrap, self.topics)
+        await ensure_topics(self.bootstrap, self.topics, accel=self.kafka_accel)
         self._producer = await self._new_producer()
         self._replies = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, isolation_level="read_committed",
@@ -462,5 +465,5 @@ class KafkaService:
         for listener in self._listeners:
             try:
                 listener(change)
-            except Exception:  # noqa: BLE001 - a listener must not stop the feed
+            except Exception:  # a listener must not stop the feed
                 log.exception("change listener failed")

@@ -29,7 +29,6 @@ from typing import IO, Any, TypeVar
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import errors as Errors
-from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import TopicPartition
 
 from handoff import logs
@@ -46,7 +45,7 @@ from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.types import Limits
 from handoff.metrics import CONTENT_TYPE
 from streams.decider import Decider, Incoming
-from streams.logreader import fetch_committed
+from streams.fetch import fetch_committed, open_fetcher
 from streams.metrics import PartitionState, WorkerMetrics
 from streams.partition import EventRecord, PartitionStore
 from streams.queryapi import QueryApi
@@ -85,6 +84,7 @@ class WorkerConfig:
     # 1.7 s to 0.4-0.5 s, at the same maximum (see `--transactions`).
     transactions: int = 4
     connect_timeout: float = 30.0  # seconds to reach Kafka and join at start-up (HANDOFF_KAFKA_CONNECT_TIMEOUT)
+    kafka_accel: bool = True  # HANDOFF_KAFKA_ACCEL=0: aiokafka's public API only (see handoff.accel)
 
 
 @dataclass
@@ -184,14 +184,13 @@ class Worker:
         """Create topics, serve queries, join the group and start deciding."""
         cfg = self.config
         self._held = hold_data_dir(cfg.data_dir)  # before joining the group: a refused worker takes nothing
-        await ensure_topics(cfg.bootstrap, self.topics, group=self.topics.group)
+        await ensure_topics(cfg.bootstrap, self.topics, group=self.topics.group, accel=cfg.kafka_accel)
         await self._serve_http()
         self._events = AIOKafkaConsumer(  # only asked for offsets (read_committed: last stable offsets)
             bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed",
         )  # fmt: skip
         await self._events.start()
-        self._fetching = AIOKafkaClient(bootstrap_servers=cfg.bootstrap, client_id=f"{self.worker_id}-prepare")
-        await self._fetching.bootstrap()
+        self._fetching = await open_fetcher(cfg.bootstrap, accel=cfg.kafka_accel, client_id=f"{self.worker_id}-prepare")
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap, group_id=self.topics.group, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
@@ -317,7 +316,7 @@ class Worker:
             await _stop_quietly(producer)
             log.info("partition revoked while it was prepared", extra={"workerId": self.worker_id, "partition": p})
             return False
-        part.decider = Decider(part.store, producer, self.topics, self.metrics)
+        part.decider = Decider(part.store, producer, self.topics, self.metrics, accel=cfg.kafka_accel)
         part.queue = []
         part.ready = True
         self._consumer.resume(tp)
@@ -442,7 +441,7 @@ class Worker:
                     async with decider.lock:
                         if records and part.decider is decider and part.ready:
                             await decider.process(records)
-            except Exception:  # noqa: BLE001 - a Kafka failure: re-prepare the partition, never die
+            except Exception:  # a Kafka failure: re-prepare the partition, never die
                 self.metrics.failures.inc()
                 log.exception("deciding failed; preparing the partition again", extra={"partition": p})
                 await self._unready(p)
@@ -465,7 +464,7 @@ class Worker:
             await self._consumer.commit(offsets)
         except Errors.KafkaError as exc:  # a rebalance moved partitions meanwhile, or the broker is away
             log.debug("committing decided positions as group offsets failed", extra={"error": repr(exc)})
-        except Exception:  # noqa: BLE001 - best effort for lag tools: log it, not an unretrieved task exception
+        except Exception:  # best effort for lag tools: log it, not an unretrieved task exception
             log.warning("committing decided positions as group offsets failed", exc_info=True)
 
     async def _unready(self, p: int) -> None:
@@ -487,7 +486,7 @@ class Worker:
             try:
                 if await self._prepare(p):
                     self.pending.discard(p)
-            except Exception:  # noqa: BLE001 - the broker may be away: try again on the next round
+            except Exception:  # the broker may be away: try again on the next round
                 log.warning("preparing partition %d failed; retrying", p, exc_info=True)
                 await asyncio.sleep(0.5)
 
@@ -585,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap=ns.kafka, data_dir=data_dir, web_host=ns.web_host, web_port=ns.web_port,
         advertised_url=ns.advertised_url,
         topics=Topics(ns.topic_prefix, ns.partitions), worker_id=worker_id, transactions=ns.transactions,
-        connect_timeout=kafka_connect_timeout(os.environ),
+        connect_timeout=kafka_connect_timeout(os.environ), kafka_accel=env.kafka_accel,
     )  # fmt: skip
     try:
         asyncio.run(run_worker(config))

@@ -43,7 +43,7 @@ def _rocks(db: Path, *, read_only: bool = False) -> RocksKeyValue:
     """The RocksDB store at `db`; OSError saying why when it cannot be opened."""
     try:
         return RocksKeyValue(str(db), read_only=read_only)
-    except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception (a lock, a corrupt file)
+    except Exception as exc:  # rocksdict raises a bare Exception (a lock, a corrupt file)
         hint = "; an engine has it open: stop it first" if "lock" in str(exc).lower() else ""
         raise OSError(f"cannot open the store at {db}: {exc}{hint}") from exc
 
@@ -151,7 +151,7 @@ def run_export(ns: argparse.Namespace, env: Env) -> int:
         lines = export_kafka(ns.kafka, ns.topic_prefix, ns.session, quiet=ns.out is None)
     else:
         lines = export_lines(_open(ns, env), ns.session, quiet=ns.out is None)
-    out = open(ns.out, "wb") if ns.out else sys.stdout.buffer  # noqa: SIM115 - closed below
+    out = open(ns.out, "wb") if ns.out else sys.stdout.buffer  # closed below
     try:
         for line in lines:
             out.write(line + b"\n")

@@ -34,6 +34,7 @@ from handoff.config import (
     Env,
     KafkaUnreachable,
     kafka_connect_timeout,
+    switched_on,
     try_exclusive,
     tune_gc_for_serving,
 )
@@ -102,6 +103,7 @@ class KafkaSettings:
     bootstrap: str
     topics: Topics
     connect_timeout: float
+    kafka_accel: bool = True
 
 
 @asynccontextmanager
@@ -111,7 +113,7 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
 
     from streams.client import KafkaService
 
-    service = KafkaService(settings.bootstrap, topics=settings.topics)
+    service = KafkaService(settings.bootstrap, topics=settings.topics, kafka_accel=settings.kafka_accel)
     log.info("connecting to Kafka", extra={"bootstrap": settings.bootstrap, "topics": settings.topics.prefix})
     try:
         await asyncio.wait_for(service.start(), settings.connect_timeout)
@@ -156,7 +158,7 @@ async def _serve_http(
 
         idle = None if ns.idle_exit is None else _idle_policy(data, activity, ns.idle_exit)
         try:
-            await http.serve(app, sock, on_started=started, should_stop=idle)
+            await http.serve(app, sock, on_started=started, should_stop=idle, coalesce=env.fast_path)
         finally:
             launch.withdraw(data)
     log.info("stopped")
@@ -213,6 +215,7 @@ def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
             int(environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
         ),
         connect_timeout=kafka_connect_timeout(environ),
+        kafka_accel=switched_on(environ.get("HANDOFF_KAFKA_ACCEL")),
     )
 
 

@@ -35,7 +35,7 @@ from kafka.support import (
 )
 from streams import worker as worker_module
 from streams.client import KafkaService
-from streams.logreader import fetch_committed
+from streams.fetch import fetch_committed
 from streams.partition import PartitionStore
 from streams.topics import Topics
 from streams.worker import Worker, WorkerConfig, hold_data_dir
@@ -169,7 +169,7 @@ async def test_a_partition_revoked_while_it_is_prepared_is_neither_decided_nor_s
 ) -> None:
     topics = Topics(f"r{uuid.uuid4().hex[:8]}", 1)
     catching_up, go_on, prepared = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    catch_up, prepare = Worker._catch_up, Worker._prepare
+    catch_up, prepare = Worker._catch_up, Worker._prepare  # noqa: SLF001 - wrapped to hold a catch-up midway
 
     async def held_catch_up(worker: Worker, store: PartitionStore) -> int:
         catching_up.set()
