@@ -39,6 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, mcp_path: str) -> Iterator[
     root = tmp_path_factory.mktemp("serve")
     env = PUBLIC_PATH if mcp_path == "public" else None
     with running_server(root / "data", root / "server.log", env) as served:
+        if mcp_path == "public":
+            assert "mcp-fast-path" in served.log() and "accelerator off by its switch" in served.log(), served.log()
         yield served
         assert served.proc.poll() is None, f"the server died during the module\n{served.log()}"
 
