@@ -25,18 +25,20 @@ class Accelerator:
     name: str
     tested: Mapping[str, str]
     public_path: str
-    switch: str
+    switch: str | None  # the variable that turns it off (None: only the version gate does)
 
     def __hash__(self) -> int:
         return hash(self.name)
 
 
-_MCP: Final = {"mcp": "2.3.0", "mcp-types": "2.3.0", "starlette": "1.10.0", "pydantic": "2.14.4"}
+# Only the distributions whose private names an accelerator uses, or whose exact output it reproduces:
+# a gate on everything it imports would turn it off for a harmless upgrade of a public API.
+_MCP: Final = {"mcp": "2.3.0", "mcp-types": "2.3.0"}
 _KAFKA: Final = {"aiokafka": "0.14.0"}
 
 MCP_FAST_PATH: Final = Accelerator(
     "mcp-fast-path",
-    {**_MCP, "anyio": "4.16.0", "opentelemetry-api": "1.45.2"},
+    {**_MCP, "sse-starlette": "3.7.0"},  # the SDK's SSE replies are framed by sse-starlette; the fast path copies it
     "every /mcp request goes through the SDK's streamable-HTTP transport",
     "HANDOFF_FAST_PATH",
 )
@@ -48,9 +50,9 @@ UVICORN_COALESCE: Final = Accelerator(
 )
 MCP_SESSION_CLOSE: Final = Accelerator(
     "mcp-session-close",
-    {"mcp": "2.3.0"},
+    _MCP,
     "a 2025-11-25 subscriber that disconnects without unsubscribing is kept (notifying it is a no-op)",
-    "HANDOFF_FAST_PATH",
+    None,
 )
 KAFKA_TXN: Final = Accelerator(
     "kafka-txn",

@@ -77,7 +77,7 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import verify_kafka  # Kafka clients only for --kafka
 
-        report = verify_kafka(ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json)
+        report = verify_kafka(ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json, accel=env.kafka_accel)
     else:
         kv = _open(ns, env)
         report = verify(kv, session=ns.session, scratch=Path(ns.data_dir or env.data_dir), quiet=ns.json)
@@ -113,7 +113,7 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
 
                 result = replay_kafka(
                     ns.kafka, ns.topic_prefix, target, until_version=version, until_time=until_time, quiet=ns.quiet,
-                    jobs=ns.jobs or default_jobs(), scratch=path.parent,
+                    jobs=ns.jobs or default_jobs(), scratch=path.parent, accel=env.kafka_accel,
                 )  # fmt: skip
             else:
                 result = replay(source, target, until_version=version, until_time=until_time, quiet=ns.quiet)
@@ -130,7 +130,8 @@ def run_audit(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import session_stream
 
-        steps = list(trail.timeline_of(ns.session, session_stream(ns.kafka, ns.topic_prefix, ns.session)))
+        stream = session_stream(ns.kafka, ns.topic_prefix, ns.session, accel=env.kafka_accel)
+        steps = list(trail.timeline_of(ns.session, stream))
     else:
         steps = list(trail.timeline(EventLog(_open(ns, env)), ns.session))
     if ns.format == "text":
@@ -148,7 +149,7 @@ def run_export(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import export_kafka
 
-        lines = export_kafka(ns.kafka, ns.topic_prefix, ns.session, quiet=ns.out is None)
+        lines = export_kafka(ns.kafka, ns.topic_prefix, ns.session, quiet=ns.out is None, accel=env.kafka_accel)
     else:
         lines = export_lines(_open(ns, env), ns.session, quiet=ns.out is None)
     out = open(ns.out, "wb") if ns.out else sys.stdout.buffer  # closed below
@@ -168,7 +169,8 @@ def run_import(ns: argparse.Namespace, env: Env) -> int:
         from streams.topics import Topics
 
         with _import_source(ns) as stream:
-            result = import_kafka(ns.kafka, Topics(ns.topic_prefix, ns.partitions), stream, quiet=False)
+            topics = Topics(ns.topic_prefix, ns.partitions)
+            result = import_kafka(ns.kafka, topics, stream, quiet=False, accel=env.kafka_accel)
         already = f" ({result.already:,} more were already there)" if result.already else ""
         print(f"imported {_imported(result)} in {result.seconds:.1f}s{already}")
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import tomllib
@@ -12,6 +13,7 @@ import pytest
 
 from handoff.accel import gate
 from handoff.mcp import http
+from handoff.mcp.subscriptions import Notifier
 from streams.transactions import PublicTransactionalWriter, transactional_writer
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
@@ -57,6 +59,20 @@ def test_with_another_version_the_public_paths_are_the_ones_built(monkeypatch: p
     monkeypatch.setattr(gate, "installed_version", lambda dist: "0.99.0" if dist == "uvicorn" else real(dist))
     assert isinstance(transactional_writer(object(), accel=True), PublicTransactionalWriter)
     assert http._http_protocol(True) == "httptools"  # noqa: SLF001 - the protocol serve hands uvicorn
+
+
+def test_with_another_sdk_a_legacy_subscriber_is_kept_until_it_unsubscribes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = gate.installed_version
+    monkeypatch.setattr(gate, "installed_version", lambda dist: "2.4.0" if dist == "mcp" else real(dist))
+    notifier = Notifier()
+    session, uri = object(), "handoff://sessions/s"  # no connection to hook: the hook must not be tried
+    asyncio.run(notifier.subscribe(session, uri))  # type: ignore[arg-type]
+    assert notifier.subscriber_count() == 1
+    notifier.unsubscribe(session, uri)  # type: ignore[arg-type]
+    assert notifier.subscriber_count() == 0
+    assert any("mcp-session-close" in w and "mcp 2.4.0" in w for w in _accel_warnings(caplog))
 
 
 def test_a_switch_turned_off_is_obeyed_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
