@@ -238,7 +238,7 @@ async def _worker(bootstrap: str, topics: Topics, data_dir: Path, *extra: str) -
         sys.executable, "-m", "handoff", "worker", "--kafka", bootstrap, "--data-dir", str(data_dir),
         "--topic-prefix", topics.prefix, "--partitions", str(topics.partitions), *extra,
     ]  # fmt: skip
-    log = open(data_dir.with_suffix(".log"), "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    log = open(data_dir.with_suffix(".log"), "ab")  # kept open for the child's lifetime
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
         yield proc.pid

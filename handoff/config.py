@@ -26,6 +26,7 @@ class Env:
     kafka_bootstrap: str | None
     log_level: str
     fast_path: bool = True  # HANDOFF_FAST_PATH=0: every /mcp request goes through the SDK
+    kafka_accel: bool = True  # HANDOFF_KAFKA_ACCEL=0: Kafka through aiokafka's public API only
 
 
 KAFKA_UNREACHABLE = (
@@ -59,15 +60,21 @@ def default_data_dir() -> Path:
 
 
 def read_env(environ: Mapping[str, str] | None = None) -> Env:
-    """Settings from the ``HANDOFF_DATA_DIR``, ``_KAFKA_BOOTSTRAP``, ``_LOG_LEVEL`` and ``_FAST_PATH`` variables."""
+    """Settings from the ``HANDOFF_*`` variables: DATA_DIR, KAFKA_BOOTSTRAP, LOG_LEVEL, FAST_PATH, KAFKA_ACCEL."""
     env = os.environ if environ is None else environ
     data_dir = env.get("HANDOFF_DATA_DIR") or None
     return Env(
         data_dir=Path(data_dir).expanduser() if data_dir else default_data_dir(),
         kafka_bootstrap=env.get("HANDOFF_KAFKA_BOOTSTRAP") or None,
         log_level=(env.get("HANDOFF_LOG_LEVEL") or "INFO").upper(),
-        fast_path=(env.get("HANDOFF_FAST_PATH") or "1").strip().lower() not in {"0", "false", "no", "off"},
+        fast_path=switched_on(env.get("HANDOFF_FAST_PATH")),
+        kafka_accel=switched_on(env.get("HANDOFF_KAFKA_ACCEL")),
     )
+
+
+def switched_on(value: str | None) -> bool:
+    """An on/off variable: on unless it says 0, false, no or off."""
+    return (value or "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)

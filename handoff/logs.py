@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
 def _quote(value: object) -> str:
@@ -29,7 +29,7 @@ class KeyValueFormatter(logging.Formatter):
             ("logger", record.name),
             ("msg", record.getMessage()),
         ]
-        pairs += [(k, v) for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")]
+        pairs += [(k, v) for k, v in record.__dict__.items() if k not in STANDARD_ATTRIBUTES and not k.startswith("_")]
         pairs = [(k, v) for k, v in pairs if k != "color_message"]  # uvicorn's ANSI duplicate of msg
         if record.exc_info:
             pairs.append(("exc", self.formatException(record.exc_info)))

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka import errors as Errors
-from aiokafka.client import AIOKafkaClient
 from aiokafka.structs import TopicPartition
 
-from streams.logreader import fetch_committed
+from streams.fetch import fetch_committed, open_fetcher
 from streams.metrics import WorkerMetrics
 from streams.partition import EventRecord, PartitionStore
 
@@ -57,8 +56,7 @@ class LogCatchUp:
             bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed",
         )  # fmt: skip
         await self._events.start()
-        self._fetching = AIOKafkaClient(bootstrap_servers=cfg.bootstrap, client_id=f"{cfg.worker_id}-prepare")
-        await self._fetching.bootstrap()
+        self._fetching = await open_fetcher(cfg.bootstrap, accel=cfg.kafka_accel, client_id=f"{cfg.worker_id}-prepare")
 
     async def close(self) -> None:
         """Disconnect."""

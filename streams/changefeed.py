@@ -86,5 +86,5 @@ class KafkaChangeFeed:
         for listener in self._listeners:
             try:
                 listener(change)
-            except Exception:  # noqa: BLE001 - a listener must not stop the feed
+            except Exception:
                 log.exception("change listener failed")

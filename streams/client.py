@@ -30,8 +30,11 @@ from streams.topics import Topics, ensure_topics
 class KafkaService:
     """The ports over Kafka and the workers' query endpoints."""
 
-    def __init__(self, bootstrap: str, *, topics: Topics | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self, bootstrap: str, *, topics: Topics | None = None, timeout: float = 10.0, kafka_accel: bool = True
+    ) -> None:
         self.bootstrap = bootstrap
+        self.kafka_accel = kafka_accel  # False: HANDOFF_KAFKA_ACCEL=0 (see handoff.accel)
         self.topics = topics or Topics()
         self.timeout = timeout
         self.directory = WorkerDirectory(bootstrap, self.topics)
@@ -44,7 +47,7 @@ class KafkaService:
 
     async def start(self) -> None:
         """Create topics if needed, connect, and start following replies and worker announcements."""
-        await ensure_topics(self.bootstrap, self.topics)
+        await ensure_topics(self.bootstrap, self.topics, accel=self.kafka_accel)
         await self.bus.start()
         await self.directory.start()
         await self.reads.start()

@@ -1,12 +1,13 @@
 """The decider of one partition: command records in, one Kafka transaction out.
 
 For a batch of command records of partition p it decides every command with the embedded engine's
-public `decide_batch` (the same kernel and projections, nothing re-implemented), then, in ONE transaction
-of the partition's transactional producer (sent by `streams.txn`), appends the events to
-``handoff.events`` (partition p), sends the replies and dead letters, and records the partition's
-decided position (the next command offset) on ``handoff.progress``. Only after the transaction
-commits are the decided state and views written to the local store, and the engine told with
-`apply_committed` (see `handoff.engine.engine`).
+`decide_batch` (the same kernel and projections, nothing re-implemented), then, in ONE transaction
+of the partition's transactional producer (`streams.transactions`: aiokafka's public API, or the
+hand-sent accelerator), appends the events to ``handoff.events`` (partition p), sends the replies
+and dead letters, and records the partition's decided position (the next command offset) on
+``handoff.progress`` (the public path also commits it as the group's offset, in the transaction).
+Only after the transaction commits are the decided state and views written to the local store, and
+the engine told with `apply_committed` (see `handoff.engine.engine`).
 
 Why this cannot fork a session's hash chain: partition p's events are only ever appended under the
 transactional id of partition p, and a new owner's `init_transactions` fences every earlier
@@ -37,7 +38,7 @@ from streams.metrics import WorkerMetrics
 from streams.partition import DECIDED_KEY, HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_entry
 from streams.records import CommandRecord, Reply, decode_command, encode_reply, error_body
 from streams.topics import Topics
-from streams.txn import TransactionalWriter
+from streams.transactions import transactional_writer
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,18 @@ class Decider:
     """Decides the command records of one partition it owns."""
 
     def __init__(
-        self, store: PartitionStore, producer: Any, topics: Topics, metrics: WorkerMetrics | None = None
+        self,
+        store: PartitionStore,
+        producer: Any,
+        topics: Topics,
+        metrics: WorkerMetrics | None = None,
+        *,
+        accel: bool = True,
     ) -> None:
+        """`accel=False` (``HANDOFF_KAFKA_ACCEL=0``): transactions through aiokafka's public API only."""
         self.store = store
         self.producer = producer
-        self.writer = TransactionalWriter(producer)
+        self.writer = transactional_writer(producer, accel=accel)
         self.topics = topics
         self.metrics = metrics
         self.partition = store.partition
@@ -101,7 +109,7 @@ class Decider:
             batch = self._decide(records, plan)
         except HandoffError:
             raise
-        except Exception:  # noqa: BLE001 - the per-message guard: isolate the record that breaks deciding
+        except Exception:  # the per-message guard: isolate the record that breaks deciding
             if len(records) > 1:
                 for record in records:
                     await self.process([record])
@@ -223,6 +231,7 @@ class Decider:
         # The decided position is a record of the same transaction (not a consumer-group offset commit,
         # which would add AddOffsetsToTxn and TxnOffsetCommit round trips to every batch).
         txn.append(topics.progress, p, b"%d" % p, b"%d" % (last_offset + 1))
+        txn.consumed(topics.group, TopicPartition(topics.commands, p), last_offset + 1)
         with Stopwatch(self._sync_seconds):
             last = await txn.commit()
         # Committed: the store follows. Its decided-commands mark is what read-your-writes waits on.

@@ -92,7 +92,7 @@ class Dispatcher:
                     async with decider.lock:
                         if records and part.decider is decider and part.ready:
                             await decider.process(records)
-            except Exception:  # noqa: BLE001 - a Kafka failure: re-prepare the partition, never die
+            except Exception:
                 self.metrics.failures.inc()
                 log.exception("deciding failed; preparing the partition again", extra={"partition": p})
                 await self.partitions.unready(p)
@@ -115,5 +115,5 @@ class Dispatcher:
             await self.partitions.consumer.commit(offsets)
         except Errors.KafkaError as exc:  # a rebalance moved partitions meanwhile, or the broker is away
             log.debug("committing decided positions as group offsets failed", extra={"error": repr(exc)})
-        except Exception:  # noqa: BLE001 - best effort for lag tools: log it, not an unretrieved task exception
+        except Exception:
             log.warning("committing decided positions as group offsets failed", exc_info=True)

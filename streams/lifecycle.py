@@ -187,7 +187,7 @@ class Partitions:
             try:
                 if await self._prepare(p):
                     self.pending.discard(p)
-            except Exception:  # noqa: BLE001 - the broker may be away: try again on the next round
+            except Exception:
                 log.warning("preparing partition %d failed; retrying", p, exc_info=True)
                 await asyncio.sleep(0.5)
 
@@ -216,7 +216,7 @@ class Partitions:
             log.info("partition revoked while it was prepared", extra=where)
             return False
         self.metrics.business.track(p, counts)
-        part.decider = Decider(part.store, producer, self.topics, self.metrics)
+        part.decider = Decider(part.store, producer, self.topics, self.metrics, accel=self.config.kafka_accel)
         part.queue = []
         part.ready = True
         self.consumer.resume(tp)

@@ -5,10 +5,8 @@ appends in transactions: an aborted one must not count). Its iterators are plain
 audit tools check and fold a Kafka log with the same code that checks and folds the embedded store.
 Each read goes from the beginning of a partition to the end offset taken when the read starts.
 
-Records are read with plain Fetch requests (`fetch_committed`), not through aiokafka's consumer: its
-fetcher turns every record into a `ConsumerRecord` on the way, which cost several times what a replay
-spends reading the bytes. The read_committed rules are the consumer's: the broker answers up to the last
-stable offset, control batches are skipped, and batches of aborted transactions are dropped.
+Records come from a `streams.fetch` fetcher: plain Fetch requests (an accelerator) unless it is
+switched off (``accel=False``) or its gate refuses, then the public consumer.
 """
 
 from __future__ import annotations
@@ -24,21 +22,14 @@ from typing import Any, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
-from aiokafka import errors as Errors
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
-from aiokafka.protocol.fetch import FetchRequest
-from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
-from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
+from streams.fetch import Fetcher, fetch_committed, open_fetcher
 from streams.topics import Topics
 
 T = TypeVar("T")
-
-READ_COMMITTED = 1
-FETCH_BYTES = 16 << 20  # per request: a replay reads whole partitions
 
 
 @dataclass(frozen=True)
@@ -69,12 +60,14 @@ class PartitionDigest:
 class LogReader:
     """Synchronous reads of a deployment's topics (one per audit command; close it, or use ``with``)."""
 
-    def __init__(self, bootstrap: str, prefix: str = "handoff") -> None:
+    def __init__(self, bootstrap: str, prefix: str = "handoff", *, accel: bool = True) -> None:
+        """`accel=False` (``HANDOFF_KAFKA_ACCEL=0``): records through the public consumer only."""
         self.bootstrap = bootstrap
         self.prefix = prefix
+        self.accel = accel
         self._loop = asyncio.new_event_loop()
         self._consumer: Any = None
-        self._client: Any = None
+        self.fetcher: Fetcher | None = None
         self.topics = Topics(prefix)
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
@@ -98,12 +91,7 @@ class LogReader:
         return self.topics
 
     async def _connect(self) -> Any:
-        self._client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=15_000)
-        try:
-            await self._client.bootstrap()
-        except BaseException:
-            await self._client.close()
-            raise
+        self.fetcher = await open_fetcher(self.bootstrap, accel=self.accel, request_timeout_ms=15_000)
         # Only asked for end offsets (read_committed: the last stable ones); records come from `fetch_committed`.
         # aiokafka clients are made inside the loop they run on.
         consumer = AIOKafkaConsumer(
@@ -132,8 +120,8 @@ class LogReader:
         """Disconnect and close the loop."""
         if self._consumer is not None:
             self.run(self._consumer.stop())
-        if self._client is not None:
-            self.run(self._client.close())
+        if self.fetcher is not None:
+            self.run(self.fetcher.close())
         self._loop.close()
 
     def __enter__(self) -> LogReader:
@@ -168,7 +156,8 @@ class LogReader:
 
     def _chunks(self, partition: int, end: int, topic: str | None) -> Iterator[list[Any]]:
         """The fetched records of a partition up to `end`, a fetch response at a time."""
-        fetches = fetch_committed(self._client, TopicPartition(topic or self.topics.events, partition), 0, end)
+        assert self.fetcher is not None, "open the reader first"
+        fetches = fetch_committed(self.fetcher, TopicPartition(topic or self.topics.events, partition), 0, end)
         try:
             while (chunk := self.run(_next(fetches))) is not None:
                 yield chunk
@@ -191,79 +180,6 @@ class LogReader:
         return sorted(set(urls.values()))
 
 
-async def fetch_committed(
-    client: AIOKafkaClient, tp: TopicPartition, start: int, end: int, max_bytes: int = FETCH_BYTES
-) -> AsyncGenerator[list[Any], None]:
-    """The committed records of `tp` from offset `start` up to `end` (exclusive), a fetch response at a time.
-
-    Each record has ``offset``, ``key``, ``value`` and ``headers``. `end` must not pass the last stable offset
-    (take it from a read_committed ``end_offsets``), or this waits for it.
-    """
-    reading = _Committed(start, end)
-    attempts = 0
-    await client.add_topic(tp.topic)
-    while reading.offset < end:
-        node = client.cluster.leader_for_partition(tp)
-        error: type[KafkaError] | None = Errors.NotLeaderForPartitionError
-        if node is not None and node >= 0:
-            request = FetchRequest(
-                500, 1, max_bytes, READ_COMMITTED, [(tp.topic, [(tp.partition, reading.offset, max_bytes)])]
-            )
-            error, chunk = reading.take(await client.send(node, request))
-        if error is not None:
-            if not error.retriable or attempts >= 50:
-                raise error(f"fetching {tp} at offset {reading.offset}")
-            attempts += 1
-            await client.force_metadata_update()
-            await asyncio.sleep(0.1)
-            continue
-        attempts = 0
-        if chunk:
-            yield chunk
-
-
-class _Committed:
-    """What a read_committed consumer keeps of one partition's fetched batches, and where it stands."""
-
-    def __init__(self, offset: int, end: int) -> None:
-        self.offset, self.end = offset, end
-        self.aborted_producers: set[int] = set()
-
-    def take(self, response: Any) -> tuple[type[KafkaError] | None, list[Any]]:
-        """The error of a fetch response, or its committed records below the end (moving the offset on)."""
-        chunk: list[Any] = []
-        for _, partitions in response.topics:
-            for _, error_code, _, *data in partitions:
-                error = Errors.for_code(error_code)
-                if error is not Errors.NoError:
-                    return error, []
-                # v4: [lso, aborted, records]; v5+: [lso, log_start, aborted, (preferred replica,) records]
-                aborted = sorted((data[1] if response.API_VERSION == 4 else data[2]) or [], key=lambda a: a[1])
-                records = MemoryRecords(data[-1])
-                while records.has_next():
-                    batch = records.next_batch()
-                    if batch is None:  # cut off at the end of the response: fetched again next time
-                        break
-                    if self._kept(batch, aborted):
-                        if self.offset <= batch.base_offset and batch.next_offset <= self.end:
-                            chunk.extend(batch)  # the whole batch lies inside the range: the usual case
-                        else:
-                            chunk.extend(r for r in batch if self.offset <= r.offset < self.end)
-                    self.offset = batch.next_offset
-        return None, chunk
-
-    def _kept(self, batch: Any, aborted: list[Any]) -> bool:
-        if batch.producer_id is None or batch.producer_id < 0:
-            return not batch.is_control_batch
-        while aborted and aborted[0][1] <= batch.base_offset:
-            self.aborted_producers.add(aborted.pop(0)[0])
-        if batch.is_control_batch:
-            if ControlRecord.parse(next(batch).key) == ABORT_MARKER:
-                self.aborted_producers.discard(batch.producer_id)
-            return False
-        return not (batch.is_transactional and batch.producer_id in self.aborted_producers)
-
-
 async def _next(records: AsyncGenerator[list[Any], None]) -> list[Any] | None:
     return await anext(records, None)
 
@@ -273,7 +189,7 @@ def live_workers(urls: list[str], timeout: float = 3.0) -> list[str]:
     alive = []
     for url in urls:
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:  # noqa: S310 - http only
+            with urllib.request.urlopen(f"{url}/health", timeout=timeout) as resp:  # http only
                 json.load(resp)
         except (OSError, ValueError):
             continue
@@ -292,7 +208,7 @@ def view_digests(
             f"{url}/q", data=body, method="POST", headers={"Content-Type": "application/msgpack"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - http only
+            with urllib.request.urlopen(request, timeout=timeout) as resp:  # http only
                 answer = msgspec.msgpack.decode(resp.read())
         except (OSError, msgspec.DecodeError):
             continue

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
-from aiokafka.protocol.offset import OffsetRequest
+
+from handoff.accel import gate
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ GROUP_ID = "handoff.deciders"
 # a short one is a busy loop: at 10-20 ms an idle adapter used 11% of a core and an idle worker 6%,
 # and the broker 9-14% serving them. At 500 ms: 2%, 1% and 3-4%, with the same reply latency.
 LONG_POLL_MS = 500
-
-LATEST = -1  # ListOffsets: the end of the partition
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -110,10 +109,11 @@ class Topics:
         ]
 
 
-async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = None) -> None:
+async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = None, accel: bool = True) -> None:
     """Create the topics that do not exist yet (idempotent); refuse a mismatched partition count.
 
     With `group`, also wait until the broker can coordinate that consumer group (see `_until_coordinator`).
+    `accel=False` (``HANDOFF_KAFKA_ACCEL=0``): wait for the topics' leaders only (see `_until_open`).
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
@@ -129,7 +129,8 @@ async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = N
                 log.info("created topics", extra={"topics": [t.name for t in missing]})
         # All of them, not only those created here: a worker or adapter starting at the same moment may have
         # created them a moment ago (when they are open, one round of requests says so).
-        partitions = await _until_open(admin, [spec.name for spec in topics.specs()])
+        probe = gate.enabled(gate.KAFKA_OPEN_PROBE, accel)
+        partitions = await _until_open(admin, [spec.name for spec in topics.specs()], probe=probe)
         counts = {name: partitions.get(name, 0) for name in (topics.commands, topics.events)}
         if set(counts.values()) != {topics.partitions}:
             raise RuntimeError(f"partition counts {counts} differ from the configured {topics.partitions}")
@@ -158,21 +159,21 @@ async def _until_coordinator(admin: AIOKafkaAdminClient, group: str, attempts: i
         await asyncio.sleep(0.1)
 
 
-async def _until_open(admin: AIOKafkaAdminClient, names: list[str], attempts: int = 100) -> dict[str, int]:
-    """Wait (up to ~10 s) until the broker answers ListOffsets for every partition of the topics `names`.
+async def _until_open(
+    admin: AIOKafkaAdminClient, names: list[str], attempts: int = 100, *, probe: bool = True
+) -> dict[str, int]:
+    """Wait (up to ~10 s) until every partition of the topics `names` has a leader that has opened it.
 
     Returns each topic's partition count as last described (a new topic's metadata shows its
     partitions a moment after it is created, so this wait covers that too).
 
-    The controller names a new partition's leader a moment before that broker has opened it; a
-    consumer asking for offsets then gets NOT_LEADER_OR_FOLLOWER, which aiokafka logs as an ERROR
-    before it retries. Waiting here keeps a deployment's first start free of such false alarms;
-    if the partitions are still not open after the wait, the consumers' own retries take over.
+    With `probe`, "opened" is asked of each leader (`handoff.accel.kafka_open_probe`), which keeps a
+    first start free of a consumer's false alarms; without it, a leader named counts as open. If the
+    partitions are still not open after the wait, the consumers' own retries take over.
     """
-    client = admin._client  # the admin client has no ListOffsets; its connection does
     counts: dict[str, int] = {}
     for _ in range(attempts):
-        asked: dict[int, dict[str, list[tuple[int, int]]]] = {}  # leader -> topic -> [(partition, LATEST)]
+        asked: dict[int, dict[str, list[int]]] = {}  # leader -> topic -> partitions
         ready = True
         for topic in await admin.describe_topics(names):
             counts[topic["topic"]] = len(topic["partitions"])
@@ -182,10 +183,11 @@ async def _until_open(admin: AIOKafkaAdminClient, names: list[str], attempts: in
                     ready = False
                 else:
                     by_topic = asked.setdefault(part["leader"], {})
-                    by_topic.setdefault(topic["topic"], []).append((part["partition"], LATEST))
-        for node, topics in asked.items():
-            response = await client.send(node, OffsetRequest(-1, 0, list(topics.items())))
-            ready &= all(part[1] == 0 for _, parts in response.topics for part in parts)
+                    by_topic.setdefault(topic["topic"], []).append(part["partition"])
+        if ready and probe:
+            from handoff.accel.kafka_open_probe import all_open  # only now: it uses this aiokafka's internals
+
+            ready = await all_open(admin, asked)
         if ready:
             return counts
         await asyncio.sleep(0.1)

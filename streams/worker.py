@@ -53,6 +53,7 @@ class WorkerConfig:
     session_timeout_ms: int = 6000
     max_batch: int = 500  # command records per transaction
     max_queued: int = 5000  # consumed records waiting for a decider, over all partitions
+    kafka_accel: bool = True  # HANDOFF_KAFKA_ACCEL=0: aiokafka's public API only (see handoff.accel)
     # Partitions whose transactions may be open at once; the others queue and go next with bigger
     # batches. Eight small transactions at once made each wait on the others at the broker: with at
     # most four, bench.kafka's p50 at half load fell from 153 to 92 ms and its p99 at full load from
@@ -133,7 +134,7 @@ class Worker:
         """Create topics, serve queries, join the group and start deciding."""
         cfg = self.config
         self._held = hold_data_dir(cfg.data_dir)  # before joining the group: a refused worker takes nothing
-        await ensure_topics(cfg.bootstrap, self.topics, group=self.topics.group)
+        await ensure_topics(cfg.bootstrap, self.topics, group=self.topics.group, accel=cfg.kafka_accel)
         self.url = await self.endpoint.start(cfg.web_host, cfg.web_port, cfg.advertised_url)
         await self.partitions.start()
         self._announcer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap, enable_idempotence=True, acks="all")

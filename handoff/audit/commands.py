@@ -44,7 +44,7 @@ def _rocks(db: Path, *, read_only: bool = False) -> RocksKeyValue:
     """The RocksDB store at `db`; OSError saying why when it cannot be opened."""
     try:
         return RocksKeyValue(str(db), read_only=read_only)
-    except Exception as exc:  # noqa: BLE001 - rocksdict raises a bare Exception (a lock, a corrupt file)
+    except Exception as exc:  # rocksdict raises a bare Exception (a lock, a corrupt file)
         hint = "; an engine has it open: stop it first" if "lock" in str(exc).lower() else ""
         raise OSError(f"cannot open the store at {db}: {exc}{hint}") from exc
 
@@ -79,7 +79,7 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import kafka_departures, verify_kafka  # Kafka clients only for --kafka
 
-        report = verify_kafka(ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json)
+        report = verify_kafka(ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json, accel=env.kafka_accel)
         gone = kafka_departures(ns.kafka, ns.topic_prefix, anchored) if anchored is not None else []
     else:
         kv = _open(ns, env)
@@ -156,7 +156,7 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
 
                 result = replay_kafka(
                     ns.kafka, ns.topic_prefix, target, until_version=version, until_time=until_time, quiet=ns.quiet,
-                    jobs=ns.jobs or default_jobs(), scratch=path.parent,
+                    jobs=ns.jobs or default_jobs(), scratch=path.parent, accel=env.kafka_accel,
                 )  # fmt: skip
             else:
                 result = replay(source, target, until_version=version, until_time=until_time, quiet=ns.quiet)
@@ -173,7 +173,8 @@ def run_audit(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import session_stream
 
-        steps = list(trail.timeline_of(ns.session, session_stream(ns.kafka, ns.topic_prefix, ns.session)))
+        stream = session_stream(ns.kafka, ns.topic_prefix, ns.session, accel=env.kafka_accel)
+        steps = list(trail.timeline_of(ns.session, stream))
     else:
         steps = list(trail.timeline(EventLog(_open(ns, env)), ns.session))
     if ns.format == "text":
@@ -191,10 +192,10 @@ def run_export(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import export_kafka
 
-        lines = export_kafka(ns.kafka, ns.topic_prefix, ns.session, quiet=ns.out is None)
+        lines = export_kafka(ns.kafka, ns.topic_prefix, ns.session, quiet=ns.out is None, accel=env.kafka_accel)
     else:
         lines = export_lines(_open(ns, env), ns.session, quiet=ns.out is None)
-    out = open(ns.out, "wb") if ns.out else sys.stdout.buffer  # noqa: SIM115 - closed below
+    out = open(ns.out, "wb") if ns.out else sys.stdout.buffer  # closed below
     try:
         for line in lines:
             out.write(line + b"\n")
@@ -211,7 +212,8 @@ def run_import(ns: argparse.Namespace, env: Env) -> int:
         from streams.topics import Topics
 
         with _import_source(ns) as stream:
-            result = import_kafka(ns.kafka, Topics(ns.topic_prefix, ns.partitions), stream, quiet=False)
+            topics = Topics(ns.topic_prefix, ns.partitions)
+            result = import_kafka(ns.kafka, topics, stream, quiet=False, accel=env.kafka_accel)
         already = f" ({result.already:,} more were already there)" if result.already else ""
         print(f"imported {_imported(result)} in {result.seconds:.1f}s{already}")
         return 0

@@ -82,12 +82,12 @@ class _Folded:
 
 def verify_kafka(
     bootstrap: str, prefix: str = "handoff", *, session: str | None = None, scratch: Path | None = None,
-    quiet: bool = False,
+    quiet: bool = False, accel: bool = True,
 ) -> Report:  # fmt: skip
     """Check every chain in the events topic, fold it afresh, and compare each partition with its worker's views."""
     report = Report()
     prefixes = VIEW_PREFIXES if session is None else session_prefixes(session)
-    with LogReader(bootstrap, prefix) as reader:
+    with LogReader(bootstrap, prefix, accel=accel) as reader:
         topics = reader.topics
         live = view_digests(live_workers(reader.worker_urls()), prefixes)  # before the ends: live ≤ what is read
         ends = reader.end_offsets()
@@ -166,17 +166,21 @@ def _everything(reader: LogReader, ends: dict[int, int], session: str | None = N
 def replay_kafka(
     bootstrap: str, prefix: str, target: KeyValue, *, until_version: int | None = None,
     until_time: str | None = None, quiet: bool = False, jobs: int = 1, scratch: Path | None = None,
+    accel: bool = True,
 ) -> ReplayResult:  # fmt: skip
     """Fold the whole events topic (partition by partition, offset order) into the empty store `target`.
 
     With `jobs` > 1 a large topic is folded by that many processes, a group of partitions each
-    (`handoff.audit.parallel`); their scratch stores go under `scratch`.
+    (`handoff.audit.parallel`); their scratch stores go under `scratch`. `accel=False`
+    (``HANDOFF_KAFKA_ACCEL=0``): records through aiokafka's public consumer only.
     """
-    with LogReader(bootstrap, prefix) as reader:
+    with LogReader(bootstrap, prefix, accel=accel) as reader:
         ends = reader.end_offsets()
         whole = until_version is None and until_time is None
         if whole and jobs > 1 and len(ends) > 1 and sum(ends.values()) >= PARALLEL_FROM:
-            return replay_in_parallel(bootstrap, prefix, ends, target, jobs=jobs, scratch=scratch, quiet=quiet)
+            return replay_in_parallel(
+                bootstrap, prefix, ends, target, jobs=jobs, scratch=scratch, quiet=quiet, accel=accel
+            )
         if whole:  # no need to read each record's key and version
             values = (value for p in sorted(ends) for value in reader.values(p, ends[p]))
             return replay_values(values, target, total=sum(ends.values()), quiet=quiet)
@@ -186,18 +190,20 @@ def replay_kafka(
         )
 
 
-def session_stream(bootstrap: str, prefix: str, session: str) -> list[Envelope]:
+def session_stream(bootstrap: str, prefix: str, session: str, *, accel: bool = True) -> list[Envelope]:
     """A session's events, read from its partition."""
-    with LogReader(bootstrap, prefix) as reader:
+    with LogReader(bootstrap, prefix, accel=accel) as reader:
         found = [decode_envelope(r.value) for r in _everything(reader, reader.end_offsets(), session)]
     if not found:
         raise SessionNotFound(f"session {session!r} has no events in {reader.topics.events}", sessionKey=session)
     return found
 
 
-def export_kafka(bootstrap: str, prefix: str, session: str | None = None, quiet: bool = True) -> Iterator[bytes]:
+def export_kafka(
+    bootstrap: str, prefix: str, session: str | None = None, quiet: bool = True, *, accel: bool = True
+) -> Iterator[bytes]:
     """Every event of the topic (or of one session) as CloudEvents lines: partition by partition, in offset order."""
-    with LogReader(bootstrap, prefix) as reader:
+    with LogReader(bootstrap, prefix, accel=accel) as reader:
         ends = reader.end_offsets()
         progress = Progress("export", total=None if session else sum(ends.values()), quiet=quiet)
         for rec in _everything(reader, ends, session):
@@ -209,7 +215,9 @@ def export_kafka(bootstrap: str, prefix: str, session: str | None = None, quiet:
 # -- import ----------------------------------------------------------------------------------------
 
 
-def import_kafka(bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool = True) -> ImportResult:
+def import_kafka(
+    bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool = True, *, accel: bool = True
+) -> ImportResult:
     """Check every chain of the lines, then append each partition's events under its transactional id.
 
     Each partition of the events topic must be empty or hold a prefix of the file's events for it
@@ -219,10 +227,10 @@ def import_kafka(bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool 
     started after the import decide on imported state.
     """
     started = time.perf_counter()
-    reader = LogReader(bootstrap, topics.prefix)
+    reader = LogReader(bootstrap, topics.prefix, accel=accel)
     try:
         if not reader.open(missing_ok=True).partitions:  # a fresh deployment: create its topics as a worker would
-            reader.run(ensure_topics(bootstrap, topics))
+            reader.run(ensure_topics(bootstrap, topics, accel=accel))
             reader.open()
         topics = reader.topics  # an existing topic keeps its partition count
         spools = {p: tempfile.TemporaryFile() for p in range(topics.partitions)}

@@ -52,17 +52,17 @@ def split(ends: dict[int, int], groups: int) -> list[list[int]]:
 
 def fold_partitions(
     bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], target: KeyValue,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None, accel: bool = True,
 ) -> int:  # fmt: skip
     """Fold the events of `parts`, each in offset order up to its end, into `target`; the count."""
-    with LogReader(bootstrap, prefix) as reader:
+    with LogReader(bootstrap, prefix, accel=accel) as reader:
         values = (value for p in parts for value in reader.values(p, ends[p]))
         return fold_events(target, map(decode_envelope, values), on_batch=on_batch)
 
 
 def replay_in_parallel(
     bootstrap: str, prefix: str, ends: dict[int, int], target: KeyValue, *, jobs: int,
-    scratch: Path | None = None, quiet: bool = False,
+    scratch: Path | None = None, quiet: bool = False, accel: bool = True,
 ) -> ReplayResult:  # fmt: skip
     """Fold partitions `ends` (partition -> end offset) into the empty `target` with `jobs` processes."""
     require_empty(target)
@@ -74,7 +74,8 @@ def replay_in_parallel(
     results: multiprocessing.Queue[tuple[int, int | str]] = ctx.Queue()
     children = [
         ctx.Process(
-            target=_child, args=(i, bootstrap, prefix, parts, ends, str(workdir / f"p{i}"), counted[i], results),
+            target=_child,
+            args=(i, bootstrap, prefix, parts, ends, str(workdir / f"p{i}"), counted[i], results, accel),
             name=f"handoff-replay-{i}", daemon=True,
         )  # fmt: skip
         for i, parts in enumerate(theirs)
@@ -90,7 +91,7 @@ def replay_in_parallel(
     try:
         for child in children:
             child.start()
-        count = fold_partitions(bootstrap, prefix, mine, ends, target, on_batch=advance)
+        count = fold_partitions(bootstrap, prefix, mine, ends, target, on_batch=advance, accel=accel)
         count += _wait(children, results, lambda: advance(0))
         if isinstance(target, RocksKeyValue):  # the children's views as files RocksDB links in
             target.ingest([str(sst) for i in range(len(children)) if (sst := workdir / f"p{i}.sst").exists()])
@@ -108,7 +109,7 @@ def replay_in_parallel(
 
 def _child(
     i: int, bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], path: str,
-    counted: Synchronized[int], results: multiprocessing.Queue[tuple[int, int | str]],
+    counted: Synchronized[int], results: multiprocessing.Queue[tuple[int, int | str]], accel: bool,
 ) -> None:  # fmt: skip
     """A child process: fold `parts` into a scratch store at `path`, and write it out as ``path.sst``.
 
@@ -121,7 +122,7 @@ def _child(
             counted.value += n
 
     try:
-        outcome: int | str = fold_partitions(bootstrap, prefix, parts, ends, store, on_batch=on_batch)
+        outcome: int | str = fold_partitions(bootstrap, prefix, parts, ends, store, on_batch=on_batch, accel=accel)
         store.export_sst(f"{path}.sst")  # sorted here, in parallel: the parent only links the file in
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         outcome = f"{type(exc).__name__}: {exc}"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from handoff import authoptions
-from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout
+from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
@@ -152,6 +152,7 @@ class KafkaSettings:
     bootstrap: str
     topics: Topics
     connect_timeout: float
+    kafka_accel: bool = True
 
 
 @asynccontextmanager
@@ -161,7 +162,7 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
 
     from streams.client import KafkaService
 
-    service = KafkaService(settings.bootstrap, topics=settings.topics)
+    service = KafkaService(settings.bootstrap, topics=settings.topics, kafka_accel=settings.kafka_accel)
     log.info("connecting to Kafka", extra={"bootstrap": settings.bootstrap, "topics": settings.topics.prefix})
     try:
         await asyncio.wait_for(service.start(), settings.connect_timeout)
@@ -198,6 +199,7 @@ def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
             int(environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
         ),
         connect_timeout=kafka_connect_timeout(environ),
+        kafka_accel=switched_on(environ.get("HANDOFF_KAFKA_ACCEL")),
     )
 
 

@@ -44,6 +44,7 @@ def worker_config(ns: argparse.Namespace, env: Env) -> WorkerConfig:
         web_port=ns.web_port, advertised_url=ns.advertised_url, topics=Topics(ns.topic_prefix, ns.partitions),
         worker_id=ns.worker_id or f"w-{uuid.uuid4().hex[:12]}", transactions=ns.transactions,
         connect_timeout=kafka_connect_timeout(os.environ),
+        kafka_accel=env.kafka_accel,
     )  # fmt: skip
 
 

@@ -231,7 +231,7 @@ class Engine:
                     if batch.writes:
                         await self._write(batch.writes)
                         self.apply_committed(batch)
-            except Exception as exc:  # noqa: BLE001 - a failed write must answer every caller
+            except Exception as exc:
                 log.exception("batch of %d commands failed to commit", len(items))
                 failure = Unavailable(f"the store could not commit the write: {exc}")
                 results = [failure] * len(items)
@@ -399,7 +399,7 @@ class Engine:
         for listener in self.listeners:
             try:
                 listener(batch.envelopes, batch.changes)
-            except Exception:  # noqa: BLE001 - a listener must not break the writer
+            except Exception:  # a listener must not break the writer
                 log.exception("change listener failed")
 
     @property

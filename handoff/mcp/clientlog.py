@@ -23,7 +23,8 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.session import ServerSession
 
-from handoff.logs import _STANDARD
+from handoff.accel.mcp_session_close import connection_of, on_close
+from handoff.logs import STANDARD_ATTRIBUTES
 
 LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -75,12 +76,12 @@ class ClientLog(logging.Handler):
     ) -> types.EmptyResult:
         """``logging/setLevel``: from now on, this connection receives the server's log lines at or above `level`."""
         session = ctx.session
-        # The SDK exposes the connection only through a private attribute (as `Notifier.subscribe` does).
-        connection = session._connection
+        # The SDK exposes the connection only through a private attribute: the accelerators reach it.
+        connection = connection_of(session)
         if connection not in self._clients:
             if len(self._clients) >= MAX_CLIENTS:
                 return types.EmptyResult()
-            connection.exit_stack.callback(self._forget, connection)
+            on_close(session, self._forget, connection)
         self._loop = asyncio.get_running_loop()
         self._clients[connection] = (session, LEVELS[params.level])
         self._attach(LEVELS[params.level])
@@ -121,7 +122,7 @@ class ClientLog(logging.Handler):
             return
         try:
             data: dict[str, object] = {"message": record.getMessage()}
-            extra = ((k, _plain(v)) for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_"))
+            extra = ((k, _plain(v)) for k, v in record.__dict__.items() if k not in STANDARD_ATTRIBUTES and not k.startswith("_"))
             data.update(extra)
             level = mcp_level(record.levelno)
             params = types.LoggingMessageNotificationParams(level=level, logger=record.name, data=data)
@@ -143,4 +144,4 @@ class ClientLog(logging.Handler):
         try:
             await session.send_notification(types.LoggingMessageNotification(params=params))
         except Exception:  # noqa: BLE001 - a closed or broken channel: this client no longer hears log lines
-            self._forget(session._connection)
+            self._forget(connection_of(session))

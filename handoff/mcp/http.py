@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import uvicorn
 from mcp.server.lowlevel.server import Server
@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from handoff.mcp import fastcall, fastpath
+from handoff.accel import gate
+from handoff.mcp import tools
 from handoff.mcp.auth import Auth
 from handoff.mcp.deps import Deps
 from handoff.metrics import CONTENT_TYPE
@@ -98,14 +98,23 @@ def security_settings(host: str, allowed_hosts: Sequence[str] = ()) -> Transport
 
 
 def mcp_endpoint(server: Server[Deps], manager: StreamableHTTPSessionManager, deps: Deps, fast_path: bool) -> ASGIApp:
-    """The SDK's /mcp app, behind the fast path for the hot requests unless it is off (or this SDK lacks its hooks)."""
+    """The SDK's /mcp app, behind the fast path (an accelerator) for the hot requests unless it is off."""
     sdk = StreamableHTTPASGIApp(manager)
-    if not fast_path or not fastpath.supported(manager):
+    if not gate.enabled(gate.MCP_FAST_PATH, fast_path):
         return sdk
-    sessions = fastpath.LegacySessions()
+    from handoff.accel import mcp_fastcall, mcp_fastpath  # only now: they use this SDK version's private names
+
+    if not mcp_fastpath.supported(manager):
+        return sdk
+    sessions = mcp_fastpath.LegacySessions()
     server.middleware.append(sessions.record)
-    direct = fastcall.Direct(server, deps, allowed_middleware=(sessions.record,))
-    return fastpath.FastPath(sdk, manager, server, deps, sessions, direct)
+
+    async def run_tool(name: str, arguments: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
+        return await tools.run_tool(deps, name, arguments)
+
+    tool = ("handoff.mcp.server", run_tool, tools.text_of)  # the module of handoff's tools/call handler
+    direct = mcp_fastcall.Direct(server, deps, tool, allowed_middleware=(sessions.record,))
+    return mcp_fastpath.FastPath(sdk, manager, server, deps, sessions, direct)
 
 
 def build_app(
@@ -179,81 +188,13 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host_literal(host)}:{port}/mcp"
 
 
-class _Coalescing(asyncio.Transport):
-    """A transport that sends the writes of one event-loop turn together.
+def _http_protocol(coalesce: bool) -> Any:
+    """Uvicorn's httptools protocol, over a transport that coalesces each reply's writes when that accelerator runs."""
+    if not gate.enabled(gate.UVICORN_COALESCE, coalesce):
+        return "httptools"
+    from handoff.accel.uvicorn_coalesce import CoalescingHttpToolsProtocol  # subclasses this uvicorn's protocol
 
-    uvicorn writes a reply's status line and headers, then its body, as two writes: two syscalls
-    and two TCP segments on a keep-alive loopback connection, which cost as much as the tool call.
-    """
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
-        self._transport, self._loop = transport, loop
-        self._pending: list[bytes | bytearray | memoryview] = []
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._pending.append(data)
-        if len(self._pending) > 1:
-            self._flush()  # a reply's body right after its headers: send both now, in one segment
-        else:
-            self._loop.call_soon(self._flush)  # a lone write waits at most until the loop's next turn
-
-    def _flush(self) -> None:
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def abort(self) -> None:
-        self._pending.clear()
-        self._transport.abort()
-
-    def write_eof(self) -> None:
-        self._flush()
-        self._transport.write_eof()
-
-    def can_write_eof(self) -> bool:
-        return self._transport.can_write_eof()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._transport.get_extra_info(name, default)
-
-    def pause_reading(self) -> None:
-        self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._transport.resume_reading()
-
-    def is_reading(self) -> bool:
-        return self._transport.is_reading()
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._transport.set_protocol(protocol)
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._transport.get_protocol()
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(len(chunk) for chunk in self._pending)
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._transport.set_write_buffer_limits(high, low)
-
-
-class _HttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a coalescing transport."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # a cast, not an isinstance check: uvloop's transports do not derive from asyncio.Transport
-        super().connection_made(_Coalescing(cast(asyncio.Transport, transport), self.loop))
+    return CoalescingHttpToolsProtocol
 
 
 class _Server(uvicorn.Server):
@@ -278,11 +219,15 @@ async def serve(
     on_started: Callable[[str], None],
     should_stop: Callable[[], Awaitable[bool]] | None = None,
     poll: float = 1.0,
+    coalesce: bool = True,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or `should_stop`), then shut down gracefully."""
+    """Serve until SIGINT/SIGTERM (or `should_stop`), then shut down gracefully.
+
+    `coalesce=False` (``HANDOFF_FAST_PATH=0``) leaves uvicorn's httptools protocol as it is.
+    """
     config = uvicorn.Config(
         app,
-        http=_HttpProtocol,  # httptools' C parser costs a fraction of h11's pure-Python one per request
+        http=_http_protocol(coalesce),  # httptools' C parser costs a fraction of h11's pure-Python one per request
         lifespan="on",
         log_config=None,
         access_log=False,

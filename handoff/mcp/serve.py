@@ -78,7 +78,7 @@ async def serve_http(
 
         idle = None if ns.idle_exit is None else _idle_policy(data, activity, ns.idle_exit)
         try:
-            await http.serve(app, sock, on_started=started, should_stop=idle)
+            await http.serve(app, sock, on_started=started, should_stop=idle, coalesce=env.fast_path)
         finally:
             launch.withdraw(data)
     log.info("stopped")

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated, ServerEvent
 
+from handoff.accel import gate
 from handoff.ports import Change
 
 log = logging.getLogger(__name__)
@@ -81,11 +82,13 @@ class Notifier:
     of the bus, which without this check was a tenth of the server's time under a write load.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_close: bool = True) -> None:
+        """`on_close=False`: forget a legacy subscriber only when it unsubscribes (the public path)."""
         self.bus = _CountedBus()
         self.listen = ListenHandler(self.bus)
         self.legacy: dict[str, set[ServerSession]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._on_close = _close_hook() if on_close and gate.enabled(gate.MCP_SESSION_CLOSE) else None
 
     def on_change(self, change: Change) -> None:
         """A `ChangeListener`: called on the event loop right after a commit; publishes in the background."""
@@ -117,8 +120,8 @@ class Notifier:
         if session in subscribers:
             return
         subscribers.add(session)
-        # The SDK exposes the connection's exit stack only through a private attribute.
-        session._connection.exit_stack.callback(self.unsubscribe, session, uri)
+        if self._on_close is not None:
+            self._on_close(session, self.unsubscribe, session, uri)
 
     def unsubscribe(self, session: ServerSession, uri: str) -> None:
         """Forget a legacy subscriber."""
@@ -127,3 +130,9 @@ class Notifier:
             subscribers.discard(session)
             if not subscribers:
                 del self.legacy[uri]
+
+
+def _close_hook() -> Callable[..., None]:
+    from handoff.accel.mcp_session_close import on_close  # only now: it uses this SDK version's private names
+
+    return on_close

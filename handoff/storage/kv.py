@@ -123,7 +123,7 @@ class RocksKeyValue:
         """Close and open the database again: how RocksDB takes writes again after a background error (ENOSPC)."""
         try:
             self.db.close()
-        except Exception:  # noqa: BLE001 - rocksdict raises a bare Exception; a failed close still releases it
+        except Exception:
             log.warning("closing the store before reopening it failed", exc_info=True)
         self.db = self._open_db()
 

@@ -46,7 +46,7 @@ def jwks_issuer() -> Iterator[Issuer]:
     body = json.dumps({"keys": [{**public, "kid": KID, "use": "sig", "alg": "RS256"}]}).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             self.send_response(200 if self.path == "/jwks.json" else 404)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))

@@ -51,7 +51,7 @@ async def test_every_acknowledged_write_survives_a_sigkill_and_no_command_is_hal
     data = tmp_path / "data"
     log = tmp_path / "server.log"
     served = start_server(data, log)
-    writer_log = open(tmp_path / "writer.log", "ab")  # noqa: SIM115 - closed in finally
+    writer_log = open(tmp_path / "writer.log", "ab")  # closed in finally
     writer = subprocess.Popen(
         [sys.executable, str(WRITER), served.mcp_url, f"crash-{uid}", str(CLIENTS)],
         stdout=subprocess.PIPE,

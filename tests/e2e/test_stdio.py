@@ -118,7 +118,7 @@ class RawStdio:
     """`handoff stdio` driven by hand over raw pipes, every stdout line kept."""
 
     def __init__(self, data_dir: Path, log: Path) -> None:
-        self.log = open(log, "ab")  # noqa: SIM115 - closed in close()
+        self.log = open(log, "ab")  # closed in close()
         self.proc = subprocess.Popen(
             [*handoff_command(), "stdio", "--data-dir", str(data_dir)],
             stdin=subprocess.PIPE,

@@ -268,8 +268,12 @@ def test_audit_shows_three_handoff_packages_each_re_derived_and_verified(store: 
 def test_audit_flags_a_package_that_no_longer_matches_the_log(tmp_path: Path):
     kv = RocksKeyValue(str(tmp_path / "db"))
     engine = Engine(kv, sync=False)
-    engine.write_now([RegisterSession(session_key="s", agent_from="a"), AppendContext(
-        session_key="s", context_type="message", content="before the handoff")])
+    engine.write_now(
+        [
+            RegisterSession(session_key="s", agent_from="a"),
+            AppendContext(session_key="s", context_type="message", content="before the handoff"),
+        ]
+    )
     engine.write_now([RequestHandoff(session_key="s", target_agent="b")])
     engine.write_now([AcceptHandoff(session_key="s", handoff_id=_only_handoff(kv), agent="b")])
     engine.write_now([CompleteHandoff(session_key="s", handoff_id=_only_handoff(kv), agent="b")])
@@ -309,7 +313,8 @@ def test_export_then_import_into_a_fresh_store_verifies_and_reads_the_same(store
     before, after = Queries(store), Queries(fresh)
     assert after.list_sessions(None, None, 1000, None) == before.list_sessions(None, None, 1000, None)
     assert after.list_handoffs("helper-1", None, "pending", 50, None) == before.list_handoffs(
-        "helper-1", None, "pending", 50, None)
+        "helper-1", None, "pending", 50, None
+    )
     assert after.context("audit-064", 10, 20) == before.context("audit-064", 10, 20)
     fresh.close()
 
@@ -413,19 +418,25 @@ def test_a_log_written_by_the_previous_schema_replays_to_the_same_views_and_veri
         old_records.append((key, version, wire))
     # re-chain the records as version 1 of the package would have written them
     writes, prev_by_session = [], {}
+    canonical = codec._canonical  # noqa: SLF001 - the encoder of the canonical form
     for key, version, wire in old_records:
         wire["prevHash"] = prev_by_session.get(key, "0" * 64)
         del wire["hash"]
-        wire["hash"] = codec.hashlib.sha256(codec._canonical.encode(wire)).hexdigest()
+        wire["hash"] = codec.hashlib.sha256(canonical.encode(wire)).hexdigest()
         prev_by_session[key] = wire["hash"]
-        writes.append((event_key(key, version), codec._canonical.encode(wire)))
+        writes.append((event_key(key, version), canonical.encode(wire)))
     old = RocksKeyValue(str(tmp_path / "old"))
     old.write(writes)
     old.write([(k, v) for k, v in store.scan(b"G:")] + [(k, v) for k, v in store.scan(b"M:")])
     from handoff.storage import log as L
 
-    old.write([(L.state_key(k), L.encode_state(s)) for k in EventLog(store).session_keys()
-               if (s := _state_of(old, k)) is not None])
+    old.write(
+        [
+            (L.state_key(k), L.encode_state(s))
+            for k in EventLog(store).session_keys()
+            if (s := _state_of(old, k)) is not None
+        ]
+    )
     rebuilt = RocksKeyValue(str(tmp_path / "rebuilt"))
     replay(old, rebuilt, quiet=True)
     assert digest(rebuilt) == digest(store)

@@ -80,8 +80,13 @@ def export_embedded(kv: InMemoryKeyValue) -> bytes:
     return b"".join(line + b"\n" for line in export_lines(kv))
 
 
-async def test_verify_passes_on_a_healthy_kafka_deployment_after_a_script(deployment: Deployment) -> None:
-    report = await asyncio.to_thread(verify_kafka, deployment.bootstrap, deployment.topics.prefix, quiet=True)
+ACCEL = pytest.mark.parametrize("accel", [True, False], ids=["accelerated", "public"])
+
+
+@ACCEL
+async def test_verify_passes_on_a_healthy_kafka_deployment_after_a_script(deployment: Deployment, accel: bool) -> None:
+    prefix = deployment.topics.prefix
+    report = await asyncio.to_thread(verify_kafka, deployment.bootstrap, prefix, quiet=True, accel=accel)
     assert report.ok, report.problems
     assert report.events == EventLog(deployment.embedded).count()
     assert report.live_digest == report.fresh_digest == await served_digest(deployment.service, deployment.topics)
@@ -96,13 +101,14 @@ async def test_verify_of_one_session_in_kafka_mode(deployment: Deployment) -> No
     assert [p.what for p in missing.problems] == [f"no such session in {deployment.topics.events}"]
 
 
+@ACCEL
 async def test_replay_from_kafka_equals_the_live_workers_and_the_embedded_engine(
-    deployment: Deployment, tmp_path: Path
+    deployment: Deployment, tmp_path: Path, accel: bool
 ) -> None:
     target = RocksKeyValue(str(tmp_path / "replayed"))
     try:
         result = await asyncio.to_thread(
-            replay_kafka, deployment.bootstrap, deployment.topics.prefix, target, quiet=True
+            replay_kafka, deployment.bootstrap, deployment.topics.prefix, target, quiet=True, accel=accel
         )
     finally:
         target.close()

@@ -36,8 +36,8 @@ from kafka.support import (
 from streams import catchup
 from streams.catchup import LogCatchUp
 from streams.client import KafkaService
+from streams.fetch import fetch_committed
 from streams.lifecycle import Partitions
-from streams.logreader import fetch_committed
 from streams.partition import PartitionStore
 from streams.topics import Topics
 from streams.worker import Worker, WorkerConfig, hold_data_dir
@@ -171,7 +171,7 @@ async def test_a_partition_revoked_while_it_is_prepared_is_neither_decided_nor_s
 ) -> None:
     topics = Topics(f"r{uuid.uuid4().hex[:8]}", 1)
     catching_up, go_on, prepared = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    catch_up, prepare = LogCatchUp.catch_up, Partitions._prepare
+    catch_up, prepare = LogCatchUp.catch_up, Partitions._prepare  # noqa: SLF001 - wrapped to hold a catch-up midway
 
     async def held_catch_up(log: LogCatchUp, store: PartitionStore) -> int:
         catching_up.set()

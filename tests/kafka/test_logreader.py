@@ -1,4 +1,7 @@
-"""The audit tools' reader of a topic: plain Fetch requests that keep exactly what a read_committed consumer keeps."""
+"""The audit tools' reader of a topic keeps exactly what a read_committed consumer keeps, on both paths.
+
+Accelerated: plain Fetch requests (`handoff.accel.kafka_fetch`); public: the consumer itself.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from kafka.support import Broker, read_topic
-from streams.logreader import LogReader, fetch_committed
+from streams.fetch import fetch_committed
+from streams.logreader import LogReader
 from streams.topics import Topics, ensure_topics
+
+ACCEL = pytest.mark.parametrize("accel", [True, False], ids=["accelerated", "public"])
 
 
 async def _mixed_log(bootstrap: str, topics: Topics) -> list[bytes]:
@@ -43,21 +49,22 @@ async def _mixed_log(bootstrap: str, topics: Topics) -> list[bytes]:
 def _fetched(reader: LogReader, topic: str, start: int, end: int, max_bytes: int) -> list[tuple[int, bytes]]:
     async def read() -> list[tuple[int, bytes]]:
         out: list[tuple[int, bytes]] = []
-        client = reader._client  # noqa: SLF001 - the reader's own connection
-        async for chunk in fetch_committed(client, TopicPartition(topic, 0), start, end, max_bytes):
+        assert reader.fetcher is not None
+        async for chunk in fetch_committed(reader.fetcher, TopicPartition(topic, 0), start, end, max_bytes):
             out.extend((r.offset, r.value) for r in chunk)
         return out
 
     return reader.run(read())
 
 
-def test_the_reader_keeps_committed_and_plain_records_and_drops_aborted_ones(broker: Broker) -> None:
+@ACCEL
+def test_the_reader_keeps_committed_and_plain_records_and_drops_aborted_ones(broker: Broker, accel: bool) -> None:
     topics = Topics(f"lr{uuid.uuid4().hex[:8]}", 1)
     asyncio.run(ensure_topics(broker.bootstrap, topics))
     kept = asyncio.run(_mixed_log(broker.bootstrap, topics))
     assert [m.value for m in asyncio.run(read_topic(broker.bootstrap, topics.events))] == kept  # the consumer agrees
 
-    with LogReader(broker.bootstrap, topics.prefix) as reader:
+    with LogReader(broker.bootstrap, topics.prefix, accel=accel) as reader:
         end = reader.end_offsets()[0]
         records = list(reader.records(0, end))
         assert [r.value for r in records] == kept
@@ -69,12 +76,13 @@ def test_the_reader_keeps_committed_and_plain_records_and_drops_aborted_ones(bro
         assert [v for _, v in _fetched(reader, topics.events, 0, end, 200)] == kept
 
 
+@ACCEL
 @pytest.mark.parametrize("start", [0, 7, 60, 170])
-def test_a_read_can_start_inside_a_batch_or_an_aborted_transaction(broker: Broker, start: int) -> None:
+def test_a_read_can_start_inside_a_batch_or_an_aborted_transaction(broker: Broker, start: int, accel: bool) -> None:
     topics = Topics(f"lr{uuid.uuid4().hex[:8]}", 1)
     asyncio.run(ensure_topics(broker.bootstrap, topics))
     asyncio.run(_mixed_log(broker.bootstrap, topics))
-    with LogReader(broker.bootstrap, topics.prefix) as reader:
+    with LogReader(broker.bootstrap, topics.prefix, accel=accel) as reader:
         end = reader.end_offsets()[0]
         everything = [(r.offset, r.value) for r in reader.records(0, end)]
         assert _fetched(reader, topics.events, start, end, 1 << 20) == [(o, v) for o, v in everything if o >= start]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.protocol.offset import OffsetRequest
 
+from handoff.accel.kafka_open_probe import offset_errors
 from kafka.support import Broker, WorkerProcess
 from streams.topics import Topics, ensure_topics
 
@@ -28,11 +28,9 @@ async def _offset_errors(bootstrap: str, topics: Topics, *, created_by_another: 
         if created_by_another:
             await admin.create_topics(topics.specs())
         await ensure_topics(bootstrap, topics)
-        asked = [(spec.name, [(p, -1) for p in range(spec.num_partitions)]) for spec in topics.specs()]  # -1: the end
-        client = admin._client  # noqa: SLF001 - the admin client's connection; it has no ListOffsets of its own
-        node = next(iter(client.cluster.brokers())).nodeId  # the suite's broker is a single node
-        response = await client.send(node, OffsetRequest(-1, 0, asked))
-        return [part[1] for _, parts in response.topics for part in parts]
+        node = (await admin.describe_cluster())["brokers"][0]["node_id"]  # the suite's broker is a single node
+        asked = {spec.name: list(range(spec.num_partitions)) for spec in topics.specs()}
+        return await offset_errors(admin, {node: asked})
     finally:
         await admin.close()
 

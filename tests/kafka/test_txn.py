@@ -1,23 +1,32 @@
-"""A decider's transaction sent by hand (`streams.txn`): whole, in order, fenced, and never reused after a failure."""
+"""A decider's transaction: whole, in order, fenced; by hand (`handoff.accel.kafka_txn`) or by aiokafka's public API.
+
+The hand-sent writer is also never reused after a failure; the public one commits the consumed
+position as the group's offset inside the transaction.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.transaction import EndTxnRequest
 from aiokafka.structs import TopicPartition
 
+from handoff.accel.kafka_txn import TransactionalWriter
 from kafka.support import Broker, read_topic
 from streams.topics import Topics, ensure_topics
-from streams.txn import TransactionalWriter
+from streams.transactions import PublicTransactionalWriter
+from streams.transactions import TransactionalWriter as Writer
 
 pytestmark = pytest.mark.anyio
+WRITERS = pytest.mark.parametrize(
+    "writer_of", [TransactionalWriter, PublicTransactionalWriter], ids=["hand-sent", "public"]
+)
 
 
 async def _new_topics(bootstrap: str) -> Topics:
@@ -40,11 +49,14 @@ async def _producer(bootstrap: str, transactional_id: str) -> AsyncIterator[Any]
         await producer.stop()
 
 
-async def test_a_transaction_lands_whole_and_in_order_with_each_partitions_last_offset(broker: Broker) -> None:
+@WRITERS
+async def test_a_transaction_lands_whole_and_in_order_with_each_partitions_last_offset(
+    broker: Broker, writer_of: Callable[[Any], Writer]
+) -> None:
     topics = await _new_topics(broker.bootstrap)
     a, b = topics.events, topics.deadletter
     async with _producer(broker.bootstrap, f"t-{uuid.uuid4().hex}") as producer:
-        writer = TransactionalWriter(producer)
+        writer = writer_of(producer)
         txn = writer.begin()
         for i in range(3):
             txn.append(a, 1, b"k", b"a%d" % i)
@@ -68,11 +80,14 @@ async def test_a_transaction_lands_whole_and_in_order_with_each_partitions_last_
     assert headers[0] == (("h", b"1"),) and len(headers) == 21
 
 
-async def test_a_fenced_writer_fails_and_what_it_sent_never_becomes_visible(broker: Broker) -> None:
+@WRITERS
+async def test_a_fenced_writer_fails_and_what_it_sent_never_becomes_visible(
+    broker: Broker, writer_of: Callable[[Any], Writer]
+) -> None:
     topic = (await _new_topics(broker.bootstrap)).deadletter
     tid = f"t-{uuid.uuid4().hex}"
     async with _producer(broker.bootstrap, tid) as old:
-        writer = TransactionalWriter(old)
+        writer = writer_of(old)
         txn = writer.begin()
         txn.append(topic, 0, None, b"before")
         await txn.commit()
@@ -89,7 +104,7 @@ async def test_a_half_sent_transaction_stays_invisible_and_the_writer_refuses_mo
 ) -> None:
     topic = (await _new_topics(broker.bootstrap)).deadletter
     tid = f"t-{uuid.uuid4().hex}"
-    coordinated = TransactionalWriter._coordinated  # noqa: SLF001
+    coordinated = TransactionalWriter._coordinated  # noqa: SLF001 - replaced to lose the EndTxn request
 
     async def lose_end_txn(self: TransactionalWriter, tid: str, request: Any, check: Any, deadline: float) -> None:
         if isinstance(request, EndTxnRequest):
@@ -113,3 +128,31 @@ async def test_a_half_sent_transaction_stays_invisible_and_the_writer_refuses_mo
         txn.append(topic, 0, None, b"after")
         await txn.commit()
     assert [r.value for r in await read_topic(broker.bootstrap, topic)] == [b"after"]
+
+
+async def _group_offset(bootstrap: str, group: str, tp: TopicPartition) -> int | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.committed(tp)
+    finally:
+        await consumer.stop()
+
+
+async def test_the_public_writer_commits_the_consumed_position_with_the_records_or_not_at_all(broker: Broker) -> None:
+    topics = await _new_topics(broker.bootstrap)
+    source, group, tid = TopicPartition(topics.commands, 1), f"g-{uuid.uuid4().hex}", f"t-{uuid.uuid4().hex}"
+    async with _producer(broker.bootstrap, tid) as producer:
+        txn = PublicTransactionalWriter(producer).begin()
+        txn.append(topics.events, 1, b"k", b"decided")
+        txn.consumed(group, source, 7)
+        await txn.commit()
+        assert await _group_offset(broker.bootstrap, group, source) == 7
+        async with _producer(broker.bootstrap, tid):  # fenced: neither the record nor the position may land
+            txn = PublicTransactionalWriter(producer).begin()
+            txn.append(topics.events, 1, b"k", b"zombie")
+            txn.consumed(group, source, 9)
+            with pytest.raises(KafkaError):
+                await txn.commit()
+    assert await _group_offset(broker.bootstrap, group, source) == 7
+    assert [r.value for r in await read_topic(broker.bootstrap, topics.events, 2)] == [b"decided"]

@@ -22,6 +22,11 @@ from handoff.kernel.upcasters import context_appended_v1_to_v2
 
 from .support import H1, accept, append, given, register, request
 
+# The codec's internals these tests build tampered or old records with, and its quick check.
+canonical = codec._canonical  # noqa: SLF001 - the encoder of the canonical form
+signed = codec.SignedRecord
+genuine = codec._genuine  # noqa: SLF001 - the quick test of a record's hash
+
 
 def _history():
     return given(
@@ -41,7 +46,7 @@ def test_an_encoded_record_is_canonical_and_genuine():
     for env in _history():
         record = encode_envelope(env)
         assert check_record(record) is None
-        assert codec._canonical.encode(msgspec.json.decode(record)) == record
+        assert canonical.encode(msgspec.json.decode(record)) == record
 
 
 def test_the_wire_form_has_the_envelope_fields_beside_the_data():
@@ -96,17 +101,17 @@ def test_a_non_canonical_record_with_the_same_content_is_not_genuine():
 def test_non_canonical_data_is_caught_even_when_the_rest_is_canonical():
     env = _history()[0]
     data = codec.encode_data(env.event).replace(b":", b": ", 1)
-    raw = codec._canonical.encode(codec.SignedRecord(**codec._fields(env, data), hash=compute_hash(env, data)))
+    raw = canonical.encode(signed(**codec._fields(env, data), hash=compute_hash(env, data)))
     assert check_record(raw) == "record is not in canonical form (bytes were altered)"
 
 
 def test_a_record_with_an_unknown_envelope_field_is_not_genuine():
     wire = msgspec.json.decode(encode_envelope(_history()[0]))
     wire["extra"] = 1
-    assert check_record(codec._canonical.encode(wire)).startswith("hash mismatch")
+    assert check_record(canonical.encode(wire)).startswith("hash mismatch")
     del wire["hash"]  # even resealed with the extra field, the envelope's typed decoding refuses it
-    wire["hash"] = hashlib.sha256(codec._canonical.encode(wire)).hexdigest()
-    assert check_record(codec._canonical.encode(wire)).startswith("undecodable")
+    wire["hash"] = hashlib.sha256(canonical.encode(wire)).hexdigest()
+    assert check_record(canonical.encode(wire)).startswith("undecodable")
 
 
 def test_garbage_is_not_a_record():
@@ -119,20 +124,20 @@ def test_decoding_an_unknown_event_type_is_a_codec_error():
     wire = msgspec.json.decode(encode_envelope(_history()[0]))
     wire["type"] = "SessionTeleported"
     with pytest.raises(CodecError, match="unknown event type"):
-        decode_envelope(codec._canonical.encode(wire))
+        decode_envelope(canonical.encode(wire))
 
 
 def test_decoding_a_payload_of_the_wrong_shape_is_a_codec_error():
     wire = msgspec.json.decode(encode_envelope(_history()[1]))
     wire["data"]["sequenceNumber"] = "two"
     with pytest.raises(CodecError, match="undecodable"):
-        decode_envelope(codec._canonical.encode(wire))
+        decode_envelope(canonical.encode(wire))
 
 
 def test_an_event_payload_tolerates_a_field_added_by_a_newer_writer():
     wire = msgspec.json.decode(encode_envelope(_history()[1]))
     wire["data"]["addedLater"] = {"x": 1}
-    assert decode_envelope(codec._canonical.encode(wire)).event == _history()[1].event
+    assert decode_envelope(canonical.encode(wire)).event == _history()[1].event
 
 
 def test_every_event_type_is_at_schema_version_one_today_but_context_appended_at_two():
@@ -148,8 +153,8 @@ def as_written_by_v1(record: bytes) -> bytes:
     wire = msgspec.json.decode(record)
     del wire["data"]["tokens"], wire["hash"]
     wire["schemaVersion"] = 1
-    wire["hash"] = hashlib.sha256(codec._canonical.encode(wire)).hexdigest()
-    return codec._canonical.encode(wire)
+    wire["hash"] = hashlib.sha256(canonical.encode(wire)).hexdigest()
+    return canonical.encode(wire)
 
 
 def test_a_version_one_record_is_upcast_to_the_current_schema_when_decoded():
@@ -172,9 +177,9 @@ def test_a_record_from_a_newer_version_is_a_codec_error():
     wire = msgspec.json.decode(encode_envelope(_history()[1]))
     del wire["hash"]
     wire["schemaVersion"] = 9
-    wire["hash"] = hashlib.sha256(codec._canonical.encode(wire)).hexdigest()
+    wire["hash"] = hashlib.sha256(canonical.encode(wire)).hexdigest()
     with pytest.raises(CodecError, match="newer than this package"):
-        decode_envelope(codec._canonical.encode(wire))
+        decode_envelope(canonical.encode(wire))
 
 
 def test_upcasters_run_one_version_at_a_time(monkeypatch):
@@ -200,7 +205,7 @@ def test_the_record_the_write_path_returns_is_the_canonical_encoding_of_its_seal
     state = None
     ids = iter(f"{n:032x}" for n in range(1, 100))
     tricky = 'k,"eventId":"x\\"}'  # an idempotency key that imitates the fields the record is spliced at
-    for command in (register(), append("héllo ✓\n\"q\"", idempotency_key=tricky), request("bob")):
+    for command in (register(), append('héllo ✓\n"q"', idempotency_key=tricky), request("bob")):
         ctx = Ctx(now="2026-01-02T03:04:05.678Z", new_id=lambda: next(ids), package=PACKAGE)
         state, env, record = execute_encoded(state, command, ctx)
         assert record == encode_envelope(env)
@@ -213,7 +218,7 @@ def test_a_record_whose_metadata_holds_hash_keys_is_genuine_and_a_flip_in_them_i
     env, why = codec.verify_record(record)
     assert why is None and env == history[1]
     at = record.index(b'"x')
-    tampered = record[:at + 1] + b"y" + record[at + 2 :]
+    tampered = record[: at + 1] + b"y" + record[at + 2 :]
     assert check_record(tampered) is not None
 
 
@@ -223,7 +228,7 @@ def test_a_genuine_record_passes_the_quick_test_without_the_thorough_one():
     )
     # The quick test alone must say yes: falling through to the thorough one too costs 2.5 times as much.
     for env in history:
-        assert codec._genuine(encode_envelope(env)) == env
+        assert genuine(encode_envelope(env)) == env
 
 
 def test_the_quick_test_refuses_a_hash_field_that_is_not_the_records_own():
@@ -231,5 +236,5 @@ def test_the_quick_test_refuses_a_hash_field_that_is_not_the_records_own():
     record = encode_envelope(env)
     for wrong in (env.hash[:-1], "0" * 64):  # one hex digit cut (still valid JSON), and another hash
         tampered = record.replace(env.hash.encode(), wrong.encode())
-        assert codec._genuine(tampered) is None
+        assert genuine(tampered) is None
         assert check_record(tampered).startswith("hash mismatch")

@@ -20,4 +20,4 @@ def test_the_bus_counts_live_subscriptions_and_a_repeated_unsubscribe_counts_onc
 def test_a_change_with_nobody_subscribed_starts_no_publishing_task():
     notifier = Notifier()
     notifier.on_change(Change("s", 1, "SessionRegistered", (), ()))  # no running loop needed: nothing to schedule
-    assert not notifier._tasks
+    assert not notifier._tasks  # noqa: SLF001 - the publishing tasks it holds

@@ -1,4 +1,4 @@
-"""Which error an AddPartitionsToTxn response means (`streams.txn`): the reason, not OPERATION_NOT_ATTEMPTED."""
+"""Which error an AddPartitionsToTxn response means (`handoff.accel.kafka_txn`): the reason, not NOT_ATTEMPTED."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from aiokafka.errors import ConcurrentTransactions, InvalidProducerEpoch, OperationNotAttempted
 
-from streams.txn import _added
+from handoff.accel.kafka_txn import add_partitions_error
 
 NONE, CONCURRENT, NOT_ATTEMPTED, FENCED_EPOCH = 0, 51, 55, 47
 
@@ -16,14 +16,14 @@ def _response(*codes: int) -> SimpleNamespace:
 
 
 def test_all_added_is_no_error() -> None:
-    assert _added(_response(NONE, NONE, NONE)) is None
+    assert add_partitions_error(_response(NONE, NONE, NONE)) is None
 
 
 def test_the_partition_that_failed_gives_the_reason_wherever_it_stands() -> None:
     # The others say OPERATION_NOT_ATTEMPTED; taken as the error, a retryable refusal would end the transaction.
-    assert _added(_response(NOT_ATTEMPTED, CONCURRENT, NOT_ATTEMPTED)) is ConcurrentTransactions
-    assert _added(_response(FENCED_EPOCH, NOT_ATTEMPTED)) is InvalidProducerEpoch
+    assert add_partitions_error(_response(NOT_ATTEMPTED, CONCURRENT, NOT_ATTEMPTED)) is ConcurrentTransactions
+    assert add_partitions_error(_response(FENCED_EPOCH, NOT_ATTEMPTED)) is InvalidProducerEpoch
 
 
 def test_nothing_but_not_attempted_is_still_an_error() -> None:
-    assert _added(_response(NOT_ATTEMPTED)) is OperationNotAttempted
+    assert add_partitions_error(_response(NOT_ATTEMPTED)) is OperationNotAttempted

@@ -10,6 +10,9 @@ aiokafka's sender anything, so the two cannot disagree about sequence numbers.
 
 Any failure raises, the transaction stays open at the coordinator, and the caller must drop the
 producer: the next owner's `init_transactions` on the same transactional id aborts it.
+
+An accelerator: it uses the producer's private metadata wait, transaction manager, sender and
+batch builder internals. Its public counterpart is `streams.transactions.PublicTransactionalWriter`.
 """
 
 from __future__ import annotations
@@ -65,6 +68,13 @@ class Transaction:
         builder.append(timestamp=None, key=key, value=value, headers=headers)  # the first record always fits
         self._batches.append((tp, builder))
 
+    def consumed(self, group: str, tp: TopicPartition, next_offset: int) -> None:
+        """Ignored: AddOffsetsToTxn and TxnOffsetCommit would add two round trips to every transaction.
+
+        Use it only where the position also travels as a record of the transaction (the deciders'
+        ``handoff.progress``), which is what a resuming owner reads.
+        """
+
     async def commit(self) -> dict[TopicPartition, int]:
         """Send everything in one transaction and commit it; the offset of each partition's last record."""
         offsets = await self._writer.commit(self._batches)
@@ -102,18 +112,18 @@ class TransactionalWriter:
         deadline = time.monotonic() + self.timeout
         tps = sorted({tp for tp, _ in batches})
         for topic in {tp.topic for tp in tps} - self._known_topics:
-            await self.producer.client._wait_on_metadata(topic)  # noqa: SLF001 - the producer's own metadata
+            await self.producer.client._wait_on_metadata(topic)  # the producer's own metadata
             self._known_topics.add(topic)
-        txn = self.producer._txn_manager  # noqa: SLF001 - producer id and epoch, set by init_transactions
+        txn = self.producer._txn_manager  # producer id and epoch, set by init_transactions
         pid, epoch, tid = txn.producer_id, txn.producer_epoch, txn.transactional_id
         by_topic: dict[str, list[int]] = collections.defaultdict(list)
         for tp in tps:
             by_topic[tp.topic].append(tp.partition)
         await self._coordinated(
-            tid, AddPartitionsToTxnRequest(tid, pid, epoch, list(by_topic.items())), _added, deadline
+            tid, AddPartitionsToTxnRequest(tid, pid, epoch, list(by_topic.items())), add_partitions_error, deadline
         )
         offsets = await self._produce(batches, pid, epoch, tid)
-        await self._coordinated(tid, EndTxnRequest(tid, pid, epoch, True), _ended, deadline)
+        await self._coordinated(tid, EndTxnRequest(tid, pid, epoch, True), end_txn_error, deadline)
         self._ended, self._failed = time.monotonic(), False
         return offsets
 
@@ -137,7 +147,7 @@ class TransactionalWriter:
                 if leader is None or leader == -1:
                     client.force_metadata_update()
                     raise KafkaError(f"no leader known for {tp.topic}[{tp.partition}]")
-                builder._set_producer_state(pid, epoch, self._sequences[tp])  # noqa: SLF001 - aiokafka's builder
+                builder._set_producer_state(pid, epoch, self._sequences[tp])  # aiokafka's builder
                 by_node[leader].append(i)
             sends = [
                 self._send_produce(client, node, [(i, batches[i]) for i in idx], tid) for node, idx in by_node.items()
@@ -155,7 +165,7 @@ class TransactionalWriter:
         topics: dict[str, list[tuple[int, bytes]]] = collections.defaultdict(list)
         index: dict[TopicPartition, int] = {}
         for i, (tp, builder) in items:
-            topics[tp.topic].append((tp.partition, builder._build()))  # noqa: SLF001
+            topics[tp.topic].append((tp.partition, builder._build()))
             index[tp] = i
         timeout_ms = int(self.timeout * 1000)
         response = await client.send(node, ProduceRequest(tid, -1, timeout_ms, list(topics.items())))
@@ -175,16 +185,16 @@ class TransactionalWriter:
 
     async def _coordinated(self, tid: str, request: Any, check: Any, deadline: float) -> None:
         """Send a request to the transaction coordinator until it is answered without a retryable error."""
-        sender = self.producer._sender  # noqa: SLF001 - its coordinator lookup and cache
+        sender = self.producer._sender  # its coordinator lookup and cache
         while True:
-            node = await sender._find_coordinator(CoordinationType.TRANSACTION, tid)  # noqa: SLF001
+            node = await sender._find_coordinator(CoordinationType.TRANSACTION, tid)
             error = check(await self.producer.client.send(node, request, group=ConnectionGroup.COORDINATION))
             if error is None:
                 return
             if time.monotonic() > deadline:
                 raise KafkaTimeoutError(f"{type(request).__name__}: still {error.__name__} after {self.timeout} s")
             if error in _COORDINATOR_MOVED:
-                sender._coordinator_dead(CoordinationType.TRANSACTION)  # noqa: SLF001
+                sender._coordinator_dead(CoordinationType.TRANSACTION)
                 await asyncio.sleep(_BACKOFF_S)
             elif error is ConcurrentTransactions:
                 await asyncio.sleep(_CONCURRENT_RETRY_S)
@@ -194,7 +204,7 @@ class TransactionalWriter:
                 raise error(f"{type(request).__name__} refused")
 
 
-def _added(response: Any) -> Any:
+def add_partitions_error(response: Any) -> Any:
     """The error of an AddPartitionsToTxn response, or None.
 
     The coordinator adds all partitions or none: the ones it did not get to say OPERATION_NOT_ATTEMPTED,
@@ -205,6 +215,7 @@ def _added(response: Any) -> Any:
     return min(reasons, key=lambda e: e.__name__) if reasons else (OperationNotAttempted if errors else None)
 
 
-def _ended(response: Any) -> Any:
+def end_txn_error(response: Any) -> Any:
+    """The error of an EndTxn response, or None."""
     error = for_code(response.error_code)
     return None if error is NoError else error

@@ -75,7 +75,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from handoff.mcp.fastcall import Direct
+from handoff.accel.mcp_fastcall import Direct
 
 log = logging.getLogger("handoff.mcp")
 
@@ -336,7 +336,7 @@ class FastPath:
                 )
                 runner = ServerRunner(self.server, connection, self.state)
                 result = await runner.on_request(exchange, message.method, message.params)
-        except Exception as exc:  # noqa: BLE001 - the SDK dispatcher's exception-to-wire boundary, reproduced
+        except Exception as exc:  # the SDK dispatcher's exception-to-wire boundary, reproduced
             error = handler_exception_to_error_data(exc)
             if error is None:
                 log.exception("handler for %r raised", message.method)
