@@ -122,7 +122,8 @@ class ClientLog(logging.Handler):
             return
         try:
             data: dict[str, object] = {"message": record.getMessage()}
-            extra = ((k, _plain(v)) for k, v in record.__dict__.items() if k not in STANDARD_ATTRIBUTES and not k.startswith("_"))
+            fields = record.__dict__.items()
+            extra = ((k, _plain(v)) for k, v in fields if k not in STANDARD_ATTRIBUTES and not k.startswith("_"))
             data.update(extra)
             level = mcp_level(record.levelno)
             params = types.LoggingMessageNotificationParams(level=level, logger=record.name, data=data)
