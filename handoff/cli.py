@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
     commands.add_parser("worker", help="Kafka mode: decide and project some partitions (handoff worker --help)")
+    commands.add_parser("loadtest", help="load an MCP server with the original guide's scenarios (loadtest --help)")
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
     )
@@ -135,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.worker import main as worker_main
 
         return worker_main(args[1:])
+    if args[:1] == ["loadtest"]:  # drives any AI Handoff MCP server: its own options, nothing of the engine
+        from handoff.loadtest.cli import main as loadtest_main
+
+        return loadtest_main(args[1:])
     if args[:1] == ["bench"]:  # each benchmark has its own options
         return bench(args[1:])
     ns = _parser().parse_args(argv)
