@@ -76,7 +76,9 @@ class Worker:
             error, content = type(exc).__name__, None
         else:
             content = structured(result)
-            error = (str(content.get("code") or "TOOL_ERROR") if content else "TOOL_ERROR") if result.is_error else None
+            # The original server answers a failure as text {"success": false, "error": ...} without isError.
+            failed = result.is_error or content.get("success") is False
+            error = str(content.get("code") or "TOOL_ERROR") if failed else None
         ended = time.perf_counter()
         self.sink.add(Call(self.scenario, tool, started - self.origin, ended - started, error))
         return None if error else (content or {})

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
+
+import anyio
+from mcp_types import CallToolResult, TextContent
 
 from handoff.loadtest import html, report
 from handoff.loadtest.runner import Options, Outcome, Phase, plan
+from handoff.loadtest.scenarios import Worker
 from handoff.loadtest.stats import Call, distribution, percentile, summary, timeline
 
 
@@ -71,3 +77,38 @@ def test_the_html_report_is_self_contained_with_three_svg_charts() -> None:
     assert page.count("<svg") == 3 and page.count('class="series"') >= 5
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "the report must not fetch anything"
     assert "<script" not in page
+
+
+class FakeClient:
+    """Answers every tool call with one fixed result."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        return self.result
+
+
+def worker_answered(result: Any) -> tuple[Outcome, dict[str, Any] | None]:
+    done = Outcome(Options("http://127.0.0.1:1/mcp", None, 1, 1.0, "mix"), "run1", [], False)
+    worker = Worker(FakeClient(result), 0, "run1", "mix", 0.0, 1.0, done, False)  # type: ignore[arg-type]
+    return done, anyio.run(worker.call, "update_context", {"sessionKey": "k"})
+
+
+def test_a_tool_error_counts_with_its_code() -> None:
+    refusal = {"success": False, "code": "SESSION_NOT_FOUND"}
+    answer = CallToolResult(content=[], structured_content=refusal, is_error=True)
+    done, content = worker_answered(answer)
+    assert content is None and [c.error for c in done.calls] == ["SESSION_NOT_FOUND"]
+
+
+def test_the_original_servers_text_failure_without_is_error_counts_as_an_error() -> None:
+    text = json.dumps({"success": False, "error": "Session not found", "sessionKey": "k"})
+    done, content = worker_answered(CallToolResult(content=[TextContent(type="text", text=text)]))
+    assert content is None and [c.error for c in done.calls] == ["TOOL_ERROR"]
+
+
+def test_the_original_servers_text_success_is_parsed() -> None:
+    text = json.dumps({"success": True, "contextEntry": {"sequenceNumber": 2}})
+    done, content = worker_answered(CallToolResult(content=[TextContent(type="text", text=text)]))
+    assert content == {"success": True, "contextEntry": {"sequenceNumber": 2}} and done.calls[0].error is None
