@@ -121,7 +121,7 @@ def value_text(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.2f}"
 
 
-def render(report: dict[str, Any], server_text: str) -> str:
+def render(report: dict[str, Any], server_text: str, client_text: str) -> str:
     """The whole page."""
     heads = ["", "calls", "calls/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"]
     phases = summary_rows([(p["name"], p) for p in report["phases"]] + [("overall", report["overall"])])
@@ -143,6 +143,7 @@ def render(report: dict[str, Any], server_text: str) -> str:
 <table><thead><tr><th></th><th>value</th><th>unit</th><th>target</th><th>alert</th><th>status</th></tr></thead>
 <tbody>{kpi_rows}</tbody></table>
 <p>{escape(server_text)}</p>
+<p>{escape(client_text)}</p>
 <h2>Charts</h2>
 {"".join(f"<figure>{svg}</figure>" for svg in charts(report))}
 <h2>Phases</h2>{table(heads, phases)}

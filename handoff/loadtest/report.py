@@ -56,6 +56,7 @@ def build(outcome: Outcome) -> dict[str, Any]:
         "errors": stats.error_codes(outcome.calls),
         "phases": phases,
         "server": outcome.server,
+        "client": {"cpuPercent": round(outcome.client_cpu_seconds / max(outcome.seconds, 1e-9) * 100, 1)},
         "timeline": stats.timeline(outcome.calls, outcome.seconds),
         "distribution": [list(point) for point in stats.distribution(outcome.calls)],
     }
@@ -110,7 +111,7 @@ def text(report: dict[str, Any]) -> str:
         )
     if report["errors"]:
         lines.append("errors: " + ", ".join(f"{code} x{n}" for code, n in report["errors"].items()))
-    lines += ["", server_line(report["server"]), "", "KPIs (the original guide's):"]
+    lines += ["", server_line(report["server"]), client_line(report["client"]), "", "KPIs (the original guide's):"]
     for kpi in report["kpis"]:
         value = "n/a" if kpi["value"] is None else f"{kpi['value']:,.2f}"
         lines.append(
@@ -118,6 +119,18 @@ def text(report: dict[str, Any]) -> str:
             f"{kpi['status']}"
         )
     return "\n".join(lines)
+
+
+CLIENT_SATURATED = 85.0
+"""Above this share of a core, the load tester itself is the likely bottleneck."""
+
+
+def client_line(client: dict[str, Any]) -> str:
+    """The load tester's own CPU, with a warning when it, not the server, limits the throughput."""
+    line = f"load tester: CPU {client['cpuPercent']:.0f}% of a core"
+    if client["cpuPercent"] >= CLIENT_SATURATED:
+        line += " - it is saturated: the throughput measured is the client's limit, not the server's"
+    return line
 
 
 def server_line(server: dict[str, Any] | None) -> str:

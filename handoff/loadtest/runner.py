@@ -67,6 +67,7 @@ class Outcome:
     phases: list[Phase] = field(default_factory=list)
     server: dict[str, Any] | None = None
     seconds: float = 0.0
+    client_cpu_seconds: float = 0.0  # this process's CPU over the run: a saturated client limits throughput
 
     def add(self, call: Call) -> None:
         """Record one call (the scenarios' sink)."""
@@ -75,6 +76,12 @@ class Outcome:
 
 class LoadTestError(Exception):
     """The load test could not run (no connection, not an AI Handoff server)."""
+
+
+def process_cpu() -> float:
+    """CPU seconds this process (every thread of it) has used."""
+    times = os.times()
+    return times.user + times.system
 
 
 def plan(scenario: str, clients: int) -> list[tuple[str, tuple[str, ...]]]:
@@ -131,7 +138,7 @@ async def run(options: Options, progress: Progress) -> Outcome:
         outcome = Outcome(options, uuid.uuid4().hex[:8], sorted(tools), LIFECYCLE_TOOLS <= set(tools))
         source = await server.discover(options.url, options.pid, options.metrics_url)
         sampler = server.Sampler(source) if source is not None else None
-        origin = time.perf_counter()
+        origin, cpu = time.perf_counter(), process_cpu()
         progress.start(total=options.seconds * len(phases), count=lambda: len(outcome.calls))
         async with anyio.create_task_group() as background:
             if sampler is not None:
@@ -141,6 +148,7 @@ async def run(options: Options, progress: Progress) -> Outcome:
                 outcome.phases.append(await run_phase(outcome, clients, name, scenarios, origin))
             background.cancel_scope.cancel()
         outcome.seconds = time.perf_counter() - origin
+        outcome.client_cpu_seconds = process_cpu() - cpu
         progress.finish()
         if sampler is not None:
             outcome.server = sampler.summary(local=options.pid is not None or server.is_loopback(options.url or ""))

@@ -69,6 +69,7 @@ def test_an_http_run_reports_throughput_percentiles_and_no_errors(http_run: Http
     assert {"register_session", "update_context", "request_handoff", "accept_handoff", "complete_handoff"} <= set(
         report["tools"]
     )
+    assert report["client"]["cpuPercent"] > 0
     kpis = [k["name"] for k in report["kpis"]]
     assert kpis == ["p95 latency", "throughput", "error rate", "server CPU", "server memory"]
 

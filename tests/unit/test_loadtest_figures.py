@@ -73,7 +73,7 @@ def test_kpis_compare_with_the_guides_targets_and_alert_thresholds() -> None:
 
 def test_the_html_report_is_self_contained_with_three_svg_charts() -> None:
     document = report.build(outcome())
-    page = html.render(document, report.server_line(document["server"]))
+    page = html.render(document, report.server_line(document["server"]), report.client_line(document["client"]))
     assert page.count("<svg") == 3 and page.count('class="series"') >= 5
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "the report must not fetch anything"
     assert "<script" not in page
@@ -112,3 +112,8 @@ def test_the_original_servers_text_success_is_parsed() -> None:
     text = json.dumps({"success": True, "contextEntry": {"sequenceNumber": 2}})
     done, content = worker_answered(CallToolResult(content=[TextContent(type="text", text=text)]))
     assert content == {"success": True, "contextEntry": {"sequenceNumber": 2}} and done.calls[0].error is None
+
+
+def test_a_saturated_load_tester_says_the_throughput_is_its_own_limit() -> None:
+    assert "saturated" in report.client_line({"cpuPercent": 97.0})
+    assert "saturated" not in report.client_line({"cpuPercent": 40.0})
