@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 
-from handoff.loadtest import html, report
+from handoff.loadtest import html, multi, report
 from handoff.loadtest.progress import Progress
 from handoff.loadtest.runner import LoadTestError, Options, run
 from handoff.loadtest.scenarios import SCENARIOS
@@ -29,6 +29,7 @@ examples:
   handoff loadtest --scenario all --json http://127.0.0.1:8765/mcp > report.json
   handoff loadtest --clients 4 -- handoff stdio --data-dir ./data      # one stdio server process per client
   handoff loadtest --pid 4242 http://127.0.0.1:3000/mcp                 # the original server, its CPU and memory
+  handoff loadtest --processes 4 --clients 64 http://127.0.0.1:8765/mcp  # when one client process is the limit
 
 The server's CPU and memory are reported when it runs on this machine: --pid, else the process_*
 series of the URL's /metrics, else the process listening on the URL's port.
@@ -53,7 +54,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-url", help="a Prometheus /metrics with the server's process_* series")
     p.add_argument("--legacy", action="store_true", help="use the initialize handshake (no protocol probe)")
     p.add_argument("--server-log", type=Path, metavar="FILE", help="stdio: the servers' stderr (default: discarded)")
+    p.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        metavar="P",
+        help="spread the clients over P load-tester processes (default: 1; one saturates a core at a few hundred "
+        "calls/s over HTTP)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # RUN:OFFSET:COUNT, a process of --processes
     return p
 
 
@@ -92,9 +102,14 @@ def main(argv: Sequence[str]) -> int:
             pid=ns.pid,
             metrics_url=ns.metrics_url,
             server_log=log,
+            processes=min(ns.processes, ns.clients),
         )
         try:
-            outcome = anyio.run(run, options, Progress(quiet=ns.quiet))
+            if ns.child is not None:
+                anyio.run(multi.child, options, ns.child)
+                return 0
+            runner = multi.run_many if options.processes > 1 else run
+            outcome = anyio.run(runner, options, Progress(quiet=ns.quiet))
         except LoadTestError as exc:
             print(f"handoff loadtest: {exc}", file=sys.stderr)
             return 1

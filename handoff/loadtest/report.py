@@ -56,7 +56,10 @@ def build(outcome: Outcome) -> dict[str, Any]:
         "errors": stats.error_codes(outcome.calls),
         "phases": phases,
         "server": outcome.server,
-        "client": {"cpuPercent": round(outcome.client_cpu_seconds / max(outcome.seconds, 1e-9) * 100, 1)},
+        "client": {
+            "processes": options.processes,
+            "cpuPercent": round(outcome.client_cpu_seconds / max(outcome.seconds, 1e-9) * 100, 1),
+        },
         "timeline": stats.timeline(outcome.calls, outcome.seconds),
         "distribution": [list(point) for point in stats.distribution(outcome.calls)],
     }
@@ -127,9 +130,10 @@ CLIENT_SATURATED = 85.0
 
 def client_line(client: dict[str, Any]) -> str:
     """The load tester's own CPU, with a warning when it, not the server, limits the throughput."""
-    line = f"load tester: CPU {client['cpuPercent']:.0f}% of a core"
-    if client["cpuPercent"] >= CLIENT_SATURATED:
-        line += " - it is saturated: the throughput measured is the client's limit, not the server's"
+    processes = client.get("processes", 1)
+    line = f"load tester: CPU {client['cpuPercent']:.0f}% of a core over {processes} process(es)"
+    if client["cpuPercent"] / processes >= CLIENT_SATURATED:
+        line += " - saturated: the throughput measured is the client's limit, not the server's (try --processes)"
     return line
 
 

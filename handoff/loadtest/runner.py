@@ -38,6 +38,7 @@ class Options:
     pid: int | None = None
     metrics_url: str | None = None
     server_log: TextIO | None = None  # where stdio servers' stderr goes
+    processes: int = 1  # load-tester processes sharing the clients (handoff.loadtest.multi)
 
     @property
     def target(self) -> str:
@@ -126,16 +127,24 @@ async def connect(stack: AsyncExitStack, options: Options, count: int) -> list[C
     return clients
 
 
+async def open_run(
+    stack: AsyncExitStack, options: Options, count: int, run_id: str | None = None
+) -> tuple[list[Client], Outcome]:
+    """Connect `count` clients (at least one) and check the server speaks the AI Handoff tools."""
+    clients = await connect(stack, options, max(count, 1))
+    tools = await tool_names(clients[0])
+    missing = REQUIRED_TOOLS - set(tools)
+    if missing:
+        raise LoadTestError(f"{options.target} lacks the AI Handoff tools {sorted(missing)}")
+    run_id = run_id or uuid.uuid4().hex[:8]
+    return clients, Outcome(options, run_id, sorted(tools), LIFECYCLE_TOOLS <= set(tools))
+
+
 async def run(options: Options, progress: Progress) -> Outcome:
     """Run every phase against the server and return what was recorded."""
     phases = plan(options.scenario, options.clients)
     async with AsyncExitStack() as stack:
-        clients = await connect(stack, options, max(len(p[1]) for p in phases))
-        tools = await tool_names(clients[0])
-        missing = REQUIRED_TOOLS - set(tools)
-        if missing:
-            raise LoadTestError(f"{options.target} lacks the AI Handoff tools {sorted(missing)}")
-        outcome = Outcome(options, uuid.uuid4().hex[:8], sorted(tools), LIFECYCLE_TOOLS <= set(tools))
+        clients, outcome = await open_run(stack, options, max(len(p[1]) for p in phases))
         source = await server.discover(options.url, options.pid, options.metrics_url)
         sampler = server.Sampler(source) if source is not None else None
         origin, cpu = time.perf_counter(), process_cpu()
@@ -155,23 +164,42 @@ async def run(options: Options, progress: Progress) -> Outcome:
     return outcome
 
 
+def shared_key(run_id: str, phase: str) -> str:
+    """The session every client of a phase's shared-session scenario appends to."""
+    return f"lt-{run_id}-{phase}-shared"
+
+
 async def run_phase(
-    outcome: Outcome, clients: list[Client], name: str, scenarios: tuple[str, ...], origin: float
+    outcome: Outcome,
+    clients: list[Client],
+    name: str,
+    scenarios: tuple[str, ...],
+    origin: float,
+    *,
+    start: float | None = None,
+    offset: int = 0,
+    register_shared: bool = True,
 ) -> Phase:
-    """Every client runs its scenario for the phase's seconds."""
-    started = time.perf_counter()
+    """Every client runs its scenario for the phase's seconds (from `start`, a perf_counter() time, if given).
+
+    `offset` is the index of this process's first client among all the run's clients; `register_shared`
+    is False when another process registered the phase's shared session already.
+    """
+    if start is not None:
+        await anyio.sleep(max(0.0, start - time.perf_counter()))
+    started = time.perf_counter() if start is None else start
     deadline = started + outcome.options.seconds
     workers = [
-        Worker(clients[i], i, outcome.run_id, scenario, origin, deadline, outcome, outcome.lifecycle)
+        Worker(clients[i], offset + i, outcome.run_id, scenario, origin, deadline, outcome, outcome.lifecycle)
         for i, scenario in enumerate(scenarios)
     ]
-    if "shared-session" in scenarios:
-        shared_key = f"lt-{outcome.run_id}-{name}-shared"
+    key = shared_key(outcome.run_id, name)
+    if "shared-session" in scenarios and register_shared:
         opener = Worker(clients[0], 0, outcome.run_id, "shared-session", origin, deadline, outcome, outcome.lifecycle)
-        await register(opener, shared_key, "lt-agent-shared")
-        for worker in workers:
-            worker.shared_key = shared_key
-    with anyio.move_on_after(outcome.options.seconds + GRACE):
+        await register(opener, key, "lt-agent-shared")
+    for worker in workers:
+        worker.shared_key = key
+    with anyio.move_on_after(max(0.0, deadline - time.perf_counter()) + GRACE):
         async with anyio.create_task_group() as group:
             for worker in workers:
                 group.start_soon(LOOPS[worker.scenario], worker)

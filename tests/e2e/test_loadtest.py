@@ -120,3 +120,17 @@ def test_a_stdio_run_drives_one_handoff_stdio_per_client(tmp_path: Path) -> None
     assert report["transport"] == "stdio" and report["phases"][0]["clients"] == 2
     assert report["overall"]["calls"] > 0 and report["overall"]["errors"] == 0
     assert report["server"] is None  # the engine behind `handoff stdio` is another process: --pid names it
+
+
+def test_several_load_tester_processes_share_the_clients_and_their_calls_add_up(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data", tmp_path / "server.log") as served:
+        before = log_position(served)
+        report = loadtest(
+            served.mcp_url, "--processes", "2", "--clients", "4", "--seconds", "2", "--json", "--quiet", cwd=tmp_path
+        )
+        written = log_position(served) - before
+    overall = report["overall"]
+    assert report["client"]["processes"] == 2 and report["phases"][0]["clients"] == 4
+    assert overall["calls"] > 0 and overall["errors"] == 0, report["errors"]
+    assert written == overall["calls"]  # every call of every process, and the parent's shared session, counted once
+    assert {"own-sessions", "shared-session", "handoffs"} == set(report["phases"][0]["scenarios"])

@@ -8,6 +8,7 @@ import anyio
 from mcp_types import CallToolResult, TextContent
 
 from handoff.loadtest import html, report
+from handoff.loadtest.multi import slices
 from handoff.loadtest.runner import Options, Outcome, Phase, plan
 from handoff.loadtest.scenarios import Worker
 from handoff.loadtest.stats import Call, distribution, percentile, summary, timeline
@@ -117,3 +118,9 @@ def test_the_original_servers_text_success_is_parsed() -> None:
 def test_a_saturated_load_tester_says_the_throughput_is_its_own_limit() -> None:
     assert "saturated" in report.client_line({"cpuPercent": 97.0})
     assert "saturated" not in report.client_line({"cpuPercent": 40.0})
+
+
+def test_clients_are_spread_evenly_over_the_processes() -> None:
+    assert slices(8, 3) == [(0, 3), (3, 3), (6, 2)]
+    assert slices(2, 2) == [(0, 1), (1, 1)]
+    assert sum(count for _, count in slices(17, 4)) == 17
