@@ -115,7 +115,8 @@ def main(argv: Sequence[str]) -> int:
             return 1
     document = report.build(outcome)
     if ns.html is not None:
-        page = html.render(document, report.server_line(document["server"]), report.client_line(document["client"]))
+        server = report.server_line(document["server"], document["transport"])
+        page = html.render(document, server, report.client_line(document["client"]))
         ns.html.write_text(page, encoding="utf-8")
     print(json.dumps(document, indent=2) if ns.json else report.text(document))
     return 0

@@ -22,6 +22,13 @@ def nice_max(value: float) -> float:
     return float(next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= value))
 
 
+def round_ticks(x0: float, x1: float) -> list[tuple[float, str]]:
+    """Ticks at round steps (1, 2, 2.5, 5 times a power of ten), about five of them."""
+    step = nice_max((x1 - x0) / 5)
+    first = math.ceil(x0 / step)
+    return [(k * step, f"{k * step:g}") for k in range(first, int(x1 / step) + 1)]
+
+
 def chart(
     title: str,
     series: Sequence[Series],
@@ -50,7 +57,7 @@ def chart(
         y = y1 * i / 4
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#e4e4e4"/>')
         parts.append(f'<text x="{LEFT - 6}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
-    ticks = x_ticks or [(x0 + (x1 - x0) * i / 5, f"{round(x0 + (x1 - x0) * i / 5, 1):g}") for i in range(6)]
+    ticks = x_ticks or round_ticks(x0, x1)
     for x, label in ticks:
         parts.append(f'<text x="{sx(x):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{escape(label)}</text>')
     parts.append(f'<text x="{LEFT + plot_w / 2}" y="{HEIGHT - 4}" text-anchor="middle">{escape(x_label)}</text>')

@@ -114,7 +114,8 @@ def text(report: dict[str, Any]) -> str:
         )
     if report["errors"]:
         lines.append("errors: " + ", ".join(f"{code} x{n}" for code, n in report["errors"].items()))
-    lines += ["", server_line(report["server"]), client_line(report["client"]), "", "KPIs (the original guide's):"]
+    lines += ["", server_line(report["server"], report["transport"]), client_line(report["client"])]
+    lines += ["", "KPIs (the original guide's):"]
     for kpi in report["kpis"]:
         value = "n/a" if kpi["value"] is None else f"{kpi['value']:,.2f}"
         lines.append(
@@ -137,8 +138,10 @@ def client_line(client: dict[str, Any]) -> str:
     return line
 
 
-def server_line(server: dict[str, Any] | None) -> str:
+def server_line(server: dict[str, Any] | None, transport: str = "http") -> str:
     """The server's resources in one line."""
+    if not server and transport == "stdio":
+        return "server: CPU and memory not measured (give --pid; handoff stdio's engine: pid in DATA_DIR/engine.json)"
     if not server:
         return "server: CPU and memory not measured (not a local URL; give --pid or --metrics-url)"
     cpu = server.get("cpuPercent") or {}

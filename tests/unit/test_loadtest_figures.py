@@ -124,3 +124,8 @@ def test_clients_are_spread_evenly_over_the_processes() -> None:
     assert slices(8, 3) == [(0, 3), (3, 3), (6, 2)]
     assert slices(2, 2) == [(0, 1), (1, 1)]
     assert sum(count for _, count in slices(17, 4)) == 17
+
+
+def test_chart_ticks_fall_on_round_numbers() -> None:
+    assert [label for _, label in html.round_ticks(0, 20.1)] == ["0", "5", "10", "15", "20"]
+    assert [label for _, label in html.round_ticks(0, 3.02)] == ["0", "1", "2", "3"]
