@@ -31,7 +31,7 @@ def loaded(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         done = subprocess.run([*handoff_command(), *args], cwd=root, env=child_env(), capture_output=True, timeout=120)
         assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
         assert json.loads(done.stdout)["overall"]["calls"] > 0
-        wait_for(lambda: scraped_for(prometheus, "handoff", LOAD_SECONDS), 60, "scrapes through the load")
+        wait_for(lambda: scraped_for(prometheus, "handoff", LOAD_SECONDS), 120, "scrapes through the load")
         yield prometheus
 
 
