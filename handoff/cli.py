@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     authoptions.add_serve_options(serve)
     _worker_options(commands)
+    commands.add_parser("loadtest", help="load an MCP server with the original guide's scenarios (loadtest --help)")
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
     )
@@ -165,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``handoff`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
     os.umask(0o077)  # data dirs, stores, secrets, logs and exports are the invoking user's alone
+    if args[:1] == ["loadtest"]:  # drives any AI Handoff MCP server: its own options, nothing of the engine
+        from handoff.loadtest.cli import main as loadtest_main
+
+        return loadtest_main(args[1:])
     if args[:1] == ["bench"]:  # each benchmark has its own options
         return bench(args[1:])
     ns = build_parser().parse_args(argv)
