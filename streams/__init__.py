@@ -1,1 +1,1 @@
-"""Kafka mode: topics, the faust decider and projector agents, and the adapter's command bus."""
+"""Kafka mode: topics, the workers that decide and project on Kafka transactions, and the adapter's command bus."""

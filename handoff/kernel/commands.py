@@ -1,7 +1,7 @@
 """Commands: what a caller asks the single writer of a session to do.
 
 Commands forbid unknown fields, so a client's typo fails instead of being silently ignored.
-Every write tool of CONTRACT §2 maps to exactly one command and, when accepted, one event.
+Every MCP write tool maps to exactly one command and, when accepted, to exactly one event.
 """
 
 from __future__ import annotations

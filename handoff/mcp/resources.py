@@ -1,4 +1,4 @@
-"""Resources of CONTRACT §3: the sessions list and four templates, read as JSON; legacy subscribe handlers."""
+"""MCP resources: the sessions list and four templates, read as JSON; legacy subscribe handlers."""
 
 from __future__ import annotations
 
