@@ -191,8 +191,8 @@ def start_server(data_dir: Path, log_path: Path, *extra: str, env: dict[str, str
 
 
 @contextmanager
-def running_server(data_dir: Path, log_path: Path) -> Iterator[Served]:
-    served = start_server(data_dir, log_path)
+def running_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Iterator[Served]:
+    served = start_server(data_dir, log_path, env=env)
     try:
         yield served
     finally:

@@ -1,8 +1,8 @@
-"""Run the MCP tests of tests/integration and tests/e2e against `handoff serve --kafka` + one `handoff worker`.
+"""Start `handoff serve --kafka` + one `handoff worker`, for the MCP contracts of tests/integration and tests/e2e.
 
-The test functions are adopted, not copied: a module here imports a suite module and takes over its
-`test_*` functions (with their marks and parameters), and the fixtures they ask for (`server`,
-`client`, `key`, `uid`, `connect`) are provided by this tier against the Kafka processes.
+The contracts are abstract test classes (`ToolErrorsContract`, `ReadsContract`, ...); each
+tests/kafka/test_mcp_*.py module subclasses them, and the fixtures they ask for (`server`, `client`,
+`key`, `uid`, `connect`) are provided by this tier against the Kafka processes.
 """
 
 from __future__ import annotations
@@ -13,21 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import pytest
 from integration.harness import Served, child_env, handoff_command, start_server
 
 from streams.topics import Topics
-
-
-def adopt(suite: ModuleType) -> dict[str, Any]:
-    """The test functions (and module marks) of another suite module, for `globals().update(...)`."""
-    found: dict[str, Any] = {name: value for name, value in vars(suite).items() if name.startswith("test_")}
-    if hasattr(suite, "pytestmark"):
-        found["pytestmark"] = suite.pytestmark
-    return found
 
 
 @dataclass
@@ -45,10 +35,17 @@ class KafkaMcp:
 
 
 @contextmanager
-def running_kafka_mcp(bootstrap: str, root: Path) -> Iterator[KafkaMcp]:
-    """Start the worker, then the adapter (ready once every partition has a ready worker); stop both."""
+def running_kafka_mcp(bootstrap: str, root: Path, env: dict[str, str] | None = None) -> Iterator[KafkaMcp]:
+    """Start the worker, then the adapter (ready once every partition has a ready worker); stop both.
+
+    `env` is added to the environment of both processes (e.g. a switch that forces the public path).
+    """
     topics = Topics(f"m{uuid.uuid4().hex[:8]}", 4)
-    settings = {"HANDOFF_KAFKA_TOPIC_PREFIX": topics.prefix, "HANDOFF_KAFKA_PARTITIONS": str(topics.partitions)}
+    settings = {
+        "HANDOFF_KAFKA_TOPIC_PREFIX": topics.prefix,
+        "HANDOFF_KAFKA_PARTITIONS": str(topics.partitions),
+        **(env or {}),
+    }
     worker_log = root / "worker.log"
     with open(worker_log, "ab") as log:
         worker = subprocess.Popen(
