@@ -1,8 +1,9 @@
-"""The tool-errors and reads contracts against `handoff serve` with the MCP fast path forced off.
+"""The HTTP MCP contracts against `handoff serve` with the MCP accelerators forced off.
 
 `HANDOFF_FAST_PATH=0` makes every /mcp request go through the MCP SDK's own streamable-HTTP
 transport: the path a server takes when the installed SDK is not the one the fast path was written
-for. The two contracts cover every tool and error code; the other suites run on the default path only.
+for. Tool errors and reads cover every tool and error code, subscriptions the session close hook and
+limits the body sizes the fast path checks itself; the other suites run on the default path only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from integration.harness import Served, running_server
+from integration.test_limits import LimitsContract
 from integration.test_reads import ReadsContract
+from integration.test_subscriptions import SubscriptionsContract
 from integration.test_tool_errors import ToolErrorsContract
 
 PUBLIC_PATH = {"HANDOFF_FAST_PATH": "0"}
@@ -33,4 +36,12 @@ class TestToolErrorsPublicPath(ToolErrorsContract):
 
 
 class TestReadsPublicPath(ReadsContract):
+    """`server`: this module's (fast path off); `client`: tests/integration/conftest.py."""
+
+
+class TestSubscriptionsPublicPath(SubscriptionsContract):
+    """`server`: this module's (fast path off)."""
+
+
+class TestLimitsPublicPath(LimitsContract):
     """`server`: this module's (fast path off); `client`: tests/integration/conftest.py."""
