@@ -1,4 +1,4 @@
-"""The limits of CONTRACT §5: at the limit accepted, over it refused with LIMIT_EXCEEDED and nothing written."""
+"""The size and range limits: at the limit accepted, over it refused with LIMIT_EXCEEDED and nothing written."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every error code of CONTRACT §4 a client can provoke, read from isError and structuredContent.code."""
+"""Every error code a client can provoke through MCP, read from isError and structuredContent.code."""
 
 from __future__ import annotations
 
