@@ -38,14 +38,11 @@ class KafkaMcp:
 def running_kafka_mcp(bootstrap: str, root: Path, env: dict[str, str] | None = None) -> Iterator[KafkaMcp]:
     """Start the worker, then the adapter (ready once every partition has a ready worker); stop both.
 
-    `env` is added to the environment of both processes (e.g. a switch that forces the public path).
+    `env`: more environment for both processes (e.g. the switches that turn the accelerators off).
     """
     topics = Topics(f"m{uuid.uuid4().hex[:8]}", 4)
-    settings = {
-        "HANDOFF_KAFKA_TOPIC_PREFIX": topics.prefix,
-        "HANDOFF_KAFKA_PARTITIONS": str(topics.partitions),
-        **(env or {}),
-    }
+    settings = {"HANDOFF_KAFKA_TOPIC_PREFIX": topics.prefix, "HANDOFF_KAFKA_PARTITIONS": str(topics.partitions)}
+    settings.update(env or {})
     worker_log = root / "worker.log"
     with open(worker_log, "ab") as log:
         worker = subprocess.Popen(
