@@ -19,6 +19,11 @@ from integration.harness import Served, child_env, handoff_command, start_server
 
 from streams.topics import Topics
 
+# serve --kafka is ready once every partition has a ready worker: topics created, the group joined and
+# a transactional producer started per partition. That took 15 s on a shared 2-core machine at load
+# average 20, half the deadline an embedded serve gets; give Kafka mode room.
+READY_DEADLINE = 120.0
+
 
 @dataclass
 class KafkaMcp:
@@ -53,7 +58,7 @@ def running_kafka_mcp(bootstrap: str, root: Path, env: dict[str, str] | None = N
         with pytest.MonkeyPatch.context() as mp:  # start_server passes os.environ on to the child
             for name, value in settings.items():
                 mp.setenv(name, value)
-            served = start_server(root / "serve", root / "serve.log", "--kafka", bootstrap)
+            served = start_server(root / "serve", root / "serve.log", "--kafka", bootstrap, deadline=READY_DEADLINE)
         try:
             yield KafkaMcp(served, worker, worker_log, topics)
         finally:
