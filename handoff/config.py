@@ -20,7 +20,7 @@ DEFAULT_SPAWN_IDLE_EXIT = 300.0  # seconds an auto-spawned engine lingers withou
 
 @dataclass(frozen=True)
 class Env:
-    """What the environment says (CONTRACT §1); command-line options override it."""
+    """What the ``HANDOFF_*`` environment variables say; command-line options override it."""
 
     data_dir: Path
     kafka_bootstrap: str | None

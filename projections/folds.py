@@ -1,6 +1,6 @@
 """The folds: `fold_x(view, envelope) -> view`, total over every event type.
 
-The same functions run in the embedded engine, in the faust projector and in ``handoff replay``.
+The same functions run in the embedded engine, in the Kafka workers and in ``handoff replay``.
 Each skips an event whose version the view already reflects, so applying twice changes nothing.
 """
 
@@ -34,7 +34,7 @@ replace = msgspec.structs.replace
 
 
 def registration_text(agent_from: str) -> str:
-    """The system entry that stands for a SessionRegistered event (CONTRACT §2)."""
+    """Context entry 1, which stands for SessionRegistered: a system entry naming the registering agent."""
     return f"Session registered by agent: {agent_from}"
 
 

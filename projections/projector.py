@@ -1,8 +1,8 @@
 """The projector: applies one event to every view it touches, reading through a `ViewReader`.
 
 It returns `Changes` instead of writing, so the embedded engine can put them in the same
-WriteBatch as the event, the faust projector can put them in its tables, and replay can put them
-in a fresh store.
+WriteBatch as the event, a Kafka worker can put them in its partition's store, and replay can put
+them in a fresh store.
 """
 
 from __future__ import annotations

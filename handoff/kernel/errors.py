@@ -32,7 +32,7 @@ class HandoffError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        """The machine-readable failure body of CONTRACT §2."""
+        """The machine-readable failure body of a refused tool call: success false, code, error, details."""
         return {"success": False, "code": self.code, "error": self.message, **self.details}
 
 

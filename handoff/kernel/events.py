@@ -1,8 +1,9 @@
 """Events: the facts a session's stream records, and the envelope that chains them.
 
 Event payloads tolerate unknown fields so an older reader skips what a newer writer added. The
-envelope (CONTRACT §6) is a separate struct: on the wire ``type`` and ``schemaVersion`` sit beside
-``data``, and ``hash`` seals everything else together with ``prevHash``.
+envelope (ids, per-session version, type, schema version, time, actor, hashes) is a separate struct:
+on the wire ``type`` and ``schemaVersion`` sit beside ``data``, and ``hash`` seals everything else
+together with ``prevHash``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class SessionRegistered(_Event, frozen=True):
 
 
 class ContextAppended(_Event, frozen=True):
-    """v2 added ``tokens`` (the estimate of CONTRACT's package rules); v1 records are upcast."""
+    """v2 added ``tokens`` (the entry's token estimate, see `handoff.kernel.package`); v1 records are upcast."""
 
     SCHEMA_VERSION: ClassVar[int] = 2
 

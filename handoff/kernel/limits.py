@@ -1,4 +1,4 @@
-"""Size and range limits of CONTRACT §5, checked before any rule so over-limit input writes nothing."""
+"""Size and range limits (LIMIT_EXCEEDED), checked before any rule so over-limit input writes nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Identifier types, enumerations and the configurable limits of CONTRACT §5."""
+"""Identifier types, enumerations and the configurable size and range limits."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ DEFAULT_TOKEN_BUDGET = 4000
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """The limits of CONTRACT §5; every field can be overridden by configuration."""
+    """Size and range limits (over one: LIMIT_EXCEEDED, nothing written); configuration can override each."""
 
     key_max: int = 255
     agent_max: int = 100

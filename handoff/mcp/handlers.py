@@ -1,4 +1,4 @@
-"""The thirteen tools of CONTRACT §2: typed arguments → command or query → result struct.
+"""The thirteen MCP tools: typed arguments → command or query → result struct.
 
 Each handler raises a `HandoffError` to refuse; `handoff.mcp.tools` turns that into a tool error.
 

@@ -1,4 +1,4 @@
-"""Resources of CONTRACT §3 and §10: the sessions list, the health report and four templates, read as JSON."""
+"""MCP resources: the sessions list, the health report and four templates, read as JSON; legacy subscriptions."""
 
 from __future__ import annotations
 

@@ -157,7 +157,9 @@ class Served:
         self.proc.wait(STOP_DEADLINE)
 
 
-def start_server(data_dir: Path, log_path: Path, *extra: str, env: dict[str, str] | None = None) -> Served:
+def start_server(
+    data_dir: Path, log_path: Path, *extra: str, env: dict[str, str] | None = None, deadline: float = START_DEADLINE
+) -> Served:
     """Start `handoff serve --port 0` (with more environment, if given) and wait until /readyz answers 200."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -183,7 +185,7 @@ def start_server(data_dir: Path, log_path: Path, *extra: str, env: dict[str, str
         return http_get(served.url + "/readyz", timeout=2)[0] == 200
 
     try:
-        wait_for(ready, START_DEADLINE, "handoff serve to be ready (engine.json with its pid, /readyz 200)", describe)
+        wait_for(ready, deadline, "handoff serve to be ready (engine.json with its pid, /readyz 200)", describe)
     except BaseException:
         served.kill()
         raise

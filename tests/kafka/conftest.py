@@ -78,7 +78,7 @@ async def service(broker: Broker, topics: Topics, worker: Worker) -> AsyncIterat
         yield svc
 
 
-# -- the MCP suites of tests/integration and tests/e2e, adopted by tests/kafka/test_mcp_*.py ---------
+# -- the MCP contracts of tests/integration and tests/e2e, subclassed by tests/kafka/test_mcp_*.py ------
 
 
 # Adopted MCP modules that also run with every accelerator off (HANDOFF_KAFKA_ACCEL=0, HANDOFF_FAST_PATH=0):
@@ -100,7 +100,7 @@ def kafka_path(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def kafka_mcp(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaMcp]:
-    """One `handoff worker` + `handoff serve --kafka` for every adopted MCP test (they use unique keys)."""
+    """One `handoff worker` + `handoff serve --kafka` for every MCP contract test (they use unique keys)."""
     with running_kafka_mcp(broker.bootstrap, tmp_path_factory.mktemp("kafka-mcp")) as running:
         yield running
 

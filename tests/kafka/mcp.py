@@ -1,8 +1,8 @@
-"""Run the MCP tests of tests/integration and tests/e2e against `handoff serve --kafka` + one `handoff worker`.
+"""Start `handoff serve --kafka` + one `handoff worker`, for the MCP contracts of tests/integration and tests/e2e.
 
-The test functions are adopted, not copied: a module here imports a suite module and takes over its
-`test_*` functions (with their marks and parameters), and the fixtures they ask for (`server`,
-`client`, `key`, `uid`, `connect`) are provided by this tier against the Kafka processes.
+The contracts are abstract test classes (`ToolErrorsContract`, `ReadsContract`, ...); each
+tests/kafka/test_mcp_*.py module subclasses them, and the fixtures they ask for (`server`, `client`,
+`key`, `uid`, `connect`) are provided by this tier against the Kafka processes.
 """
 
 from __future__ import annotations
@@ -13,21 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import pytest
 from integration.harness import Served, child_env, handoff_command, start_server
 
 from streams.topics import Topics
 
-
-def adopt(suite: ModuleType) -> dict[str, Any]:
-    """The test functions (and module marks) of another suite module, for `globals().update(...)`."""
-    found: dict[str, Any] = {name: value for name, value in vars(suite).items() if name.startswith("test_")}
-    if hasattr(suite, "pytestmark"):
-        found["pytestmark"] = suite.pytestmark
-    return found
+# serve --kafka is ready once every partition has a ready worker: topics created, the group joined and
+# a transactional producer started per partition. That took 15 s on a shared 2-core machine at load
+# average 20, half the deadline an embedded serve gets; give Kafka mode room.
+READY_DEADLINE = 120.0
 
 
 @dataclass
@@ -66,7 +61,9 @@ def running_kafka_mcp(
         with pytest.MonkeyPatch.context() as mp:  # start_server passes os.environ on to the child
             for name, value in settings.items():
                 mp.setenv(name, value)
-            served = start_server(root / "serve", root / "serve.log", "--kafka", bootstrap, *serve_args)
+            served = start_server(
+                root / "serve", root / "serve.log", "--kafka", bootstrap, *serve_args, deadline=READY_DEADLINE
+            )
         try:
             yield KafkaMcp(served, worker, worker_log, topics)
         finally:

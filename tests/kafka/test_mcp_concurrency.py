@@ -1,7 +1,7 @@
-"""tests/integration/test_concurrency.py against `serve --kafka` + one worker (issue 3, first "Done when")."""
+"""The concurrency contract (tests/integration/test_concurrency.py) against `serve --kafka` + one worker."""
 
-from integration import test_concurrency as suite
+from integration.test_concurrency import ConcurrencyContract
 
-from kafka.mcp import adopt
 
-globals().update(adopt(suite))
+class TestConcurrencyKafka(ConcurrencyContract):
+    """`server` and `client`: the shared `handoff worker` + `handoff serve --kafka` of tests/kafka/conftest.py."""

@@ -1,7 +1,7 @@
-"""tests/integration/test_reads.py (pagination, asOfVersion, lists, packages) against `serve --kafka` + one worker."""
+"""The reads contract (tests/integration/test_reads.py: pagination, asOfVersion, lists, packages) in Kafka mode."""
 
-from integration import test_reads as suite
+from integration.test_reads import ReadsContract
 
-from kafka.mcp import adopt
 
-globals().update(adopt(suite))
+class TestReadsKafka(ReadsContract):
+    """`server` and `client`: the shared `handoff worker` + `handoff serve --kafka` of tests/kafka/conftest.py."""

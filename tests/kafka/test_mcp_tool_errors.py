@@ -1,7 +1,7 @@
-"""tests/integration/test_tool_errors.py (every error code through MCP) against `serve --kafka` + one worker."""
+"""The tool-errors contract (tests/integration/test_tool_errors.py) against `serve --kafka` + one worker."""
 
-from integration import test_tool_errors as suite
+from integration.test_tool_errors import ToolErrorsContract
 
-from kafka.mcp import adopt
 
-globals().update(adopt(suite))
+class TestToolErrorsKafka(ToolErrorsContract):
+    """`server` and `client`: the shared `handoff worker` + `handoff serve --kafka` of tests/kafka/conftest.py."""

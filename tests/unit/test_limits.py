@@ -1,4 +1,4 @@
-"""Limits of CONTRACT §5: over a limit is LIMIT_EXCEEDED; empty or malformed is INVALID_ARGUMENT."""
+"""The size and range limits: over a limit is LIMIT_EXCEEDED; empty or malformed is INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
