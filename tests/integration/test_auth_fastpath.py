@@ -20,10 +20,11 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from handoff.accel import mcp_fastpath as fastpath
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
-from handoff.mcp import fastpath, http
+from handoff.mcp import http
 from handoff.mcp.auth import Auth, StoreVerifier
 from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server

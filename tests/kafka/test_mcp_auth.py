@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from e2e import test_auth as suite
 from e2e.auth_support import AUDIENCE, ISSUER, jwks_issuer
-from e2e.test_auth import AuthServer
+from e2e.test_auth import AuthContract, AuthServer
 
-from kafka.mcp import adopt, running_kafka_mcp
+from kafka.mcp import running_kafka_mcp
 from kafka.support import Broker
 
-globals().update(adopt(suite))
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +42,7 @@ def server(request: pytest.FixtureRequest) -> AuthServer:
     """The suite runs once against each mode."""
     server: AuthServer = request.getfixturevalue(f"{request.param}_server")
     return server
+
+
+class TestAuthKafka(AuthContract):
+    """Against `serve --kafka --auth token|jwt` and one worker."""
