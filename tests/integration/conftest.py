@@ -16,31 +16,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-# Modules whose tests also run against a server with the MCP accelerators off (HANDOFF_FAST_PATH=0): the
-# public path answers them through the SDK alone. Others run accelerated only, to keep the tier's time.
-BOTH_PATHS = frozenset({"test_reads", "test_tool_errors", "test_subscriptions", "test_limits"})
-PUBLIC_PATH = {"HANDOFF_FAST_PATH": "0"}
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "server" in metafunc.fixturenames and metafunc.module.__name__.rpartition(".")[2] in BOTH_PATHS:
-        metafunc.parametrize("mcp_path", ["accelerated", "public"], indirect=True, scope="module")
-
-
 @pytest.fixture(scope="module")
-def mcp_path(request: pytest.FixtureRequest) -> str:
-    """Which path the module's server takes: "accelerated" (the default) or "public"."""
-    return str(getattr(request, "param", "accelerated"))
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One `handoff serve` per test module; tests keep apart by using unique session keys and agents.
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, mcp_path: str) -> Iterator[Served]:
-    """One `handoff serve` per test module; tests keep apart by using unique session keys and agents."""
+    tests/integration/test_public_path.py runs the same contracts against a server with its accelerators off.
+    """
     root = tmp_path_factory.mktemp("serve")
-    env = PUBLIC_PATH if mcp_path == "public" else None
-    with running_server(root / "data", root / "server.log", env) as served:
-        if mcp_path == "public":
-            assert "mcp-fast-path" in served.log() and "accelerator off by its switch" in served.log(), served.log()
+    with running_server(root / "data", root / "server.log") as served:
         yield served
         assert served.proc.poll() is None, f"the server died during the module\n{served.log()}"
 

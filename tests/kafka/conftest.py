@@ -81,23 +81,6 @@ async def service(broker: Broker, topics: Topics, worker: Worker) -> AsyncIterat
 # -- the MCP contracts of tests/integration and tests/e2e, subclassed by tests/kafka/test_mcp_*.py ------
 
 
-# Adopted MCP modules that also run with every accelerator off (HANDOFF_KAFKA_ACCEL=0, HANDOFF_FAST_PATH=0):
-# the deciders' transactions through aiokafka's public API, under concurrent writers and refusals.
-BOTH_PATHS = frozenset({"test_mcp_concurrency", "test_mcp_tool_errors"})
-PUBLIC_PATH = {"HANDOFF_KAFKA_ACCEL": "0", "HANDOFF_FAST_PATH": "0"}
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "server" in metafunc.fixturenames and metafunc.module.__name__.rpartition(".")[2] in BOTH_PATHS:
-        metafunc.parametrize("kafka_path", ["accelerated", "public"], indirect=True, scope="module")
-
-
-@pytest.fixture(scope="module")
-def kafka_path(request: pytest.FixtureRequest) -> str:
-    """Which path the module's worker and adapter take: "accelerated" (the default) or "public"."""
-    return str(getattr(request, "param", "accelerated"))
-
-
 @pytest.fixture(scope="session")
 def kafka_mcp(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaMcp]:
     """One `handoff worker` + `handoff serve --kafka` for every MCP contract test (they use unique keys)."""
@@ -105,19 +88,9 @@ def kafka_mcp(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield running
 
 
-@pytest.fixture(scope="session")
-def kafka_mcp_public(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaMcp]:
-    """The same with every accelerator off, for the modules in `BOTH_PATHS`."""
-    with running_kafka_mcp(broker.bootstrap, tmp_path_factory.mktemp("kafka-mcp-public"), env=PUBLIC_PATH) as running:
-        worker_log = running.worker_log.read_text(errors="replace")  # its partitions are ready: deciders were built
-        assert "accelerator off by its switch" in worker_log and "kafka-txn" in worker_log, running.logs()
-        yield running
-
-
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest, kafka_path: str) -> Iterator[Served]:
-    """What tests/integration's `server` is, in Kafka mode."""
-    kafka_mcp: KafkaMcp = request.getfixturevalue("kafka_mcp_public" if kafka_path == "public" else "kafka_mcp")
+def server(kafka_mcp: KafkaMcp) -> Iterator[Served]:
+    """What tests/integration's `server` is, in Kafka mode (test_mcp_public_path.py: accelerators off)."""
     yield kafka_mcp.served
     assert kafka_mcp.served.proc.poll() is None, f"serve --kafka died during the module\n{kafka_mcp.logs()}"
     assert kafka_mcp.worker.poll() is None, f"the worker died during the module\n{kafka_mcp.logs()}"

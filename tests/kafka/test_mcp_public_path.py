@@ -27,8 +27,10 @@ PUBLIC_PATH = {"HANDOFF_KAFKA_ACCEL": "0", "HANDOFF_FAST_PATH": "0"}
 @pytest.fixture(scope="module")
 def server(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A `handoff worker` + `handoff serve --kafka` of this module alone, both with the accelerators off."""
-    with running_kafka_mcp(broker.bootstrap, tmp_path_factory.mktemp("kafka-public"), PUBLIC_PATH) as running:
+    with running_kafka_mcp(broker.bootstrap, tmp_path_factory.mktemp("kafka-public"), env=PUBLIC_PATH) as running:
         assert "fastPath=False" in running.served.log(), running.logs()
+        worker_log = running.worker_log.read_text(errors="replace")  # its partitions are ready: deciders were built
+        assert "accelerator off by its switch" in worker_log and "kafka-txn" in worker_log, running.logs()
         yield running.served
         assert running.served.proc.poll() is None, f"serve --kafka died during the module\n{running.logs()}"
         assert running.worker.poll() is None, f"the worker died during the module\n{running.logs()}"
