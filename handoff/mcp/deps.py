@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from handoff.kernel.commands import Command, HandoffArgs, for_session
 from handoff.kernel.errors import HandoffNotFound
@@ -11,6 +12,9 @@ from handoff.kernel.types import Limits
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
 from handoff.ports import CommandBus, Outcome, ReadModel
+
+if TYPE_CHECKING:
+    from handoff.mcp.analytics import AnalyticsSource
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class Deps:
     limits: Limits
     metrics: Metrics
     notifier: Notifier
+    analytics: AnalyticsSource | None = None  # None: get_analytics answers UNAVAILABLE
 
     async def submit(self, command: Command) -> Outcome:
         """Check the limits here (so an over-limit call never travels), then submit."""

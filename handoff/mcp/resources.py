@@ -10,7 +10,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import UriTemplate
 
-from handoff.mcp import present
+from handoff.mcp import analytics, present
 from handoff.mcp.deps import Deps
 from handoff.mcp.subscriptions import SESSIONS_URI
 
@@ -46,7 +46,12 @@ TEMPLATES = (
     ),
 )
 
-RESOURCES = (types.Resource(name="sessions", uri=SESSIONS_URI, mime_type=JSON, description="Sessions, newest first."),)
+RESOURCES = (
+    types.Resource(name="sessions", uri=SESSIONS_URI, mime_type=JSON, description="Sessions, newest first."),
+    types.Resource(
+        name="analytics", uri=analytics.ANALYTICS_URI, mime_type=JSON, description="Analytics of the last 24 hours."
+    ),
+)
 
 
 def _not_found(uri: str) -> MCPError:
@@ -92,6 +97,8 @@ async def read(deps: Deps, uri: str) -> dict[str, Any]:
     """The JSON body of a resource; a JSON-RPC INVALID_PARAMS error if there is no such resource."""
     if uri == SESSIONS_URI:
         return await _sessions(deps)
+    if uri == analytics.ANALYTICS_URI:
+        return await analytics.read(deps)
     if (m := SESSION.match(uri)) is not None:
         return await _session(deps, uri, str(m["sessionKey"]))
     if (m := CONTEXT.match(uri)) is not None:

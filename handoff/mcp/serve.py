@@ -37,6 +37,7 @@ from handoff.config import (
     try_exclusive,
     tune_gc_for_serving,
 )
+from handoff.engine.analytics import EmbeddedAnalytics
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
@@ -66,12 +67,15 @@ def _observed(service: EmbeddedService | KafkaService) -> tuple[Notifier, Metric
 
 
 def _wire(engine: Engine) -> Deps:
-    """The adapter's dependencies over the embedded engine, with its gauges."""
+    """The adapter's dependencies over the embedded engine, with its gauges and its in-process analytics."""
     service = EmbeddedService(engine)
+    analytics = EmbeddedAnalytics(engine)
     notifier, metrics = _observed(service)
     metrics.gauge("handoff_engine_running", "1 while the engine takes writes.", lambda: float(engine.running))
     metrics.gauge("handoff_log_position", "Events committed to the log.", lambda: float(engine.position))
-    return Deps(commands=service, reads=service, limits=engine.limits, metrics=metrics, notifier=notifier)
+    return Deps(
+        commands=service, reads=service, limits=engine.limits, metrics=metrics, notifier=notifier, analytics=analytics
+    )
 
 
 def _wire_kafka(service: KafkaService) -> Deps:
