@@ -55,7 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
+    serve.add_argument(
+        "--analytics-url", metavar="URL", help="Kafka mode: the `handoff analytics` app ($HANDOFF_ANALYTICS_URL)"
+    )
     commands.add_parser("worker", help="Kafka mode: decide and project some partitions (handoff worker --help)")
+    commands.add_parser("analytics", help="Kafka mode: the faust analytics app (handoff analytics --help)")
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
     )
@@ -135,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.worker import main as worker_main
 
         return worker_main(args[1:])
+    if args[:1] == ["analytics"]:  # the faust analytics app has its own composition root and options
+        from streams.analytics import main as analytics_main
+
+        return analytics_main(args[1:])
     if args[:1] == ["bench"]:  # each benchmark has its own options
         return bench(args[1:])
     ns = _parser().parse_args(argv)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import logging
 import os
@@ -78,15 +79,20 @@ def _wire(engine: Engine) -> Deps:
     )
 
 
-def _wire_kafka(service: KafkaService) -> Deps:
-    """The adapter's dependencies over Kafka and the workers, with its gauges."""
+def _wire_kafka(service: KafkaService, analytics_url: str | None) -> Deps:
+    """The adapter's dependencies over Kafka and the workers, with its gauges; analytics from the analytics app."""
+    from streams.analytics_client import AnalyticsClient
+
     notifier, metrics = _observed(service)
     metrics.gauge("handoff_kafka_commands_in_flight", "Commands sent, decision awaited.", service.in_flight)
     metrics.gauge("handoff_kafka_workers", "Workers announced on the workers topic.", service.worker_count)
     metrics.gauge(
         "handoff_kafka_partitions_served", "Partitions with a ready worker (last check).", service.partitions_served
     )
-    return Deps(commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier)
+    analytics = None if analytics_url is None else AnalyticsClient(analytics_url)
+    return Deps(
+        commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier, analytics=analytics
+    )
 
 
 @asynccontextmanager
@@ -106,6 +112,7 @@ class KafkaSettings:
     bootstrap: str
     topics: Topics
     connect_timeout: float
+    analytics_url: str | None = None  # `handoff analytics`'s endpoint; None: get_analytics is UNAVAILABLE
 
 
 @asynccontextmanager
@@ -123,7 +130,7 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
         await service.stop()
         raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
     try:
-        yield _wire_kafka(service)
+        yield _wire_kafka(service, settings.analytics_url)
     finally:
         await service.stop()
 
@@ -217,6 +224,7 @@ def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
             int(environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
         ),
         connect_timeout=kafka_connect_timeout(environ),
+        analytics_url=environ.get("HANDOFF_ANALYTICS_URL") or None,
     )
 
 
@@ -239,7 +247,10 @@ def serve(ns: argparse.Namespace, env: Env) -> int:
     data = DataDir(ns.data_dir or env.data_dir)
     bootstrap = ns.kafka or env.kafka_bootstrap
     if bootstrap:
-        backend = _kafka(kafka_settings(bootstrap, os.environ))
+        settings = kafka_settings(bootstrap, os.environ)
+        if getattr(ns, "analytics_url", None):
+            settings = dataclasses.replace(settings, analytics_url=ns.analytics_url)
+        backend = _kafka(settings)
         if ns.transport == "stdio":
             return _run(_serve_stdio(backend, logging.shutdown))
         data.root.mkdir(parents=True, exist_ok=True)  # only engine.json, for `handoff stdio` relays
