@@ -12,6 +12,14 @@ buckets older than 7 days are pruned when the clock enters a new hour.
 Answers are served on ``GET /analytics?window=24h&agent=NAME`` of faust's web server (``--web-port``),
 which `serve --kafka --analytics-url` reads.
 
+Each start rebuilds the table from its changelog and folds the log again from its first offset:
+faust sends changelog writes without waiting for them (and writes its RocksDB files at once), so
+after a SIGKILL neither the local files nor the committed offsets can be trusted to match the
+changelog (seen here: resuming from either lost events). The changelog holds a prefix of the
+writes; folding the whole log again over it completes what is missing, and skips the rest by
+session and version. So the RocksDB files are removed at start, and each run consumes under a group
+of its own (the faust app id; the changelog topic keeps one fixed name).
+
 The consumer reads committed records only: the deciders write the log in Kafka transactions, and
 an aborted one must not be counted. faust reads committed only in its exactly-once mode, so this
 app's transport opens its consumer with ``read_committed`` (aiokafka's isolation level, set before
@@ -23,8 +31,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +51,7 @@ from streams.topics import DEFAULT_PARTITIONS, Topics
 log = logging.getLogger(__name__)
 
 TABLE = "analytics"
+STORE_DIR = "tables"  # under --data-dir: faust's RocksDB files, rebuilt from the changelog at every start
 
 
 class _ReadCommittedThread(faust_kafka.AIOKafkaConsumerThread):
@@ -74,11 +85,12 @@ class AnalyticsConfig:
 
 def build_app(config: AnalyticsConfig) -> faust.App:
     """The faust app: the events topic, the analytics table, the folding agent and the answer page."""
+    name = f"{config.topics.prefix}.analytics"
     app = faust.App(
-        f"{config.topics.prefix}.analytics",
+        f"{name}.{uuid.uuid4().hex[:12]}",  # a fresh consumer group: every run folds the log from the start
         broker=f"kafka://{config.bootstrap}",
         store="rocksdb://",
-        datadir=str(config.data_dir),
+        datadir=str(config.data_dir / STORE_DIR),
         web_enabled=True,
         web_bind=config.web_host,
         web_host=config.web_host,
@@ -97,13 +109,19 @@ def build_app(config: AnalyticsConfig) -> faust.App:
     events = app.topic(
         config.topics.events, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
+    schema: faust.Schema[str, Any] = faust.Schema(key_type=str, key_serializer="raw", value_serializer="json")
+    changelog = app.topic(
+        f"{name}-{TABLE}-changelog", schema=schema, partitions=config.topics.partitions,
+        compacting=True, deleting=False, internal=True, acks=False, maxsize=131_072, allow_empty=True,
+        config={"cleanup.policy": "compact"},  # never time-based retention (faust issue #597)
+    )  # fmt: skip
     table = app.Table(
         TABLE,
         default=None,
         partitions=config.topics.partitions,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        schema=schema,
         options={"driver": "rocksdict"},
-        extra_topic_configs={"cleanup.policy": "compact"},  # never time-based retention (faust issue #597)
+        changelog_topic=changelog,
     )
     pruned: dict[int, int] = {}
 
@@ -163,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap=ns.kafka, topics=Topics(ns.topic_prefix, ns.partitions),
         data_dir=ns.data_dir or env.data_dir / "analytics", web_host=ns.web_host, web_port=ns.web_port,
     )  # fmt: skip
+    shutil.rmtree(config.data_dir / STORE_DIR, ignore_errors=True)  # see the module docstring: the changelog rules
     config.data_dir.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(build_app(config), loglevel=env.log_level, quiet=True)
     worker.execute_from_commandline()  # runs until SIGTERM / SIGINT, then exits the process

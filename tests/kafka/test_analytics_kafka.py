@@ -4,13 +4,15 @@ One log is written by an embedded engine whose clock runs from 30 hours ago to n
 and 7d windows differ), exported, then imported with `handoff import` into a data dir and with
 `handoff import --kafka` into fresh topics. `handoff serve` on the data dir and `handoff serve
 --kafka` reading `handoff analytics` must give the same `get_analytics` answers; so must the app
-after a SIGKILL in the middle of folding.
+after a SIGKILL in the middle of folding, and after losing its RocksDB files (recovered from its
+changelog).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import uuid
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from integration.harness import Served, child_env, handoff_command, http_client, ok, start_server
@@ -29,8 +32,10 @@ from handoff.audit.transfer import export_lines
 from handoff.cli import main
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
+from handoff.kernel import commands as C
 from handoff.storage.kv import InMemoryKeyValue
-from kafka.support import Broker, wait_until
+from handoff.storage.log import EventLog
+from kafka.support import Broker, running_service, wait_until
 from kafka.test_equivalence import fake_ids, script
 from streams.analytics_client import AnalyticsClient
 from streams.topics import Topics
@@ -153,6 +158,7 @@ async def test_the_faust_app_answers_get_analytics_as_the_embedded_engine_does(
     topics = Topics(f"an{uuid.uuid4().hex[:8]}", 4)
     argv = ["import", "--kafka", broker.bootstrap, "--topic-prefix", topics.prefix, "--partitions", "4"]
     assert await asyncio.to_thread(main, [*argv, "--in", str(exported)]) == 0
+    await produce_aborted_session(broker.bootstrap, topics)  # the app must read committed events only
     port = free_port()
     app_url = f"http://127.0.0.1:{port}"
     settings = {"HANDOFF_KAFKA_TOPIC_PREFIX": topics.prefix, "HANDOFF_KAFKA_PARTITIONS": "4"}
@@ -161,6 +167,8 @@ async def test_the_faust_app_answers_get_analytics_as_the_embedded_engine_does(
         process(analytics_cmd(broker.bootstrap, topics, tmp_path / "app", port), tmp_path / "app.log") as app,
         process(worker_cmd, tmp_path / "worker.log", settings),
     ):
+        async with running_service(broker.bootstrap, topics):  # every partition has a ready worker
+            pass
         with pytest.MonkeyPatch.context() as mp:
             for name, value in {**settings, "HANDOFF_ANALYTICS_URL": app_url}.items():
                 mp.setenv(name, value)
@@ -171,6 +179,27 @@ async def test_the_faust_app_answers_get_analytics_as_the_embedded_engine_does(
             adapter.stop()
         assert app.poll() is None, (tmp_path / "app.log").read_text()[-4000:]
     await check_changelog_is_compact_only(broker.bootstrap, topics)
+
+
+async def produce_aborted_session(bootstrap: str, topics: Topics) -> None:
+    """A registration of session ``ghost-0`` appended to the log in a transaction that is then aborted."""
+    kv = InMemoryKeyValue()
+    engine = Engine(kv, sync=False)
+    await engine.start()
+    try:
+        await engine.submit(C.RegisterSession(session_key="ghost-0", agent_from="ghost"))
+    finally:
+        await engine.stop()
+    record = EventLog(kv).record("ghost-0", 1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topics.prefix}.ghost")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        partition = topics.partition_for("ghost-0")
+        await producer.send_and_wait(topics.events, record, key=b"ghost-0", partition=partition)
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
 
 
 async def check_changelog_is_compact_only(bootstrap: str, topics: Topics) -> None:
@@ -209,3 +238,7 @@ async def test_killing_the_app_mid_fold_and_restarting_it_gives_the_same_answers
         await until_agrees(lambda: answers_of_app(url), embedded, 120, "the restarted app to agree")
         os.kill(app.pid, signal.SIGKILL)
         app.wait(10)
+    # its RocksDB files lost: the table comes back from the changelog alone
+    shutil.rmtree(tmp_path / "app")
+    with process(cmd, tmp_path / "app.log"):
+        await until_agrees(lambda: answers_of_app(url), embedded, 180, "the app rebuilt from its changelog to agree")
