@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 
+from handoff.kernel.errors import Unavailable
+from handoff.kernel.types import Limits
+from handoff.mcp.deps import Deps
+from handoff.mcp.subscriptions import Notifier
+from handoff.mcp.tools import run_tool
+from handoff.metrics import Metrics
 from integration.harness import http_client, ok, refused, running_server
+from streams.analytics_client import AnalyticsClient
 
 pytestmark = pytest.mark.anyio
 
@@ -68,3 +76,17 @@ async def test_get_analytics_counts_a_known_workload_for_one_agent_and_the_resou
             if again["until"] == before["until"]:  # the same hour: the same window
                 assert again == before
             assert (await analytics(client, window="7d", agent=f"a-{uid}"))["handoffs"] == mine["handoffs"]
+
+
+async def test_without_an_analytics_source_get_analytics_is_unavailable() -> None:
+    deps = Deps(commands=None, reads=None, limits=Limits(), metrics=Metrics(), notifier=Notifier())  # type: ignore[arg-type]
+    body, is_error = await run_tool(deps, "get_analytics", {"window": "7d"})
+    assert is_error and body["code"] == "UNAVAILABLE", body
+
+
+async def test_an_analytics_app_that_cannot_be_reached_is_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: connections are refused
+        with pytest.raises(Unavailable):
+            await AnalyticsClient(f"http://127.0.0.1:{port}").analytics("24h", None)
