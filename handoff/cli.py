@@ -54,9 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
+    serve.add_argument(
+        "--analytics-url", metavar="URL", help="Kafka mode: the `handoff analytics` app ($HANDOFF_ANALYTICS_URL)"
+    )
     authoptions.add_serve_options(serve)
     _worker_options(commands)
     commands.add_parser("loadtest", help="load an MCP server with the original guide's scenarios (loadtest --help)")
+    commands.add_parser("analytics", help="Kafka mode: the faust analytics app (handoff analytics --help)")
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
     )
@@ -170,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from handoff.loadtest.cli import main as loadtest_main
 
         return loadtest_main(args[1:])
+    if args[:1] == ["analytics"]:  # the faust analytics app has its own composition root and options
+        from streams.analytics import main as analytics_main
+
+        return analytics_main(args[1:])
     if args[:1] == ["bench"]:  # each benchmark has its own options
         return bench(args[1:])
     ns = build_parser().parse_args(argv)

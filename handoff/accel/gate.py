@@ -72,7 +72,15 @@ KAFKA_OPEN_PROBE: Final = Accelerator(
     "new topics count as open once they have leaders (a first consumer may log a retried error)",
     "HANDOFF_KAFKA_ACCEL",
 )
-ACCELERATORS: Final = (MCP_FAST_PATH, UVICORN_COALESCE, MCP_SESSION_CLOSE, KAFKA_TXN, KAFKA_FETCH, KAFKA_OPEN_PROBE)
+FAUST_READ_COMMITTED: Final = Accelerator(
+    "faust-read-committed",
+    {**_KAFKA, "faust-streaming": "0.15.3"},
+    "the analytics app reads handoff.events read_uncommitted: records of aborted transactions may be counted",
+    None,
+)
+ACCELERATORS: Final = (
+    MCP_FAST_PATH, UVICORN_COALESCE, MCP_SESSION_CLOSE, KAFKA_TXN, KAFKA_FETCH, KAFKA_OPEN_PROBE, FAUST_READ_COMMITTED,
+)  # fmt: skip
 
 
 def installed_version(distribution: str) -> str | None:

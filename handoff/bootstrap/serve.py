@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import logging
 import os
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from handoff import authoptions
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
+from handoff.engine.analytics import EmbeddedAnalytics
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
@@ -56,7 +58,10 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         log.error(auth)
         return 2
     if bootstrap:
-        backend = _kafka(kafka_settings(bootstrap, os.environ))
+        settings = kafka_settings(bootstrap, os.environ)
+        if getattr(ns, "analytics_url", None):
+            settings = dataclasses.replace(settings, analytics_url=ns.analytics_url)
+        backend = _kafka(settings)
         if ns.transport == "stdio":
             return _run(serve_stdio(backend, logging.shutdown))
         localtrust.secure_data_dir(data.root)  # only engine.json, for `handoff stdio` relays
@@ -117,12 +122,17 @@ def _wire(engine: Engine, data: DataDir) -> Deps:
     metrics.gauge("handoff_engine_running", "1 while the engine takes writes.", lambda: float(engine.running))
     metrics.gauge("handoff_log_position", "Events committed to the log.", lambda: float(engine.position))
     health = observe_engine(metrics, engine, data.root, os.environ)
-    limits = engine.limits
-    return Deps(commands=service, reads=service, limits=limits, metrics=metrics, notifier=notifier, health=health)
+    analytics = EmbeddedAnalytics(engine)
+    return Deps(
+        commands=service, reads=service, limits=engine.limits, metrics=metrics, notifier=notifier, health=health,
+        analytics=analytics,
+    )  # fmt: skip
 
 
-def _wire_kafka(service: KafkaService) -> Deps:
-    """The adapter's dependencies over Kafka and the workers, with its gauges."""
+def _wire_kafka(service: KafkaService, analytics_url: str | None) -> Deps:
+    """The adapter's dependencies over Kafka and the workers, with its gauges; analytics from the analytics app."""
+    from streams.analytics_client import AnalyticsClient
+
     notifier, metrics = _observed(service)
     metrics.gauge("handoff_kafka_commands_in_flight", "Commands sent, decision awaited.", service.in_flight)
     metrics.gauge("handoff_kafka_workers", "Workers announced on the workers topic.", service.worker_count)
@@ -130,7 +140,11 @@ def _wire_kafka(service: KafkaService) -> Deps:
         "handoff_kafka_partitions_served", "Partitions with a ready worker (last check).", service.partitions_served
     )
     health = observe_kafka(service)
-    return Deps(commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier, health=health)
+    analytics = None if analytics_url is None else AnalyticsClient(analytics_url)
+    return Deps(
+        commands=service, reads=service, limits=Limits(), metrics=metrics, notifier=notifier, health=health,
+        analytics=analytics,
+    )  # fmt: skip
 
 
 @asynccontextmanager
@@ -153,6 +167,7 @@ class KafkaSettings:
     topics: Topics
     connect_timeout: float
     kafka_accel: bool = True
+    analytics_url: str | None = None  # `handoff analytics`'s endpoint; None: get_analytics is UNAVAILABLE
 
 
 @asynccontextmanager
@@ -170,7 +185,7 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
         await service.stop()
         raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
     try:
-        deps = _wire_kafka(service)
+        deps = _wire_kafka(service, settings.analytics_url)
         async with deps.metrics.loop_lag.running():
             yield deps
     finally:
@@ -200,6 +215,7 @@ def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
         ),
         connect_timeout=kafka_connect_timeout(environ),
         kafka_accel=switched_on(environ.get("HANDOFF_KAFKA_ACCEL")),
+        analytics_url=environ.get("HANDOFF_ANALYTICS_URL") or None,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -21,6 +21,9 @@ from handoff.ports import CommandBus, Outcome, ReadModel
 
 T = TypeVar("T", bound=msgspec.Struct)
 
+if TYPE_CHECKING:
+    from handoff.mcp.analytics import AnalyticsSource
+
 
 @dataclass(frozen=True)
 class Deps:
@@ -32,6 +35,7 @@ class Deps:
     metrics: Metrics
     notifier: Notifier
     health: Health = field(default_factory=Health)
+    analytics: AnalyticsSource | None = None  # None: get_analytics answers UNAVAILABLE
     principal: Principal | None = None  # the caller, set per call when auth is on (handoff.mcp.auth)
     _as: dict[Principal, Deps] = field(default_factory=dict, compare=False, repr=False)
 

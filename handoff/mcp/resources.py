@@ -10,7 +10,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import UriTemplate
 
-from handoff.mcp import present
+from handoff.mcp import analytics, present
 from handoff.mcp.deps import Deps
 from handoff.mcp.subscriptions import SESSIONS_URI
 from handoff.mcp.visibility import visible
@@ -55,6 +55,9 @@ RESOURCES = (
         uri=HEALTH_URI,
         mime_type=JSON,
         description="The server's health, as /healthz: healthy, degraded or unhealthy, per component.",
+    ),
+    types.Resource(
+        name="analytics", uri=analytics.ANALYTICS_URI, mime_type=JSON, description="Analytics of the last 24 hours."
     ),
 )
 
@@ -106,6 +109,8 @@ async def read(deps: Deps, uri: str) -> dict[str, Any]:
         return await _sessions(deps)
     if uri == HEALTH_URI:
         return await deps.health.report()
+    if uri == analytics.ANALYTICS_URI:
+        return await analytics.read(deps)
     if (m := SESSION.match(uri)) is not None:
         return await _session(deps, uri, str(m["sessionKey"]))
     if (m := CONTEXT.match(uri)) is not None:

@@ -20,6 +20,7 @@ from mcp.shared.exceptions import MCPError
 
 from handoff.kernel import commands as C
 from handoff.kernel.errors import ERROR_CODES, HandoffError
+from handoff.mcp import analytics
 from handoff.mcp import args as A
 from handoff.mcp import handlers as H
 from handoff.mcp import results as R
@@ -92,6 +93,10 @@ TOOLS: Mapping[str, ToolSpec] = MappingProxyType({
               A.ListSessionsArgs, R.ListSessionsResult, H.list_sessions, writes=False),
         _spec("list_handoffs", "Handoffs newest first; your inbox is targetAgent=<you>, status=pending.",
               A.ListHandoffsArgs, R.ListHandoffsResult, H.list_handoffs, writes=False),
+        _spec("get_analytics", "Sessions by status, handoffs by type and outcome, acceptance rate and time to accept "
+              "per target agent, context entries per hour and the busiest agents, over window 1h, 24h (default) or "
+              "7d, for everyone or one agent.", analytics.GetAnalyticsArgs, analytics.GetAnalyticsResult,
+              analytics.get_analytics, writes=False),
     )
 })  # fmt: skip
 

@@ -1,0 +1,244 @@
+"""Analytics in Kafka mode: the faust app answers as the embedded engine does for the same imported log.
+
+One log is written by an embedded engine whose clock runs from 30 hours ago to now (so the 1h, 24h
+and 7d windows differ), exported, then imported with `handoff import` into a data dir and with
+`handoff import --kafka` into fresh topics. `handoff serve` on the data dir and `handoff serve
+--kafka` reading `handoff analytics` must give the same `get_analytics` answers; so must the app
+after a SIGKILL in the middle of folding, and after losing its RocksDB files (recovered from its
+changelog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from integration.harness import Served, child_env, handoff_command, http_client, ok, start_server
+
+from handoff.audit.transfer import export_lines
+from handoff.cli import main
+from handoff.engine.engine import Engine
+from handoff.engine.service import EmbeddedService
+from handoff.kernel import commands as C
+from handoff.storage.kv import InMemoryKeyValue
+from handoff.storage.log import EventLog
+from kafka.support import Broker, running_service, wait_until
+from kafka.test_equivalence import fake_ids, script
+from streams.analytics_client import AnalyticsClient
+from streams.topics import Topics
+
+pytestmark = pytest.mark.anyio
+
+QUERIES = [(w, a) for w in ("1h", "24h", "7d") for a in (None, "b", "agent-1")]
+
+
+def recent_clock() -> Callable[[], str]:
+    """A clock from 30 hours ago, 35 minutes later at every call, never past now."""
+    start, n = datetime.now(UTC) - timedelta(hours=30), [0]
+
+    def now() -> str:
+        n[0] += 1
+        at = min(start + timedelta(minutes=35 * n[0]), datetime.now(UTC))
+        return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    return now
+
+
+@pytest.fixture(scope="module")
+async def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    kv = InMemoryKeyValue()
+    engine = Engine(kv, clock=recent_clock(), new_id=fake_ids(), sync=False)
+    await engine.start()
+    try:
+        await script(EmbeddedService(engine))
+    finally:
+        await engine.stop()
+    path = tmp_path_factory.mktemp("analytics-log") / "log.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in export_lines(kv)))
+    return path
+
+
+@contextmanager
+def process(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log_path, "ab") as log:
+        env = {**child_env(), **(env or {})}
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def analytics_cmd(bootstrap: str, topics: Topics, data_dir: Path, port: int) -> list[str]:
+    return [
+        *handoff_command(), "analytics", "--kafka", bootstrap, "--data-dir", str(data_dir), "--web-port", str(port),
+        "--topic-prefix", topics.prefix, "--partitions", str(topics.partitions),
+    ]  # fmt: skip
+
+
+async def answers_over_mcp(url: str) -> list[dict[str, Any]]:
+    out = []
+    async with http_client(url) as client:
+        for window, agent in QUERIES:
+            args = {"window": window} if agent is None else {"window": window, "agent": agent}
+            out.append((await ok(client, "get_analytics", args))["analytics"])
+    return out
+
+
+async def answers_of_app(url: str) -> list[dict[str, Any]]:
+    client = AnalyticsClient(url)
+    return [await client.analytics(w, a) for w, a in QUERIES]
+
+
+async def same_hour(read: Callable[[], Any], expected: list[dict[str, Any]]) -> bool:
+    """Whether `read()` equals `expected` (taken in the same hour: an hour rolling over moves every window)."""
+    try:
+        got = await read()
+    except Exception:  # noqa: BLE001 - the app is still starting: not yet
+        return False
+    return bool(got == expected)
+
+
+@pytest.fixture(scope="module")
+def embedded(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("analytics-embedded")
+    assert main(["import", "--data-dir", str(root / "data"), "--in", str(exported)]) == 0
+    served = start_server(root / "data", root / "serve.log")
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+async def expected(embedded: Served) -> list[dict[str, Any]]:
+    answers = await answers_over_mcp(embedded.mcp_url)
+    assert answers[0]["window"] == "1h" and answers[3]["window"] == "24h"
+    assert answers[3]["handoffs"] and answers[3]["sessionsByStatus"], answers[3]
+    assert answers[3]["handoffs"] != answers[6]["handoffs"], "the log should reach beyond 24 h"
+    return answers
+
+
+async def until_agrees(read: Callable[[], Any], embedded: Served, deadline: float, what: str) -> None:
+    async def agrees() -> bool:
+        return await same_hour(read, await expected(embedded))
+
+    await wait_until(agrees, deadline, what)
+
+
+async def test_the_faust_app_answers_get_analytics_as_the_embedded_engine_does(
+    broker: Broker, exported: Path, embedded: Served, tmp_path: Path
+) -> None:
+    topics = Topics(f"an{uuid.uuid4().hex[:8]}", 4)
+    argv = ["import", "--kafka", broker.bootstrap, "--topic-prefix", topics.prefix, "--partitions", "4"]
+    assert await asyncio.to_thread(main, [*argv, "--in", str(exported)]) == 0
+    await produce_aborted_session(broker.bootstrap, topics)  # the app must read committed events only
+    port = free_port()
+    app_url = f"http://127.0.0.1:{port}"
+    settings = {"HANDOFF_KAFKA_TOPIC_PREFIX": topics.prefix, "HANDOFF_KAFKA_PARTITIONS": "4"}
+    worker_cmd = [*handoff_command(), "worker", "--kafka", broker.bootstrap, "--data-dir", str(tmp_path / "w")]
+    with (
+        process(analytics_cmd(broker.bootstrap, topics, tmp_path / "app", port), tmp_path / "app.log") as app,
+        process(worker_cmd, tmp_path / "worker.log", settings),
+    ):
+        async with running_service(broker.bootstrap, topics):  # every partition has a ready worker
+            pass
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in {**settings, "HANDOFF_ANALYTICS_URL": app_url}.items():
+                mp.setenv(name, value)
+            adapter = start_server(tmp_path / "serve", tmp_path / "serve.log", "--kafka", broker.bootstrap)
+        try:
+            await until_agrees(lambda: answers_over_mcp(adapter.mcp_url), embedded, 120, "serve --kafka to agree")
+        finally:
+            adapter.stop()
+        assert app.poll() is None, (tmp_path / "app.log").read_text()[-4000:]
+    await check_changelog_is_compact_only(broker.bootstrap, topics)
+
+
+async def produce_aborted_session(bootstrap: str, topics: Topics) -> None:
+    """A registration of session ``ghost-0`` appended to the log in a transaction that is then aborted."""
+    kv = InMemoryKeyValue()
+    engine = Engine(kv, sync=False)
+    await engine.start()
+    try:
+        await engine.submit(C.RegisterSession(session_key="ghost-0", agent_from="ghost"))
+    finally:
+        await engine.stop()
+    record = EventLog(kv).record("ghost-0", 1)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"{topics.prefix}.ghost")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        partition = topics.partition_for("ghost-0")
+        await producer.send_and_wait(topics.events, record, key=b"ghost-0", partition=partition)
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+
+
+async def check_changelog_is_compact_only(bootstrap: str, topics: Topics) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        name = f"{topics.prefix}.analytics-analytics-changelog"
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+        configs = {c[0]: c[1] for c in described[0].resources[0][4]}
+        assert configs["cleanup.policy"] == "compact", configs["cleanup.policy"]
+    finally:
+        await admin.close()
+
+
+async def test_killing_the_app_mid_fold_and_restarting_it_gives_the_same_answers(
+    broker: Broker, exported: Path, embedded: Served, tmp_path: Path
+) -> None:
+    topics = Topics(f"ak{uuid.uuid4().hex[:8]}", 4)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = analytics_cmd(broker.bootstrap, topics, tmp_path / "app", port)
+    argv = ["import", "--kafka", broker.bootstrap, "--topic-prefix", topics.prefix, "--partitions", "4"]
+    assert await asyncio.to_thread(main, [*argv, "--in", str(exported)]) == 0
+    with process(cmd, tmp_path / "app.log") as app:
+
+        async def folding() -> bool:  # some of the log folded, not necessarily all
+            try:
+                return bool((await AnalyticsClient(url).analytics("7d", None))["busiestAgents"])
+            except Exception:  # noqa: BLE001 - not serving yet
+                return False
+
+        await wait_until(folding, 120, "the app to start folding")
+        os.kill(app.pid, signal.SIGKILL)
+        app.wait(10)
+    with process(cmd, tmp_path / "app.log") as app:
+        await until_agrees(lambda: answers_of_app(url), embedded, 120, "the restarted app to agree")
+        os.kill(app.pid, signal.SIGKILL)
+        app.wait(10)
+    # its RocksDB files lost: the table comes back from the changelog alone
+    shutil.rmtree(tmp_path / "app")
+    with process(cmd, tmp_path / "app.log"):
+        await until_agrees(lambda: answers_of_app(url), embedded, 180, "the app rebuilt from its changelog to agree")
