@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
-from handoff.kernel.errors import Unavailable
+from handoff.kernel.errors import NotPermitted, Unavailable
 from handoff.kernel.types import AgentStr
 from handoff.mcp.deps import Deps
 
@@ -40,7 +40,16 @@ class GetAnalyticsResult(msgspec.Struct, kw_only=True, rename="camel"):
 
 
 async def read(deps: Deps, window: str = "24h", agent: str | None = None) -> dict[str, Any]:
-    """The analytics body; UNAVAILABLE when this process has no analytics source."""
+    """The analytics body; UNAVAILABLE when this process has no analytics source.
+
+    With auth on, an agent sees the figures of its own agent only (they name other agents and their
+    sessions otherwise); auditors and operators see everyone's.
+    """
+    principal = deps.principal
+    if principal is not None and principal.role == "agent":
+        if agent is not None and agent != principal.agent:
+            raise NotPermitted(f"{principal.agent!r} may read only its own analytics, not {agent!r}", field="agent")
+        agent = principal.agent
     if deps.analytics is None:
         raise Unavailable("analytics are not available here: start `handoff analytics` and pass --analytics-url")
     return await deps.analytics.analytics(window, agent)

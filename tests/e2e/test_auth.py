@@ -403,3 +403,15 @@ class AuthContract:
 
 class TestAuthEmbedded(AuthContract):
     """Against `handoff serve --auth token|jwt` on a data dir."""
+
+    async def test_an_agent_reads_only_its_own_analytics_and_an_auditor_anyones(
+        self, server: AuthServer, key: str
+    ) -> None:
+        await alice_session(server, key)
+        async with server.client("alice") as alice:
+            own = (await ok(alice, "get_analytics", {}))["analytics"]
+            assert own == (await ok(alice, "get_analytics", {"agent": "alice"}))["analytics"]
+            await refused(alice, "get_analytics", {"agent": "bob"}, "NOT_PERMITTED")
+        async with server.client("audra") as audra:
+            await ok(audra, "get_analytics", {"agent": "bob"})
+            await ok(audra, "get_analytics", {})
