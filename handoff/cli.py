@@ -23,6 +23,7 @@ from handoff import logs
 from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, DataDir, Env, read_env
 from handoff.mcp import launch
+from streams import replication
 
 log = logging.getLogger("handoff")
 
@@ -55,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
+    replication.add_arguments(serve)  # with --kafka: the topics it creates, and what it requires of existing ones
     commands.add_parser("worker", help="Kafka mode: decide and project some partitions (handoff worker --help)")
+    commands.add_parser("kafka", help="Kafka mode operations: handoff kafka check --kafka BOOTSTRAP (--help)")
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
     )
@@ -135,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.worker import main as worker_main
 
         return worker_main(args[1:])
+    if args[:1] == ["kafka"]:  # operations on a Kafka deployment, with their own options
+        from streams.topiccheck import main as kafka_main
+
+        return kafka_main(args[1:])
     if args[:1] == ["bench"]:  # each benchmark has its own options
         return bench(args[1:])
     ns = _parser().parse_args(argv)

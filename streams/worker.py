@@ -45,12 +45,14 @@ from handoff.config import (
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.types import Limits
 from handoff.metrics import CONTENT_TYPE
+from streams import replication
 from streams.decider import Decider, Incoming
 from streams.logreader import fetch_committed
 from streams.metrics import PartitionState, WorkerMetrics
 from streams.partition import EventRecord, PartitionStore
 from streams.queryapi import QueryApi
 from streams.records import decide_by
+from streams.topiccheck import TopicMismatch
 from streams.topics import DEFAULT_PARTITIONS, LONG_POLL_MS, Topics, ensure_topics
 
 log = logging.getLogger("handoff.worker")
@@ -547,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="partitions whose transactions may be open at once; the others wait and commit bigger batches "
         f"next, which shortens the queue behind the broker under load (default: {WorkerConfig.transactions})",
     )
+    replication.add_arguments(parser)
     return parser
 
 
@@ -584,12 +587,12 @@ def main(argv: list[str] | None = None) -> int:
     config = WorkerConfig(
         bootstrap=ns.kafka, data_dir=data_dir, web_host=ns.web_host, web_port=ns.web_port,
         advertised_url=ns.advertised_url,
-        topics=Topics(ns.topic_prefix, ns.partitions), worker_id=worker_id, transactions=ns.transactions,
-        connect_timeout=kafka_connect_timeout(os.environ),
+        topics=Topics(ns.topic_prefix, ns.partitions, replication.from_arguments(ns, os.environ)),
+        worker_id=worker_id, transactions=ns.transactions, connect_timeout=kafka_connect_timeout(os.environ),
     )  # fmt: skip
     try:
         asyncio.run(run_worker(config))
-    except DataDirInUse as exc:
+    except (DataDirInUse, TopicMismatch) as exc:
         print(f"handoff worker: {exc}", file=sys.stderr)
         return 1
     except KafkaUnreachable as exc:

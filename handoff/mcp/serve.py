@@ -46,6 +46,7 @@ from handoff.mcp.server import build_server
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
 from projections.store import RocksKeyValue
+from streams.replication import Replication, from_arguments
 
 if TYPE_CHECKING:
     from streams.client import KafkaService
@@ -110,6 +111,7 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
     from aiokafka.errors import KafkaError
 
     from streams.client import KafkaService
+    from streams.topiccheck import TopicMismatch
 
     service = KafkaService(settings.bootstrap, topics=settings.topics)
     log.info("connecting to Kafka", extra={"bootstrap": settings.bootstrap, "topics": settings.topics.prefix})
@@ -118,6 +120,10 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
     except (KafkaError, OSError, TimeoutError) as exc:
         await service.stop()
         raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
+    except TopicMismatch as exc:  # never serve on topics that would route sessions to other deciders
+        await service.stop()
+        log.error("the topics differ from what this deployment needs", extra={"error": str(exc)})
+        raise SystemExit(1) from exc
     try:
         yield _wire_kafka(service)
     finally:
@@ -202,7 +208,7 @@ def _open_store(data: DataDir) -> RocksKeyValue | None:
         return None
 
 
-def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
+def kafka_settings(bootstrap: str, environ: Mapping[str, str], replication: Replication | None = None) -> KafkaSettings:
     """The Kafka settings of `serve --kafka`, from the environment (shared with `handoff worker`)."""
     from streams.topics import DEFAULT_PARTITIONS, Topics
 
@@ -211,6 +217,7 @@ def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
         topics=Topics(
             environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
             int(environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
+            replication or Replication.from_env(environ),
         ),
         connect_timeout=kafka_connect_timeout(environ),
     )
@@ -235,7 +242,7 @@ def serve(ns: argparse.Namespace, env: Env) -> int:
     data = DataDir(ns.data_dir or env.data_dir)
     bootstrap = ns.kafka or env.kafka_bootstrap
     if bootstrap:
-        backend = _kafka(kafka_settings(bootstrap, os.environ))
+        backend = _kafka(kafka_settings(bootstrap, os.environ, from_arguments(ns, os.environ)))
         if ns.transport == "stdio":
             return _run(_serve_stdio(backend, logging.shutdown))
         data.root.mkdir(parents=True, exist_ok=True)  # only engine.json, for `handoff stdio` relays
