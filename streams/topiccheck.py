@@ -12,9 +12,10 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -27,6 +28,26 @@ if TYPE_CHECKING:
     from streams.topics import Topics
 
 UNKNOWN_TOPIC = 3  # UNKNOWN_TOPIC_OR_PARTITION
+RETRY_SECONDS = 60.0
+
+T = TypeVar("T")
+
+
+async def retrying(call: Callable[[], Awaitable[T]], deadline: float = RETRY_SECONDS) -> T:
+    """`call()` again while it fails with a retriable Kafka error, until `deadline` seconds have passed.
+
+    The admin client sends each request to a node it picks at random from the metadata; a node that was
+    just lost stays there until the controller fences it (seconds), so a start during a broker's outage
+    would otherwise fail for a node that another request would not even need.
+    """
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return await call()
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > end:
+                raise
+        await asyncio.sleep(0.5)
 
 
 @dataclass(frozen=True)
@@ -159,8 +180,8 @@ async def report(bootstrap: str, topics: Topics) -> tuple[list[str], bool]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
-        live = await brokers(admin)
-        states = await describe(admin, [spec.name for spec in topics.specs()])
+        live = await retrying(lambda: brokers(admin))
+        states = await retrying(lambda: describe(admin, [spec.name for spec in topics.specs()]))
     finally:
         await admin.close()
     factor, min_insync = topics.replication.resolve(live)

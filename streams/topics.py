@@ -128,32 +128,36 @@ async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = N
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        live = await topiccheck.brokers(admin)
-        factor, min_insync = topics.replication.resolve(live)
-        missing = [spec for spec in topics.specs(factor, min_insync) if spec.name not in existing]
-        if missing and (factor > live or min_insync > factor):
-            needed = topiccheck.Finding("(cluster)", "the live broker count", f"at least {factor}", str(live), False)
-            if min_insync > factor:
-                needed = topiccheck.Finding("(new topics)", "min.insync.replicas", f"at most {factor}", str(min_insync),
-                                            False)  # fmt: skip
-            raise topiccheck.TopicMismatch([needed])
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker or adapter created them first
-            else:
-                created = {"topics": [t.name for t in missing], "replicationFactor": factor, "minInsync": min_insync}
-                log.info("created topics", extra=created)
-        # All of them, not only those created here: a worker or adapter starting at the same moment may have
-        # created them a moment ago (when they are open, one round of requests says so).
-        await _until_open(admin, [spec.name for spec in topics.specs()])
-        await topiccheck.verify(admin, topics)
-        if group is not None:
-            await _until_coordinator(admin, group)
+        await topiccheck.retrying(lambda: _ensure(admin, topics, group))
     finally:
         await admin.close()
+
+
+async def _ensure(admin: AIOKafkaAdminClient, topics: Topics, group: str | None) -> None:
+    existing = set(await admin.list_topics())
+    live = await topiccheck.brokers(admin)
+    factor, min_insync = topics.replication.resolve(live)
+    missing = [spec for spec in topics.specs(factor, min_insync) if spec.name not in existing]
+    if missing and (factor > live or min_insync > factor):
+        needed = topiccheck.Finding("(cluster)", "the live broker count", f"at least {factor}", str(live), False)
+        if min_insync > factor:
+            needed = topiccheck.Finding("(new topics)", "min.insync.replicas", f"at most {factor}", str(min_insync),
+                                        False)  # fmt: skip
+        raise topiccheck.TopicMismatch([needed])
+    if missing:
+        try:
+            await admin.create_topics(missing)
+        except TopicAlreadyExistsError:
+            pass  # another worker or adapter created them first
+        else:
+            created = {"topics": [t.name for t in missing], "replicationFactor": factor, "minInsync": min_insync}
+            log.info("created topics", extra=created)
+    # All of them, not only those created here: a worker or adapter starting at the same moment may have
+    # created them a moment ago (when they are open, one round of requests says so).
+    await _until_open(admin, [spec.name for spec in topics.specs()])
+    await topiccheck.verify(admin, topics)
+    if group is not None:
+        await _until_coordinator(admin, group)
 
 
 async def _until_coordinator(admin: AIOKafkaAdminClient, group: str, attempts: int = 100) -> None:
