@@ -4,7 +4,7 @@
 #
 #   compose/kafka-cluster.sh start [--brokers N]  # N nodes (default 3); prints the bootstrap list as the LAST line
 #   compose/kafka-cluster.sh stop [N]             # every node, or node N (SIGTERM, SIGKILL after a deadline)
-#   compose/kafka-cluster.sh start N              # (re)start node N on its ports and data, wait until it serves
+#   compose/kafka-cluster.sh start N [M ...]      # (re)start nodes on their ports and data, wait until they serve
 #   compose/kafka-cluster.sh restart [N]          # stop + start, every node or node N
 #   compose/kafka-cluster.sh kill N               # SIGKILL node N (a crash: no controlled shutdown)
 #   compose/kafka-cluster.sh status               # one line per node; exit 0 when all run, 3 otherwise
@@ -178,7 +178,8 @@ await_nodes() {  # wait until every node in "$@" has started and listens
     pending=()
     for i in "$@"; do
       local dir; dir="$(node_dir "$i")"
-      if ! is_running "$i"; then
+      # kill -0, not is_running: until the forked shell has exec'd java, the command line is not java's yet
+      if ! kill -0 "$(pid_of "$i")" 2>/dev/null; then
         tail -n 30 "$dir/logs/server.log" >&2 2>/dev/null || true
         die "node $i exited during startup (see $dir/logs/server.log)"
       fi
@@ -214,19 +215,21 @@ bootstrap_list() {
   echo "$out"
 }
 
-cmd_start() {  # [N] (one node) or [--brokers N] (the cluster)
-  local n=3 one=""
+cmd_start() {  # [N ...] (those nodes, together) or [--brokers N] (the cluster)
+  local n=3 nodes=() i
   while (($#)); do
     case "$1" in
       --brokers) n="$2"; shift 2 ;;
-      *) one="$1"; shift ;;
+      *) nodes+=("$1"); shift ;;
     esac
   done
   command -v "$JAVA" >/dev/null 2>&1 || die "java not found (Kafka 4 needs Java 17+)"
-  if [[ -n "$one" ]]; then
-    check_node "$one"
-    is_running "$one" || { write_config "$one"; launch "$one"; }
-    await_nodes "$one"
+  if ((${#nodes[@]})); then
+    for i in "${nodes[@]}"; do
+      check_node "$i"
+      is_running "$i" || { write_config "$i"; launch "$i"; }
+    done
+    await_nodes "${nodes[@]}"  # together: nodes that are voters may need each other for a quorum
     bootstrap_list
     return 0
   fi

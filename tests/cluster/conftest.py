@@ -65,11 +65,9 @@ def cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluste
 @pytest.fixture
 def cluster(cluster_session: Cluster) -> Iterator[Cluster]:
     """The session's cluster, all three nodes running before and after the test."""
-    for node in (1, 2, 3):
-        cluster_session.start(node)  # a no-op for a running node; a test that failed midway may have left one down
+    cluster_session.start(1, 2, 3)  # a no-op for running nodes; a test that failed midway may have left one down
     yield cluster_session
-    for node in (1, 2, 3):
-        cluster_session.start(node)
+    cluster_session.start(1, 2, 3)
 
 
 @pytest.fixture

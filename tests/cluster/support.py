@@ -50,8 +50,9 @@ class Cluster:
     def stop(self, node: int) -> None:
         self.run("stop", str(node))
 
-    def start(self, node: int) -> None:
-        self.run("start", str(node))
+    def start(self, *nodes: int) -> None:
+        """Start those nodes together (a no-op for running ones) and wait until they serve."""
+        self.run("start", *map(str, nodes))
 
     async def admin(self) -> AIOKafkaAdminClient:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5_000)

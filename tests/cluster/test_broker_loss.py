@@ -52,8 +52,7 @@ async def _true(value: bool) -> bool:
 
 async def _settle_and_check(dep: Deployment, tally: Tally, name: str, figures: Figures, **more: Any) -> None:
     """Every node back and in sync, then the log and `handoff verify --kafka`."""
-    for node in (1, 2, 3):
-        await asyncio.to_thread(dep.cluster.start, node)
+    await asyncio.to_thread(dep.cluster.start, 1, 2, 3)
     caught_up = await dep.cluster.until_in_sync(internal_and(dep.topics))
     dep.alive()
     assert tally.gave_up == 0, f"{tally.gave_up} writes were still refused after 12 attempts\n{dep.logs()}"
