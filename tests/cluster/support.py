@@ -18,7 +18,7 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from integration.harness import Served, child_env, handoff_command, start_server
+from integration.harness import Served, base_url, child_env, handoff_command, http_get, read_engine_file, wait_for
 from kafka.support import WorkerProcess, read_events
 
 from handoff.kernel.commands import AppendContext
@@ -138,7 +138,7 @@ class McpClient:
     """One MCP session over streamable HTTP (JSON-RPC, the 2025-11-25 handshake), as a light client would."""
 
     def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
-        self.http, self.url, self.ids = http, url, 0
+        self.http, self.url, self.ids, self.reconnects = http, url, 0, 0
         self.headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
     async def _post(self, method: str, params: dict[str, Any], notify: bool = False) -> dict[str, Any]:
@@ -167,8 +167,19 @@ class McpClient:
         return self
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The structured result; `isError` answers included (their `code` says what happened)."""
-        reply = await self._post("tools/call", {"name": tool, "arguments": arguments})
+        """The structured result; `isError` answers included (their `code` says what happened).
+
+        A keep-alive connection the server closed as it was reused (its idle timeout) is tried again on a
+        new one, as HTTP clients do; every write here carries an idempotency key, so that is safe anyway.
+        """
+        for attempt in range(3):
+            try:
+                reply = await self._post("tools/call", {"name": tool, "arguments": arguments})
+                break
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                self.reconnects += 1
+                if attempt == 2:
+                    raise
         assert "result" in reply, reply
         return reply["result"]["structuredContent"]  # type: ignore[no-any-return]
 
@@ -269,13 +280,44 @@ class Deployment:
         assert self.served.proc.poll() is None, f"serve --kafka died\n{self.logs()}"
 
 
+SERVE_DEADLINE = 180.0  # serve --kafka is ready once every partition has a ready worker: slow on a loaded box
+
+
+def start_serve(root: Path, bootstrap: str, topics: Topics) -> Served:
+    """`handoff serve --kafka --port 0`, waited for until /readyz answers 200 (or `SERVE_DEADLINE` passes)."""
+    data_dir, log_path = root / "serve", root / "serve.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [*handoff_command(), "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir),
+             "--kafka", bootstrap],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env={**child_env(), **serve_env(topics)},
+        )  # fmt: skip
+    served = Served(proc, data_dir, log_path)
+
+    def ready() -> bool:
+        assert proc.poll() is None, f"serve --kafka exited before it was ready\n{served.log()}"
+        info = read_engine_file(data_dir)
+        if not info or info.get("pid") != proc.pid or not info.get("url"):
+            return False
+        served.url = base_url(str(info["url"]))
+        return http_get(served.url + "/readyz", timeout=2)[0] == 200
+
+    try:
+        wait_for(ready, SERVE_DEADLINE, "serve --kafka to be ready", served.log)
+    except BaseException:
+        served.kill()
+        raise
+    return served
+
+
 @contextmanager
 def running_deployment(cluster: Cluster, topics: Topics, root: Path, workers: int = 2) -> Iterator[Deployment]:
     procs = [WorkerProcess(cluster.bootstrap, topics, root / f"w{i}", root / f"w{i}.log") for i in range(workers)]
     for w in procs:
         w.start()
     try:
-        served = start_server(root / "serve", root / "serve.log", "--kafka", cluster.bootstrap, env=serve_env(topics))
+        served = start_serve(root, cluster.bootstrap, topics)
         try:
             yield Deployment(cluster, topics, procs, served)
         finally:
