@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run test test-cluster lint bench clean-venv
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ lint: $(STAMP)  ## ruff, mypy --strict and the import-linter layer contracts
 
 test: $(STAMP)  ## The whole suite: lint, then every test tier (starts its own Kafka broker)
 	./scripts/test.sh
+
+test-cluster: $(STAMP)  ## The three-broker failure tests (starts a local 3-node KRaft cluster; ~20 min)
+	HANDOFF_CLUSTER_TESTS=1 ./scripts/test.sh tests/cluster
 
 bench: $(STAMP)  ## Benchmarks (print figures; not tests)
 	$(BIN)/python -m bench.engine

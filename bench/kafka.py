@@ -1,7 +1,7 @@
 """Kafka mode end to end beside the embedded engine: sustained update_context, latency under load, replay.
 
     python -m bench.kafka [--kafka BOOTSTRAP] [--seconds 8] [--sessions 64] [--concurrency 512] [--at RATE ...]
-                          [--partitions 8] [--workers 1] [--transactions N]
+                          [--partitions 8] [--workers 1] [--transactions N] [--brokers 3 [--rounds 2]]
 
 Without ``--kafka`` it starts a broker with ``compose/kafka-local.sh`` (its own state dir) and stops it
 after. One ``handoff worker`` (``--workers N``: N of them) runs as a child process; the submitter is
@@ -22,6 +22,10 @@ to 0.75 s each once the 100% load had built a backlog). Figures only; nothing is
   acknowledged command is visible to the next read.
 - replay: every event of the log folded into a fresh RocksDB projection store, as `handoff replay` does
   (in Kafka mode with its default ``--jobs``: one process per core folds a group of partitions).
+- ``--brokers 3``: Kafka mode twice, on a single broker (replication factor 1) and on a local three-node
+  cluster (factor 3, min.insync.replicas 2, what production runs), alternating ``--rounds`` times so
+  that both see the same machine; the rows are labelled rf1 and rf3, followed by the rf3/rf1 ratios.
+  Three JVMs share the machine's cores with the worker and this client: compare ratios, not absolutes.
 - machine: first, what a loopback round trip and an idle wake-up cost here (`bench.machine`); most of
   Kafka mode's cost per command is such round trips, so compare these before comparing machines.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -248,7 +253,7 @@ async def _worker(bootstrap: str, topics: Topics, data_dir: Path, *extra: str) -
         log.close()
 
 
-def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pid: int | None = None) -> Figures:
+def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pids: dict[str, int | None] | None = None) -> Figures:
     """Kafka mode with one worker process (or `ns.workers`).
 
     Its topics are deleted and the workers' stores removed after a run (a run writes gigabytes);
@@ -264,7 +269,7 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pid: int | None = N
             pids = {}
             for name in names:
                 pids[name] = await stack.enter_async_context(_worker(bootstrap, topics, root / name, *extra))
-            meter = CpuMeter({"broker": broker_pid, **pids, "client": os.getpid()})
+            meter = CpuMeter({**(broker_pids or {}), **pids, "client": os.getpid()})
             svc = KafkaService(bootstrap, topics=topics, timeout=30)
             await svc.start()
             tune_gc_for_serving()  # as `handoff serve --kafka` runs
@@ -316,6 +321,72 @@ def _local_broker() -> tuple[str, int | None, Callable[[], None]]:
     return done.stdout.strip().splitlines()[-1], pid, stop
 
 
+def _local_cluster() -> tuple[str, dict[str, int | None], Callable[[], None]]:
+    """A three-node cluster of our own (compose/kafka-local.sh start --brokers 3), as `_local_broker`."""
+    script = REPO / "compose" / "kafka-local.sh"
+    state = tempfile.mkdtemp(prefix="handoff-bench-cluster-")
+    env = dict(os.environ, HANDOFF_KAFKA_DIR=state)
+    try:
+        done = subprocess.run([str(script), "start", "--brokers", "3"], env=env, capture_output=True, text=True,
+                              check=True)  # fmt: skip
+    except subprocess.CalledProcessError as exc:
+        shutil.rmtree(state, ignore_errors=True)
+        raise SystemExit(f"the local cluster did not start:\n{exc.stderr[-3000:]}") from exc
+    pids: dict[str, int | None] = {}
+    for node in (1, 2, 3):
+        try:
+            pids[f"broker{node}"] = int((Path(state) / f"node{node}" / "kafka.pid").read_text())
+        except (OSError, ValueError):
+            pids[f"broker{node}"] = None
+
+    def stop() -> None:
+        subprocess.run([str(script), "stop"], env=env, check=False)
+        shutil.rmtree(state, ignore_errors=True)
+
+    return done.stdout.strip().splitlines()[-1], pids, stop
+
+
+def run_replicated(ns: argparse.Namespace) -> list[str]:
+    """RF 1 on a single broker and RF 3 on a three-node cluster, interleaved `ns.rounds` times; rows + ratios."""
+    single, single_pid, stop_single = _local_broker()
+    try:
+        cluster, cluster_pids, stop_cluster = _local_cluster()
+        try:
+            runs: dict[str, list[Figures]] = {"rf1": [], "rf3": []}
+            for _ in range(ns.rounds):
+                runs["rf1"].append(run_kafka(single, ns, {"broker": single_pid}))
+                runs["rf3"].append(run_kafka(cluster, ns, cluster_pids))
+        finally:
+            stop_cluster()
+    finally:
+        stop_single()
+    rows = [row for name, figures in runs.items() for f in figures for row in report(name, f)]
+    return rows + ratios(runs["rf1"], runs["rf3"])
+
+
+def ratios(base: list[Figures], other: list[Figures]) -> list[str]:
+    """rf3 / rf1 of the medians over the rounds: throughput, p50 and p99 at each load, replay."""
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[len(ordered) // 2] if ordered else float("nan")
+
+    def ratio(pick: Callable[[Figures], float]) -> float:
+        below = median([pick(f) for f in base])
+        return median([pick(f) for f in other]) / below if below else float("nan")
+
+    throughput, replay = ratio(lambda f: f.max_rate), ratio(lambda f: f.replay_rate)
+    rows = [f"rf3/rf1   max throughput x{throughput:.2f}, replay x{replay:.2f}"]
+    for label in (base[0].latency or {}) if base else ():
+        p50, p99 = (ratio(functools.partial(_latency, label=label, index=i)) for i in (1, 3))
+        rows.append(f"rf3/rf1   at {label:>6}: p50 x{p50:.2f}  p99 x{p99:.2f}")
+    return rows
+
+
+def _latency(f: Figures, *, label: str, index: int) -> float:
+    return (f.latency or {})[label][index]
+
+
 def _nothing() -> None:
     return None
 
@@ -353,17 +424,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transactions", type=int, metavar="N", help="the worker's --transactions (default: its own)")
     parser.add_argument("--broker-pid", type=int, metavar="PID", help="with --kafka: a local broker's pid (its CPU)")
     parser.add_argument(
+        "--brokers", type=int, choices=(1, 3), default=1,
+        help="3: Kafka mode on a local single broker (RF 1) and on a local three-node cluster (RF 3, min ISR 2)",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=2, help="with --brokers 3: interleaved runs of each (default: 2)")
+    parser.add_argument(
         "--at", type=float, action="append", default=[], metavar="RATE",
         help="also measure latency at this fixed rate (commands/s; repeatable), comparable across runs",
     )  # fmt: skip
     ns = parser.parse_args(argv)
     if ns.skip_embedded and ns.skip_kafka:
         parser.error("--skip-embedded and --skip-kafka leave nothing to measure")
+    if ns.brokers == 3 and (ns.kafka or ns.skip_kafka):
+        parser.error("--brokers 3 starts its own single broker and cluster: not with --kafka or --skip-kafka")
     rows: list[str] = report_machine(*measure_machine()) if not ns.skip_kafka else []
-    if not ns.skip_kafka:
+    if ns.brokers == 3:
+        rows += run_replicated(ns)
+    elif not ns.skip_kafka:
         bootstrap, broker_pid, stop = (ns.kafka, ns.broker_pid, _nothing) if ns.kafka else _local_broker()
         try:
-            kafka = run_kafka(bootstrap, ns, broker_pid)
+            kafka = run_kafka(bootstrap, ns, {"broker": broker_pid})
         finally:
             stop()
         rows += report("kafka", kafka)

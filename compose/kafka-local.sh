@@ -11,6 +11,12 @@
 #   compose/kafka-local.sh fetch      # only populate the jar cache
 #   compose/kafka-local.sh logs [N]   # tail the broker log
 #
+# A three-node cluster (compose/kafka-cluster.sh does the work; state in <repo>/.kafka-cluster unless
+# HANDOFF_KAFKA_DIR says otherwise, so it runs beside the single broker):
+#   compose/kafka-local.sh start --brokers 3   # prints 127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3 as the LAST line
+#   compose/kafka-local.sh stop N | start N | restart N | kill N   # one node (kill: SIGKILL)
+#   compose/kafka-local.sh --brokers 3 status|bootstrap|stop|reset  # the whole cluster
+#
 # Environment:
 #   HANDOFF_KAFKA_VERSION   Kafka version from Maven Central (default 4.1.2)
 #   HANDOFF_KAFKA_CACHE     jar cache root (default ~/.cache/handoff); jars in <root>/kafka-<ver>/lib
@@ -29,6 +35,26 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
 POM="$SCRIPT_DIR/kafka/pom.xml"
+
+# A cluster is kafka-cluster.sh's: asked for (--brokers N > 1), a node named (stop 2, kill 2), or a state dir that holds one.
+cluster_args=() cluster="" brokers=1 want_brokers=""
+for arg in "$@"; do
+  if [[ -n "$want_brokers" ]]; then want_brokers=""; brokers="$arg"; continue; fi
+  [[ "$arg" == --brokers ]] && { want_brokers=1; continue; }
+  cluster_args+=("$arg")
+done
+[[ "$brokers" =~ ^[0-9]+$ && "$brokers" -ge 1 ]] || { echo "kafka-local: --brokers needs a number" >&2; exit 2; }
+((brokers > 1)) && cluster=1
+case "${cluster_args[0]:-}" in
+  kill | pid | port) cluster=1 ;;
+  start | stop | restart) [[ "${cluster_args[1]:-}" =~ ^[0-9]+$ ]] && cluster=1 ;;
+esac
+[[ -n "${HANDOFF_KAFKA_DIR:-}" && -f "$HANDOFF_KAFKA_DIR/brokers" ]] && cluster=1
+if [[ -n "$cluster" ]]; then
+  [[ "${cluster_args[0]:-}" == start && "${#cluster_args[@]}" -eq 1 ]] && cluster_args+=(--brokers "$((brokers > 1 ? brokers : 3))")
+  exec "$SCRIPT_DIR/kafka-cluster.sh" "${cluster_args[@]}"
+fi
+set -- "${cluster_args[@]}"
 
 KAFKA_VERSION="${HANDOFF_KAFKA_VERSION:-4.1.2}"
 CACHE_ROOT="${HANDOFF_KAFKA_CACHE:-${HOME:-/tmp}/.cache/handoff}"
@@ -387,7 +413,7 @@ case "${1:-}" in
   fetch) need_java; fetch; log "cache: $LIB_DIR" ;;
   logs) tail -n "${2:-60}" "$SERVER_LOG" ;;
   *)
-    echo "usage: $0 start|stop|restart|status|bootstrap|reset|fetch|logs [N]" >&2
+    echo "usage: $0 start|stop|restart|status|bootstrap|reset|fetch|logs [N]  (a cluster: start --brokers 3, stop|start|restart|kill N)" >&2
     exit 2
     ;;
 esac

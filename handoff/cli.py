@@ -19,6 +19,7 @@ from typing import Any
 from handoff import authoptions, logs, tokencli
 from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, at_least_one, read_env
+from streams import replication
 
 # The worker's defaults, restated so that parsing imports no Kafka client (a unit test keeps them equal):
 KAFKA_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS
@@ -58,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--analytics-url", metavar="URL", help="Kafka mode: the `handoff analytics` app ($HANDOFF_ANALYTICS_URL)"
     )
     authoptions.add_serve_options(serve)
+    replication.add_arguments(serve)  # with --kafka: the topics it creates, and what it requires of existing ones
     _worker_options(commands)
     commands.add_parser("loadtest", help="load an MCP server with the original guide's scenarios (loadtest --help)")
     commands.add_parser("analytics", help="Kafka mode: the faust analytics app (handoff analytics --help)")
+    commands.add_parser("kafka", help="Kafka mode operations: handoff kafka check --kafka BOOTSTRAP (--help)")
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"
     )
@@ -121,6 +124,7 @@ def _worker_options(commands: Any) -> None:
 
 def _worker_group_options(parser: argparse.ArgumentParser) -> None:
     """The worker's topics, its name in the group, and how many transactions it keeps open at once."""
+    replication.add_arguments(parser)
     parser.add_argument(
         "--partitions",
         type=int,
@@ -178,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from streams.analytics import main as analytics_main
 
         return analytics_main(args[1:])
+    if args[:1] == ["kafka"]:  # operations on a Kafka deployment, with their own options
+        from streams.topiccheck import main as kafka_main
+
+        return kafka_main(args[1:])
     if args[:1] == ["bench"]:  # each benchmark has its own options
         return bench(args[1:])
     ns = build_parser().parse_args(argv)

@@ -27,6 +27,8 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
 from handoff.accel import gate
+from streams import topiccheck
+from streams.replication import Replication
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class Topics:
 
     prefix: str = "handoff"
     partitions: int = DEFAULT_PARTITIONS
+    replication: Replication = Replication()  # resolved against the cluster's size when topics are created
 
     @property
     def commands(self) -> str:
@@ -96,48 +99,64 @@ class Topics:
         """Kafka's default partitioner (murmur2 of the raw UTF-8 key), as every client computes it."""
         return _key_hash(session_key) % self.partitions
 
-    def specs(self) -> list[NewTopic]:
-        """The topics and their settings."""
+    def specs(self, factor: int = 1, min_insync: int = 1) -> list[NewTopic]:
+        """The topics and their settings, with `factor` copies of each, `min_insync` of them acknowledging a write."""
         n = self.partitions
+
+        def spec(name: str, count: int, **configs: str) -> NewTopic:
+            return NewTopic(name, count, factor, topic_configs={**configs, "min.insync.replicas": str(min_insync)})
+
         return [
-            NewTopic(self.commands, n, 1, topic_configs={"retention.ms": str(7 * 86_400_000)}),
-            NewTopic(self.events, n, 1, topic_configs={"retention.ms": "-1", "retention.bytes": "-1"}),
-            NewTopic(self.replies, n, 1, topic_configs={"retention.ms": str(3_600_000)}),
-            NewTopic(self.deadletter, 1, 1, topic_configs={"retention.ms": "-1"}),
-            NewTopic(self.workers, 1, 1, topic_configs={"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
-            NewTopic(self.progress, n, 1, topic_configs={"cleanup.policy": "compact", "segment.ms": "3600000"}),
+            spec(self.commands, n, **{"retention.ms": str(7 * 86_400_000)}),
+            spec(self.events, n, **{"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}),
+            spec(self.replies, n, **{"retention.ms": str(3_600_000)}),
+            spec(self.deadletter, 1, **{"retention.ms": "-1"}),
+            spec(self.workers, 1, **{"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+            spec(self.progress, n, **{"cleanup.policy": "compact", "segment.ms": "3600000"}),
         ]
 
 
 async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = None, accel: bool = True) -> None:
-    """Create the topics that do not exist yet (idempotent); refuse a mismatched partition count.
+    """Create the topics that do not exist yet (idempotent); refuse existing ones that differ (`topiccheck`).
 
+    New topics get the replication of `topics.replication` on this cluster (default: min(3, brokers)).
     With `group`, also wait until the broker can coordinate that consumer group (see `_until_coordinator`).
     `accel=False` (``HANDOFF_KAFKA_ACCEL=0``): wait for the topics' leaders only (see `_until_open`).
+    Raises `topiccheck.TopicMismatch` when a topic differs from what the deployment needs.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [spec for spec in topics.specs() if spec.name not in existing]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker or adapter created them first
-            else:
-                log.info("created topics", extra={"topics": [t.name for t in missing]})
-        # All of them, not only those created here: a worker or adapter starting at the same moment may have
-        # created them a moment ago (when they are open, one round of requests says so).
-        probe = gate.enabled(gate.KAFKA_OPEN_PROBE, accel)
-        partitions = await _until_open(admin, [spec.name for spec in topics.specs()], probe=probe)
-        counts = {name: partitions.get(name, 0) for name in (topics.commands, topics.events)}
-        if set(counts.values()) != {topics.partitions}:
-            raise RuntimeError(f"partition counts {counts} differ from the configured {topics.partitions}")
-        if group is not None:
-            await _until_coordinator(admin, group)
+        await topiccheck.retrying(lambda: _ensure(admin, topics, group, accel))
     finally:
         await admin.close()
+
+
+async def _ensure(admin: AIOKafkaAdminClient, topics: Topics, group: str | None, accel: bool = True) -> None:
+    existing = set(await admin.list_topics())
+    live = await topiccheck.brokers(admin)
+    factor, min_insync = topics.replication.resolve(live)
+    missing = [spec for spec in topics.specs(factor, min_insync) if spec.name not in existing]
+    if missing and (factor > live or min_insync > factor):
+        needed = topiccheck.Finding("(cluster)", "the live broker count", f"at least {factor}", str(live), False)
+        if min_insync > factor:
+            needed = topiccheck.Finding("(new topics)", "min.insync.replicas", f"at most {factor}", str(min_insync),
+                                        False)  # fmt: skip
+        raise topiccheck.TopicMismatch([needed])
+    if missing:
+        try:
+            await admin.create_topics(missing)
+        except TopicAlreadyExistsError:
+            pass  # another worker or adapter created them first
+        else:
+            created = {"topics": [t.name for t in missing], "replicationFactor": factor, "minInsync": min_insync}
+            log.info("created topics", extra=created)
+    # All of them, not only those created here: a worker or adapter starting at the same moment may have
+    # created them a moment ago (when they are open, one round of requests says so).
+    await _until_open(admin, [spec.name for spec in topics.specs()], probe=gate.enabled(gate.KAFKA_OPEN_PROBE, accel))
+    await topiccheck.verify(admin, topics)
+    if group is not None:
+        await _until_coordinator(admin, group)
 
 
 async def _until_coordinator(admin: AIOKafkaAdminClient, group: str, attempts: int = 100) -> None:

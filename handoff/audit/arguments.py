@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from handoff.config import at_least_one
+from streams import replication
 
 DEFAULT_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS, without importing Kafka clients for embedded runs
 
@@ -50,6 +51,7 @@ def _data_dir(parser: argparse.ArgumentParser, *, partitions: bool = False) -> N
             default=int(os.environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
             help="with --kafka: partitions of topics this creates (default: $HANDOFF_KAFKA_PARTITIONS or 8)",
         )
+        replication.add_arguments(parser)
 
 
 def register(commands: Any) -> None:

@@ -209,11 +209,17 @@ def run_import(ns: argparse.Namespace, env: Env) -> int:
     """`handoff import`."""
     if ns.kafka:
         from handoff.audit.kafka import import_kafka
+        from streams.replication import from_arguments
+        from streams.topiccheck import TopicMismatch
         from streams.topics import Topics
 
+        topics = Topics(ns.topic_prefix, ns.partitions, from_arguments(ns, os.environ))
         with _import_source(ns) as stream:
-            topics = Topics(ns.topic_prefix, ns.partitions)
-            result = import_kafka(ns.kafka, topics, stream, quiet=False, accel=env.kafka_accel)
+            try:
+                result = import_kafka(ns.kafka, topics, stream, quiet=False, accel=env.kafka_accel)
+            except TopicMismatch as exc:
+                print(f"handoff import: {exc}", file=sys.stderr)
+                return 1
         already = f" ({result.already:,} more were already there)" if result.already else ""
         print(f"imported {_imported(result)} in {result.seconds:.1f}s{already}")
         return 0

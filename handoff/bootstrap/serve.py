@@ -41,6 +41,7 @@ from handoff.metrics import Metrics
 from handoff.observation import observe_engine, observe_kafka
 from handoff.storage.kv import RocksKeyValue
 from handoff.tokens import data_dir_store
+from streams.replication import Replication, from_arguments
 
 if TYPE_CHECKING:
     from streams.client import KafkaService
@@ -58,7 +59,7 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         log.error(auth)
         return 2
     if bootstrap:
-        settings = kafka_settings(bootstrap, os.environ)
+        settings = kafka_settings(bootstrap, os.environ, from_arguments(ns, os.environ))
         if getattr(ns, "analytics_url", None):
             settings = dataclasses.replace(settings, analytics_url=ns.analytics_url)
         backend = _kafka(settings)
@@ -176,6 +177,7 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
     from aiokafka.errors import KafkaError
 
     from streams.client import KafkaService
+    from streams.topiccheck import TopicMismatch
 
     service = KafkaService(settings.bootstrap, topics=settings.topics, kafka_accel=settings.kafka_accel)
     log.info("connecting to Kafka", extra={"bootstrap": settings.bootstrap, "topics": settings.topics.prefix})
@@ -184,6 +186,10 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
     except (KafkaError, OSError, TimeoutError) as exc:
         await service.stop()
         raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
+    except TopicMismatch as exc:  # never serve on topics that would route sessions to other deciders
+        await service.stop()
+        log.error("the topics differ from what this deployment needs", extra={"error": str(exc)})
+        raise SystemExit(1) from exc
     try:
         deps = _wire_kafka(service, settings.analytics_url)
         async with deps.metrics.loop_lag.running():
@@ -203,7 +209,9 @@ def _open_store(data: DataDir) -> RocksKeyValue | None:
         return None
 
 
-def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
+def kafka_settings(
+    bootstrap: str, environ: Mapping[str, str], replication: Replication | None = None
+) -> KafkaSettings:
     """The Kafka settings of `serve --kafka`, from the environment (shared with `handoff worker`)."""
     from streams.topics import DEFAULT_PARTITIONS, Topics
 
@@ -212,6 +220,7 @@ def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
         topics=Topics(
             environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
             int(environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
+            replication or Replication.from_env(environ),
         ),
         connect_timeout=kafka_connect_timeout(environ),
         kafka_accel=switched_on(environ.get("HANDOFF_KAFKA_ACCEL")),

@@ -14,6 +14,8 @@ import uuid
 from aiokafka import errors as Errors
 
 from handoff.config import KAFKA_UNREACHABLE, Env, KafkaUnreachable, kafka_connect_timeout, keep_gc_off_the_hot_path
+from streams import replication
+from streams.topiccheck import TopicMismatch
 from streams.topics import Topics
 from streams.worker import DataDirInUse, Worker, WorkerConfig
 
@@ -28,7 +30,7 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     config = worker_config(ns, env)
     try:
         asyncio.run(run(config))
-    except DataDirInUse as exc:
+    except (DataDirInUse, TopicMismatch) as exc:
         print(f"handoff worker: {exc}", file=sys.stderr)
         return 1
     except KafkaUnreachable as exc:
@@ -39,9 +41,10 @@ def main(ns: argparse.Namespace, env: Env) -> int:
 
 def worker_config(ns: argparse.Namespace, env: Env) -> WorkerConfig:
     """The worker that the options of `handoff worker` describe."""
+    topics = Topics(ns.topic_prefix, ns.partitions, replication.from_arguments(ns, os.environ))
     return WorkerConfig(
         bootstrap=ns.kafka, data_dir=ns.data_dir or env.data_dir / "worker", web_host=ns.web_host,
-        web_port=ns.web_port, advertised_url=ns.advertised_url, topics=Topics(ns.topic_prefix, ns.partitions),
+        web_port=ns.web_port, advertised_url=ns.advertised_url, topics=topics,
         worker_id=ns.worker_id or f"w-{uuid.uuid4().hex[:12]}", transactions=ns.transactions,
         connect_timeout=kafka_connect_timeout(os.environ),
         kafka_accel=env.kafka_accel,

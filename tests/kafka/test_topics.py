@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from handoff.accel.kafka_open_probe import offset_errors
 from kafka.support import Broker, WorkerProcess
+from streams.topiccheck import TopicMismatch
 from streams.topics import Topics, ensure_topics
 
 
@@ -76,5 +78,30 @@ def test_the_first_worker_on_a_fresh_broker_logs_no_error_or_warning(broker: Bro
 def test_topics_with_another_partition_count_are_refused(broker: Broker) -> None:
     prefix = f"pc{uuid.uuid4().hex[:8]}"
     asyncio.run(ensure_topics(broker.bootstrap, Topics(prefix, 4)))
-    with pytest.raises(RuntimeError, match=r"partition counts .* differ from the configured 8"):
+    needed = rf"topic {prefix}.events: the partition count is 4, the deployment needs 8"
+    with pytest.raises(TopicMismatch, match=needed):
         asyncio.run(ensure_topics(broker.bootstrap, Topics(prefix, 8)))
+
+
+def test_a_worker_on_topics_with_another_partition_count_exits_with_status_1_naming_both(
+    broker: Broker, tmp_path: Path
+) -> None:
+    prefix = f"pw{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topics(broker.bootstrap, Topics(prefix, 4)))
+    worker = WorkerProcess(broker.bootstrap, Topics(prefix, 8), tmp_path / "w", tmp_path / "w.log")
+    worker.start()
+    assert worker.proc is not None
+    assert worker.proc.wait(60) == 1
+    assert f"topic {prefix}.commands: the partition count is 4, the deployment needs 8" in worker.log()
+
+
+def test_kafka_check_reports_what_differs_and_exits_1(broker: Broker) -> None:
+    prefix = f"kc{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topics(broker.bootstrap, Topics(prefix, 4)))
+    handoff = [sys.executable, "-m", "handoff", "kafka", "check", "--kafka", broker.bootstrap, "--topic-prefix", prefix]
+    right = subprocess.run([*handoff, "--partitions", "4"], capture_output=True, text=True, timeout=60)
+    assert right.returncode == 0, right.stderr
+    assert f"OK       {prefix}.events: 4 partition(s), replication factor 1" in right.stdout
+    wrong = subprocess.run([*handoff, "--partitions", "8"], capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 1
+    assert f"DIFFERS  topic {prefix}.events: the partition count is 4, the deployment needs 8" in wrong.stdout
