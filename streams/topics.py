@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.partitioner import murmur2
 
 from handoff.accel import gate
+from streams.security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +110,16 @@ class Topics:
         ]
 
 
-async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = None, accel: bool = True) -> None:
+async def ensure_topics(
+    bootstrap: str, topics: Topics, *, group: str | None = None, accel: bool = True,
+    security: KafkaSecurity = PLAINTEXT,
+) -> None:  # fmt: skip
     """Create the topics that do not exist yet (idempotent); refuse a mismatched partition count.
 
     With `group`, also wait until the broker can coordinate that consumer group (see `_until_coordinator`).
     `accel=False` (``HANDOFF_KAFKA_ACCEL=0``): wait for the topics' leaders only (see `_until_open`).
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **security.client_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from handoff import authoptions
@@ -42,6 +42,7 @@ from handoff.tokens import data_dir_store
 
 if TYPE_CHECKING:
     from streams.client import KafkaService
+    from streams.security import KafkaSecurity
     from streams.topics import Topics
 
 log = logging.getLogger("handoff")
@@ -51,12 +52,18 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     """`handoff serve`."""
     data = DataDir(ns.data_dir or env.data_dir)
     bootstrap = ns.kafka or env.kafka_bootstrap
+    if bootstrap:
+        try:
+            kafka_settings(bootstrap, os.environ, ns)  # refuse security settings that do not fit, before anything
+        except ValueError as exc:
+            log.error(str(exc))
+            return 2
     auth = _auth(ns, data, bootstrap) if ns.transport == "http" else None
     if isinstance(auth, str):
         log.error(auth)
         return 2
     if bootstrap:
-        backend = _kafka(kafka_settings(bootstrap, os.environ))
+        backend = _kafka(kafka_settings(bootstrap, os.environ, ns))
         if ns.transport == "stdio":
             return _run(serve_stdio(backend, logging.shutdown))
         localtrust.secure_data_dir(data.root)  # only engine.json, for `handoff stdio` relays
@@ -87,7 +94,8 @@ def _auth(ns: argparse.Namespace, data: DataDir, bootstrap: str | None) -> Auth 
     if mode == "token" and bootstrap:
         from streams.tokens import KafkaTokenStore
 
-        store = KafkaTokenStore(bootstrap, kafka_settings(bootstrap, os.environ).topics.prefix)
+        kafka = kafka_settings(bootstrap, os.environ, ns)
+        store = KafkaTokenStore(bootstrap, kafka.topics.prefix, security=kafka.security)
         return Auth(StoreVerifier(store), lifespan=store)
     if mode == "token":
         return Auth(StoreVerifier(data_dir_store(data.root)))
@@ -145,6 +153,12 @@ async def _embedded(kv: RocksKeyValue, data: DataDir) -> AsyncIterator[Deps]:
         await engine.stop()  # finishes the queued writes
 
 
+def _plaintext() -> KafkaSecurity:
+    from streams.security import PLAINTEXT  # imported late: the embedded engine never loads the Kafka modules
+
+    return PLAINTEXT
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     """Where the Kafka adapter connects, and how long it may take at start-up."""
@@ -153,6 +167,7 @@ class KafkaSettings:
     topics: Topics
     connect_timeout: float
     kafka_accel: bool = True
+    security: KafkaSecurity = field(default_factory=_plaintext)
 
 
 @asynccontextmanager
@@ -162,7 +177,9 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
 
     from streams.client import KafkaService
 
-    service = KafkaService(settings.bootstrap, topics=settings.topics, kafka_accel=settings.kafka_accel)
+    service = KafkaService(
+        settings.bootstrap, topics=settings.topics, kafka_accel=settings.kafka_accel, security=settings.security
+    )
     log.info("connecting to Kafka", extra={"bootstrap": settings.bootstrap, "topics": settings.topics.prefix})
     try:
         await asyncio.wait_for(service.start(), settings.connect_timeout)
@@ -188,8 +205,12 @@ def _open_store(data: DataDir) -> RocksKeyValue | None:
         return None
 
 
-def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
-    """The Kafka settings of `serve --kafka`, from the environment (shared with `handoff worker`)."""
+def kafka_settings(bootstrap: str, environ: Mapping[str, str], ns: argparse.Namespace | None = None) -> KafkaSettings:
+    """The Kafka settings of `serve --kafka`, from its flags and the environment (shared with `handoff worker`).
+
+    ValueError when the security settings do not fit together (see `streams.security`).
+    """
+    from streams.security import KafkaSecurity
     from streams.topics import DEFAULT_PARTITIONS, Topics
 
     return KafkaSettings(
@@ -200,6 +221,7 @@ def kafka_settings(bootstrap: str, environ: Mapping[str, str]) -> KafkaSettings:
         ),
         connect_timeout=kafka_connect_timeout(environ),
         kafka_accel=switched_on(environ.get("HANDOFF_KAFKA_ACCEL")),
+        security=KafkaSecurity.from_options(ns, environ),
     )
 
 

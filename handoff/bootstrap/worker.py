@@ -14,6 +14,7 @@ import uuid
 from aiokafka import errors as Errors
 
 from handoff.config import KAFKA_UNREACHABLE, Env, KafkaUnreachable, kafka_connect_timeout, keep_gc_off_the_hot_path
+from streams.security import KafkaSecurity
 from streams.topics import Topics
 from streams.worker import DataDirInUse, Worker, WorkerConfig
 
@@ -25,7 +26,11 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     if not ns.kafka:
         print("handoff worker: --kafka BOOTSTRAP (or HANDOFF_KAFKA_BOOTSTRAP) is required", file=sys.stderr)
         return 2
-    config = worker_config(ns, env)
+    try:
+        config = worker_config(ns, env)
+    except ValueError as exc:  # Kafka security settings that do not fit together
+        print(f"handoff worker: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(run(config))
     except DataDirInUse as exc:
@@ -44,7 +49,7 @@ def worker_config(ns: argparse.Namespace, env: Env) -> WorkerConfig:
         web_port=ns.web_port, advertised_url=ns.advertised_url, topics=Topics(ns.topic_prefix, ns.partitions),
         worker_id=ns.worker_id or f"w-{uuid.uuid4().hex[:12]}", transactions=ns.transactions,
         connect_timeout=kafka_connect_timeout(os.environ),
-        kafka_accel=env.kafka_accel,
+        kafka_accel=env.kafka_accel, security=KafkaSecurity.from_options(ns, os.environ),
     )  # fmt: skip
 
 
