@@ -154,3 +154,43 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--kafka-ssl-certfile", metavar="FILE", help="client certificate (default: $HANDOFF_KAFKA_SSL_CERTFILE)"
     )
     group.add_argument("--kafka-ssl-keyfile", metavar="FILE", help="its key (default: $HANDOFF_KAFKA_SSL_KEYFILE)")
+
+
+# How aiokafka reports a refused login or an untrusted broker, in the text of the error it raises.
+_AUTH_FAILED = ("SaslAuthenticationFailed", "Authentication failed", "UnsupportedSaslMechanism", "IllegalSaslState")
+_TLS_FAILED = ("CERTIFICATE_VERIFY_FAILED", "SSLCertVerificationError", "SSLError", "WRONG_VERSION_NUMBER")
+
+
+def refusal(error: str) -> str | None:
+    """The sentence for a start-up failure that is Kafka refusing this client's credentials or TLS, else None."""
+    if any(mark in error for mark in _AUTH_FAILED):
+        return (
+            "Kafka refused this client's credentials (SASL authentication failed); check the Kafka security "
+            "settings: --kafka-sasl-mechanism, --kafka-sasl-username, --kafka-sasl-password-file "
+            "(or HANDOFF_KAFKA_SASL_*)"
+        )
+    if any(mark in error for mark in _TLS_FAILED):
+        return (
+            "the TLS connection to Kafka failed (is the broker's certificate signed by --kafka-ssl-cafile, "
+            "and does the listener speak TLS? see --kafka-security-protocol)"
+        )
+    return None
+
+
+async def diagnose(bootstrap: str, security: KafkaSecurity, timeout: float = 10.0) -> str | None:
+    """Why one connection to the first bootstrap server fails ("SaslAuthenticationFailed: ..."), or None if it opens.
+
+    For start-up failures: aiokafka logs the reason a bootstrap failed but raises "Unable to bootstrap"
+    without it, so the composition roots try one connection to say whether it was the credentials or TLS.
+    """
+    import asyncio
+
+    from aiokafka.conn import create_conn
+
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        conn = await asyncio.wait_for(create_conn(host, int(port), **security.client_kwargs()), timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer
+        return f"{type(exc).__name__}: {exc}"
+    conn.close()
+    return None

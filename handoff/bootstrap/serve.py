@@ -185,7 +185,10 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
         await asyncio.wait_for(service.start(), settings.connect_timeout)
     except (KafkaError, OSError, TimeoutError) as exc:
         await service.stop()
-        raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
+        from streams.security import diagnose
+
+        why = await diagnose(settings.bootstrap, settings.security)  # e.g. the credentials refused
+        raise KafkaUnreachable("; ".join(filter(None, [str(exc) or type(exc).__name__, why]))) from exc
     try:
         deps = _wire_kafka(service)
         async with deps.metrics.loop_lag.running():
@@ -229,7 +232,9 @@ def _run(main: Coroutine[Any, Any, None]) -> int:
     try:
         asyncio.run(main)
     except KafkaUnreachable as exc:
-        log.error(KAFKA_UNREACHABLE, extra={"error": str(exc)})
+        from streams.security import refusal  # no Kafka client: words only
+
+        log.error(refusal(str(exc)) or KAFKA_UNREACHABLE, extra={"error": str(exc)})
         return 1
     except OSError as exc:
         log.error("cannot serve", extra={"error": str(exc)})

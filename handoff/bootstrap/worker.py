@@ -14,6 +14,7 @@ import uuid
 from aiokafka import errors as Errors
 
 from handoff.config import KAFKA_UNREACHABLE, Env, KafkaUnreachable, kafka_connect_timeout, keep_gc_off_the_hot_path
+from streams import security as kafka_security
 from streams.security import KafkaSecurity
 from streams.topics import Topics
 from streams.worker import DataDirInUse, Worker, WorkerConfig
@@ -37,7 +38,7 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         print(f"handoff worker: {exc}", file=sys.stderr)
         return 1
     except KafkaUnreachable as exc:
-        log.error(KAFKA_UNREACHABLE, extra={"error": str(exc)})
+        log.error(kafka_security.refusal(str(exc)) or KAFKA_UNREACHABLE, extra={"error": str(exc)})
         return 1
     return 0
 
@@ -64,7 +65,8 @@ async def run(config: WorkerConfig) -> None:
         await asyncio.wait_for(worker.start(), config.connect_timeout)
     except (Errors.KafkaError, TimeoutError) as exc:
         await worker.stop()
-        raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
+        why = await kafka_security.diagnose(config.bootstrap, config.security)  # e.g. the credentials refused
+        raise KafkaUnreachable("; ".join(filter(None, [str(exc) or type(exc).__name__, why]))) from exc
     # Latency: the cyclic GC's full collections paused the loop for ~60 ms, all in-flight commands with it.
     keep_gc_off_the_hot_path(50_000, (20, 100))
     print(json.dumps({"workerId": worker.worker_id, "url": worker.url}), file=sys.stderr, flush=True)
