@@ -16,7 +16,7 @@ import pytest
 from integration.harness import child_env, handoff_command, http_client, new_session
 
 from kafka.mcp import KafkaMcp
-from kafka.secure import SecureBroker
+from kafka.secure import SecureBroker, make_certificates
 from streams.security import KafkaSecurity
 from streams.tokens import KafkaTokenStore
 
@@ -101,3 +101,17 @@ def test_a_worker_whose_settings_do_not_fit_together_exits_2_before_connecting(t
     )  # fmt: skip
     assert done.returncode == 2
     assert "needs a username and a password" in done.stderr, done.stderr
+
+
+def test_a_worker_that_does_not_trust_the_brokers_certificate_exits_1_naming_tls(
+    secured: SecureBroker, tmp_path: Path
+) -> None:
+    other_ca, _ = make_certificates(tmp_path / "other", "unused-password")
+    done = _handoff(
+        "worker", "--kafka", secured.bootstrap, "--data-dir", str(tmp_path / "w"), "--topic-prefix", "refused",
+        env={**secured.env(), "HANDOFF_KAFKA_SSL_CAFILE": str(other_ca), "HANDOFF_KAFKA_CONNECT_TIMEOUT": "30"},
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "the TLS connection to Kafka failed" in done.stderr and "CERTIFICATE_VERIFY_FAILED" in done.stderr, (
+        done.stderr
+    )
