@@ -60,9 +60,12 @@ from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.errors import HandoffError
 from handoff.storage.kv import RocksKeyValue
 from streams.client import KafkaService
+from streams.security import KafkaSecurity
 from streams.topics import Topics
 
 REPO = Path(__file__).resolve().parents[1]
+# Against a secured cluster (--kafka): HANDOFF_KAFKA_SECURITY_PROTOCOL etc., which the workers started here inherit.
+SECURITY = KafkaSecurity.from_options(None, os.environ)
 CONTENT = "x" * 1024
 
 
@@ -195,7 +198,9 @@ def replay_kafka(bootstrap: str, topics: Topics) -> tuple[int, float]:
 
     with tempfile.TemporaryDirectory(prefix="handoff-bench-replay-") as scratch:
         target = RocksKeyValue(scratch, bulk=True)
-        result = replay_topic(bootstrap, topics.prefix, target, quiet=True, jobs=default_jobs())
+        result = replay_topic(
+            bootstrap, topics.prefix, target, quiet=True, jobs=default_jobs(), security=SECURITY
+        )
         target.close()
     return result.events, result.rate
 
@@ -270,7 +275,7 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pids: dict[str, int
             for name in names:
                 pids[name] = await stack.enter_async_context(_worker(bootstrap, topics, root / name, *extra))
             meter = CpuMeter({**(broker_pids or {}), **pids, "client": os.getpid()})
-            svc = KafkaService(bootstrap, topics=topics, timeout=30)
+            svc = KafkaService(bootstrap, topics=topics, timeout=30, security=SECURITY)
             await svc.start()
             tune_gc_for_serving()  # as `handoff serve --kafka` runs
             try:
@@ -291,7 +296,7 @@ def run_kafka(bootstrap: str, ns: argparse.Namespace, broker_pids: dict[str, int
 
 
 async def _delete_topics(bootstrap: str, topics: Topics) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **SECURITY.client_kwargs())
     await admin.start()
     try:
         await admin.delete_topics([spec.name for spec in topics.specs()])

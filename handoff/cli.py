@@ -20,6 +20,7 @@ from handoff import authoptions, logs, tokencli
 from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, at_least_one, read_env
 from streams import replication
+from streams import security as kafka_security
 
 # The worker's defaults, restated so that parsing imports no Kafka client (a unit test keeps them equal):
 KAFKA_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free port (default: {DEFAULT_PORT})")
     serve.add_argument("--data-dir", type=Path, help="default: $HANDOFF_DATA_DIR or the user data dir + /handoff")
     serve.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka mode (default: $HANDOFF_KAFKA_BOOTSTRAP)")
+    kafka_security.add_options(serve)
     serve.add_argument(
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
@@ -120,6 +122,7 @@ def _worker_options(commands: Any) -> None:
     )
     parser.add_argument("--advertised-url", default=None, help="URL other processes reach the endpoint at")
     _worker_group_options(parser)
+    kafka_security.add_options(parser)
 
 
 def _worker_group_options(parser: argparse.ArgumentParser) -> None:

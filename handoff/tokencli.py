@@ -13,6 +13,8 @@ from typing import Any, cast
 from handoff.config import Env
 from handoff.kernel.principal import ROLES, Role
 from handoff.tokens import TokenError, TokenRecord, data_dir_store, parse_duration
+from streams.security import KafkaSecurity
+from streams.security import add_options as kafka_security_options
 
 EPILOG = """examples:
   handoff token create --agent alice                      # prints the token once; keep it
@@ -39,13 +41,20 @@ def register(commands: Any) -> None:
     for sub in (create, listing, revoke):
         sub.add_argument("--data-dir", type=Path, help="default: $HANDOFF_DATA_DIR or the user data dir + /handoff")
         sub.add_argument("--kafka", metavar="BOOTSTRAP", help="Kafka mode: the installation's token topic")
+        kafka_security_options(sub)
         sub.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 async def _run_kafka(ns: argparse.Namespace, bootstrap: str) -> int:
     from streams.tokens import KafkaTokenStore  # only Kafka mode pays for aiokafka
 
-    async with KafkaTokenStore(bootstrap, os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff") as store:
+    try:
+        security = KafkaSecurity.from_options(ns, os.environ)
+    except ValueError as exc:
+        print(f"handoff token: {exc}", file=sys.stderr)
+        return 2
+    prefix = os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff"
+    async with KafkaTokenStore(bootstrap, prefix, security=security) as store:
         try:
             if ns.token_command == "create":
                 ttl = None if ns.expires is None else parse_duration(ns.expires)

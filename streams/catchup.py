@@ -54,9 +54,12 @@ class LogCatchUp:
         cfg = self.config
         self._events = AIOKafkaConsumer(
             bootstrap_servers=cfg.bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+            **cfg.security.client_kwargs(),
         )  # fmt: skip
         await self._events.start()
-        self._fetching = await open_fetcher(cfg.bootstrap, accel=cfg.kafka_accel, client_id=f"{cfg.worker_id}-prepare")
+        self._fetching = await open_fetcher(
+            cfg.bootstrap, accel=cfg.kafka_accel, client_id=f"{cfg.worker_id}-prepare", security=cfg.security
+        )
 
     async def close(self) -> None:
         """Disconnect."""

@@ -21,6 +21,7 @@ from handoff.kernel.events import HandoffRequested
 from handoff.ports import Change, ChangeListener
 from projections.folds import affected_handoffs
 from projections.views import HandoffView
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import LONG_POLL_MS, Topics
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,12 @@ log = logging.getLogger(__name__)
 class KafkaChangeFeed:
     """Committed events, told to listeners; `handoff` looks up the agents of a handoff an event changed."""
 
-    def __init__(self, bootstrap: str, topics: Topics, handoff: Callable[[str], Awaitable[HandoffView | None]]) -> None:
+    def __init__(
+        self, bootstrap: str, topics: Topics, handoff: Callable[[str], Awaitable[HandoffView | None]], *,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:  # fmt: skip
         self.bootstrap = bootstrap
+        self.security = security
         self.topics = topics
         self._handoff = handoff
         self._listeners: list[ChangeListener] = []
@@ -43,7 +48,7 @@ class KafkaChangeFeed:
         if self._consumer is None:
             self._consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap, group_id=None, isolation_level="read_committed",
-                enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS,
+                enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS, **self.security.client_kwargs(),
             )  # fmt: skip
             self._task = asyncio.create_task(self._follow(), name="handoff-changes")
 

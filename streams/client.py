@@ -24,6 +24,7 @@ from streams.changefeed import KafkaChangeFeed
 from streams.commandbus import KafkaCommandBus
 from streams.directory import WorkerDirectory
 from streams.reads import KafkaReads
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import Topics, ensure_topics
 
 
@@ -31,23 +32,25 @@ class KafkaService:
     """The ports over Kafka and the workers' query endpoints."""
 
     def __init__(
-        self, bootstrap: str, *, topics: Topics | None = None, timeout: float = 10.0, kafka_accel: bool = True
-    ) -> None:
+        self, bootstrap: str, *, topics: Topics | None = None, timeout: float = 10.0, kafka_accel: bool = True,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:  # fmt: skip
         self.bootstrap = bootstrap
+        self.security = security  # how every client below authenticates (streams.security)
         self.kafka_accel = kafka_accel  # False: HANDOFF_KAFKA_ACCEL=0 (see handoff.accel)
         self.topics = topics or Topics()
         self.timeout = timeout
-        self.directory = WorkerDirectory(bootstrap, self.topics)
-        self.bus = KafkaCommandBus(bootstrap, self.topics, self.directory, timeout=timeout)
+        self.directory = WorkerDirectory(bootstrap, self.topics, security=security)
+        self.bus = KafkaCommandBus(bootstrap, self.topics, self.directory, timeout=timeout, security=security)
         self.reads = KafkaReads(self.directory, self.bus.written, timeout=timeout)
-        self.changes = KafkaChangeFeed(bootstrap, self.topics, self.reads.handoff)
+        self.changes = KafkaChangeFeed(bootstrap, self.topics, self.reads.handoff, security=security)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Create topics if needed, connect, and start following replies and worker announcements."""
-        await ensure_topics(self.bootstrap, self.topics, accel=self.kafka_accel)
+        await ensure_topics(self.bootstrap, self.topics, accel=self.kafka_accel, security=self.security)
         await self.bus.start()
         await self.directory.start()
         await self.reads.start()

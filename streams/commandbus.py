@@ -29,6 +29,7 @@ from handoff.kernel.errors import Unavailable
 from handoff.ports import Outcome
 from streams.directory import WorkerDirectory
 from streams.records import CommandRecord, ErrorBody, Reply, decide_by_header, decode_reply, encode_command, error_of
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import LONG_POLL_MS, Topics
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,12 @@ def _fail_with(reply: asyncio.Future[Reply], delivery: asyncio.Future[Any]) -> N
 class KafkaCommandBus:
     """Sends commands to their session's partition and matches the replies to the waiting calls."""
 
-    def __init__(self, bootstrap: str, topics: Topics, directory: WorkerDirectory, *, timeout: float) -> None:
+    def __init__(
+        self, bootstrap: str, topics: Topics, directory: WorkerDirectory, *, timeout: float,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:  # fmt: skip
         self.bootstrap = bootstrap
+        self.security = security
         self.topics = topics
         self.directory = directory  # only to say why a decision did not come
         self.timeout = timeout
@@ -78,7 +83,7 @@ class KafkaCommandBus:
         self._producer = await self._new_producer()
         self._replies = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, isolation_level="read_committed",
-            enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS,
+            enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS, **self.security.client_kwargs(),
         )  # fmt: skip
         await self._replies.start()
         parts = [TopicPartition(self.topics.replies, p) for p in range(self.topics.partitions)]
@@ -98,6 +103,7 @@ class KafkaCommandBus:
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", linger_ms=1,
             request_timeout_ms=int(self.timeout * 1000), max_request_size=8 << 20, max_batch_size=1 << 20,
+            **self.security.client_kwargs(),
         )  # fmt: skip
         try:
             await producer.start()

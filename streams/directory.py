@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer
 
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import LONG_POLL_MS, Topics
 
 OWNERS_MAX_AGE = 2.0  # seconds the partition owners are trusted before a read asks the workers again
@@ -23,8 +24,9 @@ OWNERS_MAX_AGE = 2.0  # seconds the partition owners are trusted before a read a
 class WorkerDirectory:
     """The workers announced on the workers topic, and the owner of each partition at the last check."""
 
-    def __init__(self, bootstrap: str, topics: Topics) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, *, security: KafkaSecurity = PLAINTEXT) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topics = topics
         self.urls: dict[str, str] = {}  # workerId -> url, from handoff.workers
         self.owners: dict[int, str] = {}  # partition -> url, from the workers' /health
@@ -35,7 +37,7 @@ class WorkerDirectory:
         """Connect to the workers topic (followed from its beginning by `follow`)."""
         self._consumer = AIOKafkaConsumer(
             self.topics.workers, bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="earliest",
-            enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS,
+            enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS, **self.security.client_kwargs(),
         )  # fmt: skip
         await self._consumer.start()
 

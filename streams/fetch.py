@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from handoff.accel import gate
+from streams.security import PLAINTEXT, KafkaSecurity
 
 FETCH_BYTES = 16 << 20  # per request: a replay reads whole partitions
 POLL_MS = 500
@@ -37,8 +38,12 @@ class Fetcher(Protocol):
 class ConsumerFetcher:
     """`Fetcher` through aiokafka's public consumer: one group-less read_committed consumer per read."""
 
-    def __init__(self, bootstrap: str, *, client_id: str | None = None, request_timeout_ms: int = 40_000) -> None:
+    def __init__(
+        self, bootstrap: str, *, client_id: str | None = None, request_timeout_ms: int = 40_000,
+        security: KafkaSecurity = PLAINTEXT,
+    ) -> None:  # fmt: skip
         self.bootstrap = bootstrap
+        self.security = security
         self.client_id = client_id
         self.request_timeout_ms = request_timeout_ms
 
@@ -51,6 +56,7 @@ class ConsumerFetcher:
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="none", request_timeout_ms=self.request_timeout_ms,
             max_partition_fetch_bytes=max_bytes, fetch_max_bytes=max(max_bytes, 1 << 20), **kw,
+            **self.security.client_kwargs(),
         )  # fmt: skip
         await consumer.start()
         try:
@@ -69,14 +75,17 @@ class ConsumerFetcher:
 
 
 async def open_fetcher(
-    bootstrap: str, *, accel: bool = True, client_id: str | None = None, request_timeout_ms: int = 40_000
-) -> Fetcher:
+    bootstrap: str, *, accel: bool = True, client_id: str | None = None, request_timeout_ms: int = 40_000,
+    security: KafkaSecurity = PLAINTEXT,
+) -> Fetcher:  # fmt: skip
     """The accelerator's fetcher when `accel` and its gate allow it (connected), else the public one."""
     if gate.enabled(gate.KAFKA_FETCH, accel):
         from handoff.accel.kafka_fetch import RawFetcher  # only now: it uses this aiokafka's internals
 
-        return await RawFetcher.connect(bootstrap, client_id=client_id, request_timeout_ms=request_timeout_ms)
-    return ConsumerFetcher(bootstrap, client_id=client_id, request_timeout_ms=request_timeout_ms)
+        return await RawFetcher.connect(
+            bootstrap, client_id=client_id, request_timeout_ms=request_timeout_ms, **security.client_kwargs()
+        )
+    return ConsumerFetcher(bootstrap, client_id=client_id, request_timeout_ms=request_timeout_ms, security=security)
 
 
 def fetch_committed(

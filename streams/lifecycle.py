@@ -88,6 +88,7 @@ class Partitions:
             isolation_level="read_committed", auto_offset_reset="earliest",
             session_timeout_ms=cfg.session_timeout_ms, heartbeat_interval_ms=max(500, cfg.session_timeout_ms // 6),
             max_poll_interval_ms=120_000, fetch_max_wait_ms=LONG_POLL_MS, client_id=cfg.worker_id,
+            **cfg.security.client_kwargs(),
         )  # fmt: skip
         self.consumer.subscribe([self.topics.commands], listener=Rebalance(self))
         await self.consumer.start()
@@ -237,6 +238,7 @@ class Partitions:
             bootstrap_servers=self.config.bootstrap, transactional_id=self.topics.transactional_id(p),
             enable_idempotence=True, acks="all", request_timeout_ms=10_000, linger_ms=0, retry_backoff_ms=5,
             max_request_size=8 << 20, transaction_timeout_ms=30_000, max_batch_size=1 << 20,
+            **self.config.security.client_kwargs(),
         )  # fmt: skip
 
     async def _seek_decided(self, p: int, store: PartitionStore) -> TopicPartition:

@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from streams.fetch import Fetcher, fetch_committed, open_fetcher
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import Topics
 
 T = TypeVar("T")
@@ -60,9 +61,12 @@ class PartitionDigest:
 class LogReader:
     """Synchronous reads of a deployment's topics (one per audit command; close it, or use ``with``)."""
 
-    def __init__(self, bootstrap: str, prefix: str = "handoff", *, accel: bool = True) -> None:
+    def __init__(
+        self, bootstrap: str, prefix: str = "handoff", *, accel: bool = True, security: KafkaSecurity = PLAINTEXT
+    ) -> None:
         """`accel=False` (``HANDOFF_KAFKA_ACCEL=0``): records through the public consumer only."""
         self.bootstrap = bootstrap
+        self.security = security
         self.prefix = prefix
         self.accel = accel
         self._loop = asyncio.new_event_loop()
@@ -91,12 +95,14 @@ class LogReader:
         return self.topics
 
     async def _connect(self) -> Any:
-        self.fetcher = await open_fetcher(self.bootstrap, accel=self.accel, request_timeout_ms=15_000)
+        self.fetcher = await open_fetcher(
+            self.bootstrap, accel=self.accel, request_timeout_ms=15_000, security=self.security
+        )
         # Only asked for end offsets (read_committed: the last stable ones); records come from `fetch_committed`.
         # aiokafka clients are made inside the loop they run on.
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", request_timeout_ms=15_000,
+            isolation_level="read_committed", request_timeout_ms=15_000, **self.security.client_kwargs(),
         )  # fmt: skip
         try:
             await consumer.start()
@@ -106,7 +112,9 @@ class LogReader:
         return consumer
 
     async def _partitions(self, topic: str) -> set[int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=15_000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=15_000, **self.security.client_kwargs()
+        )
         await admin.start()
         try:
             if topic not in await admin.list_topics():  # describing a missing topic could auto-create it

@@ -13,19 +13,21 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaProducer
 
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import Topics
 
 CHUNK = 5_000  # events per transaction: small enough for the transaction timeout, large enough to be fast
 
 
 async def publish_partition(
-    bootstrap: str, topics: Topics, partition: int, records: Iterable[tuple[bytes, bytes]]
-) -> int:
+    bootstrap: str, topics: Topics, partition: int, records: Iterable[tuple[bytes, bytes]], *,
+    security: KafkaSecurity = PLAINTEXT,
+) -> int:  # fmt: skip
     """Append (key, canonical record) pairs to one partition of the events topic, in order; returns how many."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, transactional_id=topics.transactional_id(partition),
         enable_idempotence=True, acks="all", max_request_size=8 << 20, transaction_timeout_ms=120_000,
-        linger_ms=5,
+        linger_ms=5, **security.client_kwargs(),
     )  # fmt: skip
     await producer.start()
     count = 0

@@ -89,6 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_arguments(ns: argparse.Namespace, environ: Mapping[str, str]) -> Replication:
     """The flags of `add_arguments`, each falling back to its environment variable."""
     env = Replication.from_env(environ)
-    factor = ns.replication_factor if ns.replication_factor is not None else env.factor
-    min_insync = ns.min_insync_replicas if ns.min_insync_replicas is not None else env.min_insync
+    flag_factor, flag_min_insync = getattr(ns, "replication_factor", None), getattr(ns, "min_insync_replicas", None)
+    factor = flag_factor if flag_factor is not None else env.factor
+    min_insync = flag_min_insync if flag_min_insync is not None else env.min_insync
     return Replication(factor, min_insync)

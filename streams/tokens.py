@@ -22,6 +22,7 @@ from aiokafka.structs import TopicPartition
 
 from handoff.kernel.principal import Principal, Role
 from handoff.tokens import TokenError, TokenIndex, TokenRecord, issue, revoked
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import LONG_POLL_MS
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,11 @@ def _now() -> datetime:
 class KafkaTokenStore:
     """The tokens of a Kafka installation: an index kept current from the topic, and the writes to it."""
 
-    def __init__(self, bootstrap: str, prefix: str, *, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self, bootstrap: str, prefix: str, *, clock: Callable[[], datetime] = _now, security: KafkaSecurity = PLAINTEXT
+    ) -> None:
         self.bootstrap, self.topic, self.clock = bootstrap, tokens_topic(prefix), clock
+        self.security = security
         self.index = TokenIndex()
         self._partition = TopicPartition(self.topic, 0)
         self._consumer: AIOKafkaConsumer | None = None
@@ -58,9 +62,10 @@ class KafkaTokenStore:
 
     async def start(self) -> None:
         """Create the topic if needed, read it to its end, then follow it in the background."""
-        await _ensure_topic(self.bootstrap, self.topic)
+        await _ensure_topic(self.bootstrap, self.topic, self.security)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=LONG_POLL_MS,
+            **self.security.client_kwargs(),
         )
         await self._consumer.start()
         self._consumer.assign([self._partition])
@@ -114,7 +119,9 @@ class KafkaTokenStore:
         return list(self.index.by_id.values())
 
     async def _publish(self, record: TokenRecord) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, **self.security.client_kwargs()
+        )
         await producer.start()
         try:
             await producer.send_and_wait(self.topic, msgspec.json.encode(record), key=record.id.encode(), partition=0)
@@ -140,8 +147,8 @@ class KafkaTokenStore:
         return record
 
 
-async def _ensure_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+async def _ensure_topic(bootstrap: str, topic: str, security: KafkaSecurity) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **security.client_kwargs())
     await admin.start()
     try:
         if topic not in set(await admin.list_topics()):

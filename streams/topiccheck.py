@@ -23,6 +23,8 @@ from aiokafka.errors import KafkaError
 
 from streams import replication
 from streams.replication import Replication, default_min_insync
+from streams.security import PLAINTEXT, KafkaSecurity
+from streams.security import add_options as add_security_options
 
 if TYPE_CHECKING:
     from streams.topics import Topics
@@ -175,9 +177,11 @@ async def verify(admin: AIOKafkaAdminClient, topics: Topics) -> None:
 # -- handoff kafka check ----------------------------------------------------------------------------------
 
 
-async def report(bootstrap: str, topics: Topics) -> tuple[list[str], bool]:
+async def report(
+    bootstrap: str, topics: Topics, security: KafkaSecurity = PLAINTEXT
+) -> tuple[list[str], bool]:
     """The operator's report (lines) and whether every existing topic is as the deployment needs."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **security.client_kwargs())
     await admin.start()
     try:
         live = await retrying(lambda: brokers(admin))
@@ -229,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--topic-prefix", default=os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff")
     replication.add_arguments(check)
+    add_security_options(check)
     return parser
 
 
@@ -242,12 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         wanted = replication.from_arguments(ns, os.environ)
+        security = KafkaSecurity.from_options(ns, os.environ)
     except ValueError as exc:
         print(f"handoff kafka check: {exc}", file=sys.stderr)
         return 2
     topics = Topics(ns.topic_prefix, ns.partitions, wanted)
     try:
-        lines, ok = asyncio.run(report(ns.kafka, topics))
+        lines, ok = asyncio.run(report(ns.kafka, topics, security))
     except KafkaError as exc:
         print(f"handoff kafka check: cannot reach Kafka at {ns.kafka}: {exc}", file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ from aiokafka.partitioner import murmur2
 from handoff.accel import gate
 from streams import topiccheck
 from streams.replication import Replication
+from streams.security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,10 @@ class Topics:
         ]
 
 
-async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = None, accel: bool = True) -> None:
+async def ensure_topics(
+    bootstrap: str, topics: Topics, *, group: str | None = None, accel: bool = True,
+    security: KafkaSecurity = PLAINTEXT,
+) -> None:  # fmt: skip
     """Create the topics that do not exist yet (idempotent); refuse existing ones that differ (`topiccheck`).
 
     New topics get the replication of `topics.replication` on this cluster (default: min(3, brokers)).
@@ -124,7 +128,7 @@ async def ensure_topics(bootstrap: str, topics: Topics, *, group: str | None = N
     `accel=False` (``HANDOFF_KAFKA_ACCEL=0``): wait for the topics' leaders only (see `_until_open`).
     Raises `topiccheck.TopicMismatch` when a topic differs from what the deployment needs.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **security.client_kwargs())
     await admin.start()
     try:
         await topiccheck.retrying(lambda: _ensure(admin, topics, group, accel))

@@ -30,6 +30,7 @@ from streams.endpoint import QueryEndpoint
 from streams.lifecycle import OwnedPartition, Partitions
 from streams.metrics import PartitionState, WorkerMetrics
 from streams.partition import PartitionStore
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger("handoff.worker")
@@ -59,6 +60,7 @@ class WorkerConfig:
     # most four, bench.kafka's p50 at half load fell from 153 to 92 ms and its p99 at full load from
     # 1.7 s to 0.4-0.5 s, at the same maximum (see `--transactions`).
     transactions: int = 4
+    security: KafkaSecurity = PLAINTEXT  # how its Kafka clients authenticate (streams.security)
     connect_timeout: float = 30.0  # seconds to reach Kafka and join at start-up (HANDOFF_KAFKA_CONNECT_TIMEOUT)
 
 
@@ -134,10 +136,14 @@ class Worker:
         """Create topics, serve queries, join the group and start deciding."""
         cfg = self.config
         self._held = hold_data_dir(cfg.data_dir)  # before joining the group: a refused worker takes nothing
-        await ensure_topics(cfg.bootstrap, self.topics, group=self.topics.group, accel=cfg.kafka_accel)
+        await ensure_topics(
+            cfg.bootstrap, self.topics, group=self.topics.group, accel=cfg.kafka_accel, security=cfg.security
+        )
         self.url = await self.endpoint.start(cfg.web_host, cfg.web_port, cfg.advertised_url)
         await self.partitions.start()
-        self._announcer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap, enable_idempotence=True, acks="all")
+        self._announcer = AIOKafkaProducer(
+            bootstrap_servers=cfg.bootstrap, enable_idempotence=True, acks="all", **cfg.security.client_kwargs()
+        )
         await self._announcer.start()
         announcement = json.dumps({"workerId": self.worker_id, "url": self.url}).encode()
         await self._announcer.send_and_wait(self.topics.workers, announcement, key=self.worker_id.encode())

@@ -35,11 +35,11 @@ class RawFetcher:
 
     @classmethod
     async def connect(
-        cls, bootstrap: str, *, client_id: str | None = None, request_timeout_ms: int = 40_000
+        cls, bootstrap: str, *, client_id: str | None = None, request_timeout_ms: int = 40_000, **security: Any
     ) -> RawFetcher:
-        """A connected fetcher."""
+        """A connected fetcher; `security` is `streams.security.KafkaSecurity.client_kwargs()`."""
         kw: dict[str, Any] = {"client_id": client_id} if client_id else {}
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms, **kw)
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms, **kw, **security)
         try:
             await client.bootstrap()
         except BaseException:

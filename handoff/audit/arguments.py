@@ -13,6 +13,7 @@ from typing import Any
 
 from handoff.config import at_least_one
 from streams import replication
+from streams.security import add_options as kafka_security_options
 
 DEFAULT_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS, without importing Kafka clients for embedded runs
 
@@ -44,6 +45,7 @@ def _data_dir(parser: argparse.ArgumentParser, *, partitions: bool = False) -> N
         default=os.environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
         help="with --kafka: the topics' prefix (default: $HANDOFF_KAFKA_TOPIC_PREFIX or handoff)",
     )
+    kafka_security_options(parser)
     if partitions:
         parser.add_argument(
             "--partitions",

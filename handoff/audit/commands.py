@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from handoff.audit import anchor, trail
 from handoff.audit.replay import parse_time, replay
@@ -28,6 +28,9 @@ from handoff.kernel.schema import all_schemas
 from handoff.kernel.text import escape_controls
 from handoff.storage.kv import RocksKeyValue
 from handoff.storage.log import EventLog
+
+if TYPE_CHECKING:
+    from streams.security import KafkaSecurity
 
 Runner = Callable[[argparse.Namespace, Env], int]
 
@@ -79,8 +82,11 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import kafka_departures, verify_kafka  # Kafka clients only for --kafka
 
-        report = verify_kafka(ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json, accel=env.kafka_accel)
-        gone = kafka_departures(ns.kafka, ns.topic_prefix, anchored) if anchored is not None else []
+        security = kafka_security(ns)
+        report = verify_kafka(
+            ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json, accel=env.kafka_accel, security=security
+        )
+        gone = kafka_departures(ns.kafka, ns.topic_prefix, anchored, security) if anchored is not None else []
     else:
         kv = _open(ns, env)
         report = verify(kv, session=ns.session, scratch=Path(ns.data_dir or env.data_dir), quiet=ns.json)
@@ -134,7 +140,7 @@ def run_anchor(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import kafka_heads  # Kafka clients only for --kafka
 
-        heads, position = kafka_heads(ns.kafka, ns.topic_prefix)
+        heads, position = kafka_heads(ns.kafka, ns.topic_prefix, kafka_security(ns))
         statement = anchor.signed_statement(heads, position, key)
     else:
         log = EventLog(_open(ns, env))
@@ -157,6 +163,7 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
                 result = replay_kafka(
                     ns.kafka, ns.topic_prefix, target, until_version=version, until_time=until_time, quiet=ns.quiet,
                     jobs=ns.jobs or default_jobs(), scratch=path.parent, accel=env.kafka_accel,
+                    security=kafka_security(ns),
                 )  # fmt: skip
             else:
                 result = replay(source, target, until_version=version, until_time=until_time, quiet=ns.quiet)
@@ -173,7 +180,9 @@ def run_audit(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import session_stream
 
-        stream = session_stream(ns.kafka, ns.topic_prefix, ns.session, accel=env.kafka_accel)
+        stream = session_stream(
+            ns.kafka, ns.topic_prefix, ns.session, accel=env.kafka_accel, security=kafka_security(ns)
+        )
         steps = list(trail.timeline_of(ns.session, stream))
     else:
         steps = list(trail.timeline(EventLog(_open(ns, env)), ns.session))
@@ -192,7 +201,10 @@ def run_export(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import export_kafka
 
-        lines = export_kafka(ns.kafka, ns.topic_prefix, ns.session, quiet=ns.out is None, accel=env.kafka_accel)
+        lines = export_kafka(
+            ns.kafka, ns.topic_prefix, ns.session, quiet=ns.out is None, accel=env.kafka_accel,
+            security=kafka_security(ns),
+        )  # fmt: skip
     else:
         lines = export_lines(_open(ns, env), ns.session, quiet=ns.out is None)
     out = open(ns.out, "wb") if ns.out else sys.stdout.buffer  # closed below
@@ -216,7 +228,9 @@ def run_import(ns: argparse.Namespace, env: Env) -> int:
         topics = Topics(ns.topic_prefix, ns.partitions, from_arguments(ns, os.environ))
         with _import_source(ns) as stream:
             try:
-                result = import_kafka(ns.kafka, topics, stream, quiet=False, accel=env.kafka_accel)
+                result = import_kafka(
+                    ns.kafka, topics, stream, quiet=False, accel=env.kafka_accel, security=kafka_security(ns)
+                )
             except TopicMismatch as exc:
                 print(f"handoff import: {exc}", file=sys.stderr)
                 return 1
@@ -275,6 +289,16 @@ def _count(n: int, noun: str) -> str:
 
 def _imported(result: ImportResult) -> str:
     return f"{_count(result.events, 'event')} of {_count(result.sessions, 'session')}"
+
+
+def kafka_security(ns: argparse.Namespace) -> KafkaSecurity:
+    """The Kafka security settings of a ``--kafka`` audit command (its flags, else ``HANDOFF_KAFKA_*``)."""
+    from streams.security import KafkaSecurity
+
+    try:
+        return KafkaSecurity.from_options(ns, os.environ)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
 
 
 def guarded(runner: Runner) -> Runner:

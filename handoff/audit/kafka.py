@@ -35,6 +35,7 @@ from handoff.storage.kv import KeyValue, RocksKeyValue
 from projections.replay import fold_events
 from streams.logreader import LogReader, LogRecord, PartitionDigest, live_workers, view_digests
 from streams.logwriter import publish_partition
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import Topics, ensure_topics
 
 
@@ -82,12 +83,12 @@ class _Folded:
 
 def verify_kafka(
     bootstrap: str, prefix: str = "handoff", *, session: str | None = None, scratch: Path | None = None,
-    quiet: bool = False, accel: bool = True,
+    quiet: bool = False, accel: bool = True, security: KafkaSecurity = PLAINTEXT,
 ) -> Report:  # fmt: skip
     """Check every chain in the events topic, fold it afresh, and compare each partition with its worker's views."""
     report = Report()
     prefixes = VIEW_PREFIXES if session is None else session_prefixes(session)
-    with LogReader(bootstrap, prefix, accel=accel) as reader:
+    with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
         topics = reader.topics
         live = view_digests(live_workers(reader.worker_urls()), prefixes)  # before the ends: live ≤ what is read
         ends = reader.end_offsets()
@@ -166,7 +167,7 @@ def _everything(reader: LogReader, ends: dict[int, int], session: str | None = N
 def replay_kafka(
     bootstrap: str, prefix: str, target: KeyValue, *, until_version: int | None = None,
     until_time: str | None = None, quiet: bool = False, jobs: int = 1, scratch: Path | None = None,
-    accel: bool = True,
+    accel: bool = True, security: KafkaSecurity = PLAINTEXT,
 ) -> ReplayResult:  # fmt: skip
     """Fold the whole events topic (partition by partition, offset order) into the empty store `target`.
 
@@ -174,12 +175,12 @@ def replay_kafka(
     (`handoff.audit.parallel`); their scratch stores go under `scratch`. `accel=False`
     (``HANDOFF_KAFKA_ACCEL=0``): records through aiokafka's public consumer only.
     """
-    with LogReader(bootstrap, prefix, accel=accel) as reader:
+    with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
         ends = reader.end_offsets()
         whole = until_version is None and until_time is None
         if whole and jobs > 1 and len(ends) > 1 and sum(ends.values()) >= PARALLEL_FROM:
             return replay_in_parallel(
-                bootstrap, prefix, ends, target, jobs=jobs, scratch=scratch, quiet=quiet, accel=accel
+                bootstrap, prefix, ends, target, jobs=jobs, scratch=scratch, quiet=quiet, accel=accel, security=security
             )
         if whole:  # no need to read each record's key and version
             values = (value for p in sorted(ends) for value in reader.values(p, ends[p]))
@@ -190,9 +191,11 @@ def replay_kafka(
         )
 
 
-def session_stream(bootstrap: str, prefix: str, session: str, *, accel: bool = True) -> list[Envelope]:
+def session_stream(
+    bootstrap: str, prefix: str, session: str, *, accel: bool = True, security: KafkaSecurity = PLAINTEXT
+) -> list[Envelope]:
     """A session's events, read from its partition."""
-    with LogReader(bootstrap, prefix, accel=accel) as reader:
+    with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
         found = [decode_envelope(r.value) for r in _everything(reader, reader.end_offsets(), session)]
     if not found:
         raise SessionNotFound(f"session {session!r} has no events in {reader.topics.events}", sessionKey=session)
@@ -200,10 +203,11 @@ def session_stream(bootstrap: str, prefix: str, session: str, *, accel: bool = T
 
 
 def export_kafka(
-    bootstrap: str, prefix: str, session: str | None = None, quiet: bool = True, *, accel: bool = True
+    bootstrap: str, prefix: str, session: str | None = None, quiet: bool = True, *, accel: bool = True,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> Iterator[bytes]:
     """Every event of the topic (or of one session) as CloudEvents lines: partition by partition, in offset order."""
-    with LogReader(bootstrap, prefix, accel=accel) as reader:
+    with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
         ends = reader.end_offsets()
         progress = Progress("export", total=None if session else sum(ends.values()), quiet=quiet)
         for rec in _everything(reader, ends, session):
@@ -216,7 +220,8 @@ def export_kafka(
 
 
 def import_kafka(
-    bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool = True, *, accel: bool = True
+    bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool = True, *, accel: bool = True,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> ImportResult:
     """Check every chain of the lines, then append each partition's events under its transactional id.
 
@@ -227,10 +232,10 @@ def import_kafka(
     started after the import decide on imported state.
     """
     started = time.perf_counter()
-    reader = LogReader(bootstrap, topics.prefix, accel=accel)
+    reader = LogReader(bootstrap, topics.prefix, accel=accel, security=security)
     try:
         if not reader.open(missing_ok=True).partitions:  # a fresh deployment: create its topics as a worker would
-            reader.run(ensure_topics(bootstrap, topics, accel=accel))
+            reader.run(ensure_topics(bootstrap, topics, accel=accel, security=security))
             reader.open()
         topics = reader.topics  # an existing topic keeps its partition count
         spools = {p: tempfile.TemporaryFile() for p in range(topics.partitions)}
@@ -248,7 +253,7 @@ def import_kafka(
             for p, spool in spools.items():
                 spool.seek(0)
                 rest = itertools.islice(_spooled(spool), held[p], None)
-                count += reader.run(publish_partition(bootstrap, topics, p, rest))
+                count += reader.run(publish_partition(bootstrap, topics, p, rest, security=security))
         finally:
             for spool in spools.values():
                 spool.close()
@@ -297,18 +302,22 @@ def _keyed(reader: LogReader, ends: dict[int, int]) -> Iterator[tuple[str, int, 
             yield key, version, record
 
 
-def kafka_heads(bootstrap: str, prefix: str) -> tuple[anchor.Heads, dict[str, int]]:
+def kafka_heads(
+    bootstrap: str, prefix: str, security: KafkaSecurity = PLAINTEXT
+) -> tuple[anchor.Heads, dict[str, int]]:
     """Every session's head in the events topic, and the end offsets they were read up to."""
-    with LogReader(bootstrap, prefix) as reader:
+    with LogReader(bootstrap, prefix, security=security) as reader:
         ends = reader.end_offsets()
         return anchor.record_heads(_keyed(reader, ends)), {str(p): end for p, end in sorted(ends.items())}
 
 
-def kafka_departures(bootstrap: str, prefix: str, heads: anchor.Heads) -> list[anchor.Departure]:
+def kafka_departures(
+    bootstrap: str, prefix: str, heads: anchor.Heads, security: KafkaSecurity = PLAINTEXT
+) -> list[anchor.Departure]:
     """`anchor.departures` of the events topic: one pass that keeps only the anchored versions' hashes."""
     newest: dict[str, int] = {}
     at_anchor: dict[str, str | None] = {}
-    with LogReader(bootstrap, prefix) as reader:
+    with LogReader(bootstrap, prefix, security=security) as reader:
         for key, version, record in _keyed(reader, reader.end_offsets()):
             newest[key] = max(version, newest.get(key, 0))
             wanted = heads.get(key)

@@ -27,6 +27,7 @@ from handoff.kernel.errors import HandoffError
 from handoff.storage.kv import KeyValue, RocksKeyValue
 from projections.replay import fold_events
 from streams.logreader import LogReader
+from streams.security import PLAINTEXT, KafkaSecurity
 
 PARALLEL_FROM = 20_000
 """Below this many records, one process is done before others would have started."""
@@ -52,17 +53,17 @@ def split(ends: dict[int, int], groups: int) -> list[list[int]]:
 
 def fold_partitions(
     bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], target: KeyValue,
-    on_batch: Callable[[int], None] | None = None, accel: bool = True,
+    on_batch: Callable[[int], None] | None = None, accel: bool = True, security: KafkaSecurity = PLAINTEXT,
 ) -> int:  # fmt: skip
     """Fold the events of `parts`, each in offset order up to its end, into `target`; the count."""
-    with LogReader(bootstrap, prefix, accel=accel) as reader:
+    with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
         values = (value for p in parts for value in reader.values(p, ends[p]))
         return fold_events(target, map(decode_envelope, values), on_batch=on_batch)
 
 
 def replay_in_parallel(
     bootstrap: str, prefix: str, ends: dict[int, int], target: KeyValue, *, jobs: int,
-    scratch: Path | None = None, quiet: bool = False, accel: bool = True,
+    scratch: Path | None = None, quiet: bool = False, accel: bool = True, security: KafkaSecurity = PLAINTEXT,
 ) -> ReplayResult:  # fmt: skip
     """Fold partitions `ends` (partition -> end offset) into the empty `target` with `jobs` processes."""
     require_empty(target)
@@ -75,7 +76,7 @@ def replay_in_parallel(
     children = [
         ctx.Process(
             target=_child,
-            args=(i, bootstrap, prefix, parts, ends, str(workdir / f"p{i}"), counted[i], results, accel),
+            args=(i, bootstrap, prefix, parts, ends, str(workdir / f"p{i}"), counted[i], results, accel, security),
             name=f"handoff-replay-{i}", daemon=True,
         )  # fmt: skip
         for i, parts in enumerate(theirs)
@@ -91,7 +92,9 @@ def replay_in_parallel(
     try:
         for child in children:
             child.start()
-        count = fold_partitions(bootstrap, prefix, mine, ends, target, on_batch=advance, accel=accel)
+        count = fold_partitions(
+            bootstrap, prefix, mine, ends, target, on_batch=advance, accel=accel, security=security
+        )
         count += _wait(children, results, lambda: advance(0))
         if isinstance(target, RocksKeyValue):  # the children's views as files RocksDB links in
             target.ingest([str(sst) for i in range(len(children)) if (sst := workdir / f"p{i}.sst").exists()])
@@ -110,6 +113,7 @@ def replay_in_parallel(
 def _child(
     i: int, bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], path: str,
     counted: Synchronized[int], results: multiprocessing.Queue[tuple[int, int | str]], accel: bool,
+    security: KafkaSecurity,
 ) -> None:  # fmt: skip
     """A child process: fold `parts` into a scratch store at `path`, and write it out as ``path.sst``.
 
@@ -122,7 +126,9 @@ def _child(
             counted.value += n
 
     try:
-        outcome: int | str = fold_partitions(bootstrap, prefix, parts, ends, store, on_batch=on_batch, accel=accel)
+        outcome: int | str = fold_partitions(
+            bootstrap, prefix, parts, ends, store, on_batch=on_batch, accel=accel, security=security
+        )
         store.export_sst(f"{path}.sst")  # sorted here, in parallel: the parent only links the file in
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         outcome = f"{type(exc).__name__}: {exc}"

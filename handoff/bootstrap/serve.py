@@ -23,7 +23,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from handoff import authoptions
@@ -45,6 +45,7 @@ from streams.replication import Replication, from_arguments
 
 if TYPE_CHECKING:
     from streams.client import KafkaService
+    from streams.security import KafkaSecurity
     from streams.topics import Topics
 
 log = logging.getLogger("handoff")
@@ -54,12 +55,18 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     """`handoff serve`."""
     data = DataDir(ns.data_dir or env.data_dir)
     bootstrap = ns.kafka or env.kafka_bootstrap
+    if bootstrap:
+        try:
+            kafka_settings(bootstrap, os.environ, ns)  # refuse security settings that do not fit, before anything
+        except ValueError as exc:
+            log.error(str(exc))
+            return 2
     auth = _auth(ns, data, bootstrap) if ns.transport == "http" else None
     if isinstance(auth, str):
         log.error(auth)
         return 2
     if bootstrap:
-        settings = kafka_settings(bootstrap, os.environ, from_arguments(ns, os.environ))
+        settings = kafka_settings(bootstrap, os.environ, ns)
         if getattr(ns, "analytics_url", None):
             settings = dataclasses.replace(settings, analytics_url=ns.analytics_url)
         backend = _kafka(settings)
@@ -93,7 +100,8 @@ def _auth(ns: argparse.Namespace, data: DataDir, bootstrap: str | None) -> Auth 
     if mode == "token" and bootstrap:
         from streams.tokens import KafkaTokenStore
 
-        store = KafkaTokenStore(bootstrap, kafka_settings(bootstrap, os.environ).topics.prefix)
+        kafka = kafka_settings(bootstrap, os.environ, ns)
+        store = KafkaTokenStore(bootstrap, kafka.topics.prefix, security=kafka.security)
         return Auth(StoreVerifier(store), lifespan=store)
     if mode == "token":
         return Auth(StoreVerifier(data_dir_store(data.root)))
@@ -160,6 +168,12 @@ async def _embedded(kv: RocksKeyValue, data: DataDir) -> AsyncIterator[Deps]:
         await engine.stop()  # finishes the queued writes
 
 
+def _plaintext() -> KafkaSecurity:
+    from streams.security import PLAINTEXT  # imported late: the embedded engine never loads the Kafka modules
+
+    return PLAINTEXT
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     """Where the Kafka adapter connects, and how long it may take at start-up."""
@@ -169,6 +183,7 @@ class KafkaSettings:
     connect_timeout: float
     kafka_accel: bool = True
     analytics_url: str | None = None  # `handoff analytics`'s endpoint; None: get_analytics is UNAVAILABLE
+    security: KafkaSecurity = field(default_factory=_plaintext)
 
 
 @asynccontextmanager
@@ -179,13 +194,18 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
     from streams.client import KafkaService
     from streams.topiccheck import TopicMismatch
 
-    service = KafkaService(settings.bootstrap, topics=settings.topics, kafka_accel=settings.kafka_accel)
+    service = KafkaService(
+        settings.bootstrap, topics=settings.topics, kafka_accel=settings.kafka_accel, security=settings.security
+    )
     log.info("connecting to Kafka", extra={"bootstrap": settings.bootstrap, "topics": settings.topics.prefix})
     try:
         await asyncio.wait_for(service.start(), settings.connect_timeout)
     except (KafkaError, OSError, TimeoutError) as exc:
         await service.stop()
-        raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
+        from streams.security import diagnose
+
+        why = await diagnose(settings.bootstrap, settings.security)  # e.g. the credentials refused
+        raise KafkaUnreachable("; ".join(filter(None, [str(exc) or type(exc).__name__, why]))) from exc
     except TopicMismatch as exc:  # never serve on topics that would route sessions to other deciders
         await service.stop()
         log.error("the topics differ from what this deployment needs", extra={"error": str(exc)})
@@ -209,10 +229,12 @@ def _open_store(data: DataDir) -> RocksKeyValue | None:
         return None
 
 
-def kafka_settings(
-    bootstrap: str, environ: Mapping[str, str], replication: Replication | None = None
-) -> KafkaSettings:
-    """The Kafka settings of `serve --kafka`, from the environment (shared with `handoff worker`)."""
+def kafka_settings(bootstrap: str, environ: Mapping[str, str], ns: argparse.Namespace | None = None) -> KafkaSettings:
+    """The Kafka settings of `serve --kafka`, from its flags and the environment (shared with `handoff worker`).
+
+    ValueError when the security settings do not fit together (see `streams.security`).
+    """
+    from streams.security import KafkaSecurity
     from streams.topics import DEFAULT_PARTITIONS, Topics
 
     return KafkaSettings(
@@ -220,11 +242,12 @@ def kafka_settings(
         topics=Topics(
             environ.get("HANDOFF_KAFKA_TOPIC_PREFIX") or "handoff",
             int(environ.get("HANDOFF_KAFKA_PARTITIONS") or DEFAULT_PARTITIONS),
-            replication or Replication.from_env(environ),
+            from_arguments(ns, environ) if ns is not None else Replication.from_env(environ),
         ),
         connect_timeout=kafka_connect_timeout(environ),
         kafka_accel=switched_on(environ.get("HANDOFF_KAFKA_ACCEL")),
         analytics_url=environ.get("HANDOFF_ANALYTICS_URL") or None,
+        security=KafkaSecurity.from_options(ns, environ),
     )
 
 
@@ -232,7 +255,9 @@ def _run(main: Coroutine[Any, Any, None]) -> int:
     try:
         asyncio.run(main)
     except KafkaUnreachable as exc:
-        log.error(KAFKA_UNREACHABLE, extra={"error": str(exc)})
+        from streams.security import refusal  # no Kafka client: words only
+
+        log.error(refusal(str(exc)) or KAFKA_UNREACHABLE, extra={"error": str(exc)})
         return 1
     except OSError as exc:
         log.error("cannot serve", extra={"error": str(exc)})

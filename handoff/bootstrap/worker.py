@@ -15,6 +15,8 @@ from aiokafka import errors as Errors
 
 from handoff.config import KAFKA_UNREACHABLE, Env, KafkaUnreachable, kafka_connect_timeout, keep_gc_off_the_hot_path
 from streams import replication
+from streams import security as kafka_security
+from streams.security import KafkaSecurity
 from streams.topiccheck import TopicMismatch
 from streams.topics import Topics
 from streams.worker import DataDirInUse, Worker, WorkerConfig
@@ -27,14 +29,18 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     if not ns.kafka:
         print("handoff worker: --kafka BOOTSTRAP (or HANDOFF_KAFKA_BOOTSTRAP) is required", file=sys.stderr)
         return 2
-    config = worker_config(ns, env)
+    try:
+        config = worker_config(ns, env)
+    except ValueError as exc:  # Kafka security settings that do not fit together
+        print(f"handoff worker: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(run(config))
     except (DataDirInUse, TopicMismatch) as exc:
         print(f"handoff worker: {exc}", file=sys.stderr)
         return 1
     except KafkaUnreachable as exc:
-        log.error(KAFKA_UNREACHABLE, extra={"error": str(exc)})
+        log.error(kafka_security.refusal(str(exc)) or KAFKA_UNREACHABLE, extra={"error": str(exc)})
         return 1
     return 0
 
@@ -47,7 +53,7 @@ def worker_config(ns: argparse.Namespace, env: Env) -> WorkerConfig:
         web_port=ns.web_port, advertised_url=ns.advertised_url, topics=topics,
         worker_id=ns.worker_id or f"w-{uuid.uuid4().hex[:12]}", transactions=ns.transactions,
         connect_timeout=kafka_connect_timeout(os.environ),
-        kafka_accel=env.kafka_accel,
+        kafka_accel=env.kafka_accel, security=KafkaSecurity.from_options(ns, os.environ),
     )  # fmt: skip
 
 
@@ -62,7 +68,8 @@ async def run(config: WorkerConfig) -> None:
         await asyncio.wait_for(worker.start(), config.connect_timeout)
     except (Errors.KafkaError, TimeoutError) as exc:
         await worker.stop()
-        raise KafkaUnreachable(str(exc) or type(exc).__name__) from exc
+        why = await kafka_security.diagnose(config.bootstrap, config.security)  # e.g. the credentials refused
+        raise KafkaUnreachable("; ".join(filter(None, [str(exc) or type(exc).__name__, why]))) from exc
     # Latency: the cyclic GC's full collections paused the loop for ~60 ms, all in-flight commands with it.
     keep_gc_off_the_hot_path(50_000, (20, 100))
     print(json.dumps({"workerId": worker.worker_id, "url": worker.url}), file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ from integration.harness import Served, http_client
 from mcp import Client
 
 from kafka.mcp import KafkaMcp, running_kafka_mcp
+from kafka.secure import SecureBroker, secure_broker
 from kafka.support import Broker, running_service, running_worker
 from streams.client import KafkaService
 from streams.topics import Topics
@@ -53,6 +54,22 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield broker
     finally:
         subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def secured(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    """A second broker, SASL_SSL with SCRAM-SHA-256 only for clients (after `broker`: Java and the jars are there)."""
+    if shutil.which("openssl") is None:
+        _unavailable("openssl is not installed (the secured broker's certificates are made with it)")
+    with secure_broker(tmp_path_factory.mktemp("kafka-secure")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def secured_mcp(secured: SecureBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaMcp]:
+    """A `handoff worker` + `handoff serve --kafka` on the secured broker, their settings in HANDOFF_KAFKA_*."""
+    with running_kafka_mcp(secured.bootstrap, tmp_path_factory.mktemp("secure-mcp"), env=secured.env()) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -208,12 +209,14 @@ async def test_an_interrupted_import_into_kafka_resumes_where_it_stopped(
         per_partition[topics.partition_for(json.loads(line)["subject"])] += 1
     publish = kafka_audit.publish_partition
 
-    async def cut_off(bootstrap: str, to: Topics, partition: int, records: Iterable[tuple[bytes, bytes]]) -> int:
+    async def cut_off(
+        bootstrap: str, to: Topics, partition: int, records: Iterable[tuple[bytes, bytes]], **security: Any
+    ) -> int:
         """Partitions 0 and 1 whole, the first 3 events of partition 2, then the connection is lost."""
         if partition < 2:
-            return await publish(bootstrap, to, partition, records)
+            return await publish(bootstrap, to, partition, records, **security)
         if partition == 2:
-            await publish(bootstrap, to, partition, itertools.islice(records, 3))
+            await publish(bootstrap, to, partition, itertools.islice(records, 3), **security)
         raise ConnectionError("the broker went away")
 
     with monkeypatch.context() as patched:
