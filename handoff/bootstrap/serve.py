@@ -29,6 +29,7 @@ from handoff import authoptions
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
+from handoff.engine.sweeper import SWEEP_EVERY
 from handoff.kernel.types import Limits
 from handoff.mcp import localtrust
 from handoff.mcp.auth import Auth, JwtSettings, JwtVerifier, StoreVerifier
@@ -135,7 +136,7 @@ def _wire_kafka(service: KafkaService) -> Deps:
 
 @asynccontextmanager
 async def _embedded(kv: RocksKeyValue, data: DataDir) -> AsyncIterator[Deps]:
-    engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log)
+    engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=SWEEP_EVERY)
     deps = _wire(engine, data)
     await engine.start()
     try:

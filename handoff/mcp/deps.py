@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import msgspec
@@ -14,12 +16,18 @@ from handoff.kernel.errors import HandoffNotFound
 from handoff.kernel.limits import check_limits
 from handoff.kernel.principal import Principal
 from handoff.kernel.text import normalise_agent_name
+from handoff.kernel.times import format_time
 from handoff.kernel.types import Limits
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
 from handoff.ports import CommandBus, Outcome, ReadModel
 
 T = TypeVar("T", bound=msgspec.Struct)
+
+
+def wall_clock() -> str:
+    """The time now, in the kernel's format (the default clock dormancy is judged by)."""
+    return format_time(datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class Deps:
     notifier: Notifier
     health: Health = field(default_factory=Health)
     principal: Principal | None = None  # the caller, set per call when auth is on (handoff.mcp.auth)
+    clock: Callable[[], str] = wall_clock  # what dormancy is judged by at read time
     _as: dict[Principal, Deps] = field(default_factory=dict, compare=False, repr=False)
 
     def acting_as(self, principal: Principal) -> Deps:
