@@ -22,7 +22,7 @@ from handoff.kernel.errors import DomainError, HandoffError
 from handoff.kernel.lifecycle import due_commands, next_due
 from handoff.kernel.state import SessionState
 from handoff.ports import Outcome
-from handoff.storage.due import due_entries, due_key
+from handoff.storage.due import due_entries, due_key, seed
 from handoff.storage.kv import KeyValue, Write
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ class Sweeper:
 
     async def run(self) -> None:
         """Sweep until cancelled: again at once after a full page, else after `every` seconds."""
+        seeded = seed(self.kv)
+        if seeded:
+            log.info("due-index seeded with %d sessions written before expiry existed", seeded)
         while True:
             try:
                 taken = await self.sweep()
