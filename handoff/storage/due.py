@@ -23,6 +23,7 @@ from handoff.storage.log import EventLog
 
 PREFIX = b"X:"
 SEP = b"\x00"
+_INDEXED = frozenset({SessionRegistered, HandoffRequested})  # the events whose writes carry an entry
 SEEDED_KEY = b"M:due-index"  # present once every session's entry is in (stores older than expiry lack it)
 
 
@@ -33,7 +34,7 @@ def due_key(at: str, session_key: str) -> bytes:
 
 def entry_write(state: SessionState, env: Envelope) -> Write | None:
     """The due-index write an event needs (registrations and handoff requests only), or None."""
-    if isinstance(env.event, SessionRegistered | HandoffRequested):
+    if type(env.event) in _INDEXED:
         at = next_due(state)
         if at is not None:
             return due_key(at, env.session_key), b""
