@@ -38,7 +38,7 @@ class Sweeper:
         self,
         kv: KeyValue,
         state: Callable[[str], SessionState | None],
-        submit: Callable[[Command], Awaitable[Outcome]],
+        submit: Callable[[Command], Awaitable[Outcome | None]],  # None: sent to be decided elsewhere (Kafka)
         clock: Callable[[], str],
         *,
         every: float = SWEEP_EVERY,
@@ -50,7 +50,7 @@ class Sweeper:
         self.clock = clock
         self.every = every
         self.page = page
-        self.expired = 0  # commands this sweeper had accepted, for logs and tests
+        self.expired = 0  # expiry commands submitted without refusal, for logs and tests
 
     async def sweep(self) -> int:
         """One pass over the entries due now; returns how many it took (a full page: more may be due)."""
