@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from handoff.engine.engine import Engine
+from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import RegisterSessionArgs, RequestHandoffArgs
 from handoff.kernel.events import HandoffExpired, SessionExpired
 from handoff.kernel.lifecycle import due_commands
@@ -21,6 +22,7 @@ from handoff.storage.kv import InMemoryKeyValue
 from projections.lifecycle import with_lifecycle
 from projections.queries import Queries
 from projections.replay import fold_events
+from projections.tallies import tally
 
 from .strategies import new_ids
 from .support import accept, append, close, register, request
@@ -344,3 +346,21 @@ def test_the_tool_arguments_take_a_retention_policy_and_accept_within() -> None:
     assert args2.accept_within == 60
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(b'{"sessionKey": "k", "targetAgent": "b", "acceptWithin": 0}', type=RequestHandoffArgs)
+
+
+def test_the_metrics_fold_counts_what_the_sweeper_expired() -> None:
+    engine, clock = _engine()
+    engine.write_now([register(key="a", retention_policy="short"), register(key="b")])
+    results = engine.write_now([request("carol", key="a"), request("bob", key="b", accept_within=HOUR)])
+    handoff_ids = [r.envelope.event.handoff_id for r in results]
+
+    async def test(engine: Engine, clock: ManualClock) -> None:
+        clock.advance(4 * HOUR)
+        await engine.sweeper.sweep()
+
+    _running(test, engine, clock)
+    envelopes = [decode_envelope(record) for *_, record in engine.log.global_records()]
+    counts = tally(envelopes, {hid: engine.handoff_view(hid) for hid in handoff_ids})
+    assert counts.sessions["expired"] == 1  # a; b was written within its day
+    assert counts.handoffs[("context_transfer", "expired")] == 2  # carol's with a, bob's past its hour
+    assert counts.pending == 0
