@@ -5,6 +5,10 @@ The workers run in this process with a clock the test moves, so "24 hours later"
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -16,7 +20,7 @@ from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import AppendContext, RegisterSession, RequestHandoff
 from handoff.kernel.events import HandoffExpired, HandoffRequested, SessionExpired
 from handoff.kernel.times import format_time
-from kafka.support import Broker, read_topic, running_service, running_worker, wait_until
+from kafka.support import REPO, Broker, read_topic, running_service, running_worker, wait_until
 from streams.client import KafkaService
 from streams.topics import Topics
 
@@ -102,3 +106,46 @@ async def test_after_a_failover_the_new_owner_expires_what_fell_due_and_nothing_
             await wait_until(lambda: _all_expired(svc, keys), 90, "the remaining owner to expire every session")
     seen = await _expiries(broker, topics)
     assert seen == Counter({("session", k): 1 for k in keys})
+
+
+async def test_a_worker_killed_while_sweeping_leaves_nothing_expired_twice_and_nothing_missed(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Real time: handoffs that may stay pending 2 s; one of the two owners is SIGKILLed once expiries began."""
+    topics = Topics(f"t{uuid.uuid4().hex[:8]}", 4)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for name in ("a", "b"):
+            cmd = [sys.executable, str(REPO / "tests/kafka/sweep_worker.py"), broker.bootstrap, topics.prefix,
+                   str(topics.partitions), str(tmp_path / name)]  # fmt: skip
+            with open(tmp_path / f"{name}.log", "ab") as log:
+                procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO))
+        async with running_service(broker.bootstrap, topics, timeout=30) as svc:
+            handoffs: list[str] = []
+            for i in range(40):
+                key = f"k-{i}"
+                await svc.submit(RegisterSession(session_key=key, agent_from="a"))
+                out = await svc.submit(RequestHandoff(session_key=key, target_agent="b", accept_within=2))
+                assert isinstance(out.envelope.event, HandoffRequested)
+                handoffs.append(out.envelope.event.handoff_id)
+
+            async def expired(hid: str) -> bool:
+                view = await svc.handoff(hid)
+                return view is not None and view.status == "expired"
+
+            await wait_until(lambda: expired(handoffs[0]), 60, "the first expiry")
+            procs[0].send_signal(signal.SIGKILL)  # while the later handoffs are still falling due
+            procs[0].wait(10)
+
+            async def all_expired() -> bool:
+                return all([await expired(hid) for hid in handoffs])
+
+            await wait_until(all_expired, 120, "the remaining owner to expire every handoff")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+    seen = await _expiries(broker, topics)
+    assert seen == Counter({("handoff", hid): 1 for hid in handoffs})
