@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from handoff.engine.sweeper import SWEEP_EVERY, Sweeper
 from handoff.kernel.commands import Command
 from handoff.kernel.state import SessionState
+from handoff.storage.due import seed
 from streams.partition import PartitionStore
 from streams.records import CommandRecord, encode_command
 from streams.topics import Topics
@@ -68,6 +69,7 @@ class PartitionSweeps:
     async def sweep(self) -> None:
         """One pass over every ready partition."""
         for p, store in list(self.stores().items()):
+            seed(store.kv)  # a store written before expiry existed gets its entries once (then a single get)
             await Sweeper(store.kv, _states_of(store), self._sender(p), self.clock).sweep()
 
     def _sender(self, p: int) -> Callable[[Command], Any]:
