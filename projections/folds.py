@@ -120,6 +120,7 @@ def fold_session(  # noqa: C901 - one case per event type: a total match
             created_at=env.occurred_at,
             metadata=event.metadata,
             members=[event.agent_from],
+            retention_policy=event.retention_policy,
         )
     elif view is None or env.version <= view.version:
         return view

@@ -29,6 +29,11 @@ class SessionView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     close_reason: str | None = None
     metadata: dict[str, object] = {}
     members: list[AgentId] = []  # registering agent and every accepter: who may read it (handoff.kernel.access)
+    retention_policy: str = "standard"
+    # Filled at read time from updatedAt, the policy and the clock (projections.lifecycle), never stored:
+    last_activity_at: str | None = None
+    expires_at: str | None = None
+    dormant: bool = False
 
 
 class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):

@@ -31,6 +31,7 @@ from handoff.kernel.receipt import receipt_of
 from handoff.kernel.state import SessionState, evolve
 from handoff.kernel.types import Limits
 from handoff.storage import log as L
+from handoff.storage.due import entry_write as due_entry_write
 from handoff.storage.kv import RocksKeyValue, Write
 from projections.projector import Changes, OverlayReader, project
 from projections.viewstore import StoreReader, changes_to_writes
@@ -161,6 +162,9 @@ class PartitionStore:
             project(reader, env, changes)
             receipt = receipt_of(state, env, rec.headers.get(HEADER_DIGEST, ""))
             writes.append((L.event_key(key, env.version), rec.value))
+            due = due_entry_write(state, env)  # a new owner's store knows what falls due, as the deciding one did
+            if due is not None:
+                writes.append(due)
             if env.idempotency_key is not None:
                 writes.append((L.receipt_key(key, env.idempotency_key), L.encode_receipt(receipt)))
             command_id = rec.headers.get(HEADER_COMMAND_ID)

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from handoff.config import try_exclusive
 from handoff.engine.ids import Clock, IdGenerator
+from handoff.engine.sweeper import SWEEP_EVERY
 from handoff.kernel.types import Limits
 from streams.dispatcher import Dispatcher
 from streams.endpoint import QueryEndpoint
@@ -31,6 +32,7 @@ from streams.lifecycle import OwnedPartition, Partitions
 from streams.metrics import PartitionState, WorkerMetrics
 from streams.partition import PartitionStore
 from streams.security import PLAINTEXT, KafkaSecurity
+from streams.sweeps import PartitionSweeps
 from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger("handoff.worker")
@@ -62,6 +64,7 @@ class WorkerConfig:
     transactions: int = 4
     security: KafkaSecurity = PLAINTEXT  # how its Kafka clients authenticate (streams.security)
     connect_timeout: float = 30.0  # seconds to reach Kafka and join at start-up (HANDOFF_KAFKA_CONNECT_TIMEOUT)
+    sweep_every: float = SWEEP_EVERY  # seconds between expiry sweeps of the owned partitions (streams.sweeps)
 
 
 class DataDirInUse(RuntimeError):
@@ -99,6 +102,9 @@ class Worker:
         self.partitions = Partitions(config, self.metrics)
         self.dispatcher = Dispatcher(config, self.partitions, self.metrics)
         self.endpoint = QueryEndpoint(self, self.metrics)
+        self.sweeps = PartitionSweeps(
+            config.bootstrap, self.topics, self.worker_id, self.ready_stores, config.clock, config.sweep_every
+        )
         self._announcer: Any = None
         self._held: IO[str] | None = None  # the data dir's lock
         self._lag: asyncio.Task[None] | None = None  # probing the event loop's lag
@@ -148,6 +154,7 @@ class Worker:
         announcement = json.dumps({"workerId": self.worker_id, "url": self.url}).encode()
         await self._announcer.send_and_wait(self.topics.workers, announcement, key=self.worker_id.encode())
         self.dispatcher.start()
+        await self.sweeps.start()
         self._lag = asyncio.create_task(self.metrics.loop_lag.watch(), name="handoff-loop-lag")
         log.info("worker started", extra={"workerId": self.worker_id, "url": self.url})
 
@@ -157,6 +164,7 @@ class Worker:
             self._lag.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lag
+        await self.sweeps.stop()
         await self.dispatcher.stop()
         await self.partitions.leave()
         await self.dispatcher.drain()

@@ -31,6 +31,7 @@ from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, ka
 from handoff.engine.analytics import EmbeddedAnalytics
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
+from handoff.engine.sweeper import SWEEP_EVERY
 from handoff.kernel.types import Limits
 from handoff.mcp import localtrust
 from handoff.mcp.auth import Auth, JwtSettings, JwtVerifier, StoreVerifier
@@ -158,7 +159,7 @@ def _wire_kafka(service: KafkaService, analytics_url: str | None) -> Deps:
 
 @asynccontextmanager
 async def _embedded(kv: RocksKeyValue, data: DataDir) -> AsyncIterator[Deps]:
-    engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log)
+    engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=SWEEP_EVERY)
     deps = _wire(engine, data)
     await engine.start()
     try:

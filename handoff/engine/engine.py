@@ -34,6 +34,7 @@ from typing import TypeVar
 
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.engine.logsync import LogSyncThread
+from handoff.engine.sweeper import Sweeper
 from handoff.engine.timings import Stopwatch, StoreTimings
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import Command, RequestHandoff
@@ -46,6 +47,7 @@ from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
 from handoff.ports import Outcome
 from handoff.storage import log as L
+from handoff.storage.due import entry_write as due_entry_write
 from handoff.storage.kv import InMemoryKeyValue, KeyValue, Write
 from projections.projector import Changes, OverlayReader, RunFolder
 from projections.queries import Queries, to_package_entry
@@ -158,6 +160,7 @@ class Engine:
         new_id: Callable[[], str] | None = None,
         sync_log: Callable[[], None] | None = None,
         timings: StoreTimings | None = None,
+        sweep_every: float | None = None,
     ) -> None:
         self.kv = kv
         self.timings = timings or StoreTimings()
@@ -180,6 +183,9 @@ class Engine:
         self._broken: str | None = None  # why writes are refused after a failed log sync
         self._log_sync: LogSyncThread | None = None
         self._recovery: asyncio.Task[None] | None = None
+        self.sweeper = Sweeper(kv, self.state, self.submit, self.clock, every=sweep_every or 0.0)
+        self._sweep_every = sweep_every  # None: no expiry sweeps (Kafka partitions run their own)
+        self._sweeping: asyncio.Task[None] | None = None
 
     # -- the write path -------------------------------------------------------------------------
 
@@ -189,11 +195,16 @@ class Engine:
         if self.sync_log is not None and self.sync:
             self._log_sync = LogSyncThread(_timed(self.sync_log, self.timings.sync))
         self._task = asyncio.create_task(self._writer(), name="handoff-writer")
+        if self._sweep_every is not None:
+            self._sweeping = asyncio.create_task(self.sweeper.run(), name="handoff-expiry-sweeper")
 
     async def stop(self) -> None:
         """Finish the queued commands, then stop the writer."""
         if self._task is None or self._queue is None:
             return
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            self._sweeping = None
         await self._queue.join()
         self._task.cancel()
         try:
@@ -353,6 +364,9 @@ class Engine:
             package = self._package(batch.folder.reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
         new_state, env, record = execute_encoded(state, command, self._ctx(package))
         batch.folder.add(env)  # appends fold per session at the end of the batch
+        due = due_entry_write(new_state, env)  # registrations and requests only: appends add no key
+        if due is not None:
+            batch.writes.append(due)
         receipt = receipt_of(new_state, env, command_digest(command)) if ikey is not None else None
         L.add_event_writes(batch.writes, self.position + len(batch.envelopes) + 1, key, env.version, record)
         if receipt is not None:

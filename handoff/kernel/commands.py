@@ -17,6 +17,7 @@ import msgspec
 
 from handoff.kernel.principal import Principal
 from handoff.kernel.types import (
+    AcceptWithin,
     AgentStr,
     ContextType,
     ExpectedVersion,
@@ -25,6 +26,7 @@ from handoff.kernel.types import (
     JsonObject,
     Reason,
     RequestType,
+    RetentionPolicy,
     SessionKeyStr,
 )
 
@@ -49,6 +51,7 @@ class RegisterSessionArgs(WriteArgs, frozen=True, kw_only=True):
     session_key: SessionKeyStr
     agent_from: Acting | None = None
     metadata: JsonObject | None = None
+    retention_policy: RetentionPolicy | None = None  # standard (the default), extended or short: CONTRACT §8
 
 
 class UpdateContextArgs(WriteArgs, frozen=True, kw_only=True):
@@ -70,6 +73,7 @@ class RequestHandoffArgs(WriteArgs, frozen=True, kw_only=True):
     request_data: JsonObject | None = None
     token_budget: int | None = None
     agent: Requester | None = None
+    accept_within: AcceptWithin | None = None  # seconds it may stay pending (default 86,400), then it expires
 
 
 class CloseSessionArgs(WriteArgs, frozen=True, kw_only=True):

@@ -54,7 +54,7 @@ from handoff.kernel.events import (
 from handoff.kernel.limits import check_limits
 from handoff.kernel.package import estimate_tokens
 from handoff.kernel.state import HandoffState, SessionState, evolve
-from handoff.kernel.types import OPEN_HANDOFF_STATUSES, AgentId, HandoffId, Limits
+from handoff.kernel.types import DEFAULT_ACCEPT_WITHIN, OPEN_HANDOFF_STATUSES, AgentId, HandoffId, Limits
 
 SYSTEM_ACTOR = AgentId("system")
 
@@ -143,7 +143,12 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
         if state is not None and state.version > 0:
             raise SessionExists(f"session {key!r} already exists", sessionKey=key)
         _check_version(0, command)
-        return SessionRegistered(agent_from=command.agent_from, metadata=command.metadata or {}), command.agent_from
+        registered = SessionRegistered(
+            agent_from=command.agent_from,
+            metadata=command.metadata or {},
+            retention_policy=command.retention_policy or "standard",
+        )
+        return registered, command.agent_from
     state = _require_active(state, key)
     _check_version(state.version, command)
     check_session_rules(state, command)
@@ -180,6 +185,7 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
                 request_type=command.request_type,
                 request_data=command.request_data or {},
                 package=ctx.package,
+                accept_within=command.accept_within or DEFAULT_ACCEPT_WITHIN,
             )
             return event, state.holder
         case CloseSession(agent=agent, reason=reason):

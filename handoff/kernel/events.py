@@ -12,7 +12,16 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from handoff.kernel.types import AgentId, ContextType, HandoffId, JsonObject, RequestType, SessionKey
+from handoff.kernel.types import (
+    DEFAULT_ACCEPT_WITHIN,
+    AgentId,
+    ContextType,
+    HandoffId,
+    JsonObject,
+    RequestType,
+    RetentionPolicy,
+    SessionKey,
+)
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
@@ -25,6 +34,7 @@ class SessionRegistered(_Event, frozen=True):
     agent_from: AgentId
     metadata: JsonObject = {}
     sequence_number: int = 1
+    retention_policy: RetentionPolicy = "standard"  # added with CONTRACT §8: older records decode as standard
 
 
 class ContextAppended(_Event, frozen=True):
@@ -64,6 +74,7 @@ class HandoffRequested(_Event, frozen=True):
     request_type: RequestType
     package: PackageRecord
     request_data: JsonObject = {}
+    accept_within: int = DEFAULT_ACCEPT_WITHIN  # seconds it may stay pending; added with CONTRACT §8
 
 
 class HandoffAccepted(_Event, frozen=True):

@@ -20,6 +20,7 @@ from handoff.kernel.events import (
     SessionExpired,
     SessionRegistered,
 )
+from handoff.kernel.times import plus_seconds
 from handoff.kernel.types import AgentId, HandoffId, HandoffStatus, RequestType, SessionKey, SessionStatus
 
 replace = msgspec.structs.replace
@@ -36,6 +37,7 @@ class HandoffState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     requested_at: str
     updated_at: str
     accepted_by: AgentId | None = None
+    expires_at: str = ""  # when it expires if still pending ("" for states stored before expiry existed)
 
 
 class SessionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -57,6 +59,7 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     updated_at: str = ""
     metadata: dict[str, object] = {}
     handoffs: dict[HandoffId, HandoffState] = {}
+    retention_policy: str = "standard"  # its active TTL and dormancy period: handoff.kernel.lifecycle
 
 
 def _with_participant(participants: tuple[AgentId, ...], agent: AgentId) -> tuple[AgentId, ...]:
@@ -104,6 +107,7 @@ def evolve(state: SessionState | None, env: Envelope) -> SessionState:  # noqa: 
                 last_sequence=event.sequence_number,
                 created_at=at,
                 metadata=event.metadata,
+                retention_policy=event.retention_policy,
             )
         case ContextAppended():  # pragma: no cover - returned above
             raise AssertionError("unreachable")
@@ -117,6 +121,7 @@ def evolve(state: SessionState | None, env: Envelope) -> SessionState:  # noqa: 
                 status="pending",
                 requested_at=at,
                 updated_at=at,
+                expires_at=plus_seconds(at, event.accept_within),
             )
             return replace(
                 state,

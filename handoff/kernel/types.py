@@ -33,6 +33,8 @@ ContextType = Literal["message", "file", "tool_call", "system", "decision", "tas
 RequestType = Literal["context_transfer", "full_handoff", "collaboration"]
 SessionStatus = Literal["active", "completed", "closed", "expired"]
 HandoffStatus = Literal["pending", "accepted", "completed", "rejected", "cancelled", "expired"]
+RetentionPolicy = Literal["standard", "extended", "short"]  # CONTRACT §8; TTLs in handoff.kernel.lifecycle
+AcceptWithin = Annotated[int, msgspec.Meta(ge=1, le=365 * 86_400, description="seconds a handoff may stay pending")]
 
 CONTEXT_TYPES: tuple[str, ...] = ("message", "file", "tool_call", "system", "decision", "task")
 REQUEST_TYPES: tuple[str, ...] = ("context_transfer", "full_handoff", "collaboration")
@@ -41,6 +43,7 @@ HANDOFF_STATUSES: tuple[str, ...] = ("pending", "accepted", "completed", "reject
 OPEN_HANDOFF_STATUSES: frozenset[str] = frozenset({"pending", "accepted"})
 
 DEFAULT_TOKEN_BUDGET = 4000
+DEFAULT_ACCEPT_WITHIN = 86_400  # seconds a handoff may stay pending (CONTRACT §8)
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):

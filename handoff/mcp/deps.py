@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
@@ -14,6 +16,7 @@ from handoff.kernel.errors import HandoffNotFound
 from handoff.kernel.limits import check_limits
 from handoff.kernel.principal import Principal
 from handoff.kernel.text import normalise_agent_name
+from handoff.kernel.times import format_time
 from handoff.kernel.types import Limits
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
@@ -23,6 +26,11 @@ T = TypeVar("T", bound=msgspec.Struct)
 
 if TYPE_CHECKING:
     from handoff.mcp.analytics import AnalyticsSource
+
+
+def wall_clock() -> str:
+    """The time now, in the kernel's format (the default clock dormancy is judged by)."""
+    return format_time(datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class Deps:
     health: Health = field(default_factory=Health)
     analytics: AnalyticsSource | None = None  # None: get_analytics answers UNAVAILABLE
     principal: Principal | None = None  # the caller, set per call when auth is on (handoff.mcp.auth)
+    clock: Callable[[], str] = wall_clock  # what dormancy is judged by at read time
     _as: dict[Principal, Deps] = field(default_factory=dict, compare=False, repr=False)
 
     def acting_as(self, principal: Principal) -> Deps:

@@ -19,6 +19,7 @@ from handoff.mcp import present
 from handoff.mcp import results as R
 from handoff.mcp.deps import Deps
 from handoff.mcp.visibility import visible
+from projections.lifecycle import with_lifecycle
 from projections.views import SessionView
 
 _ActingArgs = TypeVar("_ActingArgs", C.RegisterSessionArgs, C.CloseSessionArgs, C.HandoffArgs)
@@ -122,7 +123,7 @@ async def session_as_of(deps: Deps, key: str, as_of: int | None) -> tuple[Sessio
     past = await deps.reads.session(key, as_of)
     if past is None:
         raise SessionNotFound(f"session {key!r} has no version {as_of}", sessionKey=key)
-    return past, as_of
+    return with_lifecycle(past, deps.clock()), as_of
 
 
 async def get_session(deps: Deps, a: A.GetSessionArgs) -> R.GetSessionResult:

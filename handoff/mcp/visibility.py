@@ -9,12 +9,15 @@ session the principal may not see reads as absent, so the callers answer SESSION
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from handoff.kernel.access import may_read_inbox, may_see_handoff, may_see_session
 from handoff.kernel.package import PackageEntry
 from handoff.kernel.principal import Principal
 from handoff.mcp.auth import current_principal
 from handoff.mcp.deps import Deps
 from handoff.ports import ReadModel
+from projections.lifecycle import with_lifecycle
 from projections.queries import Page
 from projections.views import HandoffView, SessionView
 
@@ -27,17 +30,20 @@ def sees(principal: Principal | None, view: SessionView) -> bool:
 class Visible:
     """The queries a principal's calls make, answering only what it may see."""
 
-    def __init__(self, reads: ReadModel, principal: Principal | None) -> None:
-        self.reads, self.principal = reads, principal
+    def __init__(self, reads: ReadModel, principal: Principal | None, clock: Callable[[], str]) -> None:
+        self.reads, self.principal, self.clock = reads, principal, clock
 
     async def session(self, key: str, as_of: int | None = None) -> SessionView | None:
         """The session (as of a version), or None if it does not exist or may not be seen now."""
         if self.principal is None:
-            return await self.reads.session(key, as_of)
+            return self._lifecycle(await self.reads.session(key, as_of))
         live = await self.reads.session(key)
         if live is None or not sees(self.principal, live):
             return None
-        return live if as_of is None else await self.reads.session(key, as_of)
+        return self._lifecycle(live if as_of is None else await self.reads.session(key, as_of))
+
+    def _lifecycle(self, view: SessionView | None) -> SessionView | None:
+        return None if view is None else with_lifecycle(view, self.clock())
 
     async def handoff(self, hid: str) -> HandoffView | None:
         """The handoff, or None if it does not exist or may not be seen."""
@@ -65,9 +71,8 @@ class Visible:
         if p is not None and p.role == "agent" and agent is None:
             agent = p.agent  # the participant index holds every session it may see
         page = await self.reads.list_sessions(agent, status, limit, cursor)
-        if p is None:
-            return page
-        return Page([v for v in page.items if sees(p, v)], page.next_cursor)
+        now = self.clock()
+        return Page([with_lifecycle(v, now) for v in page.items if p is None or sees(p, v)], page.next_cursor)
 
     async def list_handoffs(
         self, target: str | None, source: str | None, status: str | None, limit: int, cursor: str | None
@@ -100,4 +105,4 @@ class Visible:
 
 def visible(deps: Deps) -> Visible:
     """The reads of the current call: its principal is `Deps.principal` or, outside a tool, the request's."""
-    return Visible(deps.reads, deps.principal if deps.principal is not None else current_principal())
+    return Visible(deps.reads, deps.principal if deps.principal is not None else current_principal(), deps.clock)

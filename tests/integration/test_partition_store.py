@@ -10,6 +10,7 @@ from handoff.engine.engine import Engine
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.kernel.commands import AppendContext, RegisterSession
 from handoff.kernel.types import Limits
+from handoff.storage import due
 from handoff.storage.kv import RocksKeyValue
 from handoff.storage.log import EventLog
 from streams.partition import HEADER_COMMAND_ID, EventRecord, PartitionStore, dedupe_key
@@ -64,4 +65,18 @@ def test_a_reply_stored_whole_by_an_earlier_release_is_read_as_it_is(tmp_path: P
     reply = store.stored_reply("old")
     assert reply is not None and bytes(reply.event) == records[1]
     assert msgspec.structs.replace(reply, command_id="c1") == compact
+    store.close()
+
+
+def test_a_store_caught_up_from_the_log_holds_the_due_index_the_deciding_store_wrote(tmp_path: Path) -> None:
+    """After a failover the new owner folds the events: what falls due must be in its store too."""
+    kv = RocksKeyValue(str(tmp_path / "source"))
+    Engine(kv, sync=False).write_now([RegisterSession(session_key="s", agent_from="a")])
+    decided = [k for k, _ in kv.scan(due.PREFIX)]
+    kv.close()
+    store = _store(tmp_path / "p0")
+    store.catch_up([EventRecord(i, value, {}) for i, value in enumerate(_records(tmp_path / "again"))])
+    folded = [k for k, _ in store.kv.scan(due.PREFIX)]
+    assert len(decided) == 1 and len(folded) == 1
+    assert folded[0].endswith(b"\x00s")
     store.close()
