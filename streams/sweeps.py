@@ -26,6 +26,7 @@ from handoff.kernel.state import SessionState
 from handoff.storage.due import seed
 from streams.partition import PartitionStore
 from streams.records import CommandRecord, encode_command
+from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import Topics
 
 log = logging.getLogger("handoff.worker")
@@ -42,8 +43,10 @@ class PartitionSweeps:
         stores: Callable[[], Mapping[int, PartitionStore]],
         clock: Callable[[], str],
         every: float = SWEEP_EVERY,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.bootstrap, self.topics, self.worker_id = bootstrap, topics, worker_id
+        self.security = security
         self.stores, self.clock, self.every = stores, clock, every
         self.sent = 0  # expiry commands produced, for logs and tests
         self._ids = itertools.count()
@@ -52,7 +55,9 @@ class PartitionSweeps:
 
     async def start(self) -> None:
         """Start producing and sweeping."""
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all")
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", **self.security.client_kwargs()
+        )
         await self._producer.start()
         self._task = asyncio.create_task(self._run(), name="handoff-partition-sweeps")
 

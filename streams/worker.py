@@ -103,8 +103,9 @@ class Worker:
         self.dispatcher = Dispatcher(config, self.partitions, self.metrics)
         self.endpoint = QueryEndpoint(self, self.metrics)
         self.sweeps = PartitionSweeps(
-            config.bootstrap, self.topics, self.worker_id, self.ready_stores, config.clock, config.sweep_every
-        )
+            config.bootstrap, self.topics, self.worker_id, self.ready_stores, config.clock, config.sweep_every,
+            security=config.security,
+        )  # fmt: skip
         self._announcer: Any = None
         self._held: IO[str] | None = None  # the data dir's lock
         self._lag: asyncio.Task[None] | None = None  # probing the event loop's lag
