@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from handoff import authoptions, logs, tokencli
+from handoff import authoptions, hardenoptions, logs, tokencli
 from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, at_least_one, read_env
 
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-exit", type=float, metavar="SECONDS", help="exit after this long without MCP clients (default: never)"
     )
     authoptions.add_serve_options(serve)
+    hardenoptions.add_serve_options(serve)
     _worker_options(commands)
     commands.add_parser(
         "bench", help=f"benchmarks that print figures: handoff bench {{{','.join(BENCHMARKS)}}} [--help] (from a clone)"

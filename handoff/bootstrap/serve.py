@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from handoff import authoptions
+from handoff import authoptions, hardenoptions
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
@@ -55,19 +55,24 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     if isinstance(auth, str):
         log.error(auth)
         return 2
+    try:
+        hardening = hardenoptions.hardening(ns, os.environ)
+    except ValueError as exc:
+        log.error(str(exc))
+        return 2
     if bootstrap:
         backend = _kafka(kafka_settings(bootstrap, os.environ))
         if ns.transport == "stdio":
             return _run(serve_stdio(backend, logging.shutdown))
         localtrust.secure_data_dir(data.root)  # only engine.json, for `handoff stdio` relays
-        return _run(serve_http(backend, data, ns, env, auth))
+        return _run(serve_http(backend, data, ns, env, auth, hardening))
     kv = _open_store(data)
     if kv is None:
         return 1
     try:
         if ns.transport == "stdio":
             return _run(serve_stdio(_embedded(kv, data), kv.close))
-        return _run(serve_http(_embedded(kv, data), data, ns, env, auth))
+        return _run(serve_http(_embedded(kv, data), data, ns, env, auth, hardening))
     finally:
         kv.close()
 
