@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -224,3 +225,37 @@ class LogBudget(logging.Filter):
                 None,
                 None,
             )
+
+
+class BodyDeadline:
+    """The public fallback of the body timeout (when the uvicorn-guard accelerator is off).
+
+    A request whose body has not all arrived `seconds` after the endpoint first asks for it is
+    treated as disconnected; once the body is in, `receive` is the server's own again (a GET stream
+    waits on it for the client to leave). Header timeouts have no ASGI-level equivalent.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request with its body due within the deadline."""
+        loop = asyncio.get_running_loop()
+        end: float | None = None
+        complete = False
+
+        async def timed() -> Message:
+            nonlocal end, complete
+            if complete:
+                return await receive()
+            if end is None:
+                end = loop.time() + self.seconds
+            try:
+                message = await asyncio.wait_for(receive(), max(end - loop.time(), 0.0))
+            except TimeoutError:
+                complete = True
+                return {"type": "http.disconnect"}
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        await self.app(scope, timed, send)

@@ -161,7 +161,9 @@ def build_app(
         async with manager.run():
             yield
 
-    endpoint = guard.PrincipalGuard(mcp_endpoint(server, manager, deps, fast_path), hardening)
+    endpoint: ASGIApp = guard.PrincipalGuard(mcp_endpoint(server, manager, deps, fast_path), hardening)
+    if hardening.body_timeout and not gate.enabled(gate.UVICORN_GUARD):
+        endpoint = guard.BodyDeadline(endpoint, hardening.body_timeout)  # the protocol's deadlines are off
     routes = [
         Route("/mcp", endpoint=_Tracked(endpoint if auth is None else auth.protect(endpoint, url), activity, deps)),
         Route("/healthz", guard.host_checked(healthz, security), methods=["GET"]),

@@ -12,7 +12,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from handoff import hardenoptions
 from handoff.hardenoptions import Hardening
-from handoff.mcp.guard import LogBudget, PrincipalGuard, connection_limits
+from handoff.mcp.guard import BodyDeadline, LogBudget, PrincipalGuard, connection_limits
 
 
 class Clock:
@@ -110,3 +110,55 @@ def test_options_come_from_flags_then_environment_then_defaults() -> None:
 def test_the_connection_cap_stays_within_the_descriptors_left() -> None:
     cap, backlog = connection_limits(1000)
     assert 8 <= cap <= 1000 and backlog >= 8
+
+
+def test_without_the_protocol_deadlines_a_body_that_stops_coming_reads_as_a_disconnect() -> None:
+    seen: list[Message] = []
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(await receive())
+        seen.append(await receive())
+
+    async def trickle() -> None:
+        arrived = asyncio.Event()  # never set: the rest of the body never comes
+
+        async def receive() -> Message:
+            if not seen:
+                return {"type": "http.request", "body": b"{", "more_body": True}
+            await arrived.wait()
+            return {"type": "http.request", "body": b"}", "more_body": False}
+
+        async def send(_: Message) -> None:
+            return None
+
+        await BodyDeadline(endpoint, 0.05)({"type": "http"}, receive, send)
+
+    asyncio.run(asyncio.wait_for(trickle(), 10))
+    assert [m["type"] for m in seen] == ["http.request", "http.disconnect"]
+
+
+def test_once_the_body_is_in_receive_is_the_servers_own_again() -> None:
+    seen: list[Message] = []
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(await receive())
+        seen.append(await receive())  # a stream waiting for the client to leave: no deadline now
+
+    async def run() -> None:
+        calls = 0
+
+        async def receive() -> Message:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+            await asyncio.sleep(0.2)  # the client leaves later than the body deadline
+            return {"type": "http.disconnect", "from": "the server"}
+
+        async def send(_: Message) -> None:
+            return None
+
+        await BodyDeadline(endpoint, 0.05)({"type": "http"}, receive, send)
+
+    asyncio.run(run())
+    assert seen[1] == {"type": "http.disconnect", "from": "the server"}  # not the deadline's own disconnect
