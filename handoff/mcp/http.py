@@ -244,14 +244,16 @@ async def serve(
 
     `coalesce=False` (``HANDOFF_FAST_PATH=0``) leaves uvicorn's httptools protocol as it is.
     """
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(guard.LogBudget())  # bad requests (and a shortage of file descriptors) log a bounded amount
+    for handler in logging.getLogger().handlers:  # bad requests (and a shortage of descriptors) log a bounded amount
+        if not any(isinstance(f, guard.LogBudget) for f in handler.filters):
+            handler.addFilter(guard.LogBudget())
     cap, backlog = guard.connection_limits(hardening.max_connections)
     protocol = _http_protocol(coalesce, hardening, cap)
     config = uvicorn.Config(
         app,
         http=protocol,  # httptools' C parser costs a fraction of h11's pure-Python one per request
-        limit_concurrency=(cap or None) if protocol == "httptools" else None,  # the public fallback: 503 past the cap
+        # the public fallback of the cap when the protocol does not close connections past it: 503 to their requests
+        limit_concurrency=None if gate.enabled(gate.UVICORN_GUARD) else (cap or None),
         lifespan="on",
         backlog=backlog,
         log_config=None,
