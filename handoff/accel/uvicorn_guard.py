@@ -25,6 +25,7 @@ class GuardedProtocol(HttpToolsProtocol):
     body_timeout: float = 30.0
     max_connections: int = 0
     _deadline: asyncio.TimerHandle | None = None
+    _pending: bool | None = None  # a request being read: False while its headers come, True while its body does
 
     def connection_made(self, transport: Any) -> None:
         """Take the connection, or close it at once past the cap (connection_lost then forgets it)."""
@@ -39,21 +40,27 @@ class GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        """Parse `data`; a request still incomplete after it gets its deadline (none is armed for one that is not)."""
+        super().data_received(data)
+        if self._pending is not None and self._deadline is None and not self.transport.is_closing():
+            self._arm(self.body_timeout if self._pending else self.header_timeout)
+
     def on_message_begin(self) -> None:
-        """A request's first byte: its headers are due within the header timeout (from the connection, if sooner)."""
+        """A request's first byte: its headers are due (from this chunk, or from the connection if sooner)."""
+        self._pending = False
         super().on_message_begin()
-        if self._deadline is None:
-            self._arm(self.header_timeout)
 
     def on_headers_complete(self) -> None:
         """The headers are in: the body is due within the body timeout."""
         self._disarm()
+        self._pending = True
         super().on_headers_complete()
-        self._arm(self.body_timeout)
 
     def on_message_complete(self) -> None:
         """The whole request is in: no deadline until the next one begins."""
         self._disarm()
+        self._pending = None
         super().on_message_complete()
 
     def _arm(self, seconds: float) -> None:
