@@ -20,8 +20,8 @@ class Hardening:
     body_timeout: float = 30.0  # seconds from the last header to the body's last byte
     max_connections: int = 1000
     max_sessions: int = 100  # open MCP sessions per principal (per client address with --auth none)
-    rate: float = 4000.0  # requests per second per principal, sustained (above what one box serves today)
-    burst: float = 4000.0  # requests a principal may send at once before the rate applies
+    rate: float = 10000.0  # requests per second per principal, sustained (3x what this box serves one today)
+    burst: float = 10000.0  # requests a principal may send at once before the rate applies
 
 
 DEFAULTS: Final = Hardening()
