@@ -48,6 +48,12 @@ UVICORN_COALESCE: Final = Accelerator(
     "uvicorn's own httptools protocol writes each reply's head and body separately",
     "HANDOFF_FAST_PATH",
 )
+UVICORN_GUARD: Final = Accelerator(
+    "uvicorn-guard",
+    {"uvicorn": "0.54.0", "httptools": "0.9.0"},
+    "no header or body deadline; the connection cap answers 503 to requests instead of closing connections",
+    None,
+)
 MCP_SESSION_CLOSE: Final = Accelerator(
     "mcp-session-close",
     _MCP,
@@ -79,8 +85,15 @@ FAUST_READ_COMMITTED: Final = Accelerator(
     None,
 )
 ACCELERATORS: Final = (
-    MCP_FAST_PATH, UVICORN_COALESCE, MCP_SESSION_CLOSE, KAFKA_TXN, KAFKA_FETCH, KAFKA_OPEN_PROBE, FAUST_READ_COMMITTED,
-)  # fmt: skip
+    MCP_FAST_PATH,
+    UVICORN_COALESCE,
+    UVICORN_GUARD,
+    MCP_SESSION_CLOSE,
+    KAFKA_TXN,
+    KAFKA_FETCH,
+    KAFKA_OPEN_PROBE,
+    FAUST_READ_COMMITTED,
+)
 
 
 def installed_version(distribution: str) -> str | None:

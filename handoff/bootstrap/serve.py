@@ -26,7 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from handoff import authoptions
+from handoff import authoptions, hardenoptions
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.analytics import EmbeddedAnalytics
 from handoff.engine.engine import Engine
@@ -66,6 +66,11 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     if isinstance(auth, str):
         log.error(auth)
         return 2
+    try:
+        hardening = hardenoptions.hardening(ns, os.environ)
+    except ValueError as exc:
+        log.error(str(exc))
+        return 2
     if bootstrap:
         settings = kafka_settings(bootstrap, os.environ, ns)
         if getattr(ns, "analytics_url", None):
@@ -74,14 +79,14 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         if ns.transport == "stdio":
             return _run(serve_stdio(backend, logging.shutdown))
         localtrust.secure_data_dir(data.root)  # only engine.json, for `handoff stdio` relays
-        return _run(serve_http(backend, data, ns, env, auth))
+        return _run(serve_http(backend, data, ns, env, auth, hardening))
     kv = _open_store(data)
     if kv is None:
         return 1
     try:
         if ns.transport == "stdio":
             return _run(serve_stdio(_embedded(kv, data), kv.close))
-        return _run(serve_http(_embedded(kv, data), data, ns, env, auth))
+        return _run(serve_http(_embedded(kv, data), data, ns, env, auth, hardening))
     finally:
         kv.close()
 

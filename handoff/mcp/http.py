@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -28,7 +29,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handoff.accel import gate
-from handoff.mcp import tools
+from handoff.hardenoptions import DEFAULTS, Hardening
+from handoff.mcp import guard, tools
 from handoff.mcp.auth import Auth
 from handoff.mcp.deps import Deps
 from handoff.metrics import CONTENT_TYPE
@@ -127,15 +129,17 @@ def build_app(
     auth: Auth | None = None,
     url: str = "",
     allowed_hosts: Sequence[str] = (),
+    hardening: Hardening = DEFAULTS,
 ) -> Starlette:
     """The ASGI app; its lifespan runs the MCP session manager. `fast_path=False` leaves every request to the SDK.
 
     With `auth`, /mcp takes only valid bearer tokens and the protected-resource metadata for `url` is served.
     """
     limits = deps.limits
+    security = security_settings(host, allowed_hosts)
     manager = StreamableHTTPSessionManager(
         app=server,
-        security_settings=security_settings(host, allowed_hosts),
+        security_settings=security,
         max_request_body_size=max(4 << 20, 8 * limits.content_max_bytes),
     )
 
@@ -157,12 +161,14 @@ def build_app(
         async with manager.run():
             yield
 
-    endpoint = mcp_endpoint(server, manager, deps, fast_path)
+    endpoint: ASGIApp = guard.PrincipalGuard(mcp_endpoint(server, manager, deps, fast_path), hardening)
+    if hardening.body_timeout and not gate.enabled(gate.UVICORN_GUARD):
+        endpoint = guard.BodyDeadline(endpoint, hardening.body_timeout)  # the protocol's deadlines are off
     routes = [
         Route("/mcp", endpoint=_Tracked(endpoint if auth is None else auth.protect(endpoint, url), activity, deps)),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", guard.host_checked(healthz, security), methods=["GET"]),
+        Route("/readyz", guard.host_checked(readyz, security), methods=["GET"]),
+        Route("/metrics", guard.host_checked(metrics, security), methods=["GET"]),
         *(auth.routes(url) if auth is not None else ()),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
@@ -188,13 +194,25 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{host_literal(host)}:{port}/mcp"
 
 
-def _http_protocol(coalesce: bool) -> Any:
-    """Uvicorn's httptools protocol, over a transport that coalesces each reply's writes when that accelerator runs."""
-    if not gate.enabled(gate.UVICORN_COALESCE, coalesce):
-        return "httptools"
-    from handoff.accel.uvicorn_coalesce import CoalescingHttpToolsProtocol  # subclasses this uvicorn's protocol
+def _http_protocol(coalesce: bool, hardening: Hardening = DEFAULTS, cap: int = 0) -> Any:
+    """Uvicorn's httptools protocol, with the accelerators that run.
 
-    return CoalescingHttpToolsProtocol
+    Over a transport that coalesces each reply's writes, and with header/body deadlines and the connection cap.
+    """
+    base: Any = "httptools"
+    if gate.enabled(gate.UVICORN_COALESCE, coalesce):
+        from handoff.accel.uvicorn_coalesce import CoalescingHttpToolsProtocol  # subclasses this uvicorn's protocol
+
+        base = CoalescingHttpToolsProtocol
+    if not gate.enabled(gate.UVICORN_GUARD):
+        return base
+    from handoff.accel import uvicorn_guard
+
+    if base == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        base = HttpToolsProtocol
+    return uvicorn_guard.guarded(base, hardening.header_timeout, hardening.body_timeout, cap)
 
 
 class _Server(uvicorn.Server):
@@ -220,15 +238,24 @@ async def serve(
     should_stop: Callable[[], Awaitable[bool]] | None = None,
     poll: float = 1.0,
     coalesce: bool = True,
+    hardening: Hardening = DEFAULTS,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or `should_stop`), then shut down gracefully.
 
     `coalesce=False` (``HANDOFF_FAST_PATH=0``) leaves uvicorn's httptools protocol as it is.
     """
+    for handler in logging.getLogger().handlers:  # bad requests (and a shortage of descriptors) log a bounded amount
+        if not any(isinstance(f, guard.LogBudget) for f in handler.filters):
+            handler.addFilter(guard.LogBudget())
+    cap, backlog = guard.connection_limits(hardening.max_connections)
+    protocol = _http_protocol(coalesce, hardening, cap)
     config = uvicorn.Config(
         app,
-        http=_http_protocol(coalesce),  # httptools' C parser costs a fraction of h11's pure-Python one per request
+        http=protocol,  # httptools' C parser costs a fraction of h11's pure-Python one per request
+        # the public fallback of the cap when the protocol does not close connections past it: 503 to their requests
+        limit_concurrency=None if gate.enabled(gate.UVICORN_GUARD) else (cap or None),
         lifespan="on",
+        backlog=backlog,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=3,

@@ -20,6 +20,7 @@ from mcp.server.lowlevel.server import Server
 from starlette.types import ASGIApp
 
 from handoff.config import DataDir, Env, try_exclusive, tune_gc_for_serving
+from handoff.hardenoptions import DEFAULTS, Hardening
 from handoff.mcp import http, launch, localtrust
 from handoff.mcp.auth import Auth
 from handoff.mcp.deps import Deps
@@ -50,6 +51,7 @@ async def serve_http(
     ns: argparse.Namespace,
     env: Env,
     auth: Auth | None = None,
+    hardening: Hardening = DEFAULTS,
 ) -> None:
     """Serve MCP over HTTP at ``--host``/``--port`` until stopped (or idle for ``--idle-exit``)."""
     tokens = auth.lifespan if auth is not None and auth.lifespan is not None else contextlib.nullcontext()
@@ -65,6 +67,7 @@ async def serve_http(
             auth=auth,
             url=http.url_of(sock),
             allowed_hosts=ns.allowed_host,
+            hardening=hardening,
         )
         if ns.local_secret:
             app = localtrust.guard(app, localtrust.read_secret(data.secret))
@@ -78,7 +81,9 @@ async def serve_http(
 
         idle = None if ns.idle_exit is None else _idle_policy(data, activity, ns.idle_exit)
         try:
-            await http.serve(app, sock, on_started=started, should_stop=idle, coalesce=env.fast_path)
+            await http.serve(
+                app, sock, on_started=started, should_stop=idle, coalesce=env.fast_path, hardening=hardening
+            )
         finally:
             launch.withdraw(data)
     log.info("stopped")

@@ -27,7 +27,7 @@ from handoff.accel import mcp_fastpath as fastpath
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
-from handoff.mcp import http
+from handoff.mcp import guard, http
 from handoff.mcp.deps import Deps
 from handoff.mcp.server import build_server
 from handoff.mcp.subscriptions import Notifier
@@ -154,7 +154,9 @@ async def _serving(app: Starlette) -> AsyncIterator[str]:
 
 def _spy_on(app: Starlette) -> tuple[fastpath.FastPath, Spy]:
     tracked = app.routes[0].endpoint  # type: ignore[attr-defined]
-    fast = tracked.app
+    guarded = tracked.app
+    assert isinstance(guarded, guard.PrincipalGuard)  # the rate limit and the session cap come first
+    fast = guarded.app
     assert isinstance(fast, fastpath.FastPath)
     spy = Spy(fast.sdk)
     fast.sdk = spy
