@@ -214,8 +214,8 @@ async def check_changelog_is_compact_only(bootstrap: str, topics: Topics) -> Non
         await admin.close()
 
 
-async @pytest.mark.restart  # out of `make test` until it passes reliably: it timed out in a clean-clone run
-def test_killing_the_app_mid_fold_and_restarting_it_gives_the_same_answers(
+@pytest.mark.restart  # out of `make test` until it passes reliably: it timed out in a clean-clone run
+async def test_killing_the_app_mid_fold_and_restarting_it_gives_the_same_answers(
     broker: Broker, exported: Path, embedded: Served, tmp_path: Path
 ) -> None:
     topics = Topics(f"ak{uuid.uuid4().hex[:8]}", 4)
