@@ -283,8 +283,11 @@ class Deployment:
 SERVE_DEADLINE = 180.0  # serve --kafka is ready once every partition has a ready worker: slow on a loaded box
 
 
-def start_serve(root: Path, bootstrap: str, topics: Topics) -> Served:
-    """`handoff serve --kafka --port 0`, waited for until /readyz answers 200 (or `SERVE_DEADLINE` passes)."""
+def start_serve(root: Path, bootstrap: str, topics: Topics, workers: tuple[Path, ...] = ()) -> Served:
+    """`handoff serve --kafka --port 0`, waited for until /readyz answers 200 (or `SERVE_DEADLINE` passes).
+
+    If it never is, the failure shows what /readyz last said and the tail of each worker's log (`workers`).
+    """
     data_dir, log_path = root / "serve", root / "serve.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -303,12 +306,24 @@ def start_serve(root: Path, bootstrap: str, topics: Topics) -> Served:
         served.url = base_url(str(info["url"]))
         return http_get(served.url + "/readyz", timeout=2)[0] == 200
 
+    def why() -> str:
+        said = http_get(served.url + "/readyz", timeout=2) if served.url else (0, "")
+        tails = [f"--- {path.name} (last 40 lines)\n" + "\n".join(_tail(path, 40)) for path in workers]
+        return "\n".join([served.log(), f"--- /readyz: {said[0]} {said[1][:2000]}", *tails])
+
     try:
-        wait_for(ready, SERVE_DEADLINE, "serve --kafka to be ready", served.log)
+        wait_for(ready, SERVE_DEADLINE, "serve --kafka to be ready", why)
     except BaseException:
         served.kill()
         raise
     return served
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError as exc:
+        return [f"(unreadable: {exc})"]
 
 
 @contextmanager
@@ -317,7 +332,7 @@ def running_deployment(cluster: Cluster, topics: Topics, root: Path, workers: in
     for w in procs:
         w.start()
     try:
-        served = start_serve(root, cluster.bootstrap, topics)
+        served = start_serve(root, cluster.bootstrap, topics, tuple(root / f"w{i}.log" for i in range(workers)))
         try:
             yield Deployment(cluster, topics, procs, served)
         finally:
