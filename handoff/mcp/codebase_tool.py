@@ -179,9 +179,13 @@ def _result(outcome: Outcome, results: list[FileResult], errors: list[FileError]
             total_files=len(results),
             results=[
                 FileResultOut(
-                    file_path=r.file_path, sha256=r.sha256, language=r.language, size_bytes=r.size_bytes,
-                    summary=r.summary, sequence_number=first + i,
-                )  # fmt: skip
+                    file_path=r.file_path,
+                    sha256=r.sha256,
+                    language=r.language,
+                    size_bytes=r.size_bytes,
+                    summary=r.summary,
+                    sequence_number=first + i,
+                )
                 for i, r in enumerate(results)
             ],
             errors=[FileErrorOut(file_path=e.file_path, code=e.code, error=e.error) for e in errors],

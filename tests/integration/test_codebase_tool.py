@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,6 +13,11 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from handoff.audit.transfer import export_lines, import_lines
+from handoff.audit.verify import verify
+from handoff.engine.engine import Engine
+from handoff.kernel.commands import AppendContext, AppendContextBatch, ContextItem, RegisterSession
+from handoff.storage.kv import RocksKeyValue
 from integration.harness import (
     Served,
     child_env,
@@ -159,3 +165,27 @@ async def test_handoff_stdio_passes_its_roots_to_the_engine_it_starts(root: Path
                 assert body["report"]["results"][0]["language"] == "typescript"
     finally:
         stop_engine_of(data)
+
+
+def test_verify_and_export_import_accept_a_log_with_a_batch(tmp_path: Path) -> None:
+    kv = RocksKeyValue(str(tmp_path / "db"))
+    try:
+        engine = Engine(kv, sync=False)
+        items = [ContextItem(context_type="file", content=f"File: {n}") for n in ("a.py", "b.ts")]
+        results = engine.write_now([
+            RegisterSession(session_key="s", agent_from="alice"),
+            AppendContextBatch(session_key="s", entries=items, idempotency_key="k"),
+            AppendContext(session_key="s", context_type="message", content="after"),
+        ])  # fmt: skip
+        assert [r.envelope.version for r in results] == [1, 3, 4]  # type: ignore[union-attr]
+        report = verify(kv, scratch=tmp_path, quiet=True)
+        assert report.ok and report.events == 4, report.to_dict()
+        exported = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in export_lines(kv))
+    finally:
+        kv.close()
+    copy = RocksKeyValue(str(tmp_path / "copy"))
+    try:
+        import_lines(copy, io.BytesIO(exported))
+        assert verify(copy, scratch=tmp_path, quiet=True).ok
+    finally:
+        copy.close()
