@@ -141,7 +141,7 @@ def test_reapplying_an_applied_event_changes_nothing(program, data):
 
 
 def _run_engine(engine, program, chunks):
-    """Drive an engine with the program in batches; return (events appended, commands refused) and check refusals write nothing."""
+    """Drive an engine with the program in batches; (events appended, commands refused); refusals write nothing."""
     accepted = refused = 0
     ops = iter(program)
     for size in chunks:
