@@ -93,7 +93,8 @@ def test_a_new_owner_catching_up_on_a_batch_answers_its_retries_with_the_batchs_
     kv.close()
     headers = [{HEADER_COMMAND_ID: "c0"}] + [{HEADER_COMMAND_ID: "c1", HEADER_DIGEST: command_digest(batch)}] * 3
     store = _store(tmp_path / "p0")
-    assert store.catch_up([EventRecord(i, value, h) for i, (value, h) in enumerate(zip(records, headers, strict=True))]) == 4
+    stream = [EventRecord(i, value, h) for i, (value, h) in enumerate(zip(records, headers, strict=True))]
+    assert store.catch_up(stream) == 4
 
     reply = store.stored_reply("c1")
     assert reply is not None and bytes(reply.event) == records[3]
