@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from handoff import authoptions, hardenoptions, logs, tokencli
+from handoff import authoptions, codebaseoptions, hardenoptions, logs, tokencli
 from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, at_least_one, read_env
 from streams import replication
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     authoptions.add_serve_options(serve)
     replication.add_arguments(serve)  # with --kafka: the topics it creates, and what it requires of existing ones
     hardenoptions.add_serve_options(serve)
+    codebaseoptions.add_options(serve)
     _worker_options(commands)
     commands.add_parser("loadtest", help="load an MCP server with the original guide's scenarios (loadtest --help)")
     commands.add_parser("analytics", help="Kafka mode: the faust analytics app (handoff analytics --help)")
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"how long an engine this starts outlives its last client (default: {DEFAULT_SPAWN_IDLE_EXIT:.0f})",
     )
+    codebaseoptions.add_options(stdio)  # passed to the shared engine it starts (one already running keeps its own)
     audit_arguments.register(commands)
     tokencli.register(commands)
     return parser

@@ -24,9 +24,11 @@ class Outcome:
 
     The receipt may be given, or derived on first use from the session state the write left
     (the engine's hot path builds it only when a caller asks, or an idempotency key needs it).
+    A command that appends several events (`AppendContextBatch`) has the last as its envelope and
+    receipt; `events` says how many it appended (the ones before take the versions just below).
     """
 
-    __slots__ = ("envelope", "replayed", "_receipt", "_state")
+    __slots__ = ("envelope", "replayed", "events", "_receipt", "_state")
 
     def __init__(
         self,
@@ -35,11 +37,13 @@ class Outcome:
         replayed: bool = False,
         *,
         state: SessionState | None = None,
+        events: int = 1,
     ) -> None:
         if receipt is None and state is None:
             raise ValueError("an Outcome needs a receipt or the state to derive it from")
         self.envelope = envelope
         self.replayed = replayed
+        self.events = events
         self._receipt = receipt
         self._state = state
 

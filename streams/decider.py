@@ -7,7 +7,9 @@ hand-sent accelerator), appends the events to ``handoff.events`` (partition p), 
 and dead letters, and records the partition's decided position (the next command offset) on
 ``handoff.progress`` (the public path also commits it as the group's offset, in the transaction).
 Only after the transaction commits are the decided state and views written to the local store, and
-the engine told with `apply_committed` (see `handoff.engine.engine`).
+the engine told with `apply_committed` (see `handoff.engine.engine`). A command that appends several
+events (`AppendContextBatch`) puts all of them in that one transaction, each with the command's
+headers; its reply carries the last, as does the reply a new owner rebuilds from the events.
 
 Why this cannot fork a session's hash chain: partition p's events are only ever appended under the
 transactional id of partition p, and a new owner's `init_transactions` fences every earlier
@@ -205,7 +207,8 @@ class Decider:
             plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
             plan.outcomes["replayed"] += 1
             return
-        plan.events.append((cmd.command_id, _event_key(result.envelope.session_key), _headers(cmd)))
+        event = (cmd.command_id, _event_key(result.envelope.session_key), _headers(cmd))
+        plan.events.extend([event] * result.events)  # AppendContextBatch: one record per entry, same transaction
         plan.outcomes["appended"] += 1
         reply = Reply(command_id=cmd.command_id, ok=True, receipt=result.receipt)
         plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
@@ -214,7 +217,7 @@ class Decider:
         envelopes = list(batch.envelopes) if batch is not None else []
         records = [batch.records[(e.session_key, e.version)] for e in envelopes] if batch is not None else []
         topics, p = self.topics, self.partition
-        by_command = {cid: rec for (cid, _, _), rec in zip(plan.events, records, strict=True)}
+        by_command = {cid: rec for (cid, _, _), rec in zip(plan.events, records, strict=True)}  # a batch's last
         stored: list[tuple[bytes, bytes | None]] = []
         txn = self.writer.begin()
         for (_, key, headers), rec in zip(plan.events, records, strict=True):

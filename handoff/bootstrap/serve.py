@@ -22,11 +22,11 @@ import errno
 import logging
 import os
 from collections.abc import AsyncIterator, Coroutine, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from handoff import authoptions, hardenoptions
+from handoff import authoptions, codebaseoptions, hardenoptions
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.analytics import EmbeddedAnalytics
 from handoff.engine.engine import Engine
@@ -68,6 +68,7 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         return 2
     try:
         hardening = hardenoptions.hardening(ns, os.environ)
+        roots = codebaseoptions.codebase_roots(ns, os.environ)
     except ValueError as exc:
         log.error(str(exc))
         return 2
@@ -75,7 +76,7 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         settings = kafka_settings(bootstrap, os.environ, ns)
         if getattr(ns, "analytics_url", None):
             settings = dataclasses.replace(settings, analytics_url=ns.analytics_url)
-        backend = _kafka(settings)
+        backend = _with_codebase(_kafka(settings), roots)
         if ns.transport == "stdio":
             return _run(serve_stdio(backend, logging.shutdown))
         localtrust.secure_data_dir(data.root)  # only engine.json, for `handoff stdio` relays
@@ -85,8 +86,8 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         return 1
     try:
         if ns.transport == "stdio":
-            return _run(serve_stdio(_embedded(kv, data), kv.close))
-        return _run(serve_http(_embedded(kv, data), data, ns, env, auth, hardening))
+            return _run(serve_stdio(_with_codebase(_embedded(kv, data), roots), kv.close))
+        return _run(serve_http(_with_codebase(_embedded(kv, data), roots), data, ns, env, auth, hardening))
     finally:
         kv.close()
 
@@ -172,6 +173,15 @@ async def _embedded(kv: RocksKeyValue, data: DataDir) -> AsyncIterator[Deps]:
             yield deps
     finally:
         await engine.stop()  # finishes the queued writes
+
+
+@asynccontextmanager
+async def _with_codebase(backend: AbstractAsyncContextManager[Deps], roots: tuple[str, ...]) -> AsyncIterator[Deps]:
+    """The backend's dependencies, with the directories analyze_codebase may read (read where this process runs)."""
+    async with backend as deps:
+        if roots:
+            log.info("analyze_codebase reads under", extra={"codebaseRoots": list(roots)})
+        yield dataclasses.replace(deps, codebase_roots=roots)
 
 
 def _plaintext() -> KafkaSecurity:

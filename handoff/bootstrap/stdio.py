@@ -15,6 +15,7 @@ import os
 import anyio
 import anyio.to_thread
 
+from handoff import codebaseoptions
 from handoff.config import DataDir, Env
 from handoff.mcp import launch, localtrust
 
@@ -26,11 +27,17 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     data = DataDir(ns.data_dir or env.data_dir)
     deadline = float(os.environ.get("HANDOFF_LOCK_DEADLINE") or launch.LOCK_DEADLINE)
     try:
+        roots = codebaseoptions.codebase_roots(ns, os.environ)
+    except ValueError as exc:
+        log.error(str(exc))
+        return 2
+    try:
         url, lease = launch.ensure_engine(
             data,
             ns.idle_exit,
             while_starting=lambda: importlib.import_module("handoff.mcp.relay"),
             lock_deadline=deadline,
+            codebase_roots=roots,
         )
     except (launch.EngineStartError, OSError) as exc:
         log.error("cannot reach an engine", extra={"error": str(exc)})
@@ -41,7 +48,7 @@ def main(ns: argparse.Namespace, env: Env) -> int:
 
     async def reconnect() -> str:
         again, more = await anyio.to_thread.run_sync(
-            lambda: launch.ensure_engine(data, ns.idle_exit, lock_deadline=deadline)
+            lambda: launch.ensure_engine(data, ns.idle_exit, lock_deadline=deadline, codebase_roots=roots)
         )
         leases.append(more)
         return again

@@ -38,7 +38,7 @@ from handoff.engine.sweeper import Sweeper
 from handoff.engine.timings import Stopwatch, StoreTimings
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import Command, RequestHandoff
-from handoff.kernel.decide import Ctx, execute_encoded
+from handoff.kernel.decide import Ctx, execute_all
 from handoff.kernel.errors import HandoffError, Unavailable
 from handoff.kernel.events import Envelope, PackageRecord
 from handoff.kernel.package import PackageEntry, build_package
@@ -362,21 +362,23 @@ class Engine:
         if isinstance(command, RequestHandoff) and state is not None and state.status == "active":
             batch.folder.flush()  # the package reads the views as of this command
             package = self._package(batch.folder.reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
-        new_state, env, record = execute_encoded(state, command, self._ctx(package))
-        batch.folder.add(env)  # appends fold per session at the end of the batch
-        due = due_entry_write(new_state, env)  # registrations and requests only: appends add no key
-        if due is not None:
-            batch.writes.append(due)
+        new_state, sealed = execute_all(state, command, self._ctx(package))
+        for env, record in sealed:  # one, but for AppendContextBatch: then one per entry, all in this batch
+            batch.folder.add(env)  # appends fold per session at the end of the batch
+            due = due_entry_write(new_state, env)  # registrations and requests only (never batched): appends add none
+            if due is not None:
+                batch.writes.append(due)
+            L.add_event_writes(batch.writes, self.position + len(batch.envelopes) + 1, key, env.version, record)
+            batch.records[(key, env.version)] = record
+            batch.envelopes.append(env)
+        env = sealed[-1][0]
         receipt = receipt_of(new_state, env, command_digest(command)) if ikey is not None else None
-        L.add_event_writes(batch.writes, self.position + len(batch.envelopes) + 1, key, env.version, record)
         if receipt is not None:
             assert ikey is not None
             batch.receipts[(key, ikey)] = receipt
             batch.writes.append((L.receipt_key(key, ikey), L.encode_receipt(receipt)))
         batch.states[key] = new_state
-        batch.records[(key, env.version)] = record
-        batch.envelopes.append(env)
-        return Outcome(env, receipt, state=new_state)
+        return Outcome(env, receipt, state=new_state, events=len(sealed))
 
     def _ctx(self, package: PackageRecord | None) -> Ctx:
         """The decision context; without a package, one per clock tick is shared by the commands in it."""

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from handoff.kernel.commands import (
     AcceptHandoff,
     AppendContext,
+    AppendContextBatch,
     CancelHandoff,
     CloseSession,
     Command,
@@ -45,7 +46,7 @@ def acting_agent(command: Command) -> str | None:
     match command:
         case RegisterSession():
             return command.agent_from
-        case AppendContext() | RequestHandoff():
+        case AppendContext() | AppendContextBatch() | RequestHandoff():
             return command.agent
         case AcceptHandoff() | CompleteHandoff() | RejectHandoff() | CancelHandoff() | CloseSession():
             return command.agent
@@ -98,7 +99,7 @@ def check_session_rules(state: SessionState, command: Command) -> None:
                 raise NotPermitted(
                     f"only {state.holder!r}, who holds session {key!r}, may request a handoff of it", sessionKey=key
                 )
-        case AppendContext() if principal is not None:
+        case AppendContext() | AppendContextBatch() if principal is not None:
             if principal.agent not in members(state):
                 raise NotPermitted(f"{principal.agent!r} takes no part in session {key!r}", sessionKey=key)
         case CloseSession() if principal is not None:

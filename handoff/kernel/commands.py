@@ -6,7 +6,8 @@ for the command record alike. A handoff tool names only its handoff: its command
 the handoff belongs to (`for_session`), which the adapter looks up before it builds the command.
 
 Arguments and commands forbid unknown fields, so a client's typo fails instead of being silently
-ignored. Every write tool maps to exactly one command and, when accepted, one event.
+ignored. Every write tool maps to exactly one command and, when accepted, one event, except
+`AppendContextBatch` (`analyze_codebase`): one command that appends several entries, all or none.
 """
 
 from __future__ import annotations
@@ -176,6 +177,28 @@ class CancelHandoff(CancelHandoffArgs, frozen=True, kw_only=True, tag_field="com
     principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
+class ContextItem(msgspec.Struct, gc=False, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    """One entry of an `AppendContextBatch`."""
+
+    context_type: ContextType
+    content: str
+    metadata: JsonObject | None = None
+
+
+class AppendContextBatch(WriteArgs, frozen=True, kw_only=True, tag_field="command", tag="AppendContextBatch"):
+    """Append several context entries at once (`analyze_codebase`): one event each, all or none.
+
+    Decided as one command, so the entries take consecutive sequence numbers and versions, and an
+    idempotent retry or a refusal covers them all. Without `agent`, they are attributed as an
+    `AppendContext` would be (the principal's agent, else the session holder).
+    """
+
+    session_key: SessionKeyStr
+    entries: list[ContextItem]
+    agent: AgentStr | None = None
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
+
+
 class ExpireHandoff(WriteArgs, frozen=True, kw_only=True, tag_field="command", tag="ExpireHandoff"):
     """Issued by the engine's own sweeper, never by a client tool."""
 
@@ -204,6 +227,7 @@ Command = (
     | CloseSession
     | ExpireHandoff
     | ExpireSession
+    | AppendContextBatch
 )
 
 SessionArgs = RegisterSessionArgs | UpdateContextArgs | RequestHandoffArgs | CloseSessionArgs

@@ -1,5 +1,10 @@
 """`decide`: the rules. Given a session's state and a command, the one event it produces, or an error.
 
+`decide_all` is the whole decider: every command produces one event (`decide`), except
+`AppendContextBatch`, which produces one `ContextAppended` per entry, all or none. `execute_all`
+seals and folds them one after the other, so each has its own version, sequence number and link
+in the hash chain, exactly as if they had been appended one by one.
+
 Pure: the clock, the id generator and the pre-built handoff package come in through `Ctx`.
 """
 
@@ -15,6 +20,7 @@ from handoff.kernel.codec import sealed_record
 from handoff.kernel.commands import (
     AcceptHandoff,
     AppendContext,
+    AppendContextBatch,
     CancelHandoff,
     CloseSession,
     Command,
@@ -154,8 +160,7 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
     check_session_rules(state, command)
     match command:
         case AppendContext():
-            principal = command.principal
-            agent = command.agent or (principal.agent if principal is not None else state.holder)
+            agent = _appender(state, command)
             _room_for_participant(state, agent, ctx.limits)
             event: Event = ContextAppended(
                 sequence_number=state.last_sequence + 1,
@@ -198,8 +203,41 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
             return _decide_handoff(state, command)
         case RegisterSession():  # pragma: no cover - handled above
             raise AssertionError("unreachable")
+        case AppendContextBatch():  # pragma: no cover - decide_all decides it
+            raise AssertionError("AppendContextBatch produces several events: decide it with decide_all")
         case _:
             assert_never(command)
+
+
+def decide_all(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[list[Event], AgentId]:
+    """The events the command produces, in order, and their actor; raises a DomainError (then none)."""
+    if not isinstance(command, AppendContextBatch):
+        event, actor = decide(state, command, ctx)
+        return [event], actor
+    check_principal(command)
+    state = _require_active(state, command.session_key)
+    _check_version(state.version, command)
+    check_session_rules(state, command)
+    agent = _appender(state, command)
+    _room_for_participant(state, agent, ctx.limits)
+    events: list[Event] = [
+        ContextAppended(
+            sequence_number=state.last_sequence + i,
+            context_type=item.context_type,
+            content=item.content,
+            agent=agent,
+            tokens=estimate_tokens(item.content),
+            metadata=item.metadata or {},
+        )
+        for i, item in enumerate(command.entries, start=1)
+    ]
+    return events, agent
+
+
+def _appender(state: SessionState, command: AppendContext | AppendContextBatch) -> AgentId:
+    """Who appends: the agent named, else the principal's, else the session's holder."""
+    principal = command.principal
+    return command.agent or (principal.agent if principal is not None else state.holder)
 
 
 def _room_for_participant(state: SessionState, agent: str, limits: Limits) -> None:
@@ -233,6 +271,27 @@ def execute_encoded(
     check_limits(command, ctx.limits)
     event, actor = decide(state, command, ctx)
     prior = state or SessionState(session_key=command.session_key)
+    env, record = _seal(prior, command, event, actor, ctx)
+    return evolve(prior, env), env, record
+
+
+def execute_all(
+    state: SessionState | None, command: Command, ctx: Ctx
+) -> tuple[SessionState, list[tuple[Envelope, bytes]]]:
+    """`execute_encoded` for any command: every event it produces, sealed and folded in turn."""
+    check_limits(command, ctx.limits)
+    events, actor = decide_all(state, command, ctx)
+    current = state or SessionState(session_key=command.session_key)
+    sealed: list[tuple[Envelope, bytes]] = []
+    for event in events:
+        env, record = _seal(current, command, event, actor, ctx)
+        current = evolve(current, env)
+        sealed.append((env, record))
+    return current, sealed
+
+
+def _seal(prior: SessionState, command: Command, event: Event, actor: AgentId, ctx: Ctx) -> tuple[Envelope, bytes]:
+    """The event in its envelope, chained to the session's last hash, and its canonical bytes."""
     key, event_id, version, schema = command.session_key, ctx.new_id(), prior.version + 1, type(event).SCHEMA_VERSION
     digest, record = sealed_record(
         event, event_id, key, version, ctx.now, actor, prior.last_hash, command.idempotency_key, schema
@@ -249,4 +308,4 @@ def execute_encoded(
         idempotency_key=command.idempotency_key,
         schema_version=schema,
     )
-    return evolve(prior, env), env, record
+    return env, record

@@ -9,6 +9,7 @@ import msgspec
 
 from handoff.kernel.commands import (
     AcceptHandoffArgs,
+    AppendContextBatch,
     CancelHandoffArgs,
     CloseSessionArgs,
     CompleteHandoffArgs,
@@ -77,6 +78,41 @@ def _object(name: str, value: dict[str, Any] | None, limits: Limits) -> None:
 _msgpack = msgspec.msgpack.Encoder()
 
 
+def _content(name: str, content: str, limits: Limits) -> int:
+    """The UTF-8 size of a context entry's content; InvalidArgument if empty, LimitExceeded if too long."""
+    if not content:
+        raise InvalidArgument(f"{name} must not be empty", field=name)
+    # A character is at most 4 bytes of UTF-8: only long content needs encoding to measure.
+    size = len(content) if len(content) * 4 <= limits.content_max_bytes else len(content.encode())
+    if size > limits.content_max_bytes:
+        raise LimitExceeded(
+            f"{name} is {size} bytes of UTF-8; the limit is {limits.content_max_bytes}",
+            field=name,
+            limit=limits.content_max_bytes,
+        )
+    return size
+
+
+def _batch(command: AppendContextBatch, limits: Limits) -> None:
+    """Each entry within the limits of one `update_context`, and the batch within its count and size."""
+    count, most = len(command.entries), limits.batch_entries_max
+    if count == 0:
+        raise InvalidArgument("a batch must append at least one entry", field="entries")
+    if count > most:
+        raise LimitExceeded(f"{count} entries in one batch; the limit is {most}", field="entries", limit=most)
+    total = 0
+    for i, entry in enumerate(command.entries):
+        total += _content(f"entries[{i}].content", entry.content, limits)
+        _object(f"entries[{i}].metadata", entry.metadata, limits)
+        total += len(msgspec.json.encode(entry.metadata)) if entry.metadata else 0
+    if total > limits.batch_bytes_max:
+        raise LimitExceeded(
+            f"the batch's entries are {total} bytes together; the limit is {limits.batch_bytes_max}",
+            field="entries",
+            limit=limits.batch_bytes_max,
+        )
+
+
 def check_limits(command: WriteArgs, limits: Limits) -> None:  # noqa: C901 - one case per type: a total match
     """Raise LimitExceeded (or InvalidArgument for empty values) if the command breaks a limit.
 
@@ -93,17 +129,10 @@ def check_limits(command: WriteArgs, limits: Limits) -> None:  # noqa: C901 - on
         case UpdateContextArgs():
             _agent("agent", command.agent, limits)
             _object("metadata", command.metadata, limits)
-            if not command.content:
-                raise InvalidArgument("content must not be empty", field="content")
-            # A character is at most 4 bytes of UTF-8: only long content needs encoding to measure.
-            content = command.content
-            size = len(content) if len(content) * 4 <= limits.content_max_bytes else len(content.encode())
-            if size > limits.content_max_bytes:
-                raise LimitExceeded(
-                    f"content is {size} bytes of UTF-8; the limit is {limits.content_max_bytes}",
-                    field="content",
-                    limit=limits.content_max_bytes,
-                )
+            _content("content", command.content, limits)
+        case AppendContextBatch():
+            _agent("agent", command.agent, limits)
+            _batch(command, limits)
         case RequestHandoffArgs():
             _agent("targetAgent", command.target_agent, limits)
             _agent("agent", command.agent, limits)

@@ -59,3 +59,5 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     page_max: int = 1000
     participants_max: int = 100  # agents taking part in one session: its decision state stays small
     open_handoffs_max: int = 100  # pending or accepted handoffs of one session
+    batch_entries_max: int = 100  # entries of one AppendContextBatch (the filePaths of one analyze_codebase)
+    batch_bytes_max: int = 4 * 1024 * 1024  # their content and metadata together: a command record stays small

@@ -46,6 +46,7 @@ class Deps:
     analytics: AnalyticsSource | None = None  # None: get_analytics answers UNAVAILABLE
     principal: Principal | None = None  # the caller, set per call when auth is on (handoff.mcp.auth)
     clock: Callable[[], str] = wall_clock  # what dormancy is judged by at read time
+    codebase_roots: tuple[str, ...] = ()  # analyze_codebase reads only under these (--codebase-root); none: off
     _as: dict[Principal, Deps] = field(default_factory=dict, compare=False, repr=False)
 
     def acting_as(self, principal: Principal) -> Deps:

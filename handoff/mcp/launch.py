@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO
 
 from handoff.config import DataDir
@@ -90,10 +90,12 @@ def live_engine(data: DataDir) -> str | None:
     return url
 
 
-def spawn(data: DataDir, idle_exit: float) -> subprocess.Popen[bytes]:
+def spawn(data: DataDir, idle_exit: float, codebase_roots: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """Start `handoff serve` on a free loopback port, detached, logging to ``engine.log``."""
     argv = [sys.executable, "-m", "handoff", "serve", "--data-dir", str(data.root), "--port", "0"]
     argv += ["--idle-exit", str(idle_exit), "--local-secret"]
+    for root in codebase_roots:
+        argv += ["--codebase-root", root]
     argv += ["--auth", "none"]  # its callers are stdio relays on loopback: a HANDOFF_AUTH for serve must not bar them
     with data.engine_log.open("ab") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
@@ -141,10 +143,12 @@ def ensure_engine(
     timeout: float = 60.0,
     while_starting: Callable[[], object] = lambda: None,
     lock_deadline: float = LOCK_DEADLINE,
+    codebase_roots: Sequence[str] = (),
 ) -> tuple[str, IO[str]]:
     """The URL of the data dir's engine (started if needed) and this client's lease on it.
 
     `while_starting` runs while a freshly spawned engine boots (e.g. to import the relay meanwhile).
+    An engine it starts gets `codebase_roots`; one already running keeps the roots it was started with.
     """
     localtrust.secure_data_dir(data.root)
     localtrust.read_secret(data.secret)
@@ -156,7 +160,7 @@ def ensure_engine(
             url = live_engine(data)
             if url is None:
                 log.info("starting an engine", extra={"dataDir": str(data.root)})
-                proc = spawn(data, idle_exit)
+                proc = spawn(data, idle_exit, codebase_roots)
                 while_starting()
                 url = wait_healthy(data, proc, timeout)
         except BaseException:

@@ -20,7 +20,7 @@ from mcp.shared.exceptions import MCPError
 
 from handoff.kernel import commands as C
 from handoff.kernel.errors import ERROR_CODES, HandoffError
-from handoff.mcp import analytics
+from handoff.mcp import analytics, codebase_tool
 from handoff.mcp import args as A
 from handoff.mcp import handlers as H
 from handoff.mcp import results as R
@@ -97,6 +97,11 @@ TOOLS: Mapping[str, ToolSpec] = MappingProxyType({
               "per target agent, context entries per hour and the busiest agents, over window 1h, 24h (default) or "
               "7d, for everyone or one agent.", analytics.GetAnalyticsArgs, analytics.GetAnalyticsResult,
               analytics.get_analytics, writes=False),
+        _spec("analyze_codebase", "Summarise source files under the server's codebase roots (imports and top-level "
+              "definitions of Python, JavaScript and TypeScript; analysisType syntax, dependencies, structure or full) "
+              "and append one `file` context entry per analysed file, all in one write; each refused file (outside "
+              "the roots, over 1 MiB, binary) is a per-file error.", codebase_tool.AnalyzeCodebaseArgs,
+              codebase_tool.AnalyzeCodebaseResult, codebase_tool.analyze_codebase),
     )
 })  # fmt: skip
 

@@ -16,17 +16,19 @@ from handoff.kernel.codec import encode_envelope
 from handoff.kernel.commands import (
     AcceptHandoff,
     AppendContext,
+    AppendContextBatch,
     CancelHandoff,
     CloseSession,
     Command,
     CompleteHandoff,
+    ContextItem,
     ExpireHandoff,
     ExpireSession,
     RegisterSession,
     RejectHandoff,
     RequestHandoff,
 )
-from handoff.kernel.decide import Ctx, execute
+from handoff.kernel.decide import Ctx, execute_all
 from handoff.kernel.events import Envelope, HandoffRequested
 from handoff.kernel.package import build_package
 from handoff.kernel.state import SessionState
@@ -60,11 +62,12 @@ class _Writer:
             entries = Queries(self.kv).entries_newest_first(command.session_key, state.last_sequence)
             package, _ = build_package(package_head(summary), entries, command.token_budget or 4000)
         now = f"2026-11-27T10:{next(self.ticks):02d}:00.000Z"
-        state, env = execute(state, command, Ctx(now=now, new_id=self.new_id, package=package))
+        state, sealed = execute_all(state, command, Ctx(now=now, new_id=self.new_id, package=package))
         self.states[command.session_key] = state
-        fold_events(self.kv, [env])
-        self.envelopes.append(env)
-        return env
+        envelopes = [env for env, _ in sealed]
+        fold_events(self.kv, envelopes)
+        self.envelopes.extend(envelopes)
+        return envelopes[-1]
 
 
 def history() -> tuple[dict[str, Envelope], dict[str, Command]]:
@@ -132,6 +135,19 @@ def history() -> tuple[dict[str, Envelope], dict[str, Command]]:
     run(RegisterSession(session_key=spike, agent_from="aider"))
     run(RequestHandoff(session_key=spike, target_agent="codex"))
     run(ExpireSession(session_key=spike, reason="idle for 30 days"))
+    scan = "proj-42:scan"  # added after the others, so that their published records stay what they were
+    run(RegisterSession(session_key=scan, agent_from="claude-code"))
+    files = [("app/main.py", "python"), ("web/index.ts", "typescript")]
+    run(
+        AppendContextBatch(
+            session_key=scan,
+            entries=[
+                ContextItem(context_type="file", content=f"File: {path}\nLanguage: {lang}", metadata={"filePath": path})
+                for path, lang in files
+            ],
+            idempotency_key="scan-1",
+        )
+    )
     return first_event, first_command
 
 

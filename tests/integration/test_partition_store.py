@@ -8,12 +8,13 @@ import msgspec
 
 from handoff.engine.engine import Engine
 from handoff.engine.ids import Clock, IdGenerator
-from handoff.kernel.commands import AppendContext, RegisterSession
+from handoff.kernel.commands import AppendContext, AppendContextBatch, ContextItem, RegisterSession
+from handoff.kernel.receipt import command_digest
 from handoff.kernel.types import Limits
 from handoff.storage import due
 from handoff.storage.kv import RocksKeyValue
 from handoff.storage.log import EventLog
-from streams.partition import HEADER_COMMAND_ID, EventRecord, PartitionStore, dedupe_key
+from streams.partition import HEADER_COMMAND_ID, HEADER_DIGEST, EventRecord, PartitionStore, dedupe_key
 from streams.records import encode_reply
 
 CONTENT = "the content of this entry, which must be stored once " * 8
@@ -79,4 +80,25 @@ def test_a_store_caught_up_from_the_log_holds_the_due_index_the_deciding_store_w
     folded = [k for k, _ in store.kv.scan(due.PREFIX)]
     assert len(decided) == 1 and len(folded) == 1
     assert folded[0].endswith(b"\x00s")
+    store.close()
+
+
+def test_a_new_owner_catching_up_on_a_batch_answers_its_retries_with_the_batchs_last_event(tmp_path: Path) -> None:
+    items = [ContextItem(context_type="file", content=f"File: {n}") for n in ("a.py", "b.ts", "c.js")]
+    batch = AppendContextBatch(session_key="s", entries=items, idempotency_key="scan")
+    kv = RocksKeyValue(str(tmp_path / "source"))
+    engine = Engine(kv, sync=False)
+    engine.write_now([RegisterSession(session_key="s", agent_from="a"), batch])
+    records = [record for _, _, record in EventLog(kv).all_records()]
+    kv.close()
+    headers = [{HEADER_COMMAND_ID: "c0"}] + [{HEADER_COMMAND_ID: "c1", HEADER_DIGEST: command_digest(batch)}] * 3
+    store = _store(tmp_path / "p0")
+    stream = [EventRecord(i, value, h) for i, (value, h) in enumerate(zip(records, headers, strict=True))]
+    assert store.catch_up(stream) == 4
+
+    reply = store.stored_reply("c1")
+    assert reply is not None and bytes(reply.event) == records[3]
+    assert reply.receipt is not None and reply.receipt.version == 4 and reply.receipt.session.version == 4
+    (retry,), _ = store.engine.decide_batch([batch])
+    assert not isinstance(retry, Exception) and retry.replayed and retry.envelope.version == 4
     store.close()

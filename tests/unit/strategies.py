@@ -18,17 +18,19 @@ from hypothesis import strategies as st
 from handoff.kernel.commands import (
     AcceptHandoff,
     AppendContext,
+    AppendContextBatch,
     CancelHandoff,
     CloseSession,
     Command,
     CompleteHandoff,
+    ContextItem,
     ExpireHandoff,
     ExpireSession,
     RegisterSession,
     RejectHandoff,
     RequestHandoff,
 )
-from handoff.kernel.decide import Ctx, execute
+from handoff.kernel.decide import Ctx, execute_all
 from handoff.kernel.errors import HandoffError
 from handoff.kernel.events import Envelope
 from handoff.kernel.package import build_package
@@ -67,6 +69,7 @@ contents = st.sampled_from(["", "hello", "a decision ✓", "x" * 300, "  spaced\
 _WEIGHTS = {
     "register": 1,
     "append": 6,
+    "batch": 2,  # analyze_codebase's AppendContextBatch: two entries in one command
     "request": 4,
     "accept": 4,
     "complete": 3,
@@ -170,6 +173,14 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], Any, dict[str, Any]], Command]] =
     "append": lambda op, agent, c: AppendContext(
         context_type=op["type"], content=op["content"], metadata=op["metadata"], agent=agent, **c
     ),
+    "batch": lambda op, agent, c: AppendContextBatch(
+        entries=[
+            ContextItem(context_type="file", content=op["content"], metadata=op["metadata"]),
+            ContextItem(context_type=op["type"], content="the second entry"),
+        ],
+        agent=agent,
+        **c,
+    ),
     "request": lambda op, _, c: RequestHandoff(
         target_agent=op["any_agent"], request_type=op["request_type"], token_budget=op["budget"], **c
     ),
@@ -209,6 +220,7 @@ class Model:
     kv: InMemoryKeyValue = field(default_factory=InMemoryKeyValue)
     clock: Clock = field(default_factory=Clock)
     new_id: Any = field(default_factory=new_ids)
+    accepted: int = 0  # commands accepted (a batch appends several events to `log`)
 
     def run(self, op: dict[str, Any]) -> Envelope | None:
         """Decide one operation; the envelope if it was accepted, else None (and nothing changed)."""
@@ -219,15 +231,17 @@ class Model:
             package = self.package(command.session_key, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
         ctx = Ctx(now=self.clock(), new_id=self.new_id, package=package)
         try:
-            new_state, env = execute(state, command, ctx)
+            new_state, sealed = execute_all(state, command, ctx)
         except HandoffError as exc:
             self.refused.append((command, exc))
             assert self.states.get(command.session_key) is state
             return None
         self.states[command.session_key] = new_state
-        self.log.append(env)
-        fold_events(self.kv, [env])
-        return env
+        envelopes = [env for env, _ in sealed]
+        self.log.extend(envelopes)
+        self.accepted += 1
+        fold_events(self.kv, envelopes)
+        return envelopes[-1]
 
     def package(self, key: str, state: SessionState, budget: int) -> Any:
         summary = StoreReader(self.kv).summary(key)

@@ -147,3 +147,68 @@ def test_an_absolute_path_under_a_later_root_and_a_symlink_inside_are_read(proje
 
 def test_without_roots_every_file_is_not_permitted(project: Path):
     assert [e.code for e in analyze(["src/app.py"], []).errors] == ["NOT_PERMITTED"]
+
+
+def test_a_two_mebibyte_file_is_refused_over_the_limit_without_being_read_whole(project: Path):
+    (project / "huge.py").write_bytes(b"x = 1\n" * (2 * 1024 * 1024 // 6 + 1))
+    report = analyze(["huge.py", "src/app.py"], [project])
+    assert [(e.file_path, e.code) for e in report.errors] == [("huge.py", "LIMIT_EXCEEDED")]
+    assert [r.file_path for r in report.results] == ["src/app.py"]
+
+
+def test_an_absolute_path_through_a_symlinked_directory_that_leaves_the_root_is_refused(project: Path, tmp_path: Path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.py").write_text("import os\n")
+    os.symlink(outside, project / "escape")
+    [error] = analyze([str(project / "escape" / "x.py")], [project]).errors
+    assert error.code == "NOT_PERMITTED" and "through a symlink" in error.error
+
+
+SMALL_PYTHON = {
+    "pkg/__init__.py": "from .core import Engine\n\n__all__ = ['Engine']\n",
+    "pkg/core.py": "import asyncio\nfrom dataclasses import dataclass\n\n\n@dataclass\nclass Engine:\n"
+    "    name: str\n\n\nasync def run(engine: Engine) -> None:\n    await asyncio.sleep(0)\n",
+    "main.py": "import sys\nfrom pkg import Engine\n\nDEBUG = False\n\n\ndef main() -> int:\n    return 0\n",
+}
+
+SMALL_TYPESCRIPT = {
+    "src/index.ts": "export { App } from './app';\nexport type { Options } from './types';\n",
+    "src/app.ts": "import { Options } from './types';\nimport * as path from 'node:path';\n\n"
+    "export class App {\n  constructor(private options: Options) {}\n  start(): void { function inner() {} }\n}\n\n"
+    "export function createApp(options: Options): App {\n  return new App(options);\n}\n",
+    "src/types.ts": "export interface Options {\n  root: string;\n}\n\nexport type Mode = 'dev' | 'prod';\n\n"
+    "export enum Level { Low, High }\n",
+}
+
+
+def _write(root: Path, files: dict[str, str]) -> list[str]:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return list(files)
+
+
+def _outline(root: Path, files: dict[str, str]) -> dict[str, tuple[list[str], list[tuple[str, str]]]]:
+    report = analyze(_write(root, files), [root])
+    assert not report.errors
+    return {
+        r.file_path: (r.summary["imports"], [(d["kind"], d["name"]) for d in r.summary["definitions"]])
+        for r in report.results
+    }
+
+
+def test_a_small_python_project_is_summarised_file_by_file(tmp_path: Path):
+    assert _outline(tmp_path, SMALL_PYTHON) == {
+        "pkg/__init__.py": ([".core"], [("variable", "__all__")]),
+        "pkg/core.py": (["asyncio", "dataclasses"], [("class", "Engine"), ("function", "run")]),
+        "main.py": (["sys", "pkg"], [("variable", "DEBUG"), ("function", "main")]),
+    }
+
+
+def test_a_small_typescript_project_is_summarised_file_by_file(tmp_path: Path):
+    assert _outline(tmp_path, SMALL_TYPESCRIPT) == {
+        "src/index.ts": (["./app", "./types"], []),
+        "src/app.ts": (["./types", "node:path"], [("class", "App"), ("function", "createApp")]),
+        "src/types.ts": ([], [("interface", "Options"), ("type", "Mode"), ("enum", "Level")]),
+    }
