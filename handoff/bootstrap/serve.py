@@ -26,12 +26,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from handoff import authoptions, hardenoptions
+from handoff import anchoroptions, authoptions, hardenoptions
+from handoff.anchoroptions import AnchorOptions
+from handoff.bootstrap import jobs
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.analytics import EmbeddedAnalytics
 from handoff.engine.engine import Engine
 from handoff.engine.service import EmbeddedService
-from handoff.engine.sweeper import SWEEP_EVERY
 from handoff.kernel.types import Limits
 from handoff.mcp import localtrust
 from handoff.mcp.auth import Auth, JwtSettings, JwtVerifier, StoreVerifier
@@ -68,6 +69,7 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         return 2
     try:
         hardening = hardenoptions.hardening(ns, os.environ)
+        anchors = anchoroptions.anchor_options(ns)
     except ValueError as exc:
         log.error(str(exc))
         return 2
@@ -85,8 +87,8 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         return 1
     try:
         if ns.transport == "stdio":
-            return _run(serve_stdio(_embedded(kv, data), kv.close))
-        return _run(serve_http(_embedded(kv, data), data, ns, env, auth, hardening))
+            return _run(serve_stdio(_embedded(kv, data, anchors), kv.close))
+        return _run(serve_http(_embedded(kv, data, anchors), data, ns, env, auth, hardening))
     finally:
         kv.close()
 
@@ -163,12 +165,14 @@ def _wire_kafka(service: KafkaService, analytics_url: str | None) -> Deps:
 
 
 @asynccontextmanager
-async def _embedded(kv: RocksKeyValue, data: DataDir) -> AsyncIterator[Deps]:
-    engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=SWEEP_EVERY)
-    deps = _wire(engine, data)
+async def _embedded(kv: RocksKeyValue, data: DataDir, anchors: AnchorOptions | None) -> AsyncIterator[Deps]:
+    # No expiry timer in the engine: the job runner drives its sweeps (session-expiry, handoff-expiry).
+    engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=None)
+    operations, runner = jobs.embedded_jobs(engine, anchors)  # retention: jobs.no_erasure until erasure is wired
+    deps = dataclasses.replace(_wire(engine, data), operations=operations)
     await engine.start()
     try:
-        async with deps.metrics.loop_lag.running():
+        async with deps.metrics.loop_lag.running(), jobs.running(runner):
             yield deps
     finally:
         await engine.stop()  # finishes the queued writes
