@@ -15,6 +15,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from handoff.anchoroptions import AnchorOptions
 from handoff.audit import anchor
@@ -28,6 +29,7 @@ from handoff.storage.log import EventLog
 log = logging.getLogger("handoff")
 
 Heads = Callable[[], Awaitable[tuple[anchor.Heads, object]]]  # every chain head and the log position
+Stores = Callable[[], Mapping[int, Any]]  # a Kafka worker's ready partition stores, by partition
 
 
 def job_defaults(anchors: AnchorOptions | None) -> dict[str, JobConfig]:
@@ -117,6 +119,21 @@ def embedded_jobs(
     }
     runner = JobRunner(actions, ops.job_config, KeyValueStats(kv), engine.clock)
     return EmbeddedOperations(ops, runner), runner
+
+
+def partition_heads(stores: Stores) -> Heads:
+    """Kafka mode: every chain head of the partitions a worker owns, and each partition's event count."""
+
+    async def heads() -> tuple[anchor.Heads, object]:
+        found: anchor.Heads = {}
+        position: dict[str, int] = {}
+        for p, store in sorted(stores().items()):
+            event_log = EventLog(store.kv)
+            found.update(anchor.store_heads(event_log))
+            position[str(p)] = event_log.position()
+        return found, position
+
+    return heads
 
 
 @asynccontextmanager

@@ -220,11 +220,18 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
         await service.stop()
         log.error("the topics differ from what this deployment needs", extra={"error": str(exc)})
         raise SystemExit(1) from exc
+    from streams.operations import KafkaOperations, OperationsFeed
+
+    feed = OperationsFeed(settings.bootstrap, settings.topics.prefix, security=settings.security)
+    feed.hooks.append(jobs.apply_monitoring)
+    operations = KafkaOperations(feed, service.directory)
     try:
-        deps = _wire_kafka(service, settings.analytics_url)
+        await operations.start()  # the jobs run on the workers; this adapter follows their configuration
+        deps = dataclasses.replace(_wire_kafka(service, settings.analytics_url), operations=operations)
         async with deps.metrics.loop_lag.running():
             yield deps
     finally:
+        await operations.stop()
         await service.stop()
 
 
