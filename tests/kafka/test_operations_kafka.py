@@ -1,0 +1,137 @@
+"""CONTRACT §9 in Kafka mode: a change through one `serve --kafka` is in force on another and on the workers in 5 s.
+
+One worker and two adapters on their own topics; the jobs run on the worker, and run_job_now
+reaches it through either adapter.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from integration.harness import Served, http_client, ok, refused, start_server
+
+from handoff.kernel.operations import decide_job_config
+from kafka.mcp import READY_DEADLINE, KafkaMcp, running_kafka_mcp
+from kafka.support import Broker, running_worker
+from streams.topics import Topics
+
+pytestmark = pytest.mark.anyio
+PROPAGATION = 5.0
+
+
+@pytest.fixture(scope="module")
+def pair(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KafkaMcp, Served]]:
+    root = tmp_path_factory.mktemp("ops-kafka")
+    with running_kafka_mcp(broker.bootstrap, root) as first, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HANDOFF_KAFKA_TOPIC_PREFIX", first.topics.prefix)
+        mp.setenv("HANDOFF_KAFKA_PARTITIONS", str(first.topics.partitions))
+        second = start_server(
+            root / "serve2", root / "serve2.log", "--kafka", broker.bootstrap, deadline=READY_DEADLINE
+        )
+        try:
+            yield first, second
+        finally:
+            second.stop()
+
+
+async def _until(read: Any, check: Any, what: str) -> float:
+    """Seconds until `check(await read())` holds; fails after PROPAGATION seconds."""
+    started = time.monotonic()
+    while True:
+        if check(await read()):
+            return time.monotonic() - started
+        if time.monotonic() - started > PROPAGATION:
+            raise AssertionError(f"{what} did not happen within {PROPAGATION} s")
+        await anyio.sleep(0.05)
+
+
+async def test_a_configuration_change_through_one_adapter_is_in_force_on_the_other_within_5_s(
+    pair: tuple[KafkaMcp, Served],
+) -> None:
+    first, second = pair
+    async with http_client(first.served.mcp_url) as a, http_client(second.mcp_url) as b:
+        version = (await ok(a, "get_configuration", {}))["version"]
+        values = {"eraseAfterDays": {"extended": 60}}
+        args = {"configSection": "retention", "values": values, "expectedVersion": version}
+        changed = await ok(a, "update_configuration", args)
+        assert changed["version"] == version + 1
+
+        async def read() -> dict[str, Any]:
+            return await ok(b, "get_configuration", {"configSection": "retention"})
+
+        def changed_there(got: dict[str, Any]) -> bool:
+            days = got["configuration"]["retention"]["eraseAfterDays"]
+            return bool(got["version"] == version + 1 and days["extended"] == 60)
+
+        await _until(read, changed_there, "the other adapter seeing the change")
+        await refused(b, "update_configuration", args, "VERSION_CONFLICT")  # the version the first one used is stale
+
+
+async def test_a_job_change_through_one_adapter_is_in_force_on_the_other_within_5_s(
+    pair: tuple[KafkaMcp, Served],
+) -> None:
+    first, second = pair
+    async with http_client(first.served.mcp_url) as a, http_client(second.mcp_url) as b:
+        await ok(a, "update_job_config", {"jobName": "dormancy", "config": {"intervalSeconds": 777}})
+
+        async def read() -> dict[str, Any]:
+            return (await ok(b, "get_job_status", {"jobName": "dormancy"}))["jobs"]["dormancy"]
+
+        await _until(read, lambda job: job["intervalSeconds"] == 777, "the other adapter seeing the job change")
+        bad = {"jobName": "dormancy", "config": {"intervalSeconds": 0}}
+        await refused(b, "update_job_config", bad, "LIMIT_EXCEEDED")
+        await refused(b, "get_job_status", {"jobName": "cleanup"}, "INVALID_ARGUMENT")
+
+
+async def test_a_tightened_limit_set_through_one_adapter_is_enforced_by_the_workers_within_5_s(
+    pair: tuple[KafkaMcp, Served], key: str
+) -> None:
+    first, second = pair
+    async with http_client(first.served.mcp_url) as a, http_client(second.mcp_url) as b:
+        await ok(b, "register_session", {"sessionKey": key, "agentFrom": "a"})
+        await ok(a, "update_configuration", {"configSection": "limits", "values": {"contentMaxBytes": 10}})
+        try:
+            entry = {"sessionKey": key, "contextType": "message", "content": "longer than ten bytes"}
+
+            async def attempt() -> bool:
+                result = await b.call_tool("update_context", entry)
+                return bool(result.is_error and (result.structured_content or {}).get("code") == "LIMIT_EXCEEDED")
+
+            await _until(attempt, bool, "the worker refusing content over the new limit")
+        finally:
+            await ok(a, "update_configuration", {"configSection": "limits", "values": {"contentMaxBytes": 1048576}})
+
+
+async def test_run_job_now_through_either_adapter_runs_on_the_worker_and_its_stats_add_up(
+    pair: tuple[KafkaMcp, Served],
+) -> None:
+    first, second = pair
+    async with http_client(first.served.mcp_url) as a, http_client(second.mcp_url) as b:
+        before = (await ok(a, "get_job_status", {"jobName": "retention"}))["jobs"]["retention"]["stats"]["totalRuns"]
+        run = (await ok(b, "run_job_now", {"jobName": "retention"}))["job"]
+        assert run["name"] == "retention" and run["result"] == {"erased": 0} and run["startedAt"]
+        expiry = (await ok(a, "run_job_now", {"jobName": "session-expiry"}))["job"]
+        assert set(expiry["result"]) == {"expired"}
+        after = (await ok(a, "get_job_status", {"jobName": "retention"}))["jobs"]["retention"]["stats"]
+        assert after["totalRuns"] >= before + 1 and after["lastSuccess"] is not None
+        jobs = (await ok(b, "get_job_status", {}))["jobs"]
+        assert set(jobs) == {"session-expiry", "handoff-expiry", "dormancy", "retention", "anchor"}
+        assert jobs["session-expiry"]["stats"]["totalRuns"] >= 1
+
+
+async def test_a_workers_job_stats_survive_its_restart(broker: Broker, tmp_path: Path) -> None:
+    topics = Topics(f"opsr{uuid.uuid4().hex[:8]}", 2)
+    async with running_worker(broker.bootstrap, topics, tmp_path / "w") as worker:
+        await worker.jobs.feed.append(lambda s: decide_job_config(s, "dormancy", False, None), "test")
+        run = await worker.jobs.runner.run_now("dormancy")  # disabled: after this, nothing runs it but us
+        before = worker.jobs.runner.status("dormancy").stats
+    assert before.total_runs >= 1 and before.last_success is not None and run.result.keys() == {"dormant", "active"}
+    async with running_worker(broker.bootstrap, topics, tmp_path / "w") as worker:
+        after = worker.jobs.runner.status("dormancy")
+    assert not after.enabled and after.stats == before
