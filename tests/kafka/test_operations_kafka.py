@@ -6,6 +6,8 @@ reaches it through either adapter.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,11 +16,12 @@ from typing import Any
 
 import anyio
 import pytest
-from integration.harness import Served, http_client, ok, refused, start_server
+from integration.harness import Served, child_env, handoff_command, http_client, ok, refused, start_server
 
+from handoff.kernel.commands import RegisterSession
 from handoff.kernel.operations import decide_job_config
 from kafka.mcp import READY_DEADLINE, KafkaMcp, running_kafka_mcp
-from kafka.support import Broker, running_worker
+from kafka.support import Broker, WorkerProcess, running_service, running_worker, wait_until
 from streams.topics import Topics
 
 pytestmark = pytest.mark.anyio
@@ -135,3 +138,33 @@ async def test_a_workers_job_stats_survive_its_restart(broker: Broker, tmp_path:
     async with running_worker(broker.bootstrap, topics, tmp_path / "w") as worker:
         after = worker.jobs.runner.status("dormancy")
     assert not after.enabled and after.stats == before
+
+
+async def test_a_worker_with_anchor_dir_writes_anchors_of_its_partitions_that_verify_kafka_passes(
+    broker: Broker, tmp_path: Path
+) -> None:
+    keys, anchors = tmp_path / "keys", tmp_path / "anchors"
+    subprocess.run([*handoff_command(), "anchor", "--new-key", str(keys)], check=True, timeout=60, env=child_env())
+    topics = Topics(f"opsa{uuid.uuid4().hex[:8]}", 2)
+    worker = WorkerProcess(
+        broker.bootstrap, topics, tmp_path / "w", tmp_path / "worker.log",
+        extra=["--anchor-dir", str(anchors), "--anchor-key", str(keys / "anchor.key"), "--anchor-every", "0.02"],
+    )  # fmt: skip
+    worker.start()
+    try:
+        async with running_service(broker.bootstrap, topics) as service:
+            for n in range(3):
+                await service.submit(RegisterSession(session_key=f"anchored-{n}", agent_from="a"))
+
+        async def holding_all() -> list[Path]:
+            return [p for p in anchors.glob("anchor-*.json") if json.loads(p.read_text())["sessions"] == 3]
+
+        found = await wait_until(holding_all, 15.0, "an anchor of the worker's partitions holding the sessions")
+        done = subprocess.run(  # while the worker runs: verify also compares its views
+            [*handoff_command(), "verify", "--kafka", broker.bootstrap, "--topic-prefix", topics.prefix,
+             "--anchor", str(found[0]), "--public-key", str(keys / "anchor.pub")],
+            capture_output=True, text=True, timeout=120, env=child_env(),
+        )  # fmt: skip
+    finally:
+        worker.stop()
+    assert done.returncode == 0, done.stdout + done.stderr + worker.log()
