@@ -32,6 +32,7 @@ from handoff.bootstrap import jobs
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.analytics import EmbeddedAnalytics
 from handoff.engine.engine import Engine
+from handoff.engine.jobs import expiry_health
 from handoff.engine.service import EmbeddedService
 from handoff.kernel.types import Limits
 from handoff.mcp import localtrust
@@ -170,6 +171,7 @@ async def _embedded(kv: RocksKeyValue, data: DataDir, anchors: AnchorOptions | N
     engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=None)
     operations, runner = jobs.embedded_jobs(engine, anchors)  # retention: jobs.no_erasure until erasure is wired
     deps = dataclasses.replace(_wire(engine, data), operations=operations)
+    deps.health.add("sweeper", expiry_health(runner))  # the expiry jobs now run here
     await engine.start()
     try:
         async with deps.metrics.loop_lag.running(), jobs.running(runner):

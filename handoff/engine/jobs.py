@@ -107,6 +107,7 @@ class JobRunner:
         self.actions, self.config, self.stats, self.clock, self.tick = actions, config, stats, clock, tick
         self._locks = {name: asyncio.Lock() for name in JOBS}
         self._last: dict[str, float] = {}  # monotonic start of each job's last run
+        self.active = False  # whether `run()` is running the jobs on their intervals
 
     def running(self, name: str) -> bool:
         """Whether a run of the job is under way."""
@@ -150,9 +151,13 @@ class JobRunner:
 
     async def run(self) -> None:
         """Run every job when it falls due, until cancelled; each job in its own task, so none waits on another."""
-        async with asyncio.TaskGroup() as group:
-            for name in JOBS:
-                group.create_task(self._loop(name), name=f"handoff-job-{name}")
+        self.active = True
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name in JOBS:
+                    group.create_task(self._loop(name), name=f"handoff-job-{name}")
+        finally:
+            self.active = False
 
     async def _loop(self, name: str) -> None:
         while True:
@@ -162,6 +167,21 @@ class JobRunner:
                 except Exception:  # the runner's guard: a failed run is counted and logged, the next one comes
                     log.exception("job %s failed", name)
             await asyncio.sleep(self.tick)
+
+
+def expiry_health(runner: JobRunner) -> Callable[[], Awaitable[dict[str, object]]]:
+    """The ``sweeper`` component of /healthz: degraded when the runner stopped or an expiry job's last run failed."""
+
+    async def check() -> dict[str, object]:
+        jobs = {name: runner.status(name) for name in ("session-expiry", "handoff-expiry")}
+        failing = [n for n, j in jobs.items() if (j.stats.last_failure or "") > (j.stats.last_success or "")]
+        healthy = runner.active and not failing
+        report: dict[str, object] = {"status": "healthy" if healthy else "degraded", "running": runner.active}
+        for name, job in jobs.items():
+            report[name] = {"enabled": job.enabled, "lastRun": job.stats.last_run, "failedRuns": job.stats.failed_runs}
+        return report
+
+    return check
 
 
 # -- the actions the engine itself provides -----------------------------------------------------------

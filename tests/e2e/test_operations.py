@@ -17,6 +17,7 @@ from integration.harness import (
     child_env,
     handoff_command,
     http_client,
+    http_get,
     ok,
     refused,
     start_server,
@@ -48,6 +49,13 @@ async def test_the_operations_tools_declare_input_and_output_schemas(served: Ser
     for name in OPERATIONS_TOOLS:
         assert tools[name].input_schema["type"] == "object" and tools[name].output_schema, name
     assert tools["run_job_now"].input_schema["required"] == ["jobName"]
+
+
+async def test_healthz_reports_the_expiry_jobs_as_the_sweeper_component(served: Served) -> None:
+    status, body = http_get(served.url + "/healthz")
+    sweeper = json.loads(body)["components"]["sweeper"]
+    assert status == 200 and sweeper["status"] == "healthy" and sweeper["running"] is True
+    assert sweeper["session-expiry"]["enabled"] is True
 
 
 async def test_get_job_status_shows_every_job_with_its_config_and_stats(served: Served) -> None:
