@@ -228,7 +228,10 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
     feed.hooks.append(jobs.apply_monitoring)
     operations = KafkaOperations(feed, service.directory)
     try:
-        await operations.start()  # the jobs run on the workers; this adapter follows their configuration
+        try:
+            await asyncio.wait_for(operations.start(), settings.connect_timeout)  # the jobs' configuration
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise KafkaUnreachable(f"the operations topic: {exc or type(exc).__name__}") from exc
         deps = dataclasses.replace(_wire_kafka(service, settings.analytics_url), operations=operations)
         async with deps.metrics.loop_lag.running():
             yield deps
