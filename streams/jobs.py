@@ -94,7 +94,7 @@ class WorkerJobs:
             expired = 0
             for p, store in list(self.stores().items()):
                 states = _states_of(store)
-                action = expiry_action(store.kv, states, self.sender(p), self.clock, kind)
+                action = expiry_action(store.kv, states, self.sender(p), self.clock, kind, passes=1)
                 expired += (await action(now))["expired"]
             return {"expired": expired}
 

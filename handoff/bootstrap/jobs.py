@@ -1,8 +1,10 @@
 """Builds the job runner and the operations port of a process (the composition root's part for CONTRACT §9).
 
-The retention job's action is pluggable: `retention_action` is what the composition root passes
-(``async (now) -> {count: n}``); until the erasure of issue 18 is wired in, it is
-`handoff.engine.jobs.no_erasure`, which erases nothing and says so (``{"erased": 0}``).
+The retention job's action is pluggable: `embedded_jobs` takes `retention`, a factory given a
+function that answers the configured ``eraseAfterDays`` per policy (it follows
+`update_configuration`) and returning the action, ``async (now) -> {count: n}``. Until the erasure
+of issue 18 is wired in, it is `no_retention`: `handoff.engine.jobs.no_erasure`, which erases
+nothing and says so (``{"erased": 0}``).
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from handoff.engine.engine import Engine
 from handoff.engine.jobs import Action, JobRunner, KeyValueStats, dormancy_action, expiry_action, no_erasure
 from handoff.engine.operations import EmbeddedOperations, OperationsLog
 from handoff.kernel.commands import ExpireHandoff, ExpireSession
-from handoff.kernel.operations import JobConfig, OperationsState, limits_of
+from handoff.kernel.operations import JobConfig, OperationsState, erase_after_days, limits_of
 from handoff.storage.log import EventLog
 
 log = logging.getLogger("handoff")
 
 Heads = Callable[[], Awaitable[tuple[anchor.Heads, object]]]  # every chain head and the log position
 Stores = Callable[[], Mapping[int, Any]]  # a Kafka worker's ready partition stores, by partition
+RetentionFactory = Callable[[Callable[[], Mapping[str, int]]], Action]  # eraseAfterDays now -> the action
 
 
 def job_defaults(anchors: AnchorOptions | None) -> dict[str, JobConfig]:
@@ -91,8 +94,13 @@ def apply_monitoring(state: OperationsState) -> None:
         logging.getLogger().setLevel(level)
 
 
+def no_retention(erase_after_days: Callable[[], Mapping[str, int]]) -> Action:
+    """The retention job until erasure is wired in: `no_erasure`."""
+    return no_erasure
+
+
 def embedded_jobs(
-    engine: Engine, anchors: AnchorOptions | None, retention_action: Action = no_erasure
+    engine: Engine, anchors: AnchorOptions | None, retention: RetentionFactory = no_retention
 ) -> tuple[EmbeddedOperations, JobRunner]:
     """The embedded engine's operations and its runner, which runs the expiry sweeps instead of the engine's timer."""
     kv = engine.kv
@@ -114,7 +122,7 @@ def embedded_jobs(
         "session-expiry": expiry_action(kv, engine.state, engine.submit, engine.clock, ExpireSession),
         "handoff-expiry": expiry_action(kv, engine.state, engine.submit, engine.clock, ExpireHandoff),
         "dormancy": dormancy_action(kv, engine.clock),
-        "retention": retention_action,
+        "retention": retention(lambda: erase_after_days(ops.state)),
         "anchor": anchor_action(anchors, heads),
     }
     runner = JobRunner(actions, ops.job_config, KeyValueStats(kv), engine.clock)

@@ -193,11 +193,14 @@ def expiry_action(
     submit: Callable[[Command], Awaitable[Outcome | None]],
     clock: Callable[[], str],
     kind: type[ExpireSession] | type[ExpireHandoff],
+    passes: int = MAX_PASSES,
 ) -> Action:
     """One job run of `Sweeper` passes over the due-index that issues only `kind` of expiry.
 
-    Passes repeat while a full page is taken and something was issued: the due-index entries whose
-    expiry is the other job's stay where they are, for that job's run.
+    Passes repeat (at most `passes`) while a full page is taken and something was issued: the
+    due-index entries whose expiry is the other job's stay where they are, for that job's run. Where
+    `submit` only sends the command to be decided elsewhere (Kafka), give `passes=1`: until it is
+    decided the entries stay due, and a second pass would send them again.
     """
     done = 0  # expiries of `kind` the writer took (Kafka: sent to the partition's writer)
 
@@ -215,7 +218,7 @@ def expiry_action(
     async def run(now: str) -> dict[str, int]:
         nonlocal done
         done = 0
-        for _ in range(MAX_PASSES):
+        for _ in range(passes):
             before = done
             if await sweeper.sweep() < SWEEP_PAGE or done == before:
                 break

@@ -170,6 +170,11 @@ def _check_value(section: str, name: str, value: object) -> object:
     raise InvalidArgument(f"{section} has no setting {name!r}; it has {known}", field=f"{section}.{name}")
 
 
+def erase_after_days(state: OperationsState) -> dict[str, int]:
+    """Days after expiry, close or completion until a session of each retention policy is erased."""
+    return {str(k): int(v) for k, v in state.configuration["retention"]["eraseAfterDays"].items()}
+
+
 def limits_of(configuration: Mapping[str, Mapping[str, Any]], base: Limits | None = None) -> Limits:
     """The `Limits` the configuration's ``limits`` section sets."""
     values = configuration.get("limits", {})

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 
-from handoff.engine.jobs import JobRunner, KeyValueStats, no_erasure
+from handoff.engine.engine import Engine
+from handoff.engine.jobs import JobRunner, KeyValueStats, expiry_action, no_erasure
 from handoff.engine.operations import EmbeddedOperations, OperationsLog
+from handoff.kernel.commands import ExpireHandoff, ExpireSession, RegisterSession, RequestHandoff
 from handoff.kernel.errors import InvalidArgument, LimitExceeded, VersionConflict
 from handoff.kernel.operations import (
     INTERVAL_MAX,
@@ -19,6 +22,7 @@ from handoff.kernel.operations import (
     OperationsState,
     decide_configuration,
     decide_job_config,
+    erase_after_days,
     evolve,
     fold,
     limits_of,
@@ -26,6 +30,7 @@ from handoff.kernel.operations import (
     record_run,
     seal,
 )
+from handoff.kernel.times import format_time
 from handoff.storage import operations as O
 from handoff.storage.kv import InMemoryKeyValue
 
@@ -217,3 +222,33 @@ async def test_a_refused_change_records_nothing() -> None:
     with pytest.raises(InvalidArgument):
         await operations.run_job_now("nope", "op")
     assert list(O.records(kv)) == [] and ops.state.position == 0
+
+
+def test_erase_after_days_follows_the_retention_section() -> None:
+    change = decide_configuration(OperationsState(), "retention", {"eraseAfterDays": {"standard": 10}}, None)
+    state = fold([seal(OperationsState(), change, "op", NOW)])
+    assert erase_after_days(state) == {"standard": 10, "extended": 90, "short": 7}
+
+
+@pytest.mark.anyio
+async def test_the_expiry_jobs_each_expire_only_their_kind_and_nothing_twice() -> None:
+    at = [datetime(2026, 12, 1, tzinfo=UTC)]
+    kv = InMemoryKeyValue()
+    engine = Engine(kv, sync=False, clock=lambda: format_time(at[0]))
+    engine.write_now([RegisterSession(session_key=f"s{i}", agent_from="a", retention_policy="short") for i in range(3)])
+    engine.write_now([RequestHandoff(session_key="s0", target_agent="b", accept_within=60)])
+    sessions = expiry_action(kv, engine.state, engine.submit, engine.clock, ExpireSession)
+    handoffs = expiry_action(kv, engine.state, engine.submit, engine.clock, ExpireHandoff)
+    await engine.start()
+    try:
+        at[0] += timedelta(seconds=61)
+        assert await sessions(format_time(at[0])) == {"expired": 0}  # the handoff is due, no session yet
+        assert await handoffs(format_time(at[0])) == {"expired": 1}
+        assert await handoffs(format_time(at[0])) == {"expired": 0}
+        at[0] += timedelta(hours=4)
+        assert await handoffs(format_time(at[0])) == {"expired": 0}
+        assert await sessions(format_time(at[0])) == {"expired": 3}
+        assert await sessions(format_time(at[0])) == {"expired": 0}
+    finally:
+        await engine.stop()
+    assert {engine.state(f"s{i}").status for i in range(3)} == {"expired"}  # type: ignore[union-attr]
