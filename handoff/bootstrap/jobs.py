@@ -25,6 +25,7 @@ from handoff.engine.engine import Engine
 from handoff.engine.jobs import Action, JobRunner, KeyValueStats, dormancy_action, expiry_action, no_erasure
 from handoff.engine.operations import EmbeddedOperations, OperationsLog
 from handoff.kernel.commands import ExpireHandoff, ExpireSession
+from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.operations import JobConfig, OperationsState, erase_after_days, limits_of
 from handoff.storage.log import EventLog
 
@@ -40,6 +41,15 @@ def job_defaults(anchors: AnchorOptions | None) -> dict[str, JobConfig]:
     if anchors is None:
         return {}
     return {"anchor": JobConfig(enabled=True, interval_seconds=anchors.every_seconds)}
+
+
+def check_anchor_key(anchors: AnchorOptions | None) -> None:
+    """ValueError, with a sentence, when ``--anchor-key`` is not an Ed25519 private key (checked at start-up)."""
+    if anchors is not None:
+        try:
+            anchor.load_private(anchors.key)
+        except (InvalidArgument, ValueError, TypeError, OSError) as exc:
+            raise ValueError(f"--anchor-key {anchors.key}: {exc}") from None
 
 
 def anchor_action(anchors: AnchorOptions | None, heads: Heads) -> Action:

@@ -71,6 +71,7 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     try:
         hardening = hardenoptions.hardening(ns, os.environ)
         anchors = anchoroptions.anchor_options(ns)
+        jobs.check_anchor_key(anchors)
     except ValueError as exc:
         log.error(str(exc))
         return 2

@@ -52,6 +52,7 @@ def worker_config(ns: argparse.Namespace, env: Env) -> WorkerConfig:
     """The worker that the options of `handoff worker` describe."""
     topics = Topics(ns.topic_prefix, ns.partitions, replication.from_arguments(ns, os.environ))
     anchors = anchoroptions.anchor_options(ns)  # each worker anchors the chain heads of the partitions it owns
+    jobs.check_anchor_key(anchors)
 
     def anchor_job(stores: jobs.Stores) -> Action:
         return jobs.anchor_action(anchors, jobs.partition_heads(stores))
