@@ -168,3 +168,25 @@ async def test_a_worker_with_anchor_dir_writes_anchors_of_its_partitions_that_ve
     finally:
         worker.stop()
     assert done.returncode == 0, done.stdout + done.stderr + worker.log()
+
+
+async def test_two_adapters_changing_the_same_version_at_once_one_wins_the_other_is_a_version_conflict(
+    pair: tuple[KafkaMcp, Served],
+) -> None:
+    first, second = pair
+    async with http_client(first.served.mcp_url) as a, http_client(second.mcp_url) as b:
+        version = (await ok(a, "get_configuration", {}))["version"]
+        await _until(lambda: ok(b, "get_configuration", {}), lambda got: got["version"] == version, "b to catch up")
+        results: dict[str, Any] = {}
+
+        async def change(name: str, client: Any, level: str) -> None:
+            args = {"configSection": "monitoring", "values": {"logLevel": level}, "expectedVersion": version}
+            results[name] = await client.call_tool("update_configuration", args)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(change, "a", a, "WARNING")
+            group.start_soon(change, "b", b, "INFO")
+        codes = sorted("OK" if not r.is_error else r.structured_content["code"] for r in results.values())
+        assert codes == ["OK", "VERSION_CONFLICT"]
+        after = await ok(a, "get_configuration", {"configSection": "monitoring"})
+        assert after["version"] == version + 1
