@@ -132,7 +132,7 @@ class JobRunner:
             started, t0 = self.clock(), time.perf_counter()
             try:
                 result = await self.actions[name](started)
-            except BaseException:
+            except Exception:  # counted, then raised (a cancelled run, e.g. at shutdown, is not counted)
                 self._record(name, started, t0, ok=False)
                 raise
             duration = self._record(name, started, t0, ok=True)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from handoff.kernel.errors import InvalidArgument
+from handoff.kernel.errors import HandoffError, InvalidArgument, Unavailable
 from handoff.kernel.operations import (
     JOBS,
     SECTIONS,
@@ -79,7 +79,13 @@ class EmbeddedOperations:
         """Record the request, then run the job and report its result."""
         self.ops.state.job(job)
         self.ops.record(JobRunRequested(job=job), actor)
-        return await self.runner.run_now(job)
+        try:
+            return await self.runner.run_now(job)
+        except HandoffError:
+            raise
+        except Exception as exc:  # counted as a failed run; the operator hears why
+            log.exception("job %s failed", job)
+            raise Unavailable(f"the {job} job failed: {exc}") from exc
 
     async def update_job_config(self, job: str, enabled: bool | None, interval: int | None, actor: str) -> JobConfig:
         """Change a job's config; it is in force at the runner's next tick."""

@@ -12,7 +12,7 @@ from handoff.engine.engine import Engine
 from handoff.engine.jobs import JobRunner, KeyValueStats, expiry_action, no_erasure
 from handoff.engine.operations import EmbeddedOperations, OperationsLog
 from handoff.kernel.commands import ExpireHandoff, ExpireSession, RegisterSession, RequestHandoff
-from handoff.kernel.errors import InvalidArgument, LimitExceeded, VersionConflict
+from handoff.kernel.errors import InvalidArgument, LimitExceeded, Unavailable, VersionConflict
 from handoff.kernel.operations import (
     INTERVAL_MAX,
     JOBS,
@@ -252,3 +252,13 @@ async def test_the_expiry_jobs_each_expire_only_their_kind_and_nothing_twice() -
     finally:
         await engine.stop()
     assert {engine.state(f"s{i}").status for i in range(3)} == {"expired"}  # type: ignore[union-attr]
+
+
+@pytest.mark.anyio
+async def test_run_job_now_of_a_failing_job_is_unavailable_with_the_reason_and_counted() -> None:
+    kv = InMemoryKeyValue()
+    ops = OperationsLog(kv, lambda: NOW)
+    operations = EmbeddedOperations(ops, runner := _runner(kv, ops, fail=True))
+    with pytest.raises(Unavailable, match="broken on purpose"):
+        await operations.run_job_now("dormancy", "op")
+    assert runner.status("dormancy").stats.failed_runs == 1
