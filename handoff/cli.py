@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from handoff import authoptions, codebaseoptions, hardenoptions, logs, tokencli
+from handoff import anchoroptions, authoptions, codebaseoptions, hardenoptions, logs, tokencli
 from handoff.audit import arguments as audit_arguments
 from handoff.config import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_SPAWN_IDLE_EXIT, at_least_one, read_env
 from streams import replication
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     replication.add_arguments(serve)  # with --kafka: the topics it creates, and what it requires of existing ones
     hardenoptions.add_serve_options(serve)
     codebaseoptions.add_options(serve)
+    anchoroptions.add_options(serve)
     _worker_options(commands)
     commands.add_parser("loadtest", help="load an MCP server with the original guide's scenarios (loadtest --help)")
     commands.add_parser("analytics", help="Kafka mode: the faust analytics app (handoff analytics --help)")
@@ -126,6 +127,7 @@ def _worker_options(commands: Any) -> None:
     parser.add_argument("--advertised-url", default=None, help="URL other processes reach the endpoint at")
     _worker_group_options(parser)
     kafka_security.add_options(parser)
+    anchoroptions.add_options(parser)
 
 
 def _worker_group_options(parser: argparse.ArgumentParser) -> None:

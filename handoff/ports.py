@@ -6,12 +6,13 @@ Each port has the embedded implementation (`handoff.engine.service`) and the Kaf
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from handoff.kernel.commands import Command
 from handoff.kernel.events import Envelope
+from handoff.kernel.operations import JobConfig, JobRun, JobStatus
 from handoff.kernel.package import PackageEntry
 from handoff.kernel.receipt import Receipt, receipt_of
 from handoff.kernel.state import SessionState
@@ -124,3 +125,29 @@ class ChangeFeed(Protocol):
 
     def add_listener(self, listener: ChangeListener) -> None:
         """Call `listener` (on the event loop) for every committed change."""
+
+
+class Operations(Protocol):
+    """The operations tools of CONTRACT §9: the deployment's jobs and configuration.
+
+    The embedded implementation is `handoff.engine.operations.EmbeddedOperations`, the Kafka one
+    `streams.operations.KafkaOperations`. Unknown jobs and sections are INVALID_ARGUMENT; a change
+    out of bounds is LIMIT_EXCEEDED; a stale `expected_version` is VERSION_CONFLICT; nothing changes then.
+    """
+
+    async def job_status(self, job: str | None) -> dict[str, JobStatus]:
+        """Every job's status (or one job's), stats added up over the deployment."""
+
+    async def run_job_now(self, job: str, actor: str) -> JobRun:
+        """Run a job now wherever it runs, and report when it started, how long it took and its counts."""
+
+    async def update_job_config(self, job: str, enabled: bool | None, interval: int | None, actor: str) -> JobConfig:
+        """Change a job's config; in force on every process without a restart."""
+
+    async def configuration(self, section: str | None) -> tuple[dict[str, Any], int]:
+        """``{section: values}`` (one section, or all for None) and the configuration's version."""
+
+    async def update_configuration(
+        self, section: str, values: Mapping[str, Any], expected_version: int | None, actor: str
+    ) -> tuple[dict[str, Any], int]:
+        """Change one section; the new section and version."""

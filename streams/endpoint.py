@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -14,15 +15,20 @@ from streams.queryapi import Owner, QueryApi
 class QueryEndpoint:
     """Serves a worker's reads and metrics over HTTP while the worker runs."""
 
-    def __init__(self, owner: Owner, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self, owner: Owner, metrics: WorkerMetrics, routes: Callable[[web.Application], None] | None = None
+    ) -> None:
         self.owner = owner
         self.metrics = metrics
+        self.routes = routes  # more routes, e.g. the worker's jobs (streams.jobs)
         self._runner: web.AppRunner | None = None
 
     async def start(self, host: str, port: int, advertised_url: str | None) -> str:
         """Listen on `host`:`port` (0: a free port); the URL other processes reach it at."""
         app = QueryApi(self.owner, self.metrics.store.read.observe).app()
         app.router.add_get("/metrics", self._metrics)
+        if self.routes is not None:
+            self.routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -33,7 +33,11 @@ log = logging.getLogger("handoff.worker")
 
 
 class PartitionSweeps:
-    """Sweeps every partition this worker owns and has prepared, every `every` seconds."""
+    """Sweeps every partition this worker owns and has prepared, every `every` seconds.
+
+    With `every` None it runs no timer of its own: the worker's job runner (`streams.jobs`) drives
+    the sweeps and sends what they issue through `sender`.
+    """
 
     def __init__(
         self,
@@ -42,7 +46,7 @@ class PartitionSweeps:
         worker_id: str,
         stores: Callable[[], Mapping[int, PartitionStore]],
         clock: Callable[[], str],
-        every: float = SWEEP_EVERY,
+        every: float | None = SWEEP_EVERY,
         security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.bootstrap, self.topics, self.worker_id = bootstrap, topics, worker_id
@@ -59,7 +63,8 @@ class PartitionSweeps:
             bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", **self.security.client_kwargs()
         )
         await self._producer.start()
-        self._task = asyncio.create_task(self._run(), name="handoff-partition-sweeps")
+        if self.every is not None:
+            self._task = asyncio.create_task(self._run(), name="handoff-partition-sweeps")
 
     async def stop(self) -> None:
         """Stop sweeping (a sweep in flight is abandoned: its entries stay, the next owner reads them)."""
@@ -75,9 +80,11 @@ class PartitionSweeps:
         """One pass over every ready partition."""
         for p, store in list(self.stores().items()):
             seed(store.kv)  # a store written before expiry existed gets its entries once (then a single get)
-            await Sweeper(store.kv, _states_of(store), self._sender(p), self.clock).sweep()
+            await Sweeper(store.kv, _states_of(store), self.sender(p), self.clock).sweep()
 
-    def _sender(self, p: int) -> Callable[[Command], Any]:
+    def sender(self, p: int) -> Callable[[Command], Any]:
+        """What sends an expiry command to partition `p`'s writer (through the commands topic)."""
+
         async def send(command: Command) -> None:
             record = CommandRecord(
                 command_id=f"sweep-{self.worker_id}-{next(self._ids):x}",
@@ -96,7 +103,7 @@ class PartitionSweeps:
                 await self.sweep()
             except Exception:  # the agent's guard: a partition released mid-sweep closes its store under us
                 log.exception("expiry sweep failed; its entries stay for the next sweep")
-            await asyncio.sleep(self.every)
+            await asyncio.sleep(self.every or SWEEP_EVERY)
 
 
 def _states_of(store: PartitionStore) -> Callable[[str], SessionState | None]:

@@ -25,11 +25,14 @@ from aiokafka import AIOKafkaProducer
 from handoff.config import try_exclusive
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.engine.sweeper import SWEEP_EVERY
+from handoff.kernel.operations import JobConfig
 from handoff.kernel.types import Limits
 from streams.dispatcher import Dispatcher
 from streams.endpoint import QueryEndpoint
+from streams.jobs import ActionFactory, WorkerJobs
 from streams.lifecycle import OwnedPartition, Partitions
 from streams.metrics import PartitionState, WorkerMetrics
+from streams.operations import OperationsFeed
 from streams.partition import PartitionStore
 from streams.security import PLAINTEXT, KafkaSecurity
 from streams.sweeps import PartitionSweeps
@@ -64,7 +67,13 @@ class WorkerConfig:
     transactions: int = 4
     security: KafkaSecurity = PLAINTEXT  # how its Kafka clients authenticate (streams.security)
     connect_timeout: float = 30.0  # seconds to reach Kafka and join at start-up (HANDOFF_KAFKA_CONNECT_TIMEOUT)
-    sweep_every: float = SWEEP_EVERY  # seconds between expiry sweeps of the owned partitions (streams.sweeps)
+    sweep_every: float = SWEEP_EVERY  # the expiry jobs' default interval (whole seconds, at least 1; streams.jobs)
+    job_actions: Mapping[str, ActionFactory] = field(default_factory=dict)  # retention, anchor (handoff.bootstrap)
+    job_defaults: Mapping[str, JobConfig] = field(default_factory=dict)  # e.g. the anchor job's, from --anchor-every
+
+    def set_limits(self, limits: Limits) -> None:
+        """The limits partitions opened from now on decide with (a configuration change, streams.jobs)."""
+        self.limits = limits
 
 
 class DataDirInUse(RuntimeError):
@@ -101,11 +110,20 @@ class Worker:
         self.metrics = WorkerMetrics(self)
         self.partitions = Partitions(config, self.metrics)
         self.dispatcher = Dispatcher(config, self.partitions, self.metrics)
-        self.endpoint = QueryEndpoint(self, self.metrics)
-        self.sweeps = PartitionSweeps(
-            config.bootstrap, self.topics, self.worker_id, self.ready_stores, config.clock, config.sweep_every,
+        self.sweeps = PartitionSweeps(  # no timer of its own: the expiry jobs below drive its sweeps
+            config.bootstrap, self.topics, self.worker_id, self.ready_stores, config.clock, None,
             security=config.security,
         )  # fmt: skip
+        sweep = max(1, round(config.sweep_every))
+        defaults = {name: JobConfig(interval_seconds=sweep) for name in ("session-expiry", "handoff-expiry")}
+        feed = OperationsFeed(
+            config.bootstrap, self.topics.prefix, security=config.security, defaults={**defaults, **config.job_defaults}
+        )
+        self.jobs = WorkerJobs(
+            feed, self.ready_stores, self.sweeps.sender, config.clock, config.data_dir / "jobs.json",
+            config.job_actions, on_limits=config.set_limits,
+        )  # fmt: skip
+        self.endpoint = QueryEndpoint(self, self.metrics, routes=self.jobs.routes)
         self._announcer: Any = None
         self._held: IO[str] | None = None  # the data dir's lock
         self._lag: asyncio.Task[None] | None = None  # probing the event loop's lag
@@ -156,6 +174,7 @@ class Worker:
         await self._announcer.send_and_wait(self.topics.workers, announcement, key=self.worker_id.encode())
         self.dispatcher.start()
         await self.sweeps.start()
+        await self.jobs.start()
         self._lag = asyncio.create_task(self.metrics.loop_lag.watch(), name="handoff-loop-lag")
         log.info("worker started", extra={"workerId": self.worker_id, "url": self.url})
 
@@ -165,6 +184,7 @@ class Worker:
             self._lag.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lag
+        await self.jobs.stop()
         await self.sweeps.stop()
         await self.dispatcher.stop()
         await self.partitions.leave()

@@ -26,12 +26,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from handoff import authoptions, codebaseoptions, hardenoptions
+from handoff import anchoroptions, authoptions, codebaseoptions, hardenoptions
+from handoff.anchoroptions import AnchorOptions
+from handoff.bootstrap import jobs
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.analytics import EmbeddedAnalytics
 from handoff.engine.engine import Engine
+from handoff.engine.jobs import expiry_health
 from handoff.engine.service import EmbeddedService
-from handoff.engine.sweeper import SWEEP_EVERY
 from handoff.kernel.types import Limits
 from handoff.mcp import localtrust
 from handoff.mcp.auth import Auth, JwtSettings, JwtVerifier, StoreVerifier
@@ -69,6 +71,8 @@ def main(ns: argparse.Namespace, env: Env) -> int:
     try:
         hardening = hardenoptions.hardening(ns, os.environ)
         roots = codebaseoptions.codebase_roots(ns, os.environ)
+        anchors = anchoroptions.anchor_options(ns)
+        jobs.check_anchor_key(anchors)
     except ValueError as exc:
         log.error(str(exc))
         return 2
@@ -86,8 +90,8 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         return 1
     try:
         if ns.transport == "stdio":
-            return _run(serve_stdio(_with_codebase(_embedded(kv, data), roots), kv.close))
-        return _run(serve_http(_with_codebase(_embedded(kv, data), roots), data, ns, env, auth, hardening))
+            return _run(serve_stdio(_with_codebase(_embedded(kv, data, anchors), roots), kv.close))
+        return _run(serve_http(_with_codebase(_embedded(kv, data, anchors), roots), data, ns, env, auth, hardening))
     finally:
         kv.close()
 
@@ -164,12 +168,15 @@ def _wire_kafka(service: KafkaService, analytics_url: str | None) -> Deps:
 
 
 @asynccontextmanager
-async def _embedded(kv: RocksKeyValue, data: DataDir) -> AsyncIterator[Deps]:
-    engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=SWEEP_EVERY)
-    deps = _wire(engine, data)
+async def _embedded(kv: RocksKeyValue, data: DataDir, anchors: AnchorOptions | None) -> AsyncIterator[Deps]:
+    # No expiry timer in the engine: the job runner drives its sweeps (session-expiry, handoff-expiry).
+    engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=None)
+    operations, runner = jobs.embedded_jobs(engine, anchors)  # retention: jobs.no_erasure until erasure is wired
+    deps = dataclasses.replace(_wire(engine, data), operations=operations)
+    deps.health.add("sweeper", expiry_health(runner))  # the expiry jobs now run here
     await engine.start()
     try:
-        async with deps.metrics.loop_lag.running():
+        async with deps.metrics.loop_lag.running(), jobs.running(runner):
             yield deps
     finally:
         await engine.stop()  # finishes the queued writes
@@ -226,11 +233,21 @@ async def _kafka(settings: KafkaSettings) -> AsyncIterator[Deps]:
         await service.stop()
         log.error("the topics differ from what this deployment needs", extra={"error": str(exc)})
         raise SystemExit(1) from exc
+    from streams.operations import KafkaOperations, OperationsFeed
+
+    feed = OperationsFeed(settings.bootstrap, settings.topics.prefix, security=settings.security)
+    feed.hooks.append(jobs.apply_monitoring)
+    operations = KafkaOperations(feed, service.directory)
     try:
-        deps = _wire_kafka(service, settings.analytics_url)
+        try:
+            await asyncio.wait_for(operations.start(), settings.connect_timeout)  # the jobs' configuration
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise KafkaUnreachable(f"the operations topic: {exc or type(exc).__name__}") from exc
+        deps = dataclasses.replace(_wire_kafka(service, settings.analytics_url), operations=operations)
         async with deps.metrics.loop_lag.running():
             yield deps
     finally:
+        await operations.stop()
         await service.stop()
 
 

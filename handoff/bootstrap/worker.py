@@ -13,7 +13,10 @@ import uuid
 
 from aiokafka import errors as Errors
 
+from handoff import anchoroptions
+from handoff.bootstrap import jobs
 from handoff.config import KAFKA_UNREACHABLE, Env, KafkaUnreachable, kafka_connect_timeout, keep_gc_off_the_hot_path
+from handoff.engine.jobs import Action
 from streams import replication
 from streams import security as kafka_security
 from streams.security import KafkaSecurity
@@ -31,7 +34,7 @@ def main(ns: argparse.Namespace, env: Env) -> int:
         return 2
     try:
         config = worker_config(ns, env)
-    except ValueError as exc:  # Kafka security settings that do not fit together
+    except ValueError as exc:  # Kafka security or anchor settings that do not fit together
         print(f"handoff worker: {exc}", file=sys.stderr)
         return 2
     try:
@@ -48,12 +51,20 @@ def main(ns: argparse.Namespace, env: Env) -> int:
 def worker_config(ns: argparse.Namespace, env: Env) -> WorkerConfig:
     """The worker that the options of `handoff worker` describe."""
     topics = Topics(ns.topic_prefix, ns.partitions, replication.from_arguments(ns, os.environ))
+    anchors = anchoroptions.anchor_options(ns)  # each worker anchors the chain heads of the partitions it owns
+    jobs.check_anchor_key(anchors)
+
+    def anchor_job(stores: jobs.Stores) -> Action:
+        return jobs.anchor_action(anchors, jobs.partition_heads(stores))
+
     return WorkerConfig(
         bootstrap=ns.kafka, data_dir=ns.data_dir or env.data_dir / "worker", web_host=ns.web_host,
         web_port=ns.web_port, advertised_url=ns.advertised_url, topics=topics,
         worker_id=ns.worker_id or f"w-{uuid.uuid4().hex[:12]}", transactions=ns.transactions,
         connect_timeout=kafka_connect_timeout(os.environ),
         kafka_accel=env.kafka_accel, security=KafkaSecurity.from_options(ns, os.environ),
+        job_actions={"anchor": anchor_job},  # retention: streams.jobs uses no_erasure until erasure is wired in
+        job_defaults=jobs.job_defaults(anchors),
     )  # fmt: skip
 
 

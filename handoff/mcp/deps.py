@@ -20,7 +20,7 @@ from handoff.kernel.times import format_time
 from handoff.kernel.types import Limits
 from handoff.mcp.subscriptions import Notifier
 from handoff.metrics import Metrics
-from handoff.ports import CommandBus, Outcome, ReadModel
+from handoff.ports import CommandBus, Operations, Outcome, ReadModel
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -47,6 +47,7 @@ class Deps:
     principal: Principal | None = None  # the caller, set per call when auth is on (handoff.mcp.auth)
     clock: Callable[[], str] = wall_clock  # what dormancy is judged by at read time
     codebase_roots: tuple[str, ...] = ()  # analyze_codebase reads only under these (--codebase-root); none: off
+    operations: Operations | None = None  # the jobs and configuration (CONTRACT §9); None: UNAVAILABLE
     _as: dict[Principal, Deps] = field(default_factory=dict, compare=False, repr=False)
 
     def acting_as(self, principal: Principal) -> Deps:

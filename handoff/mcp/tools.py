@@ -23,6 +23,7 @@ from handoff.kernel.errors import ERROR_CODES, HandoffError
 from handoff.mcp import analytics, codebase_tool
 from handoff.mcp import args as A
 from handoff.mcp import handlers as H
+from handoff.mcp import operations as ops
 from handoff.mcp import results as R
 from handoff.mcp.auth import current_principal
 from handoff.mcp.deps import Deps
@@ -45,12 +46,13 @@ class ToolSpec:
     result: type[Any]
     handler: Handler
     writes: bool
+    session_write: bool = True  # a write of a session's log: takes expectedVersion and idempotencyKey
 
     def declare(self) -> types.Tool:
         """The tool as ``tools/list`` shows it."""
         return types.Tool(
             name=self.name,
-            description=self.description + (_WRITE_NOTE if self.writes else ""),
+            description=self.description + (_WRITE_NOTE if self.writes and self.session_write else ""),
             input_schema=A.json_schema(self.args),
             output_schema=R.output_schema(self.result),
             annotations=types.ToolAnnotations(
@@ -62,6 +64,21 @@ class ToolSpec:
 def _spec(name: str, description: str, a: type[Any], r: type[Any], h: Handler, writes: bool = True) -> ToolSpec:
     return ToolSpec(name, description, a, r, h, writes)
 
+
+_OPERATIONS = (  # CONTRACT §9, for operators (any caller with --auth none)
+    ToolSpec("get_job_status", "Each job's config, whether it runs now, and its run stats (or one job's).",
+             ops.GetJobStatusArgs, ops.GetJobStatusResult, ops.get_job_status, False),
+    ToolSpec("run_job_now", "Run a job now (session-expiry, handoff-expiry, dormancy, retention, anchor) and "
+             "report its counts.", ops.RunJobNowArgs, ops.RunJobNowResult, ops.run_job_now, True, False),
+    ToolSpec("update_job_config", "Change a job's intervalSeconds (1 s to 7 d) or enabled; in force at once, "
+             "recorded in the operations log.", ops.UpdateJobConfigArgs, ops.UpdateJobConfigResult,
+             ops.update_job_config, True, False),
+    ToolSpec("get_configuration", "The configuration (retention, limits, monitoring, or all) and its version.",
+             ops.GetConfigurationArgs, ops.ConfigurationResult, ops.get_configuration, False),
+    ToolSpec("update_configuration", "Change settings of one configuration section; pass expectedVersion to refuse "
+             "a change made since you read it (VERSION_CONFLICT). Recorded in the operations log.",
+             ops.UpdateConfigurationArgs, ops.ConfigurationResult, ops.update_configuration, True, False),
+)  # fmt: skip
 
 TOOLS: Mapping[str, ToolSpec] = MappingProxyType({
     t.name: t
@@ -102,6 +119,7 @@ TOOLS: Mapping[str, ToolSpec] = MappingProxyType({
               "and append one `file` context entry per analysed file, all in one write; each refused file (outside "
               "the roots, over 1 MiB, binary) is a per-file error.", codebase_tool.AnalyzeCodebaseArgs,
               codebase_tool.AnalyzeCodebaseResult, codebase_tool.analyze_codebase),
+        *_OPERATIONS,
     )
 })  # fmt: skip
 

@@ -1,0 +1,166 @@
+"""Builds the job runner and the operations port of a process (the composition root's part for CONTRACT §9).
+
+The retention job's action is pluggable: `embedded_jobs` takes `retention`, a factory given a
+function that answers the configured ``eraseAfterDays`` per policy (it follows
+`update_configuration`) and returning the action, ``async (now) -> {count: n}``. Until the erasure
+of issue 18 is wired in, it is `no_retention`: `handoff.engine.jobs.no_erasure`, which erases
+nothing and says so (``{"erased": 0}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from handoff.anchoroptions import AnchorOptions
+from handoff.audit import anchor
+from handoff.engine.engine import Engine
+from handoff.engine.jobs import Action, JobRunner, KeyValueStats, dormancy_action, expiry_action, no_erasure
+from handoff.engine.operations import EmbeddedOperations, OperationsLog
+from handoff.kernel.commands import ExpireHandoff, ExpireSession
+from handoff.kernel.errors import InvalidArgument
+from handoff.kernel.operations import JobConfig, OperationsState, erase_after_days, limits_of
+from handoff.storage.log import EventLog
+
+log = logging.getLogger("handoff")
+
+Heads = Callable[[], Awaitable[tuple[anchor.Heads, object]]]  # every chain head and the log position
+Stores = Callable[[], Mapping[int, Any]]  # a Kafka worker's ready partition stores, by partition
+RetentionFactory = Callable[[Callable[[], Mapping[str, int]]], Action]  # eraseAfterDays now -> the action
+
+
+def job_defaults(anchors: AnchorOptions | None) -> dict[str, JobConfig]:
+    """The process's own job defaults: the anchor job runs only where ``--anchor-dir`` is given."""
+    if anchors is None:
+        return {}
+    return {"anchor": JobConfig(enabled=True, interval_seconds=anchors.every_seconds)}
+
+
+def check_anchor_key(anchors: AnchorOptions | None) -> None:
+    """ValueError, with a sentence, when ``--anchor-key`` is not an Ed25519 private key (checked at start-up)."""
+    if anchors is not None:
+        try:
+            anchor.load_private(anchors.key)
+        except (InvalidArgument, ValueError, TypeError, OSError) as exc:
+            raise ValueError(f"--anchor-key {anchors.key}: {exc}") from None
+
+
+def anchor_action(anchors: AnchorOptions | None, heads: Heads) -> Action:
+    """The anchor job: a signed anchor of `heads` into ``--anchor-dir`` (nothing without one)."""
+    if anchors is None:
+
+        async def nowhere(now: str) -> dict[str, int]:
+            return {"written": 0}
+
+        return nowhere
+    key = anchor.load_private(anchors.key)
+
+    async def write(now: str) -> dict[str, int]:
+        found, position = await heads()
+        path = write_anchor(anchors.folder, anchor.signed_statement(found, position, key))
+        log.info("anchor written", extra={"path": str(path), "sessions": len(found)})
+        return {"written": 1, "sessions": len(found)}
+
+    return write
+
+
+def write_anchor(folder: Path, statement: Mapping[str, object]) -> Path:
+    """Write ``anchor-<time>-<position>.json`` (0600) into `folder`: a temporary file, then a rename."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = str(statement["time"]).replace(":", "").replace("-", "").replace(".", "")
+    position = statement["position"]
+    where = position if isinstance(position, int) else sum(int(v) for v in _offsets(position).values())
+    path = folder / f"anchor-{stamp}-{where}.json"
+    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(statement, out, indent=1, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _offsets(position: object) -> dict[str, int]:
+    """Kafka mode's position: end offsets by partition."""
+    return {str(k): int(v) for k, v in position.items()} if isinstance(position, dict) else {}
+
+
+def apply_monitoring(state: OperationsState) -> None:
+    """A recorded log level is in force at once (before any change: HANDOFF_LOG_LEVEL's)."""
+    if state.version:
+        level = str(state.configuration["monitoring"].get("logLevel", "INFO"))
+        logging.getLogger().setLevel(level)
+
+
+def no_retention(erase_after_days: Callable[[], Mapping[str, int]]) -> Action:
+    """The retention job until erasure is wired in: `no_erasure`."""
+    return no_erasure
+
+
+def embedded_jobs(
+    engine: Engine, anchors: AnchorOptions | None, retention: RetentionFactory = no_retention
+) -> tuple[EmbeddedOperations, JobRunner]:
+    """The embedded engine's operations and its runner, which runs the expiry sweeps instead of the engine's timer."""
+    kv = engine.kv
+    ops = OperationsLog(kv, engine.clock, job_defaults(anchors))
+
+    def apply_limits(state: OperationsState) -> None:
+        engine.limits = limits_of(state.configuration, engine.limits)
+
+    ops.hooks += [apply_limits, apply_monitoring]
+    for hook in ops.hooks:
+        hook(ops.state)
+
+    async def heads() -> tuple[anchor.Heads, object]:
+        await engine.settled()  # only what is durable: the reads below do not await
+        event_log = EventLog(kv)
+        return anchor.store_heads(event_log), event_log.position()
+
+    actions: dict[str, Action] = {
+        "session-expiry": expiry_action(kv, engine.state, engine.submit, engine.clock, ExpireSession),
+        "handoff-expiry": expiry_action(kv, engine.state, engine.submit, engine.clock, ExpireHandoff),
+        "dormancy": dormancy_action(kv, engine.clock),
+        "retention": retention(lambda: erase_after_days(ops.state)),
+        "anchor": anchor_action(anchors, heads),
+    }
+    runner = JobRunner(actions, ops.job_config, KeyValueStats(kv), engine.clock)
+    return EmbeddedOperations(ops, runner), runner
+
+
+def partition_heads(stores: Stores) -> Heads:
+    """Kafka mode: every chain head of the partitions a worker owns, and each partition's event count."""
+
+    async def heads() -> tuple[anchor.Heads, object]:
+        found: anchor.Heads = {}
+        position: dict[str, int] = {}
+        for p, store in sorted(stores().items()):
+            event_log = EventLog(store.kv)
+            found.update(anchor.store_heads(event_log))
+            position[str(p)] = event_log.position()
+        return found, position
+
+    return heads
+
+
+@asynccontextmanager
+async def running(runner: JobRunner) -> AsyncIterator[None]:
+    """Run the jobs while the block runs."""
+    task = asyncio.create_task(runner.run(), name="handoff-jobs")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
