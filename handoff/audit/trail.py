@@ -23,6 +23,7 @@ from handoff.kernel.events import (
     HandoffRejected,
     HandoffRequested,
     SessionClosed,
+    SessionErased,
     SessionExpired,
     SessionRegistered,
 )
@@ -101,6 +102,8 @@ def describe(event: Event, actor: str) -> str:  # noqa: C901 - one case per type
             return f"{event.agent} closed the session{why} ({len(event.cancelled_handoffs)} open handoffs cancelled)"
         case SessionExpired():
             return f"the session expired ({len(event.cancelled_handoffs)} open handoffs expired)"
+        case SessionErased():
+            return f"the session was erased: {event.reason} ({len(event.cancelled_handoffs)} open handoffs cancelled)"
         case _:
             assert_never(event)
 

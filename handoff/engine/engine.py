@@ -32,13 +32,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import msgspec
+
+from handoff.engine import erasure
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.engine.logsync import LogSyncThread
 from handoff.engine.sweeper import Sweeper
 from handoff.engine.timings import Stopwatch, StoreTimings
 from handoff.kernel.codec import decode_envelope
-from handoff.kernel.commands import Command, RequestHandoff
+from handoff.kernel.commands import Command, EraseSession, RegisterSession, RequestHandoff
 from handoff.kernel.decide import Ctx, execute_encoded
+from handoff.kernel.erasure import reveal
 from handoff.kernel.errors import HandoffError, Unavailable
 from handoff.kernel.events import Envelope, PackageRecord
 from handoff.kernel.package import PackageEntry, build_package
@@ -46,15 +50,18 @@ from handoff.kernel.receipt import Receipt, check_retry, command_digest, receipt
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
 from handoff.ports import Outcome
+from handoff.storage import datakeys as DK
 from handoff.storage import log as L
 from handoff.storage.due import entry_write as due_entry_write
+from handoff.storage.keys import context_prefix
 from handoff.storage.kv import InMemoryKeyValue, KeyValue, Write
+from projections.folds import erased_entry, erased_handoff
 from projections.projector import Changes, OverlayReader, RunFolder
 from projections.queries import Queries, to_package_entry
 from projections.replay import fold_events
 from projections.summary import package_head
 from projections.views import HandoffView, SessionView, SummaryView
-from projections.viewstore import StoreReader, changes_to_writes
+from projections.viewstore import StoreReader, changes_to_writes, decode_entry
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +131,8 @@ class Batch:
     changes: Changes = field(default_factory=Changes)
     writes: list[Write] = field(default_factory=list)
     envelopes: list[Envelope] = field(default_factory=list)
+    ciphers: dict[str, DK.DataCipher] = field(default_factory=dict)  # data keys created in this batch
+    erased: list[str] = field(default_factory=list)  # sessions whose data key this batch destroys
     folder: RunFolder = field(init=False)
 
 
@@ -173,6 +182,7 @@ class Engine:
         self.new_id = new_id or IdGenerator()
         self.reader = _CachedReader(kv, cache_size)
         self.states = _Lru(cache_size)
+        self.datakeys = self.log.keys  # one cache: the writer's ciphers are the ones the log's reads use
         self.position = self.log.position()
         self.listeners: list[Listener] = []
         self.sync_log = sync_log
@@ -183,7 +193,7 @@ class Engine:
         self._broken: str | None = None  # why writes are refused after a failed log sync
         self._log_sync: LogSyncThread | None = None
         self._recovery: asyncio.Task[None] | None = None
-        self.sweeper = Sweeper(kv, self.state, self.submit, self.clock, every=sweep_every or 0.0)
+        self.sweeper = Sweeper(kv, self.state, self.submit, self.clock, every=sweep_every or 0.0, erase=self.erase_due)
         self._sweep_every = sweep_every  # None: no expiry sweeps (Kafka partitions run their own)
         self._sweeping: asyncio.Task[None] | None = None
 
@@ -242,6 +252,8 @@ class Engine:
                     if batch.writes:
                         await self._write(batch.writes)
                         self.apply_committed(batch)
+                    if batch.erased:
+                        await asyncio.to_thread(self.purge_files)
             except Exception as exc:
                 log.exception("batch of %d commands failed to commit", len(items))
                 failure = Unavailable(f"the store could not commit the write: {exc}")
@@ -328,7 +340,19 @@ class Engine:
             with Stopwatch(self.timings.write):
                 self.kv.write(batch.writes, self.sync)
             self.apply_committed(batch)
+            if batch.erased:
+                self.purge_files()
         return results
+
+    async def erase_due(self, now: str) -> dict[str, int]:
+        """Erase every session whose retention ran out at `now` (the `retention` job's body)."""
+        return await erasure.erase_due(self.kv, self.state, self.submit, now)
+
+    def purge_files(self) -> None:
+        """Rewrite the store's files so destroyed keys and erased views are gone from the disk too."""
+        compact = getattr(self.kv, "compact_all", None)
+        if compact is not None:
+            compact()
 
     def decide_batch(self, commands: list[Command]) -> tuple[list[Outcome | HandoffError], Batch]:
         """Decide each command against the state the previous ones left; collect the batch's writes."""
@@ -357,13 +381,24 @@ class Engine:
                 check_retry(first, command)
                 record = batch.records.get((key, first.version)) or self.log.record(key, first.version)
                 assert record is not None, "a receipt always points at a stored event"
-                return Outcome(decode_envelope(record), first, replayed=True)
+                env = decode_envelope(record)
+                env = msgspec.structs.replace(env, event=reveal(env.event, self._cipher(key, state, batch)))
+                return Outcome(env, first, replayed=True)
         package = None
         if isinstance(command, RequestHandoff) and state is not None and state.status == "active":
             batch.folder.flush()  # the package reads the views as of this command
             package = self._package(batch.folder.reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
-        new_state, env, record = execute_encoded(state, command, self._ctx(package))
+        fresh = None
+        if isinstance(command, RegisterSession) and (state is None or state.version == 0):
+            fresh = DK.DataCipher.new()
+        cipher = fresh or self._cipher(key, state, batch)
+        new_state, env, record = execute_encoded(state, command, self._ctx(package), cipher)
         batch.folder.add(env)  # appends fold per session at the end of the batch
+        if fresh is not None:
+            batch.ciphers[key] = fresh
+            batch.writes.append(DK.create_write(key, fresh))
+        if isinstance(command, EraseSession):
+            self._erase_views(key, new_state, batch)
         due = due_entry_write(new_state, env)  # registrations and requests only: appends add no key
         if due is not None:
             batch.writes.append(due)
@@ -377,6 +412,33 @@ class Engine:
         batch.records[(key, env.version)] = record
         batch.envelopes.append(env)
         return Outcome(env, receipt, state=new_state)
+
+    def _cipher(self, key: str, state: SessionState | None, batch: Batch) -> DK.DataCipher | None:
+        """The session's cipher; None for a session from before erasure existed, or an erased one."""
+        if state is None or not state.encrypted or state.erased:
+            return batch.ciphers.get(key)
+        return batch.ciphers.get(key) or self.datakeys.cipher(key)
+
+    def _erase_views(self, key: str, state: SessionState, batch: Batch) -> None:
+        """Destroy the session's key; rewrite its entries and handoffs to the erased form; drop its receipts.
+
+        The session view and the summary were erased by the fold of SessionErased itself.
+        """
+        batch.folder.flush()
+        changes = batch.changes
+        for _, value in self.kv.scan(context_prefix(key)):
+            entry = decode_entry(value)
+            changes.entries[(key, entry.sequence_number)] = erased_entry(entry)
+        for (k, seq), entry in list(changes.entries.items()):
+            if k == key:
+                changes.entries[(k, seq)] = erased_entry(entry)
+        for hid in state.handoffs:
+            view = batch.folder.reader.handoff(hid)
+            if view is not None:
+                changes.handoffs[hid] = erased_handoff(view)
+        batch.writes.extend((k, None) for k, _ in self.kv.scan(L.receipt_key(key, "")))
+        batch.writes.append(DK.destroy_write(key))
+        batch.erased.append(key)
 
     def _ctx(self, package: PackageRecord | None) -> Ctx:
         """The decision context; without a package, one per clock tick is shared by the commands in it."""
@@ -409,6 +471,10 @@ class Engine:
         self.position += len(batch.envelopes)
         for key, state in batch.states.items():
             self.states.remember(key, state)
+        for key, cipher in batch.ciphers.items():
+            self.datakeys.remember(key, cipher)
+        for key in batch.erased:
+            self.datakeys.forget(key)
         self.reader.commit(batch.changes)
         for listener in self.listeners:
             try:

@@ -28,6 +28,7 @@ from handoff.storage.kv import KeyValue, Write
 log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 30.0  # seconds between sweeps when the last one found less than a full page
+ERASE_EVERY = 3600.0  # seconds between retention erasure passes (until the job runner's `retention` job runs them)
 SWEEP_PAGE = 100  # due-index entries one pass takes: a client write waits behind at most one page (bench.expiry)
 
 
@@ -43,6 +44,7 @@ class Sweeper:
         *,
         every: float = SWEEP_EVERY,
         page: int = SWEEP_PAGE,
+        erase: Callable[[str], Awaitable[dict[str, int]]] | None = None,
     ) -> None:
         self.kv = kv
         self.state = state
@@ -51,6 +53,8 @@ class Sweeper:
         self.every = every
         self.page = page
         self.expired = 0  # expiry commands submitted without refusal, for logs and tests
+        self.erase = erase  # retention erasure (CONTRACT §8), run every ERASE_EVERY seconds
+        self._erased_at: float | None = None
 
     async def sweep(self) -> int:
         """One pass over the entries due now; returns how many it took (a full page: more may be due).
@@ -92,6 +96,7 @@ class Sweeper:
         while True:
             try:
                 taken = await self.sweep()
+                await self._erase_if_due()
             except HandoffError as exc:  # UNAVAILABLE: the store refuses writes for now; the entries stay
                 log.warning("expiry sweep stopped: %s", exc)
                 taken = 0
@@ -99,6 +104,18 @@ class Sweeper:
                 await asyncio.sleep(self.every)
             else:
                 await asyncio.sleep(0)
+
+
+    async def _erase_if_due(self) -> None:
+        if self.erase is None:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._erased_at is not None and now - self._erased_at < ERASE_EVERY:
+            return
+        self._erased_at = now
+        counts = await self.erase(self.clock())
+        if counts.get("erased"):
+            log.info("retention erased %d sessions", counts["erased"])
 
 
 def _due(state: SessionState | None, now: str) -> list[Command]:

@@ -19,12 +19,14 @@ from handoff.kernel.commands import (
     CloseSession,
     Command,
     CompleteHandoff,
+    EraseSession,
     ExpireHandoff,
     ExpireSession,
     RegisterSession,
     RejectHandoff,
     RequestHandoff,
 )
+from handoff.kernel.erasure import FieldCipher, conceal, shown
 from handoff.kernel.errors import (
     HandoffConflict,
     HandoffNotFound,
@@ -48,6 +50,7 @@ from handoff.kernel.events import (
     HandoffRequested,
     PackageRecord,
     SessionClosed,
+    SessionErased,
     SessionExpired,
     SessionRegistered,
 )
@@ -149,6 +152,8 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
             retention_policy=command.retention_policy or "standard",
         )
         return registered, command.agent_from
+    if isinstance(command, EraseSession):
+        return _decide_erase(state, command)
     state = _require_active(state, key)
     _check_version(state.version, command)
     check_session_rules(state, command)
@@ -196,10 +201,29 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
             return SessionExpired(reason=reason, cancelled_handoffs=_open_handoffs(state)), SYSTEM_ACTOR
         case AcceptHandoff() | CompleteHandoff() | RejectHandoff() | CancelHandoff() | ExpireHandoff():
             return _decide_handoff(state, command)
-        case RegisterSession():  # pragma: no cover - handled above
+        case RegisterSession() | EraseSession():  # pragma: no cover - handled above
             raise AssertionError("unreachable")
         case _:
             assert_never(command)
+
+
+def _decide_erase(state: SessionState | None, command: EraseSession) -> tuple[Event, AgentId]:
+    """Erase a session in any status, once; an active one is closed by it. Plaintext sessions cannot be erased."""
+    key = command.session_key
+    if state is None or state.version == 0:
+        raise SessionNotFound(f"session {key!r} does not exist", sessionKey=key)
+    _check_version(state.version, command)
+    if state.erased:
+        raise SessionNotActive(f"session {key!r} is already erased", sessionKey=key, status=state.status)
+    if not state.encrypted:
+        raise InvalidArgument(
+            f"session {key!r} was written before erasure existed: its log holds its content in the clear, "
+            "and no key can be destroyed to erase it",
+            sessionKey=key,
+        )
+    active = state.status == "active"
+    erased = SessionErased(reason=command.reason, closed=active, cancelled_handoffs=_open_handoffs(state))
+    return erased, AgentId(command.actor)
 
 
 def _room_for_participant(state: SessionState, agent: str, limits: Limits) -> None:
@@ -227,15 +251,23 @@ def execute(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Ses
 
 
 def execute_encoded(
-    state: SessionState | None, command: Command, ctx: Ctx
+    state: SessionState | None, command: Command, ctx: Ctx, cipher: FieldCipher | None = None
 ) -> tuple[SessionState, Envelope, bytes]:
-    """`execute`, also returning the event's canonical wire bytes (encoded once, for the log)."""
+    """`execute`, also returning the event's canonical wire bytes (encoded once, for the log).
+
+    With the session's `cipher` the record (and so the hash) holds the erasable fields encrypted
+    (`handoff.kernel.erasure`); the envelope returned holds them in the clear, for the folds and the
+    caller, marked (``encrypted == ""``) as belonging to a session with a key.
+    """
     check_limits(command, ctx.limits)
     event, actor = decide(state, command, ctx)
     prior = state or SessionState(session_key=command.session_key)
     key, event_id, version, schema = command.session_key, ctx.new_id(), prior.version + 1, type(event).SCHEMA_VERSION
+    stored = event
+    if cipher is not None:
+        stored, event = conceal(event, cipher), shown(event)
     digest, record = sealed_record(
-        event, event_id, key, version, ctx.now, actor, prior.last_hash, command.idempotency_key, schema
+        stored, event_id, key, version, ctx.now, actor, prior.last_hash, command.idempotency_key, schema
     )
     env = Envelope(
         event_id=event_id,

@@ -20,16 +20,18 @@ from handoff.kernel.commands import (
     CloseSession,
     Command,
     CompleteHandoff,
+    EraseSession,
     ExpireHandoff,
     ExpireSession,
     RegisterSession,
     RejectHandoff,
     RequestHandoff,
 )
-from handoff.kernel.decide import Ctx, execute
+from handoff.kernel.decide import Ctx, execute_encoded
 from handoff.kernel.events import Envelope, HandoffRequested
 from handoff.kernel.package import build_package
 from handoff.kernel.state import SessionState
+from handoff.storage.datakeys import DataCipher
 from handoff.storage.kv import InMemoryKeyValue
 from projections.queries import Queries
 from projections.replay import fold_events
@@ -49,6 +51,7 @@ class _Writer:
         self.ticks = itertools.count()
         numbers = itertools.count(1)
         self.new_id = lambda: f"01JDQ7Z0{next(numbers):018d}"
+        self.ciphers = {"gone": DataCipher(bytes(32))}  # a session with a data key, so it can be erased
 
     def __call__(self, command: Command) -> Envelope:
         state = self.states.get(command.session_key)
@@ -60,7 +63,8 @@ class _Writer:
             entries = Queries(self.kv).entries_newest_first(command.session_key, state.last_sequence)
             package, _ = build_package(package_head(summary), entries, command.token_budget or 4000)
         now = f"2026-11-27T10:{next(self.ticks):02d}:00.000Z"
-        state, env = execute(state, command, Ctx(now=now, new_id=self.new_id, package=package))
+        ctx = Ctx(now=now, new_id=self.new_id, package=package)
+        state, env, _ = execute_encoded(state, command, ctx, self.ciphers.get(command.session_key))
         self.states[command.session_key] = state
         fold_events(self.kv, [env])
         self.envelopes.append(env)
@@ -132,6 +136,8 @@ def history() -> tuple[dict[str, Envelope], dict[str, Command]]:
     run(RegisterSession(session_key=spike, agent_from="aider"))
     run(RequestHandoff(session_key=spike, target_agent="codex"))
     run(ExpireSession(session_key=spike, reason="idle for 30 days"))
+    run(RegisterSession(session_key="gone", agent_from="aider"))
+    run(EraseSession(session_key="gone", reason="the user asked to be forgotten", actor="operator"))
     return first_event, first_command
 
 
