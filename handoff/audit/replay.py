@@ -16,7 +16,6 @@ from handoff.storage.kv import KeyValue
 from handoff.storage.log import EventLog
 from projections.replay import fold_events
 
-
 Reveal = Callable[[Envelope], Envelope]  # shows an event in the clear while its session's data key lives
 
 
