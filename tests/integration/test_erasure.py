@@ -1,0 +1,177 @@
+"""CONTRACT §8 Erasure, embedded: after purge and after retention no file under the data dir holds the content,
+verify says ERASED (exit 0), replay gives the live views byte for byte, reads show the erased form."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from handoff.audit.replay import replay
+from handoff.audit.verify import verify
+from handoff.cli import main
+from handoff.engine.engine import Engine
+from handoff.kernel.commands import (
+    AcceptHandoff,
+    AppendContext,
+    CloseSession,
+    CompleteHandoff,
+    RegisterSession,
+    RequestHandoff,
+)
+from handoff.kernel.times import plus_seconds
+from handoff.storage.digest import digest
+from handoff.storage.kv import RocksKeyValue
+
+MARKER = "MARKER-7f3a9c-secret"
+DAY = 86_400
+
+
+def _files_holding(root: Path, needle: str) -> list[Path]:
+    data = needle.encode()
+    return [p for p in root.rglob("*") if p.is_file() and data in p.read_bytes()]
+
+
+class _Clock:
+    def __init__(self, now: str = "2026-12-01T09:00:00.000Z") -> None:
+        self.now = now
+
+    def __call__(self) -> str:
+        return self.now
+
+
+def _write_session(engine: Engine, key: str) -> None:
+    results = engine.write_now(
+        [
+            RegisterSession(session_key=key, agent_from="alice", metadata={"note": MARKER + "-meta"}),
+            AppendContext(session_key=key, context_type="message", content=f"the card is {MARKER}"),
+            AppendContext(session_key=key, context_type="decision", content=f"decided {MARKER}", metadata={"m": 1}),
+            AppendContext(session_key=key, context_type="task", content=f"do {MARKER}", metadata={"taskId": "t1"}),
+        ]
+    )
+    assert not [r for r in results if isinstance(r, Exception)]
+    (requested,) = engine.write_now(
+        [RequestHandoff(session_key=key, target_agent="bob", request_type="full_handoff", request_data={"x": MARKER})]
+    )
+    assert not isinstance(requested, Exception)
+    hid = requested.envelope.event.handoff_id  # type: ignore[union-attr]
+    engine.write_now([AcceptHandoff(session_key=key, handoff_id=hid, agent="bob")])
+    engine.write_now([CompleteHandoff(session_key=key, handoff_id=hid, agent="bob", result={"r": MARKER})])
+
+
+def _store(root: Path) -> RocksKeyValue:
+    return RocksKeyValue(str(root / "db"))
+
+
+def _replayed_digest(kv: RocksKeyValue, _name: str) -> str:
+    """The digest of the views `handoff replay` builds from the log (in a scratch dir outside the data dir)."""
+    scratch = tempfile.mkdtemp(prefix="erasure-replay-")
+    target = RocksKeyValue(scratch, bulk=True)
+    try:
+        return replay(kv, target, quiet=True).digest
+    finally:
+        target.discard()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _with_engine(root: Path, clock: Callable[[], str], body: Callable[[Engine], None]) -> None:
+    kv = _store(root)
+    try:
+        body(Engine(kv, clock=clock))
+        kv.compact_all()  # what a running store does in time: the files show what is really kept
+    finally:
+        kv.close()
+
+
+def test_content_is_encrypted_in_the_log_and_shown_in_the_clear_by_reads(tmp_path: Path) -> None:
+    def body(engine: Engine) -> None:
+        _write_session(engine, "s1")
+        entries, _ = engine.queries.context("s1", 0, 100)
+        assert entries[1].content == f"the card is {MARKER}" and entries[1].erased is False
+        assert all(MARKER.encode() not in record for _, _, _, record in engine.log.global_records())
+
+    _with_engine(tmp_path, _Clock(), body)
+
+
+def test_purge_leaves_no_file_with_the_content_and_verify_says_erased(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_engine(tmp_path, _Clock(), lambda engine: _write_session(engine, "s1"))
+    kv = _store(tmp_path)
+    live_before, replayed_before = digest(kv), _replayed_digest(kv, "r1")
+    kv.close()
+    assert live_before == replayed_before
+    assert _files_holding(tmp_path, MARKER)  # the views keep it in the clear until the session is erased
+
+    assert main(["purge", "s1", "--reason", "user asked", "--data-dir", str(tmp_path)]) == 0
+    assert _files_holding(tmp_path, MARKER) == []
+
+    assert main(["verify", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ERASED: session 's1'" in out and "OK:" in out and "BROKEN" not in out
+    kv = _store(tmp_path)
+    try:
+        report = verify(kv, quiet=True, scratch=Path(tempfile.gettempdir()))
+        assert report.ok and report.erased == ["s1"]
+        assert digest(kv) == _replayed_digest(kv, "r2")  # replay gives the erased views byte for byte
+        engine = Engine(kv)
+        entries, _ = engine.queries.context("s1", 0, 100)
+        appended = [e for e in entries if e.context_type != "system"]
+        assert appended and all(e.erased and e.content == "" and e.metadata == {} for e in appended)
+        session = engine.session_view("s1")
+        assert session is not None and session.erased and session.metadata == {}
+        summary = engine.summary_view("s1")
+        assert summary is not None and summary.last_message is None and summary.decisions == []
+    finally:
+        kv.close()
+    assert main(["export", "--data-dir", str(tmp_path), "--out", str(tmp_path / "log.jsonl")]) == 0
+    assert MARKER.encode() not in (tmp_path / "log.jsonl").read_bytes()
+
+
+def test_purge_refuses_an_unknown_session_and_an_erased_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _with_engine(tmp_path, _Clock(), lambda engine: _write_session(engine, "s1"))
+    assert main(["purge", "nope", "--reason", "r", "--data-dir", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["purge", "s1", "--reason", "r", "--data-dir", str(tmp_path)]) == 0
+    assert main(["purge", "s1", "--reason", "r", "--data-dir", str(tmp_path)]) == 2
+    assert "already erased" in capsys.readouterr().err
+
+
+def test_retention_erases_a_session_its_policy_days_after_it_ended_and_not_before(tmp_path: Path) -> None:
+    clock = _Clock()
+
+    def body(engine: Engine) -> None:
+        _write_session(engine, "s1")
+        engine.write_now([RegisterSession(session_key="s2", agent_from="carol", retention_policy="short")])
+        engine.write_now([AppendContext(session_key="s2", context_type="message", content=MARKER + "-short")])
+        engine.write_now([CloseSession(session_key="s2", agent="carol")])
+        ended = clock.now
+        engine.write_now([RegisterSession(session_key="live", agent_from="dan")])
+
+        async def sweep(at: str) -> dict[str, int]:
+            await engine.start()
+            try:
+                return await engine.erase_due(at)
+            finally:
+                await engine.stop()
+
+        assert asyncio.run(sweep(plus_seconds(ended, 7 * DAY - 1)))["erased"] == 0
+        assert asyncio.run(sweep(plus_seconds(ended, 7 * DAY)))["erased"] == 1  # short: 7 days
+        assert engine.session_view("s2").erased and not engine.session_view("s1").erased  # type: ignore[union-attr]
+        assert asyncio.run(sweep(plus_seconds(ended, 30 * DAY)))["erased"] == 1  # standard: 30 days (s1 completed)
+        assert asyncio.run(sweep(plus_seconds(ended, 300 * DAY)))["erased"] == 0  # never twice; active ones never
+        assert engine.state("live").erased is False  # type: ignore[union-attr]
+
+    _with_engine(tmp_path, clock, body)
+    assert _files_holding(tmp_path, MARKER) == []
+    kv = _store(tmp_path)
+    try:
+        report = verify(kv, quiet=True, scratch=Path(tempfile.gettempdir()))
+        assert report.ok and sorted(report.erased) == ["s1", "s2"]
+        assert digest(kv) == _replayed_digest(kv, "r")
+    finally:
+        kv.close()
