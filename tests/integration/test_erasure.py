@@ -175,3 +175,48 @@ def test_retention_erases_a_session_its_policy_days_after_it_ended_and_not_befor
         assert digest(kv) == _replayed_digest(kv, "r")
     finally:
         kv.close()
+
+
+def _legacy_session(kv: RocksKeyValue, key: str) -> None:
+    """A session as the package wrote it before erasure existed: no data key, content in the clear in the log."""
+    from handoff.kernel.decide import Ctx, execute_encoded
+    from handoff.storage import log as L
+    from projections.replay import fold_events
+
+    ids = iter(range(1, 100))
+    ctx = Ctx(now="2026-11-01T09:00:00.000Z", new_id=lambda: f"legacy-{next(ids)}")
+    state, writes, envs = None, [], []
+    for position, command in enumerate(
+        [
+            RegisterSession(session_key=key, agent_from="alice"),
+            AppendContext(session_key=key, context_type="message", content="legacy words"),
+        ],
+        start=1,
+    ):
+        state, env, record = execute_encoded(state, command, ctx)
+        L.add_event_writes(writes, position, key, env.version, record)
+        envs.append(env)
+    assert state is not None and not state.encrypted
+    writes += [(L.state_key(key), L.encode_state(state)), (L.POSITION_KEY, b"2")]
+    kv.write(writes)
+    fold_events(kv, envs)
+
+
+def test_a_log_mixing_sessions_from_before_erasure_with_new_ones_reads_verifies_and_replays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kv = _store(tmp_path)
+    _legacy_session(kv, "old")
+    engine = Engine(kv)
+    engine.write_now([AppendContext(session_key="old", context_type="message", content="more legacy words")])
+    _write_session(engine, "new")
+    entries, _ = engine.queries.context("old", 0, 100)
+    assert [e.content for e in entries[1:]] == ["legacy words", "more legacy words"]
+    assert b"more legacy words" in engine.log.record("old", 3)  # a session without a key stays in the clear
+    assert verify(kv, quiet=True, scratch=Path(tempfile.gettempdir())).ok
+    assert digest(kv) == _replayed_digest(kv, "r")
+    kv.close()
+    assert main(["purge", "old", "--reason", "r", "--data-dir", str(tmp_path)]) == 2
+    assert "written before erasure existed" in capsys.readouterr().err
+    assert main(["purge", "new", "--reason", "r", "--data-dir", str(tmp_path)]) == 0
+    assert main(["verify", "--data-dir", str(tmp_path)]) == 0
