@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from handoff import authoptions, hardenoptions
+from handoff.audit.purge import SPOOL as PURGE_SPOOL
+from handoff.audit.purge import serve_purge_requests
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.analytics import EmbeddedAnalytics
 from handoff.engine.engine import Engine
@@ -167,10 +169,13 @@ async def _embedded(kv: RocksKeyValue, data: DataDir) -> AsyncIterator[Deps]:
     engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=SWEEP_EVERY)
     deps = _wire(engine, data)
     await engine.start()
+    # `handoff purge` beside this engine: its requests come through the data dir (handoff.audit.purge)
+    purges = asyncio.create_task(serve_purge_requests(engine.submit, data.root / PURGE_SPOOL), name="handoff-purge")
     try:
         async with deps.metrics.loop_lag.running():
             yield deps
     finally:
+        purges.cancel()
         await engine.stop()  # finishes the queued writes
 
 

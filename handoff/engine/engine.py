@@ -170,8 +170,10 @@ class Engine:
         sync_log: Callable[[], None] | None = None,
         timings: StoreTimings | None = None,
         sweep_every: float | None = None,
+        encrypt: bool = True,
     ) -> None:
         self.kv = kv
+        self.encrypt = encrypt  # give new sessions a data key (CONTRACT §8 Erasure); off: they are written in the clear
         self.timings = timings or StoreTimings()
         self.log = L.EventLog(kv)
         self.queries = Queries(kv)
@@ -389,7 +391,7 @@ class Engine:
             batch.folder.flush()  # the package reads the views as of this command
             package = self._package(batch.folder.reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
         fresh = None
-        if isinstance(command, RegisterSession) and (state is None or state.version == 0):
+        if self.encrypt and isinstance(command, RegisterSession) and (state is None or state.version == 0):
             fresh = DK.DataCipher.new()
         cipher = fresh or self._cipher(key, state, batch)
         new_state, env, record = execute_encoded(state, command, self._ctx(package), cipher)

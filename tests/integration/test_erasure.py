@@ -220,3 +220,34 @@ def test_a_log_mixing_sessions_from_before_erasure_with_new_ones_reads_verifies_
     assert "written before erasure existed" in capsys.readouterr().err
     assert main(["purge", "new", "--reason", "r", "--data-dir", str(tmp_path)]) == 0
     assert main(["verify", "--data-dir", str(tmp_path)]) == 0
+
+
+def test_purge_beside_a_running_engine_goes_through_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from handoff.audit.purge import SPOOL, serve_purge_requests
+
+    kv = _store(tmp_path)
+
+    async def scenario() -> None:
+        engine = Engine(kv)
+        await engine.start()
+        spool = asyncio.create_task(serve_purge_requests(engine.submit, tmp_path / SPOOL, every=0.05))
+        try:
+            await engine.submit(RegisterSession(session_key="s1", agent_from="alice"))
+            await engine.submit(AppendContext(session_key="s1", context_type="message", content=MARKER))
+            purge = ["purge", "s1", "--reason", "user asked", "--data-dir", str(tmp_path), "--json"]
+            assert await asyncio.to_thread(main, purge) == 0  # the store is locked by this engine
+            assert '"erased": true' in capsys.readouterr().out
+            assert await asyncio.to_thread(main, purge) == 2
+            assert "already erased" in capsys.readouterr().err
+            view = engine.session_view("s1")
+            assert view is not None and view.erased and view.status == "closed"
+            assert list((tmp_path / SPOOL).iterdir()) == []  # every request answered and cleared
+        finally:
+            spool.cancel()
+            await engine.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        kv.close()
+    assert _files_holding(tmp_path, MARKER) == []
