@@ -128,6 +128,11 @@ def test_purge_leaves_no_file_with_the_content_and_verify_says_erased(
         assert summary is not None and summary.last_message is None and summary.decisions == []
     finally:
         kv.close()
+    capsys.readouterr()
+    assert main(["audit", "s1", "--data-dir", str(tmp_path)]) == 0  # the timeline holds; packages are erased
+    timeline = capsys.readouterr().out
+    assert "message #2 (erased)" in timeline and "[erased: cannot be re-derived]" in timeline
+    assert MARKER not in timeline and "SessionErased" in timeline
     assert main(["export", "--data-dir", str(tmp_path), "--out", str(tmp_path / "log.jsonl")]) == 0
     assert MARKER.encode() not in (tmp_path / "log.jsonl").read_bytes()
 
