@@ -34,6 +34,7 @@ from handoff.kernel.events import (
     HandoffRejected,
     HandoffRequested,
     SessionClosed,
+    SessionErased,
     SessionExpired,
     SessionRegistered,
 )
@@ -212,6 +213,10 @@ def _tally(view: AnalyticsView, env: Envelope, at: float) -> tuple[_Tally, str |
             status = "expired"
             for hid in event.cancelled_handoffs:
                 _outcome(view, tally, env, hid, "expired", at)
+        case SessionErased():
+            status = "closed" if event.closed else None
+            for hid in event.cancelled_handoffs:
+                _outcome(view, tally, env, hid, "cancelled", at)
         case _:
             assert_never(event)
     return tally, status

@@ -11,6 +11,7 @@ from typing import Any, assert_never
 
 import msgspec
 
+from handoff.kernel.erasure import is_erased
 from handoff.kernel.events import (
     HANDOFF_EVENTS,
     ContextAppended,
@@ -22,6 +23,7 @@ from handoff.kernel.events import (
     HandoffRejected,
     HandoffRequested,
     SessionClosed,
+    SessionErased,
     SessionExpired,
     SessionRegistered,
 )
@@ -64,6 +66,7 @@ def entry_of(env: Envelope) -> ContextEntryView | None:
                 event_id=env.event_id,
                 tokens=event.tokens,
                 metadata=event.metadata,
+                erased=is_erased(event),
             )
         case HandoffRequested():
             seq, content = event.sequence_number, request_text(event)
@@ -121,6 +124,7 @@ def fold_session(  # noqa: C901 - one case per event type: a total match
             metadata=event.metadata,
             members=[event.agent_from],
             retention_policy=event.retention_policy,
+            erased=is_erased(event),
         )
     elif view is None or env.version <= view.version:
         return view
@@ -174,8 +178,38 @@ def fold_session(  # noqa: C901 - one case per event type: a total match
                 closed_by=event.agent if isinstance(event, SessionClosed) else None,
                 close_reason=event.reason,
             )
+        case SessionErased():
+            counts = view.handoff_counts
+            for hid in event.cancelled_handoffs:
+                counts = _bump(counts, "cancelled", _status(before, hid))
+            view = replace(view, erased=True, metadata={}, handoff_counts=counts)
+            if not event.closed:
+                return view
+            return replace(view, status="closed", closed_at=env.occurred_at, close_reason=f"erased: {event.reason}")
         case _:
             assert_never(event)
+
+
+def erased_entry(entry: ContextEntryView) -> ContextEntryView:
+    """A context entry as an erased session shows it: what folding its event without the key gives.
+
+    System entries (registration, handoff requests) hold no content of a caller's and stay as they are.
+    """
+    if entry.context_type == "system" and not entry.metadata:
+        return entry
+    return replace(entry, content="", content_length=0, metadata={}, erased=True)
+
+
+def erased_summary(view: SummaryView) -> SummaryView:
+    """The summary of an erased session: counts and participants, none of the texts taken from entries."""
+    return replace(view, first_message=None, last_message=None, decisions=[], open_tasks=[], erased=True)
+
+
+def erased_handoff(view: HandoffView) -> HandoffView:
+    """A handoff of an erased session: no request data, result, package summary or key points."""
+    package = replace(view.package, summary="", key_points=[])
+    result: dict[str, object] | None = None if view.result is None else {}
+    return replace(view, request_data={}, result=result, package=package, erased=True)
 
 
 def _with_entries(view: SessionView, entries: Sequence[ContextEntryView], last: Envelope) -> SessionView:
@@ -239,6 +273,8 @@ def fold_summary(view: SummaryView | None, env: Envelope, entry: ContextEntryVie
         view = replace(view, version=env.version)
     if isinstance(env.event, HandoffRequested):
         view = replace(view, handoffs=view.handoffs + 1)
+    elif isinstance(env.event, SessionErased):
+        view = erased_summary(view)
     return view
 
 
@@ -257,7 +293,7 @@ def fold_summary_appends(
 def affected_handoffs(env: Envelope) -> list[str]:
     """The ids of the handoffs an event changes."""
     event = env.event
-    if isinstance(event, SessionClosed | SessionExpired):
+    if isinstance(event, SessionClosed | SessionExpired | SessionErased):
         return list(event.cancelled_handoffs)
     if isinstance(event, HANDOFF_EVENTS):
         return [event.handoff_id]
@@ -283,6 +319,7 @@ def fold_handoff(view: HandoffView | None, env: Envelope) -> HandoffView | None:
             created_at=env.occurred_at,
             updated_at=env.occurred_at,
             version=env.version,
+            erased=is_erased(event),
         )
     if view is None or env.version <= view.version:
         return view
@@ -302,6 +339,8 @@ def fold_handoff(view: HandoffView | None, env: Envelope) -> HandoffView | None:
             return replace(view, status="cancelled", reason=f"session closed: {event.reason or 'no reason given'}")
         case SessionExpired():
             return replace(view, status="expired", reason=f"session expired: {event.reason}")
+        case SessionErased():
+            return erased_handoff(replace(view, status="cancelled", reason=f"session erased: {event.reason}"))
         case SessionRegistered() | ContextAppended():
             return view
         case _:

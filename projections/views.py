@@ -34,6 +34,7 @@ class SessionView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     last_activity_at: str | None = None
     expires_at: str | None = None
     dormant: bool = False
+    erased: bool = False  # its data key is destroyed: metadata and every entry's content are gone (CONTRACT §8)
 
 
 class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
@@ -49,6 +50,7 @@ class ContextEntryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     event_id: str
     tokens: int = 0
     metadata: dict[str, object] = {}
+    erased: bool = False  # content and metadata are gone with the session's data key (CONTRACT §8)
 
 
 class TaskItem(msgspec.Struct, kw_only=True, rename="camel", gc=False):
@@ -73,6 +75,7 @@ class SummaryView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     open_tasks: list[TaskItem] = []
     handoffs: int = 0
     last_activity: str = ""
+    erased: bool = False  # the texts taken from entries are gone with the session's data key
 
 
 class HandoffView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
@@ -93,3 +96,4 @@ class HandoffView(msgspec.Struct, kw_only=True, rename="camel", gc=False):
     created_at: str = ""
     updated_at: str = ""
     version: int = 0
+    erased: bool = False  # requestData, result and the package's summary and entries are gone (CONTRACT §8)

@@ -94,7 +94,9 @@ class PartitionStore:
         self.engine = self._new_engine()
 
     def _new_engine(self) -> Engine:
-        return Engine(self.kv, limits=self._limits, sync=False, clock=self._clock, new_id=self._new_id)
+        # encrypt=False: a data key must live in Kafka (a compacted keys topic, written in the transaction that
+        # registers the session) before Kafka mode may encrypt; kept only here, a failover would lose it.
+        return Engine(self.kv, limits=self._limits, sync=False, clock=self._clock, new_id=self._new_id, encrypt=False)
 
     @property
     def applied(self) -> int:

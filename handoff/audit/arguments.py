@@ -56,6 +56,13 @@ def _data_dir(parser: argparse.ArgumentParser, *, partitions: bool = False) -> N
         replication.add_arguments(parser)
 
 
+purge_epilog = (
+    "examples:\n"
+    "  handoff purge proj-42:refactor --reason 'erasure request #1187' --data-dir ./data\n"
+    "There is no undo. The engine must not hold the data dir (stop `handoff serve` first).\n"
+)
+
+
 def register(commands: Any) -> None:
     """Add the audit subcommands to the CLI's subparsers (their runners are `RUNNERS`)."""
     raw = argparse.RawDescriptionHelpFormatter
@@ -100,5 +107,15 @@ def register(commands: Any) -> None:
     p = add("import", "load CloudEvents JSON lines into a fresh data dir, checking every hash chain first")
     p.add_argument("--in", dest="source", type=Path, help="a file (default: stdin)")
     _data_dir(p, partitions=True)
+    p = commands.add_parser(
+        "purge",
+        help="erase a session now: its content becomes unreadable for good, its chain stays verifiable",
+        epilog=purge_epilog,
+        formatter_class=raw,
+    )
+    p.add_argument("session", metavar="SESSION", help="the session key")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why (recorded in the log with the operator)")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    _data_dir(p)
     p = add("schema", "print the JSON Schema of events and commands")
     p.add_argument("--kind", choices=("all", "events", "command"), default="all")

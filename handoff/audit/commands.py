@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from handoff.audit import anchor, trail
+from handoff.audit.purge import run_purge
 from handoff.audit.replay import parse_time, replay
 from handoff.audit.transfer import ImportResult, export_lines, import_lines
 from handoff.audit.verify import Problem, verify
@@ -97,6 +98,8 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
         return 0 if report.ok else 1
     held = f"{_count(report.events, 'event')} in {_count(report.sessions, 'session')}"
     problems = sorted(report.problems, key=lambda p: p.unchecked)  # breaks first, each kind in its order
+    for erased in report.erased:
+        print(escape_controls(f"ERASED: session {erased!r}: its chain holds; its content was destroyed with its key"))
     if report.ok:
         print(f"OK: {held}; every chain and every view holds")
         print(f"views digest {report.live_digest}")
@@ -327,5 +330,6 @@ RUNNERS: dict[str, Runner] = {
     "audit": run_audit,
     "export": run_export,
     "import": run_import,
+    "purge": run_purge,
     "schema": run_schema,
 }

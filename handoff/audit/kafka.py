@@ -241,11 +241,17 @@ def import_kafka(
         spools = {p: tempfile.TemporaryFile() for p in range(topics.partitions)}
         try:
             sessions: set[str] = set()
-            for record in checked_records(stream, quiet):
+            keys: dict[str, bytes] = {}
+            for record in checked_records(stream, quiet, keys):
                 key = decode_envelope(record).session_key
                 sessions.add(key)
                 raw = key.encode()
                 spools[topics.partition_for(key)].write(b"%d %d\n" % (len(raw), len(record)) + raw + record)
+            if keys:  # refused before a record is written: their content would be unreadable in Kafka
+                raise InvalidArgument(
+                    f"the file holds the data keys of {len(keys)} encrypted sessions, and Kafka mode cannot keep "
+                    "data keys yet (docs/erasure.md): import it into a data dir instead"
+                )
             ends = reader.end_offsets()
             held = {p: _held_prefix(reader, p, ends[p], spool) for p, spool in spools.items()}
             _refuse_running_workers(reader)

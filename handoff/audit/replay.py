@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,6 +15,13 @@ from handoff.storage.digest import digest
 from handoff.storage.kv import KeyValue
 from handoff.storage.log import EventLog
 from projections.replay import fold_events
+
+Reveal = Callable[[Envelope], Envelope]  # shows an event in the clear while its session's data key lives
+
+
+def _as_stored(env: Envelope) -> Envelope:
+    """No data keys at hand (a log from elsewhere): encrypted fields stay hidden, as for an erased session."""
+    return env
 
 
 @dataclass(frozen=True)
@@ -44,12 +51,12 @@ def parse_time(text: str) -> str:
 
 
 def _selected(
-    records: Iterable[tuple[str, int, bytes]], until_version: int | None, until_time: str | None
+    records: Iterable[tuple[str, int, bytes]], until_version: int | None, until_time: str | None, shown: Reveal
 ) -> Iterator[Envelope]:
     for _, version, record in records:
         if until_version is not None and version > until_version:
             continue
-        env = decode_envelope(record)
+        env = shown(decode_envelope(record))
         if until_time is not None and env.occurred_at > until_time:
             continue
         yield env
@@ -59,6 +66,7 @@ def replay_records(
     records: Iterable[tuple[str, int, bytes]],
     target: KeyValue,
     *,
+    shown: Reveal = _as_stored,
     total: int | None = None,
     until_version: int | None = None,
     until_time: str | None = None,
@@ -69,16 +77,21 @@ def replay_records(
     Any log can feed it: the embedded store's key order, or a Kafka partition's offset order.
     """
     if until_version is None and until_time is None:
-        return replay_values((r for _, _, r in records), target, total=total, quiet=quiet)
-    return _replay(target, _selected(records, until_version, until_time), Progress("replay", quiet=quiet))
+        return replay_values((r for _, _, r in records), target, total=total, quiet=quiet, shown=shown)
+    return _replay(target, _selected(records, until_version, until_time, shown), Progress("replay", quiet=quiet))
 
 
 def replay_values(
-    records: Iterable[bytes], target: KeyValue, *, total: int | None = None, quiet: bool = False
+    records: Iterable[bytes],
+    target: KeyValue,
+    *,
+    total: int | None = None,
+    quiet: bool = False,
+    shown: Reveal = _as_stored,
 ) -> ReplayResult:
     """Fold every record of a log, in its order, into the empty store `target` (no key or filter needed)."""
     progress = Progress("replay", total=total, quiet=quiet)
-    return _replay(target, map(decode_envelope, records), progress)
+    return _replay(target, (shown(decode_envelope(r)) for r in records), progress)
 
 
 def require_empty(target: KeyValue) -> None:
@@ -114,7 +127,13 @@ def replay(
     """Fold the log of `source` into the empty store `target`; stop each session at a version or a time."""
     log = EventLog(source)
     if until_version is None and until_time is None:  # no need to read each record's key
-        return replay_values(log.all_values(), target, total=log.count(), quiet=quiet)
+        return replay_values(log.all_values(), target, total=log.count(), quiet=quiet, shown=log.keys.reveal)
     return replay_records(
-        log.all_records(), target, total=log.count(), until_version=until_version, until_time=until_time, quiet=quiet
+        log.all_records(),
+        target,
+        total=log.count(),
+        until_version=until_version,
+        until_time=until_time,
+        quiet=quiet,
+        shown=log.keys.reveal,
     )

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import assert_never
 
+from handoff.kernel.erasure import is_erased
 from handoff.kernel.errors import SessionNotFound
 from handoff.kernel.events import (
     ContextAppended,
@@ -23,6 +24,7 @@ from handoff.kernel.events import (
     HandoffRejected,
     HandoffRequested,
     SessionClosed,
+    SessionErased,
     SessionExpired,
     SessionRegistered,
 )
@@ -49,11 +51,12 @@ class PackageCheck:
     estimated_tokens: int
     recorded_sha256: str
     derived_sha256: str
+    erased: bool = False  # its session was erased: the entries it was built from are gone, it cannot be re-derived
 
     @property
     def ok(self) -> bool:
-        """Whether the re-derived package is the recorded one."""
-        return self.recorded_sha256 == self.derived_sha256
+        """Whether the re-derived package is the recorded one (an erased one is not held against the log)."""
+        return self.erased or self.recorded_sha256 == self.derived_sha256
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ def describe(event: Event, actor: str) -> str:  # noqa: C901 - one case per type
     match event:
         case SessionRegistered():
             return f"{event.agent_from} registered the session"
+        case ContextAppended() if is_erased(event):
+            return f"{event.agent} added {event.context_type} #{event.sequence_number} (erased)"
         case ContextAppended():
             return (
                 f"{event.agent} added {event.context_type} #{event.sequence_number} "
@@ -101,6 +106,8 @@ def describe(event: Event, actor: str) -> str:  # noqa: C901 - one case per type
             return f"{event.agent} closed the session{why} ({len(event.cancelled_handoffs)} open handoffs cancelled)"
         case SessionExpired():
             return f"the session expired ({len(event.cancelled_handoffs)} open handoffs expired)"
+        case SessionErased():
+            return f"the session was erased: {event.reason} ({len(event.cancelled_handoffs)} open handoffs cancelled)"
         case _:
             assert_never(event)
 
@@ -126,6 +133,7 @@ def _derive(queries: Queries, key: str, env: Envelope) -> PackageCheck:
         estimated_tokens=recorded.estimated_tokens,
         recorded_sha256=recorded.sha256,
         derived_sha256=derived.sha256,
+        erased=is_erased(event),
     )
 
 
@@ -171,7 +179,8 @@ def step_dict(step: Step) -> dict[str, object]:
             "estimatedTokens": p["estimated_tokens"],
             "recordedSha256": p["recorded_sha256"],
             "derivedSha256": p["derived_sha256"],
-            "verified": step.package.ok,
+            "verified": step.package.ok and not step.package.erased,
+            "erased": step.package.erased,
         }
     return out
 
@@ -186,7 +195,7 @@ def render_text(key: str, steps: list[Step]) -> str:
         lines.append("")
         lines.append(f"Handoff packages ({len(checks)}):")
     for c in checks:
-        status = "verified" if c.ok else "MISMATCH"
+        status = "erased: cannot be re-derived" if c.erased else "verified" if c.ok else "MISMATCH"
         span = f"{c.from_sequence}..{c.to_sequence}" if c.from_sequence is not None else "empty"
         lines.append(
             f"  {c.handoff_id} (v{c.version}) -> {c.target_agent}: entries {span}, "

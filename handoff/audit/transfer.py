@@ -8,12 +8,16 @@ One event per line, structured mode::
      "handoffhash":"…","handoffidempotencykey":"…"}
 
 The envelope fields that CloudEvents has no attribute for travel as extension attributes (lowercase,
-at most 20 characters, as the spec requires). Import rebuilds each canonical record and refuses the
+at most 20 characters, as the spec requires). After the events, one line of type ``handoff.datakey``
+per session that still has its data key (CONTRACT §8), so an imported store reads what the source
+read; an erased session has none, so an export carries it in the erased form (keep exports as
+secret as the store itself). Import rebuilds each canonical record and refuses the
 whole file if any session's hash chain is broken, so a store is never half-imported.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import tempfile
@@ -33,6 +37,8 @@ from handoff.kernel.state import SessionState, evolve
 from handoff.kernel.text import agent_name_problem
 from handoff.kernel.types import AgentId, SessionKey
 from handoff.storage import log as L
+from handoff.storage.datakeys import KEY_BYTES, data_key
+from handoff.storage.datakeys import PREFIX as DATA_KEY_PREFIX
 from handoff.storage.kv import KeyValue, Write
 from projections.replay import fold_events
 
@@ -58,7 +64,49 @@ class CloudEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     handoffidempotencykey: str | None = None
 
 
+class DataKeyLine(msgspec.Struct, kw_only=True):
+    """One session's data key in an export (absent for erased sessions and those from before erasure existed)."""
+
+    specversion: str
+    type: str
+    id: str
+    source: str
+    subject: SessionKey
+    data: dict[str, str]
+
+
+DATA_KEY_TYPE = "handoff.datakey"
 _decode_line = msgspec.json.Decoder(CloudEvent)
+_decode_key_line = msgspec.json.Decoder(DataKeyLine)
+
+
+def data_key_line(session: str, key: bytes) -> bytes:
+    """The export line that carries a session's data key."""
+    line = DataKeyLine(
+        specversion="1.0",
+        type=DATA_KEY_TYPE,
+        id=f"datakey:{session}",
+        source=f"handoff://sessions/{session}",
+        subject=SessionKey(session),
+        data={"key": base64.b64encode(key).decode("ascii")},
+    )
+    return msgspec.json.encode(line)
+
+
+def data_key_of(line: bytes) -> tuple[str, bytes] | None:
+    """(session, key) if the line is a data key line, else None; InvalidArgument if it is a damaged one."""
+    if b'"handoff.datakey"' not in line:
+        return None
+    try:
+        parsed = _decode_key_line.decode(line)
+        key = base64.b64decode(parsed.data["key"], validate=True)
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, ValueError) as exc:
+        raise InvalidArgument(f"not a handoff data key line: {exc}") from exc
+    if parsed.type != DATA_KEY_TYPE or len(key) != KEY_BYTES or not _KEY.fullmatch(parsed.subject):
+        raise InvalidArgument("not a handoff data key line (wrong type, key length or session key)")
+    return parsed.subject, key
+
+
 _decode_signed = msgspec.json.Decoder(SignedRecord)
 
 
@@ -121,6 +169,10 @@ def export_lines(kv: KeyValue, session: str | None = None, quiet: bool = True) -
         for _, _, _, record in log.global_records():
             progress.advance()
             yield to_cloudevent(record)
+    for key, value in kv.scan(DATA_KEY_PREFIX + (b"" if session is None else session.encode())):
+        owner = key[len(DATA_KEY_PREFIX) :].decode()
+        if session is None or owner == session:
+            yield data_key_line(owner, value)
     progress.done()
 
 
@@ -158,13 +210,20 @@ class ImportResult:
     already: int = 0
 
 
-def _read_checked(lines: Iterable[bytes], progress: Progress) -> Iterator[tuple[int, bytes]]:
-    """(line number, canonical record) of every non-blank line; InvalidArgument on the first bad one."""
+def _read_checked(
+    lines: Iterable[bytes], progress: Progress, keys: dict[str, bytes] | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(line number, canonical record) of every event line, data keys into `keys`; InvalidArgument on a bad line."""
     chains: dict[str, tuple[int, str]] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
+            found = data_key_of(line)
+            if found is not None:
+                if keys is not None:
+                    keys[found[0]] = found[1]
+                continue
             record = from_cloudevent(line)
         except InvalidArgument as exc:
             raise InvalidArgument(f"line {number}: {exc.message}") from exc
@@ -186,7 +245,7 @@ def _read_checked(lines: Iterable[bytes], progress: Progress) -> Iterator[tuple[
         yield number, record
 
 
-def checked_records(stream: IO[bytes], quiet: bool = True) -> Iterator[bytes]:
+def checked_records(stream: IO[bytes], quiet: bool = True, keys: dict[str, bytes] | None = None) -> Iterator[bytes]:
     """The canonical record of every line, yielded only after EVERY line passed the hash-chain check.
 
     The first bad line raises InvalidArgument before anything is yielded. The stream is read twice;
@@ -203,7 +262,7 @@ def checked_records(stream: IO[bytes], quiet: bool = True) -> Iterator[bytes]:
     checking.done()
     stream.seek(0)
     writing = Progress("import: writing", total=checking.count, quiet=quiet)
-    for _, record in _read_checked(stream, writing):
+    for _, record in _read_checked(stream, writing, keys):
         yield record
     writing.done()
 
@@ -216,7 +275,8 @@ def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportR
     states: dict[str, SessionState] = {}
     writes: list[Write] = []
     position = 0
-    for record in checked_records(stream, quiet):
+    keys: dict[str, bytes] = {}
+    for record in checked_records(stream, quiet, keys):
         position += 1
         env = decode_envelope(record)
         state = evolve(states.get(env.session_key), env)
@@ -231,6 +291,8 @@ def import_lines(kv: KeyValue, stream: IO[bytes], quiet: bool = True) -> ImportR
             writes = []
     writes += [(L.state_key(k), L.encode_state(s)) for k, s in states.items()]
     writes.append((L.POSITION_KEY, b"%d" % position))
+    writes += [(data_key(k), key) for k, key in keys.items() if k in states]
     kv.write(writes)
-    fold_events(kv, map(decode_envelope, L.EventLog(kv).all_values()))
+    shown = L.EventLog(kv).keys.reveal
+    fold_events(kv, (shown(decode_envelope(r)) for r in L.EventLog(kv).all_values()))
     return ImportResult(position, len(states), time.perf_counter() - started)

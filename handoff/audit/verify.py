@@ -19,7 +19,7 @@ from handoff.audit.progress import Progress
 from handoff.audit.views import ViewMerge, merged
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
-from handoff.kernel.events import GENESIS_HASH, Envelope
+from handoff.kernel.events import GENESIS_HASH, Envelope, SessionErased
 from handoff.kernel.text import escape_controls
 from handoff.storage import keys
 from handoff.storage.digest import exact
@@ -60,6 +60,7 @@ class Report:
     live_digest: str = ""
     fresh_digest: str = ""
     seconds: float = 0.0
+    erased: list[str] = field(default_factory=list)  # sessions erased (CONTRACT §8): chains hold, content gone
 
     @property
     def ok(self) -> bool:
@@ -79,6 +80,7 @@ class Report:
                 }  # fmt: skip
                 for p in self.problems
             ],
+            "erased": self.erased,
             "liveDigest": self.live_digest,
             "freshDigest": self.fresh_digest,
             "seconds": round(self.seconds, 3),
@@ -198,6 +200,14 @@ def session_prefixes(session: str) -> tuple[bytes, ...]:
     return (keys.context_prefix(session), exact(keys.session_key(session)), exact(keys.summary_key(session)))
 
 
+def noting_erasures(envelopes: Iterable[Envelope], report: Report) -> Iterator[Envelope]:
+    """Pass the envelopes on, noting in `report` each session a SessionErased event erased."""
+    for env in envelopes:
+        if type(env.event) is SessionErased:
+            report.erased.append(env.session_key)
+        yield env
+
+
 def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = None, quiet: bool = False) -> Report:
     """Verify the log and the views in `kv`; `scratch` is where the fresh fold is built."""
     log = EventLog(kv)
@@ -211,7 +221,8 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
 
     def stream(into: Report, shown: Progress) -> Iterator[Envelope]:
         records = ((k, v, r, None) for k, v, r in log.all_records(session))
-        return checked_stream(records, into, shown, grouped=True, on_end=_state_matcher(log, into))
+        checked = checked_stream(records, into, shown, grouped=True, on_end=_state_matcher(log, into))
+        return noting_erasures(map(log.keys.reveal, checked), into)  # the views hold live sessions in the clear
 
     workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
     try:

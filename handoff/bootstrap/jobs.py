@@ -2,9 +2,9 @@
 
 The retention job's action is pluggable: `embedded_jobs` takes `retention`, a factory given a
 function that answers the configured ``eraseAfterDays`` per policy (it follows
-`update_configuration`) and returning the action, ``async (now) -> {count: n}``. Until the erasure
-of issue 18 is wired in, it is `no_retention`: `handoff.engine.jobs.no_erasure`, which erases
-nothing and says so (``{"erased": 0}``).
+`update_configuration`) and returning the action, ``async (now) -> {count: n}``: `engine_retention`
+erases through the engine's single writer. Kafka workers hold no data keys yet (Kafka mode writes
+content in the clear), so theirs is `no_retention`, which erases nothing and says so (``{"erased": 0}``).
 """
 
 from __future__ import annotations
@@ -105,8 +105,20 @@ def apply_monitoring(state: OperationsState) -> None:
 
 
 def no_retention(erase_after_days: Callable[[], Mapping[str, int]]) -> Action:
-    """The retention job until erasure is wired in: `no_erasure`."""
+    """A retention job that erases nothing (`no_erasure`): for processes with no data keys of their own."""
     return no_erasure
+
+
+def engine_retention(engine: Engine) -> RetentionFactory:
+    """The embedded engine's retention job: erase every session whose configured ``eraseAfterDays`` ran out."""
+
+    def factory(erase_after_days: Callable[[], Mapping[str, int]]) -> Action:
+        async def retention(now: str) -> dict[str, int]:
+            return await engine.erase_due(now, erase_after_days())
+
+        return retention
+
+    return factory
 
 
 def embedded_jobs(

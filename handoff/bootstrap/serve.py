@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from handoff import anchoroptions, authoptions, codebaseoptions, hardenoptions
 from handoff.anchoroptions import AnchorOptions
+from handoff.audit.purge import SPOOL as PURGE_SPOOL
+from handoff.audit.purge import serve_purge_requests
 from handoff.bootstrap import jobs
 from handoff.config import KAFKA_UNREACHABLE, DataDir, Env, KafkaUnreachable, kafka_connect_timeout, switched_on
 from handoff.engine.analytics import EmbeddedAnalytics
@@ -171,14 +173,17 @@ def _wire_kafka(service: KafkaService, analytics_url: str | None) -> Deps:
 async def _embedded(kv: RocksKeyValue, data: DataDir, anchors: AnchorOptions | None) -> AsyncIterator[Deps]:
     # No expiry timer in the engine: the job runner drives its sweeps (session-expiry, handoff-expiry).
     engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=None)
-    operations, runner = jobs.embedded_jobs(engine, anchors)  # retention: jobs.no_erasure until erasure is wired
+    operations, runner = jobs.embedded_jobs(engine, anchors, jobs.engine_retention(engine))
     deps = dataclasses.replace(_wire(engine, data), operations=operations)
     deps.health.add("sweeper", expiry_health(runner))  # the expiry jobs now run here
     await engine.start()
+    # `handoff purge` beside this engine: its requests come through the data dir (handoff.audit.purge)
+    purges = asyncio.create_task(serve_purge_requests(engine.submit, data.root / PURGE_SPOOL), name="handoff-purge")
     try:
         async with deps.metrics.loop_lag.running(), jobs.running(runner):
             yield deps
     finally:
+        purges.cancel()
         await engine.stop()  # finishes the queued writes
 
 

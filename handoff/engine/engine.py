@@ -28,17 +28,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import msgspec
+
+from handoff.engine import erasure
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.engine.logsync import LogSyncThread
 from handoff.engine.sweeper import Sweeper
 from handoff.engine.timings import Stopwatch, StoreTimings
 from handoff.kernel.codec import decode_envelope
-from handoff.kernel.commands import Command, RequestHandoff
+from handoff.kernel.commands import Command, EraseSession, RegisterSession, RequestHandoff
 from handoff.kernel.decide import Ctx, execute_all
+from handoff.kernel.erasure import ERASE_AFTER_DAYS, reveal
 from handoff.kernel.errors import HandoffError, Unavailable
 from handoff.kernel.events import Envelope, PackageRecord
 from handoff.kernel.package import PackageEntry, build_package
@@ -46,15 +50,18 @@ from handoff.kernel.receipt import Receipt, check_retry, command_digest, receipt
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
 from handoff.ports import Outcome
+from handoff.storage import datakeys as DK
 from handoff.storage import log as L
 from handoff.storage.due import entry_write as due_entry_write
+from handoff.storage.keys import context_prefix
 from handoff.storage.kv import InMemoryKeyValue, KeyValue, Write
+from projections.folds import erased_entry, erased_handoff
 from projections.projector import Changes, OverlayReader, RunFolder
 from projections.queries import Queries, to_package_entry
 from projections.replay import fold_events
 from projections.summary import package_head
 from projections.views import HandoffView, SessionView, SummaryView
-from projections.viewstore import StoreReader, changes_to_writes
+from projections.viewstore import StoreReader, changes_to_writes, decode_entry
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +131,8 @@ class Batch:
     changes: Changes = field(default_factory=Changes)
     writes: list[Write] = field(default_factory=list)
     envelopes: list[Envelope] = field(default_factory=list)
+    ciphers: dict[str, DK.DataCipher] = field(default_factory=dict)  # data keys created in this batch
+    erased: list[str] = field(default_factory=list)  # sessions whose data key this batch destroys
     folder: RunFolder = field(init=False)
 
 
@@ -161,8 +170,10 @@ class Engine:
         sync_log: Callable[[], None] | None = None,
         timings: StoreTimings | None = None,
         sweep_every: float | None = None,
+        encrypt: bool = True,
     ) -> None:
         self.kv = kv
+        self.encrypt = encrypt  # give new sessions a data key (CONTRACT §8 Erasure); off: they are written in the clear
         self.timings = timings or StoreTimings()
         self.log = L.EventLog(kv)
         self.queries = Queries(kv)
@@ -173,6 +184,7 @@ class Engine:
         self.new_id = new_id or IdGenerator()
         self.reader = _CachedReader(kv, cache_size)
         self.states = _Lru(cache_size)
+        self.datakeys = self.log.keys  # one cache: the writer's ciphers are the ones the log's reads use
         self.position = self.log.position()
         self.listeners: list[Listener] = []
         self.sync_log = sync_log
@@ -242,6 +254,8 @@ class Engine:
                     if batch.writes:
                         await self._write(batch.writes)
                         self.apply_committed(batch)
+                    if batch.erased:
+                        await asyncio.to_thread(self.purge_files)
             except Exception as exc:
                 log.exception("batch of %d commands failed to commit", len(items))
                 failure = Unavailable(f"the store could not commit the write: {exc}")
@@ -328,7 +342,27 @@ class Engine:
             with Stopwatch(self.timings.write):
                 self.kv.write(batch.writes, self.sync)
             self.apply_committed(batch)
+            if batch.erased:
+                self.purge_files()
         return results
+
+    async def erase_due(self, now: str, erase_after_days: Mapping[str, int] = ERASE_AFTER_DAYS) -> dict[str, int]:
+        """Erase every session whose retention (`erase_after_days` per policy) ran out at `now`: the `retention` job."""
+        return await erasure.erase_due(self.kv, self.state, self.submit, now, erase_after_days)
+
+    def purge_files(self) -> None:
+        """Rewrite the store's files so destroyed keys and erased views are gone from the disk too.
+
+        The erasure is committed before this runs: a failure here is logged, not reported as a failed
+        write (RocksDB's own compactions drop the old values later).
+        """
+        compact = getattr(self.kv, "compact_all", None)
+        if compact is None:
+            return
+        try:
+            compact()
+        except Exception:  # the write is durable; only the rewrite of old files failed
+            log.exception("compacting the store after an erasure failed; old files may hold erased data a while")
 
     def decide_batch(self, commands: list[Command]) -> tuple[list[Outcome | HandoffError], Batch]:
         """Decide each command against the state the previous ones left; collect the batch's writes."""
@@ -357,12 +391,21 @@ class Engine:
                 check_retry(first, command)
                 record = batch.records.get((key, first.version)) or self.log.record(key, first.version)
                 assert record is not None, "a receipt always points at a stored event"
-                return Outcome(decode_envelope(record), first, replayed=True)
+                env = decode_envelope(record)
+                env = msgspec.structs.replace(env, event=reveal(env.event, self._cipher(key, state, batch)))
+                return Outcome(env, first, replayed=True)
         package = None
         if isinstance(command, RequestHandoff) and state is not None and state.status == "active":
             batch.folder.flush()  # the package reads the views as of this command
             package = self._package(batch.folder.reader, batch, state, command.token_budget or DEFAULT_TOKEN_BUDGET)
-        new_state, sealed = execute_all(state, command, self._ctx(package))
+        fresh = None
+        if self.encrypt and isinstance(command, RegisterSession) and (state is None or state.version == 0):
+            fresh = DK.DataCipher.new()
+        cipher = fresh or self._cipher(key, state, batch)
+        new_state, sealed = execute_all(state, command, self._ctx(package), cipher)
+        if fresh is not None:
+            batch.ciphers[key] = fresh
+            batch.writes.append(DK.create_write(key, fresh))
         for env, record in sealed:  # one, but for AppendContextBatch: then one per entry, all in this batch
             batch.folder.add(env)  # appends fold per session at the end of the batch
             due = due_entry_write(new_state, env)  # registrations and requests only (never batched): appends add none
@@ -372,6 +415,8 @@ class Engine:
             batch.records[(key, env.version)] = record
             batch.envelopes.append(env)
         env = sealed[-1][0]
+        if isinstance(command, EraseSession):
+            self._erase_views(key, new_state, batch)
         receipt = receipt_of(new_state, env, command_digest(command)) if ikey is not None else None
         if receipt is not None:
             assert ikey is not None
@@ -379,6 +424,33 @@ class Engine:
             batch.writes.append((L.receipt_key(key, ikey), L.encode_receipt(receipt)))
         batch.states[key] = new_state
         return Outcome(env, receipt, state=new_state, events=len(sealed))
+
+    def _cipher(self, key: str, state: SessionState | None, batch: Batch) -> DK.DataCipher | None:
+        """The session's cipher; None for a session from before erasure existed, or an erased one."""
+        if state is None or not state.encrypted or state.erased:
+            return batch.ciphers.get(key)
+        return batch.ciphers.get(key) or self.datakeys.cipher(key)
+
+    def _erase_views(self, key: str, state: SessionState, batch: Batch) -> None:
+        """Destroy the session's key; rewrite its entries and handoffs to the erased form; drop its receipts.
+
+        The session view and the summary were erased by the fold of SessionErased itself.
+        """
+        batch.folder.flush()
+        changes = batch.changes
+        for _, value in self.kv.scan(context_prefix(key)):
+            entry = decode_entry(value)
+            changes.entries[(key, entry.sequence_number)] = erased_entry(entry)
+        for (k, seq), entry in list(changes.entries.items()):
+            if k == key:
+                changes.entries[(k, seq)] = erased_entry(entry)
+        for hid in state.handoffs:
+            view = batch.folder.reader.handoff(hid)
+            if view is not None:
+                changes.handoffs[hid] = erased_handoff(view)
+        batch.writes.extend((k, None) for k, _ in self.kv.scan(L.receipt_key(key, "")))
+        batch.writes.append(DK.destroy_write(key))
+        batch.erased.append(key)
 
     def _ctx(self, package: PackageRecord | None) -> Ctx:
         """The decision context; without a package, one per clock tick is shared by the commands in it."""
@@ -411,6 +483,10 @@ class Engine:
         self.position += len(batch.envelopes)
         for key, state in batch.states.items():
             self.states.remember(key, state)
+        for key, cipher in batch.ciphers.items():
+            self.datakeys.remember(key, cipher)
+        for key in batch.erased:
+            self.datakeys.forget(key)
         self.reader.commit(batch.changes)
         for listener in self.listeners:
             try:

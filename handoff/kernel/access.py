@@ -27,6 +27,7 @@ from handoff.kernel.commands import (
     CloseSession,
     Command,
     CompleteHandoff,
+    EraseSession,
     ExpireHandoff,
     ExpireSession,
     RegisterSession,
@@ -50,7 +51,7 @@ def acting_agent(command: Command) -> str | None:
             return command.agent
         case AcceptHandoff() | CompleteHandoff() | RejectHandoff() | CancelHandoff() | CloseSession():
             return command.agent
-        case ExpireHandoff() | ExpireSession():
+        case ExpireHandoff() | ExpireSession() | EraseSession():
             return None
 
 
@@ -70,6 +71,10 @@ def check_principal(command: Command) -> None:
         return
     if principal.agent == RESERVED_AGENT or isinstance(command, ExpireHandoff | ExpireSession):
         raise NotPermitted("only the engine itself expires sessions and handoffs")
+    if isinstance(command, EraseSession):
+        if principal.role != "operator":
+            raise NotPermitted(f"{principal.agent!r} is not an operator: only operators erase sessions")
+        return
     if principal.role == "auditor":
         raise NotPermitted(f"{principal.agent!r} is an auditor: it reads everything and writes nothing")
     if principal.role == "operator" and not isinstance(command, CloseSession):

@@ -19,6 +19,7 @@ import msgspec
 from handoff.kernel.principal import Principal
 from handoff.kernel.types import (
     AcceptWithin,
+    AgentId,
     AgentStr,
     ContextType,
     ExpectedVersion,
@@ -216,6 +217,15 @@ class ExpireSession(WriteArgs, frozen=True, kw_only=True, tag_field="command", t
     principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
 
 
+class EraseSession(WriteArgs, frozen=True, kw_only=True, tag_field="command", tag="EraseSession"):
+    """Destroy a session's data key: issued by retention (actor ``system``) or `handoff purge` (an operator)."""
+
+    session_key: SessionKeyStr
+    reason: Reason
+    actor: AgentStr = AgentId("system")
+    principal: Principal | None = None  # who the adapter authenticated (None with --auth none), see kernel.access
+
+
 Command = (
     RegisterSession
     | AppendContext
@@ -228,6 +238,7 @@ Command = (
     | ExpireHandoff
     | ExpireSession
     | AppendContextBatch
+    | EraseSession
 )
 
 SessionArgs = RegisterSessionArgs | UpdateContextArgs | RequestHandoffArgs | CloseSessionArgs

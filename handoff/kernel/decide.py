@@ -25,12 +25,14 @@ from handoff.kernel.commands import (
     CloseSession,
     Command,
     CompleteHandoff,
+    EraseSession,
     ExpireHandoff,
     ExpireSession,
     RegisterSession,
     RejectHandoff,
     RequestHandoff,
 )
+from handoff.kernel.erasure import FieldCipher, conceal, shown
 from handoff.kernel.errors import (
     HandoffConflict,
     HandoffNotFound,
@@ -54,6 +56,7 @@ from handoff.kernel.events import (
     HandoffRequested,
     PackageRecord,
     SessionClosed,
+    SessionErased,
     SessionExpired,
     SessionRegistered,
 )
@@ -155,6 +158,8 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
             retention_policy=command.retention_policy or "standard",
         )
         return registered, command.agent_from
+    if isinstance(command, EraseSession):
+        return _decide_erase(state, command)
     state = _require_active(state, key)
     _check_version(state.version, command)
     check_session_rules(state, command)
@@ -201,7 +206,7 @@ def decide(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Even
             return SessionExpired(reason=reason, cancelled_handoffs=_open_handoffs(state)), SYSTEM_ACTOR
         case AcceptHandoff() | CompleteHandoff() | RejectHandoff() | CancelHandoff() | ExpireHandoff():
             return _decide_handoff(state, command)
-        case RegisterSession():  # pragma: no cover - handled above
+        case RegisterSession() | EraseSession():  # pragma: no cover - handled above
             raise AssertionError("unreachable")
         case AppendContextBatch():  # pragma: no cover - decide_all decides it
             raise AssertionError("AppendContextBatch produces several events: decide it with decide_all")
@@ -240,6 +245,25 @@ def _appender(state: SessionState, command: AppendContext | AppendContextBatch) 
     return command.agent or (principal.agent if principal is not None else state.holder)
 
 
+def _decide_erase(state: SessionState | None, command: EraseSession) -> tuple[Event, AgentId]:
+    """Erase a session in any status, once; an active one is closed by it. Plaintext sessions cannot be erased."""
+    key = command.session_key
+    if state is None or state.version == 0:
+        raise SessionNotFound(f"session {key!r} does not exist", sessionKey=key)
+    _check_version(state.version, command)
+    if state.erased:
+        raise SessionNotActive(f"session {key!r} is already erased", sessionKey=key, status=state.status)
+    if not state.encrypted:
+        raise InvalidArgument(
+            f"session {key!r} was written before erasure existed: its log holds its content in the clear, "
+            "and no key can be destroyed to erase it",
+            sessionKey=key,
+        )
+    active = state.status == "active"
+    erased = SessionErased(reason=command.reason, closed=active, cancelled_handoffs=_open_handoffs(state))
+    return erased, AgentId(command.actor)
+
+
 def _room_for_participant(state: SessionState, agent: str, limits: Limits) -> None:
     """LIMIT_EXCEEDED if `agent` would join a session that already has the most participants it may have."""
     if agent not in state.participants and len(state.participants) >= limits.participants_max:
@@ -265,36 +289,49 @@ def execute(state: SessionState | None, command: Command, ctx: Ctx) -> tuple[Ses
 
 
 def execute_encoded(
-    state: SessionState | None, command: Command, ctx: Ctx
+    state: SessionState | None, command: Command, ctx: Ctx, cipher: FieldCipher | None = None
 ) -> tuple[SessionState, Envelope, bytes]:
-    """`execute`, also returning the event's canonical wire bytes (encoded once, for the log)."""
+    """`execute`, also returning the event's canonical wire bytes (encoded once, for the log).
+
+    With the session's `cipher` the record (and so the hash) holds the erasable fields encrypted
+    (`handoff.kernel.erasure`); the envelope returned holds them in the clear, for the folds and the
+    caller, marked (``encrypted == ""``) as belonging to a session with a key.
+    """
     check_limits(command, ctx.limits)
     event, actor = decide(state, command, ctx)
     prior = state or SessionState(session_key=command.session_key)
-    env, record = _seal(prior, command, event, actor, ctx)
+    env, record = _seal(prior, command, event, actor, ctx, cipher)
     return evolve(prior, env), env, record
 
 
 def execute_all(
-    state: SessionState | None, command: Command, ctx: Ctx
+    state: SessionState | None, command: Command, ctx: Ctx, cipher: FieldCipher | None = None
 ) -> tuple[SessionState, list[tuple[Envelope, bytes]]]:
-    """`execute_encoded` for any command: every event it produces, sealed and folded in turn."""
+    """`execute_encoded` for any command: every event it produces, sealed (with `cipher`) and folded in turn."""
     check_limits(command, ctx.limits)
     events, actor = decide_all(state, command, ctx)
     current = state or SessionState(session_key=command.session_key)
     sealed: list[tuple[Envelope, bytes]] = []
     for event in events:
-        env, record = _seal(current, command, event, actor, ctx)
+        env, record = _seal(current, command, event, actor, ctx, cipher)
         current = evolve(current, env)
         sealed.append((env, record))
     return current, sealed
 
 
-def _seal(prior: SessionState, command: Command, event: Event, actor: AgentId, ctx: Ctx) -> tuple[Envelope, bytes]:
-    """The event in its envelope, chained to the session's last hash, and its canonical bytes."""
+def _seal(
+    prior: SessionState, command: Command, event: Event, actor: AgentId, ctx: Ctx, cipher: FieldCipher | None
+) -> tuple[Envelope, bytes]:
+    """The event in its envelope, chained to the session's last hash, and its canonical bytes.
+
+    With `cipher` the bytes hold the erasable fields encrypted; the envelope holds them in the clear.
+    """
     key, event_id, version, schema = command.session_key, ctx.new_id(), prior.version + 1, type(event).SCHEMA_VERSION
+    stored = event
+    if cipher is not None:
+        stored, event = conceal(event, cipher), shown(event)
     digest, record = sealed_record(
-        event, event_id, key, version, ctx.now, actor, prior.last_hash, command.idempotency_key, schema
+        stored, event_id, key, version, ctx.now, actor, prior.last_hash, command.idempotency_key, schema
     )
     env = Envelope(
         event_id=event_id,

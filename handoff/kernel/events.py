@@ -35,6 +35,7 @@ class SessionRegistered(_Event, frozen=True):
     metadata: JsonObject = {}
     sequence_number: int = 1
     retention_policy: RetentionPolicy = "standard"  # added with CONTRACT §8: older records decode as standard
+    encrypted: str | None = None  # erasable fields under the session's data key (handoff.kernel.erasure)
 
 
 class ContextAppended(_Event, frozen=True):
@@ -48,6 +49,7 @@ class ContextAppended(_Event, frozen=True):
     agent: AgentId
     tokens: int
     metadata: JsonObject = {}
+    encrypted: str | None = None  # content and metadata under the session's data key (handoff.kernel.erasure)
 
 
 class PackageRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
@@ -75,6 +77,7 @@ class HandoffRequested(_Event, frozen=True):
     package: PackageRecord
     request_data: JsonObject = {}
     accept_within: int = DEFAULT_ACCEPT_WITHIN  # seconds it may stay pending; added with CONTRACT §8
+    encrypted: str | None = None  # requestData, package summary and key points under the data key
 
 
 class HandoffAccepted(_Event, frozen=True):
@@ -91,6 +94,7 @@ class HandoffCompleted(_Event, frozen=True):
     agent: AgentId
     result: JsonObject = {}
     session_completed: bool = False
+    encrypted: str | None = None  # result under the session's data key (handoff.kernel.erasure)
 
 
 class HandoffRejected(_Event, frozen=True):
@@ -131,6 +135,17 @@ class SessionExpired(_Event, frozen=True):
     cancelled_handoffs: list[HandoffId] = []
 
 
+class SessionErased(_Event, frozen=True):
+    """The session's data key was destroyed (retention or an operator's purge): its content is unreadable for good.
+
+    An active session is closed by it (its open handoffs cancelled); no write is taken after it.
+    """
+
+    reason: str
+    closed: bool = False
+    cancelled_handoffs: list[HandoffId] = []
+
+
 Event = (
     SessionRegistered
     | ContextAppended
@@ -142,6 +157,7 @@ Event = (
     | HandoffExpired
     | SessionClosed
     | SessionExpired
+    | SessionErased
 )
 
 EVENT_TYPES: dict[str, type[Any]] = {
@@ -157,6 +173,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         HandoffExpired,
         SessionClosed,
         SessionExpired,
+        SessionErased,
     )
 }
 

@@ -17,6 +17,7 @@ from handoff.kernel.events import (
     HandoffRejected,
     HandoffRequested,
     SessionClosed,
+    SessionErased,
     SessionExpired,
     SessionRegistered,
 )
@@ -60,6 +61,8 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     metadata: dict[str, object] = {}
     handoffs: dict[HandoffId, HandoffState] = {}
     retention_policy: str = "standard"  # its active TTL and dormancy period: handoff.kernel.lifecycle
+    erased: bool = False  # its data key is destroyed (SessionErased): no write is taken any more
+    encrypted: bool = False  # registered with a data key; sessions from before erasure existed hold plaintext
 
 
 def _with_participant(participants: tuple[AgentId, ...], agent: AgentId) -> tuple[AgentId, ...]:
@@ -108,6 +111,7 @@ def evolve(state: SessionState | None, env: Envelope) -> SessionState:  # noqa: 
                 created_at=at,
                 metadata=event.metadata,
                 retention_policy=event.retention_policy,
+                encrypted=event.encrypted is not None,
             )
         case ContextAppended():  # pragma: no cover - returned above
             raise AssertionError("unreachable")
@@ -148,5 +152,8 @@ def evolve(state: SessionState | None, env: Envelope) -> SessionState:  # noqa: 
             return replace(_close_open(state, event.cancelled_handoffs, at, "cancelled"), status="closed")
         case SessionExpired():
             return replace(_close_open(state, event.cancelled_handoffs, at, "expired"), status="expired")
+        case SessionErased():
+            state = _close_open(state, event.cancelled_handoffs, at, "cancelled")
+            return replace(state, status="closed" if event.closed else state.status, erased=True, metadata={})
         case _:
             assert_never(event)

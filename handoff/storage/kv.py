@@ -204,6 +204,15 @@ class RocksKeyValue:
         """
         self.db.flush_wal(True)
 
+    def compact_all(self) -> None:
+        """Flush the memtable and rewrite every file, so deleted and overwritten values leave the disk.
+
+        What erasure relies on: after it, no SST or WAL file holds a value deleted or replaced before it.
+        """
+        self.db.flush(True)
+        self.db.compact_range(None, None)
+        self.db.flush_wal(True)
+
     def close(self) -> None:
         """Flush and release the database lock."""
         if self.bulk:

@@ -17,6 +17,7 @@ from handoff.kernel.codec import decode_envelope
 from handoff.kernel.events import Envelope
 from handoff.kernel.receipt import Receipt
 from handoff.kernel.state import SessionState
+from handoff.storage.datakeys import DataKeys
 from handoff.storage.kv import KeyValue, Write
 
 SEP = b"\x00"
@@ -78,6 +79,7 @@ class EventLog:
     """Reads of the embedded log (writes go through the engine's WriteBatch)."""
 
     def __init__(self, kv: KeyValue) -> None:
+        self.keys = DataKeys(kv)  # the sessions' data keys, to show their events in the clear
         self.kv = kv
 
     def state(self, key: str) -> SessionState | None:
@@ -109,9 +111,9 @@ class EventLog:
             yield version, value
 
     def stream(self, key: str, until: int | None = None) -> Iterator[Envelope]:
-        """A session's decoded events in order, up to `until` inclusive."""
+        """A session's decoded events in order, up to `until` inclusive, shown in the clear while its key lives."""
         for _, value in self.records(key, until):
-            yield decode_envelope(value)
+            yield self.keys.reveal(decode_envelope(value))
 
     def global_records(self, after: int = 0) -> Iterator[tuple[int, str, int, bytes]]:
         """(position, sessionKey, version, bytes) in commit order, after a position."""

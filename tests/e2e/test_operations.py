@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,15 @@ async def test_run_job_now_expires_an_overdue_handoff_and_reports_its_counts(ser
 
 
 async def test_run_job_now_runs_the_retention_and_dormancy_jobs(served: Served) -> None:
+    key = f"ret-{uuid.uuid4().hex[:8]}"
     async with http_client(served.mcp_url) as client:
+        await ok(client, "register_session", {"sessionKey": key, "agentFrom": "a", "retentionPolicy": "short"})
+        await ok(client, "close_session", {"sessionKey": key, "agent": "a"})
         retention = (await ok(client, "run_job_now", {"jobName": "retention"}))["job"]
         dormancy = (await ok(client, "run_job_now", {"jobName": "dormancy"}))["job"]
-    assert retention["result"] == {"erased": 0}  # the erasure is not wired in yet
+        session = (await ok(client, "get_session", {"sessionKey": key}))["session"]
+    # Ended just now: checked, not erased before its policy's 7 days (tests/integration/test_erasure.py moves the clock)
+    assert retention["result"]["checked"] >= 1 and retention["result"]["erased"] == 0 and not session["erased"]
     assert set(dormancy["result"]) == {"dormant", "active"}
 
 

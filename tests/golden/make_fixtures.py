@@ -22,6 +22,7 @@ from handoff.kernel.commands import (
     Command,
     CompleteHandoff,
     ContextItem,
+    EraseSession,
     ExpireHandoff,
     ExpireSession,
     RegisterSession,
@@ -32,6 +33,7 @@ from handoff.kernel.decide import Ctx, execute_all
 from handoff.kernel.events import Envelope, HandoffRequested
 from handoff.kernel.package import build_package
 from handoff.kernel.state import SessionState
+from handoff.storage.datakeys import DataCipher
 from handoff.storage.kv import InMemoryKeyValue
 from projections.queries import Queries
 from projections.replay import fold_events
@@ -51,6 +53,7 @@ class _Writer:
         self.ticks = itertools.count()
         numbers = itertools.count(1)
         self.new_id = lambda: f"01JDQ7Z0{next(numbers):018d}"
+        self.ciphers = {"gone": DataCipher(bytes(32))}  # a session with a data key, so it can be erased
 
     def __call__(self, command: Command) -> Envelope:
         state = self.states.get(command.session_key)
@@ -62,7 +65,8 @@ class _Writer:
             entries = Queries(self.kv).entries_newest_first(command.session_key, state.last_sequence)
             package, _ = build_package(package_head(summary), entries, command.token_budget or 4000)
         now = f"2026-11-27T10:{next(self.ticks):02d}:00.000Z"
-        state, sealed = execute_all(state, command, Ctx(now=now, new_id=self.new_id, package=package))
+        ctx = Ctx(now=now, new_id=self.new_id, package=package)
+        state, sealed = execute_all(state, command, ctx, self.ciphers.get(command.session_key))
         self.states[command.session_key] = state
         envelopes = [env for env, _ in sealed]
         fold_events(self.kv, envelopes)
@@ -148,6 +152,8 @@ def history() -> tuple[dict[str, Envelope], dict[str, Command]]:
             idempotency_key="scan-1",
         )
     )
+    run(RegisterSession(session_key="gone", agent_from="aider"))
+    run(EraseSession(session_key="gone", reason="the user asked to be forgotten", actor="operator"))
     return first_event, first_command
 
 

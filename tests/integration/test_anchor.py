@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -12,10 +13,11 @@ import msgspec
 import pytest
 
 from handoff.audit import anchor
-from handoff.audit.transfer import export_lines, from_cloudevent, import_lines, to_cloudevent
+from handoff.audit.transfer import data_key_of, export_lines, from_cloudevent, import_lines, to_cloudevent
 from handoff.cli import main
 from handoff.engine.engine import Engine
 from handoff.kernel.commands import AppendContext, RegisterSession
+from handoff.storage.datakeys import DataCipher
 from handoff.storage.kv import RocksKeyValue
 
 _sorted = msgspec.json.Encoder(order="sorted")
@@ -34,14 +36,27 @@ def _store(data: Path, sessions: int = 5) -> None:
 
 
 def _rewrite(lines: list[bytes], old: str, new: str) -> list[bytes]:
-    """The attack: change one event's content, then re-hash every chain so that each one holds again."""
+    """The attack: change one event's content, then re-hash every chain so that each one holds again.
+
+    The content is encrypted under its session's data key, which the export carries: the attacker
+    opens it, edits it and seals it again.
+    """
     out, prev = [], {}
+    keys = dict(found for found in map(data_key_of, lines) if found is not None)
     for line in lines:
+        if data_key_of(line) is not None:
+            out.append(line)
+            continue
         wire = msgspec.json.decode(from_cloudevent(line))
         key = wire["sessionKey"]
         wire["prevHash"] = prev.get(key, "0" * 64)
-        if wire["type"] == "ContextAppended" and wire["data"]["content"] == f"price: {old}":
-            wire["data"]["content"] = f"price: {new}"
+        if wire["type"] == "ContextAppended":
+            cipher = DataCipher(keys[key])
+            hidden = msgspec.json.decode(cipher.decrypt(base64.b64decode(wire["data"]["encrypted"])))
+            if hidden["content"] == f"price: {old}":
+                hidden["content"] = f"price: {new}"
+                sealed = cipher.encrypt(_sorted.encode(hidden))
+                wire["data"]["encrypted"] = base64.b64encode(sealed).decode()
         del wire["hash"]
         wire["hash"] = prev[key] = hashlib.sha256(_sorted.encode(wire)).hexdigest()
         out.append(to_cloudevent(_sorted.encode(wire)))

@@ -90,7 +90,7 @@ def test_verify_passes_on_a_healthy_store_of_10000_events_over_100_sessions(stor
 def test_verify_names_the_session_and_version_of_a_flipped_byte(store: RocksKeyValue, tmp_path: Path):
     record = store.get(event_key("audit-042", 57))
     assert record is not None
-    at = record.index(b'"content":"') + 12
+    at = record.index(b'"encrypted":"') + 20  # inside the content's ciphertext
     store.write([(event_key("audit-042", 57), record[:at] + bytes([record[at] ^ 0x01]) + record[at + 1 :])])
     report = verify(store, scratch=tmp_path, quiet=True)
     assert not report.ok
@@ -410,8 +410,12 @@ def test_a_log_written_by_the_previous_schema_replays_to_the_same_views_and_veri
     from handoff.kernel import codec
 
     old_records = []
+    shown = EventLog(store).keys.reveal
     for key, version, record in EventLog(store).all_records():
         wire = msgspec.json.decode(record)
+        if "encrypted" in wire["data"]:  # the package wrote content in the clear before erasure existed
+            wire["data"] = msgspec.json.decode(codec.encode_data(shown(codec.decode_envelope(record)).event))
+            del wire["data"]["encrypted"]
         if wire["type"] == "ContextAppended":
             del wire["data"]["tokens"]
             wire["schemaVersion"] = 1

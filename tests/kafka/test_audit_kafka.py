@@ -58,7 +58,8 @@ class Deployment:
 
 async def embedded_after_script() -> InMemoryKeyValue:
     kv = InMemoryKeyValue()
-    engine = Engine(kv, clock=fake_clock(), new_id=fake_ids(), sync=False)
+    # encrypt=False: as Kafka mode writes sessions until data keys live in Kafka (docs/erasure.md)
+    engine = Engine(kv, clock=fake_clock(), new_id=fake_ids(), sync=False, encrypt=False)
     await engine.start()
     try:
         await script(EmbeddedService(engine))
@@ -185,7 +186,7 @@ async def test_import_into_kafka_refuses_a_topic_that_holds_other_events_and_wri
     deployment: Deployment,
 ) -> None:
     other = InMemoryKeyValue()
-    engine = Engine(other, sync=False)
+    engine = Engine(other, sync=False, encrypt=False)
     engine.write_now([C.RegisterSession(session_key="eq-0", agent_from="someone-else")])  # not the deployment's eq-0
 
     def ends() -> dict[int, int]:
@@ -331,3 +332,14 @@ async def test_verify_names_the_missing_version_of_a_gap_in_the_events_topic(dep
     first = report.problems[0]
     assert (first.session, first.version) == ("eq-4", last + 1)
     assert "missing" in first.what
+
+
+async def test_import_into_kafka_refuses_an_export_with_data_keys_before_writing_anything(
+    deployment: Deployment,
+) -> None:
+    kv = InMemoryKeyValue()
+    engine = Engine(kv, sync=False)  # an embedded store encrypts its sessions (docs/erasure.md)
+    engine.write_now([C.RegisterSession(session_key="secret-1", agent_from="alice")])
+    topics = Topics(f"k{uuid.uuid4().hex[:8]}", 4)
+    with pytest.raises(InvalidArgument, match="Kafka mode cannot keep data keys yet"):
+        await asyncio.to_thread(import_kafka, deployment.bootstrap, topics, io.BytesIO(export_embedded(kv)))

@@ -1,0 +1,108 @@
+r"""Per-session data keys (CONTRACT §8 Erasure): the AES-GCM cipher, and where the embedded store keeps the keys.
+
+    P:<sessionKey>     the session's 256-bit data key (absent: never had one, or erased)
+
+Destroying a key is deleting it and then compacting its range, so no SST or WAL file of the store
+still holds it (`RocksKeyValue.compact_all`). A `DataKeys` keeps one cipher per session in memory,
+so the write path never reads a key from disk twice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+
+import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from handoff.kernel.erasure import is_erased, reveal
+from handoff.kernel.events import Envelope
+from handoff.storage.kv import KeyValue, Write
+
+PREFIX = b"P:"
+KEY_BYTES = 32
+_NONCE = 12
+
+
+def data_key(session: str) -> bytes:
+    """Key of a session's data key."""
+    return PREFIX + session.encode()
+
+
+class DataCipher:
+    """AES-256-GCM under one session's data key; each ciphertext is a fresh 96-bit nonce + sealed bytes."""
+
+    __slots__ = ("_aead", "key")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"a data key is {KEY_BYTES} bytes, not {len(key)}")
+        self.key = key
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def new(cls) -> DataCipher:
+        """A cipher under a fresh random key."""
+        return cls(AESGCM.generate_key(bit_length=KEY_BYTES * 8))
+
+    def encrypt(self, plain: bytes) -> bytes:
+        """Nonce + ciphertext + tag."""
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, plain, None)
+
+    def decrypt(self, sealed: bytes) -> bytes:
+        """The plaintext; ValueError if `sealed` was not made under this key or was altered."""
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], None)
+        except InvalidTag as exc:
+            raise ValueError("ciphertext does not open under this key") from exc
+
+
+class DataKeys:
+    """The data keys of one store's sessions, their ciphers cached (bounded, least recently used first out)."""
+
+    def __init__(self, kv: KeyValue, cache_size: int = 100_000) -> None:
+        self.kv = kv
+        self.size = cache_size
+        self._ciphers: OrderedDict[str, DataCipher] = OrderedDict()
+
+    def cipher(self, session: str) -> DataCipher | None:
+        """The session's cipher, or None if it has no key (written before erasure existed, or erased)."""
+        hit = self._ciphers.get(session)
+        if hit is not None:
+            return hit
+        raw = self.kv.get(data_key(session))
+        if raw is None:
+            return None
+        return self.remember(session, DataCipher(raw))
+
+    def remember(self, session: str, cipher: DataCipher) -> DataCipher:
+        """Cache a cipher (a new key, once its write is committed, or one read elsewhere)."""
+        self._ciphers[session] = cipher
+        self._ciphers.move_to_end(session)
+        if len(self._ciphers) > self.size:
+            self._ciphers.popitem(last=False)
+        return cipher
+
+    def reveal(self, env: Envelope) -> Envelope:
+        """The envelope with its erasable fields shown, if its session still has its key (else as it is)."""
+        if not is_erased(env.event):
+            return env
+        cipher = self.cipher(env.session_key)
+        return env if cipher is None else msgspec.structs.replace(env, event=reveal(env.event, cipher))
+
+    def forget(self, session: str) -> None:
+        """Drop a destroyed key from memory."""
+        self._ciphers.pop(session, None)
+
+
+def create_write(session: str, cipher: DataCipher) -> Write:
+    """The store write that keeps a new session's key."""
+    return data_key(session), cipher.key
+
+
+def destroy_write(session: str) -> Write:
+    """The store write that deletes a session's key (compact afterwards to purge it from the files)."""
+    return data_key(session), None
