@@ -22,11 +22,11 @@ lint: $(STAMP)  ## ruff, mypy --strict and the import-linter layer contracts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(STAMP)  ## The whole suite: lint, then every test tier (starts its own Kafka broker)
+test: $(STAMP)  ## The whole suite: lint, then every test tier (starts its own Kafka broker, then a 3-node cluster)
 	./scripts/test.sh
 
-test-cluster: $(STAMP)  ## The three-broker failure tests (starts a local 3-node KRaft cluster; ~20 min)
-	HANDOFF_CLUSTER_TESTS=1 ./scripts/test.sh tests/cluster
+test-cluster: $(STAMP)  ## Only the three-broker failure tests (starts a local 3-node KRaft cluster; ~8 min)
+	./scripts/test.sh tests/cluster -m cluster
 
 bench: $(STAMP)  ## Benchmarks (print figures; not tests)
 	$(BIN)/python -m bench.engine

@@ -13,15 +13,23 @@ echo "== import-linter" >&2
 $BIN/lint-imports
 echo "== pytest" >&2
 set +e
-# The three-broker failure tier (tests/cluster, ~20 min on 2 cores) runs with `make test-cluster`
-# (HANDOFF_CLUSTER_TESTS=1): it has not yet passed 3 runs out of 3 here, and a flaky tier would block every landing.
-# So does the analytics app's kill-and-restart test (marker restart), which timed out in a clean-clone run.
-if [ "${HANDOFF_CLUSTER_TESTS:-0}" = "1" ]; then
+# Two runs: every tier but the three-broker one (its single broker is stopped when the run ends), then the
+# three-broker failure tier (tests/cluster, ~8 min on 2 cores) on its own three nodes: four JVMs at once
+# would starve two cores. HANDOFF_CLUSTER_TESTS=0 leaves the cluster tier out (a quicker local run);
+# arguments run just those tests.
+# The analytics app's kill-and-restart test (marker restart) stays out until it is reliable in a clean clone.
+if [ "$#" -gt 0 ]; then
   $BIN/pytest "$@"
+  status=$?
 else
-  $BIN/pytest -m "not cluster and not restart" "$@"
+  $BIN/pytest -m "not cluster and not restart"
+  status=$?
+  if [ "$status" -eq 0 ] && [ "${HANDOFF_CLUSTER_TESTS:-1}" != "0" ]; then
+    echo "== pytest: the three-broker cluster tier" >&2
+    $BIN/pytest tests/cluster -m cluster
+    status=$?
+  fi
 fi
-status=$?
 set -e
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure here" >&2
