@@ -1,5 +1,8 @@
 """`handoff serve` (embedded) after a known workload: exact business counters, gauges that survive a restart,
-plausible histograms, the standard process series, all in valid Prometheus exposition (CONTRACT §10)."""
+plausible histograms, the standard process series, all in valid Prometheus exposition (CONTRACT §10).
+
+The workload's two handoffs with ``acceptWithin: 1`` expire by the server's own sweeper, so the test
+waits for its next sweep (`integration.workload.EXPIRY_DEADLINE`)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from integration.workload import (
     drive,
     picked,
     scrape,
+    until_counted,
 )
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +32,8 @@ async def test_a_known_workload_reads_back_exactly_from_metrics_and_the_gauges_s
     try:
         async with http_client(served.mcp_url) as client:
             await drive(client, "w")
-        samples, types = scrape(served.url + "/metrics")
+        until_counted(lambda: scrape(served.url + "/metrics")[0], "the sweeper to expire the two handoffs")
+        samples, types = scrape(served.url + "/metrics")  # nothing else falls due: the same counts
         assert picked(samples, EXPECTED_COUNTERS) == EXPECTED_COUNTERS
         assert picked(samples, EXPECTED_GAUGES) == EXPECTED_GAUGES
         for name, count in HANDOFF_HISTOGRAMS.items():

@@ -1,50 +1,64 @@
 """A known workload over MCP, and what `/metrics` must show after it (CONTRACT §10), for both modes.
 
-Four sessions, twelve appends, five handoffs with given outcomes:
+Five sessions, twelve appends, seven handoffs with given outcomes:
 
     s0  full_handoff to b, accepted and completed (s0 completes)
     s1  context_transfer to b, rejected; context_transfer to c, accepted (c now holds s1)
     s2  collaboration to d, cancelled by its requester; context_transfer to e, left pending
     s3  registered and closed
+    s4  collaboration to f and full_handoff to g, each with ``acceptWithin: 1``, never answered: expired
 
 s0-s2 each get two message entries, one decision and one file.
+
+The two handoffs of s4 expire by the deployment's own sweeper (the engine's, or the worker's that
+owns s4's partition), which runs every `SWEEP_EVERY` seconds: they are requested first, and a test
+waits up to `EXPIRY_DEADLINE` for the counters. s4 itself stays active: a handoff that expires does
+not expire its session, and no session can expire within a test (the shortest retention is 4 hours),
+so the expired sessions gauge is exactly 0.
 """
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from handoff.engine.sweeper import SWEEP_EVERY
 from integration.harness import ok
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
+EXPIRY_DEADLINE = SWEEP_EVERY + 60.0  # the next sweep after the handoffs fell due, on a loaded machine
+
 EXPECTED_COUNTERS: Samples = {
-    ("handoff_sessions_registered_total", ()): 4,
+    ("handoff_sessions_registered_total", ()): 5,
     # entries as get_context shows them: every registration and every handoff request adds a system entry
-    ("handoff_context_entries_total", (("context_type", "system"),)): 4 + 5,
+    ("handoff_context_entries_total", (("context_type", "system"),)): 5 + 7,
     ("handoff_context_entries_total", (("context_type", "message"),)): 6,
     ("handoff_context_entries_total", (("context_type", "decision"),)): 3,
     ("handoff_context_entries_total", (("context_type", "file"),)): 3,
     ("handoff_context_entries_total", (("context_type", "task"),)): 0,
     ("handoff_context_entries_total", (("context_type", "tool_call"),)): 0,
-    ("handoff_handoffs_total", (("outcome", "requested"), ("request_type", "full_handoff"))): 1,
+    ("handoff_handoffs_total", (("outcome", "requested"), ("request_type", "full_handoff"))): 2,
     ("handoff_handoffs_total", (("outcome", "accepted"), ("request_type", "full_handoff"))): 1,
     ("handoff_handoffs_total", (("outcome", "completed"), ("request_type", "full_handoff"))): 1,
+    ("handoff_handoffs_total", (("outcome", "expired"), ("request_type", "full_handoff"))): 1,
     ("handoff_handoffs_total", (("outcome", "requested"), ("request_type", "context_transfer"))): 3,
     ("handoff_handoffs_total", (("outcome", "rejected"), ("request_type", "context_transfer"))): 1,
     ("handoff_handoffs_total", (("outcome", "accepted"), ("request_type", "context_transfer"))): 1,
     ("handoff_handoffs_total", (("outcome", "completed"), ("request_type", "context_transfer"))): 0,
-    ("handoff_handoffs_total", (("outcome", "requested"), ("request_type", "collaboration"))): 1,
+    ("handoff_handoffs_total", (("outcome", "expired"), ("request_type", "context_transfer"))): 0,
+    ("handoff_handoffs_total", (("outcome", "requested"), ("request_type", "collaboration"))): 2,
     ("handoff_handoffs_total", (("outcome", "cancelled"), ("request_type", "collaboration"))): 1,
-    ("handoff_handoffs_total", (("outcome", "expired"), ("request_type", "collaboration"))): 0,
+    ("handoff_handoffs_total", (("outcome", "expired"), ("request_type", "collaboration"))): 1,
 }
 EXPECTED_GAUGES: Samples = {
-    ("handoff_sessions", (("status", "active"),)): 2,
+    ("handoff_sessions", (("status", "active"),)): 3,
     ("handoff_sessions", (("status", "completed"),)): 1,
     ("handoff_sessions", (("status", "closed"),)): 1,
     ("handoff_sessions", (("status", "expired"),)): 0,
@@ -55,10 +69,13 @@ TIMING_HISTOGRAMS = ("handoff_store_read_seconds", "handoff_store_write_seconds"
 
 
 async def drive(client: Client, prefix: str) -> None:
-    """Run the workload on sessions ``<prefix>-0`` … ``<prefix>-3``."""
-    keys = [f"{prefix}-{i}" for i in range(4)]
+    """Run the workload on sessions ``<prefix>-0`` … ``<prefix>-4`` (the expiries follow within a sweep)."""
+    keys = [f"{prefix}-{i}" for i in range(5)]
     for key in keys:
         await ok(client, "register_session", {"sessionKey": key, "agentFrom": "a"})
+    for target, request_type in (("f", "collaboration"), ("g", "full_handoff")):  # first: they fall due soonest
+        args = {"sessionKey": keys[4], "targetAgent": target, "requestType": request_type, "acceptWithin": 1}
+        await ok(client, "request_handoff", args)
     for key in keys[:3]:
         for content_type, content in (("message", "m1"), ("message", "m2"), ("decision", "d"), ("file", "f.py")):
             await ok(client, "update_context", {"sessionKey": key, "contextType": content_type, "content": content})
@@ -108,6 +125,22 @@ def summed(*scrapes: Samples) -> Samples:
 def picked(samples: Samples, wanted: Samples) -> Samples:
     """The samples named in `wanted` (absent ones as None, so a missing series shows in the diff)."""
     return {key: samples.get(key) for key in wanted}  # type: ignore[misc]
+
+
+def until_counted(read: Callable[[], Samples], what: str) -> Samples:
+    """`read()` once it shows every expected counter and gauge (the expiries land with a sweep).
+
+    Polls every half second up to `EXPIRY_DEADLINE`; then fails with the diff of what it last read.
+    """
+    end = time.monotonic() + EXPIRY_DEADLINE
+    while True:
+        samples = read()
+        counters, gauges = picked(samples, EXPECTED_COUNTERS), picked(samples, EXPECTED_GAUGES)
+        if counters == EXPECTED_COUNTERS and gauges == EXPECTED_GAUGES:
+            return samples
+        if time.monotonic() > end:
+            assert (counters, gauges) == (EXPECTED_COUNTERS, EXPECTED_GAUGES), f"timed out waiting for {what}"
+        time.sleep(0.5)
 
 
 def histogram(samples: Samples, name: str) -> dict[str, Any]:
