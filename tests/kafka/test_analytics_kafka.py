@@ -36,6 +36,7 @@ from handoff.engine.service import EmbeddedService
 from handoff.kernel import commands as C
 from handoff.storage.kv import InMemoryKeyValue
 from handoff.storage.log import EventLog
+from kafka.secure import SecureBroker
 from kafka.support import Broker, wait_until
 from kafka.test_equivalence import fake_ids, script
 from streams.analytics_client import AnalyticsClient
@@ -120,13 +121,14 @@ async def answers_of_app(url: str) -> list[dict[str, Any]]:
     return [await client.analytics(w, a) for w, a in QUERIES]
 
 
-async def same_hour(read: Callable[[], Any], expected: list[dict[str, Any]]) -> bool:
-    """Whether `read()` equals `expected` (taken in the same hour: an hour rolling over moves every window)."""
-    try:
-        got = await read()
-    except Exception:  # noqa: BLE001 - the app is still starting: not yet
-        return False
-    return bool(got == expected)
+def differences(got: list[dict[str, Any]], expected: list[dict[str, Any]]) -> str:
+    """The fields of each answer that differ, for a failure message."""
+    lines = []
+    for (window, agent), mine, theirs in zip(QUERIES, got, expected, strict=True):
+        for name in sorted(set(mine) | set(theirs)):
+            if mine.get(name) != theirs.get(name):
+                lines.append(f"{window} {agent or '*'} {name}: got {mine.get(name)!r}, expected {theirs.get(name)!r}")
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +151,24 @@ async def expected(embedded: Served) -> list[dict[str, Any]]:
 
 
 async def until_agrees(read: Callable[[], Any], embedded: Served, deadline: float, what: str) -> None:
-    async def agrees() -> bool:
-        return await same_hour(read, await expected(embedded))
+    """Poll until `read()` equals the embedded engine's answers, taken just before (in the same hour: an hour
+    rolling over moves every window); on timeout, say what differed last."""
+    last = ["no answer yet"]
 
-    await wait_until(agrees, deadline, what)
+    async def agrees() -> bool:
+        wanted = await expected(embedded)
+        try:
+            got = await read()
+        except Exception as exc:  # noqa: BLE001 - the app is still starting: not yet
+            last[0] = f"no answer yet: {exc!r}"
+            return False
+        last[0] = differences(got, wanted)
+        return bool(got == wanted)
+
+    try:
+        await wait_until(agrees, deadline, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last difference:\n{last[0]}") from None
 
 
 async def test_the_faust_app_answers_get_analytics_as_the_embedded_engine_does(
@@ -269,3 +285,41 @@ async def test_killing_the_app_mid_fold_and_restarting_it_gives_the_same_answers
         with process(cmd, tmp_path / "app.log"):
             rebuilt = "the app rebuilt from its changelog to agree"
             await until_agrees(lambda: answers_of_app(url), embedded, 180, rebuilt)
+
+
+# -- a secured cluster: the app takes the workers' Kafka security settings ----------------------------------------
+
+
+async def test_the_app_folds_and_answers_over_sasl_ssl_with_the_workers_settings(
+    secured: SecureBroker, exported: Path, embedded: Served, tmp_path: Path
+) -> None:
+    topics = Topics(f"as{uuid.uuid4().hex[:8]}", 4)
+    (tmp_path / "password").write_text(secured.password + "\n")
+    flags = [
+        "--kafka-security-protocol", "SASL_SSL", "--kafka-sasl-mechanism", "SCRAM-SHA-256",
+        "--kafka-sasl-username", secured.username, "--kafka-sasl-password-file", str(tmp_path / "password"),
+        "--kafka-ssl-cafile", str(secured.cafile),
+    ]  # fmt: skip
+    argv = ["import", "--kafka", secured.bootstrap, "--topic-prefix", topics.prefix, "--partitions", "4", *flags]
+    assert await asyncio.to_thread(main, [*argv, "--in", str(exported)]) == 0
+    port = free_port()
+    # the app as flags, the worker from HANDOFF_KAFKA_*: both forms of the same settings
+    app_cmd = [*analytics_cmd(secured.bootstrap, topics, tmp_path / "app", port), *flags]
+    with process(app_cmd, tmp_path / "app.log") as app:
+        async with worker_on(secured.bootstrap, topics, tmp_path, secured.env()):
+            url = f"http://127.0.0.1:{port}"
+            await until_agrees(lambda: answers_of_app(url), embedded, 120, "the app on SASL_SSL to agree")
+        assert app.poll() is None, (tmp_path / "app.log").read_text()[-4000:]
+
+
+def test_the_app_with_a_wrong_password_exits_1_naming_the_authentication_failure(
+    secured: SecureBroker, tmp_path: Path
+) -> None:
+    cmd = analytics_cmd(secured.bootstrap, Topics("refused", 4), tmp_path / "app", free_port())
+    env = {k: v for k, v in child_env().items() if not k.startswith("HANDOFF_KAFKA_")}
+    done = subprocess.run(
+        cmd, env={**env, **secured.env(password="wrong")}, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Kafka refused this client's credentials (SASL authentication failed)" in done.stderr, done.stderr[-3000:]
