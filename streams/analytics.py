@@ -106,8 +106,8 @@ def build_app(config: AnalyticsConfig) -> faust.App:
         topic_replication_factor=1,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
-        # A restarted app waits for its killed predecessor's session to expire before it gets the partitions:
-        # 10 s rather than faust's 60 s.
+        # Each run is a group of its own (above), so no killed predecessor's session holds the partitions; 10 s
+        # rather than faust's 60 s bounds how long a member that stopped heartbeating keeps them.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
     )

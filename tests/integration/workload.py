@@ -13,8 +13,13 @@ s0-s2 each get two message entries, one decision and one file.
 The two handoffs of s4 expire by the deployment's own sweeper (the engine's, or the worker's that
 owns s4's partition), which runs every `SWEEP_EVERY` seconds: they are requested first, and a test
 waits up to `EXPIRY_DEADLINE` for the counters. s4 itself stays active: a handoff that expires does
-not expire its session, and no session can expire within a test (the shortest retention is 4 hours),
-so the expired sessions gauge is exactly 0.
+not expire its session.
+
+No session can fall idle for its retention within a test (the shortest is 4 hours), so before the
+workload each test imports `aged_log` (``handoff import``): one session last written 5 hours ago
+under the ``short`` policy, its context_transfer to h still pending. The first sweep expires it,
+and its pending handoff with it. Imported events are not this process's writes: the counters count
+only the expiry (one handoff expired), the gauges, rebuilt from the views, count the session.
 """
 
 from __future__ import annotations
@@ -23,12 +28,19 @@ import time
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from handoff.audit.transfer import export_lines
+from handoff.engine.engine import Engine
 from handoff.engine.sweeper import SWEEP_EVERY
+from handoff.kernel.commands import RegisterSession, RequestHandoff
+from handoff.kernel.times import format_time
+from handoff.storage.kv import InMemoryKeyValue
 from integration.harness import ok
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -52,7 +64,7 @@ EXPECTED_COUNTERS: Samples = {
     ("handoff_handoffs_total", (("outcome", "rejected"), ("request_type", "context_transfer"))): 1,
     ("handoff_handoffs_total", (("outcome", "accepted"), ("request_type", "context_transfer"))): 1,
     ("handoff_handoffs_total", (("outcome", "completed"), ("request_type", "context_transfer"))): 0,
-    ("handoff_handoffs_total", (("outcome", "expired"), ("request_type", "context_transfer"))): 0,
+    ("handoff_handoffs_total", (("outcome", "expired"), ("request_type", "context_transfer"))): 1,  # the aged one
     ("handoff_handoffs_total", (("outcome", "requested"), ("request_type", "collaboration"))): 2,
     ("handoff_handoffs_total", (("outcome", "cancelled"), ("request_type", "collaboration"))): 1,
     ("handoff_handoffs_total", (("outcome", "expired"), ("request_type", "collaboration"))): 1,
@@ -61,11 +73,24 @@ EXPECTED_GAUGES: Samples = {
     ("handoff_sessions", (("status", "active"),)): 3,
     ("handoff_sessions", (("status", "completed"),)): 1,
     ("handoff_sessions", (("status", "closed"),)): 1,
-    ("handoff_sessions", (("status", "expired"),)): 0,
+    ("handoff_sessions", (("status", "expired"),)): 1,  # the aged session
     ("handoff_handoffs_pending", ()): 1,
 }
 HANDOFF_HISTOGRAMS = {"handoff_handoff_accept_seconds": 2, "handoff_handoff_complete_seconds": 1}
 TIMING_HISTOGRAMS = ("handoff_store_read_seconds", "handoff_store_write_seconds", "handoff_log_sync_seconds")
+
+
+def aged_log(path: Path) -> Path:
+    """Write the aged session's events (see the module docstring) as an export file at `path`; return it."""
+    kv = InMemoryKeyValue()
+    engine = Engine(kv, sync=False, clock=lambda: format_time(datetime.now(UTC) - timedelta(hours=5)))
+    results = engine.write_now([
+        RegisterSession(session_key="aged-0", agent_from="old", retention_policy="short"),
+        RequestHandoff(session_key="aged-0", target_agent="h", request_type="context_transfer"),
+    ])  # fmt: skip
+    assert not [r for r in results if isinstance(r, Exception)], results
+    path.write_bytes(b"".join(line + b"\n" for line in export_lines(kv)))
+    return path
 
 
 async def drive(client: Client, prefix: str) -> None:

@@ -1,11 +1,14 @@
 """Kafka mode after the known workload of `integration.workload`: the adapter's and two workers' /metrics,
 added up, show the same exact business series as the embedded engine; the adapter's /healthz shows Kafka
-and the workers (CONTRACT §10)."""
+and the workers (CONTRACT §10). The aged session is imported into the topics before the workers start;
+the worker owning its partition expires it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from integration.workload import (
     EXPECTED_GAUGES,
     HANDOFF_HISTOGRAMS,
     Samples,
+    aged_log,
     check_histogram,
     drive,
     picked,
@@ -23,8 +27,10 @@ from integration.workload import (
     until_counted,
 )
 
+from handoff.cli import main
 from kafka.mcp import running_kafka_mcp
 from kafka.support import Broker, WorkerProcess
+from streams.topics import Topics
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +50,10 @@ def _ready_partitions(url: str) -> float:
 async def test_a_known_workload_reads_back_exactly_from_the_adapter_and_workers_summed(
     broker: Broker, tmp_path: Path
 ) -> None:
-    with running_kafka_mcp(broker.bootstrap, tmp_path) as kafka:
+    topics = Topics(f"m{uuid.uuid4().hex[:8]}", 4)
+    argv = ["import", "--kafka", broker.bootstrap, "--topic-prefix", topics.prefix, "--partitions", "4"]
+    assert await asyncio.to_thread(main, [*argv, "--in", str(aged_log(tmp_path / "aged.jsonl"))]) == 0
+    with running_kafka_mcp(broker.bootstrap, tmp_path, topics=topics) as kafka:
         first = wait_for(lambda: _worker_url(kafka.worker_log.read_text()), 30, "the first worker's URL")
         second = WorkerProcess(broker.bootstrap, kafka.topics, tmp_path / "w2", tmp_path / "w2.log")
         second.start()
