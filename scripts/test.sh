@@ -17,12 +17,11 @@ set +e
 # three-broker failure tier (tests/cluster, ~8 min on 2 cores) on its own three nodes: four JVMs at once
 # would starve two cores. HANDOFF_CLUSTER_TESTS=0 leaves the cluster tier out (a quicker local run);
 # arguments run just those tests.
-# The analytics app's kill-and-restart test (marker restart) stays out until it is reliable in a clean clone.
 if [ "$#" -gt 0 ]; then
   $BIN/pytest "$@"
   status=$?
 else
-  $BIN/pytest -m "not cluster and not restart"
+  $BIN/pytest -m "not cluster"
   status=$?
   if [ "$status" -eq 0 ] && [ "${HANDOFF_CLUSTER_TESTS:-1}" != "0" ]; then
     echo "== pytest: the three-broker cluster tier" >&2

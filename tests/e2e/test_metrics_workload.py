@@ -1,5 +1,9 @@
 """`handoff serve` (embedded) after a known workload: exact business counters, gauges that survive a restart,
-plausible histograms, the standard process series, all in valid Prometheus exposition (CONTRACT §10)."""
+plausible histograms, the standard process series, all in valid Prometheus exposition (CONTRACT §10).
+
+The data dir starts with the aged session imported (it expires at the server's first sweep); the
+workload's two handoffs with ``acceptWithin: 1`` expire at a later one, so the test waits for it
+(`integration.workload.EXPIRY_DEADLINE`)."""
 
 from __future__ import annotations
 
@@ -12,11 +16,15 @@ from integration.workload import (
     EXPECTED_GAUGES,
     HANDOFF_HISTOGRAMS,
     TIMING_HISTOGRAMS,
+    aged_log,
     check_histogram,
     drive,
     picked,
     scrape,
+    until_counted,
 )
+
+from handoff.cli import main
 
 pytestmark = pytest.mark.anyio
 
@@ -24,11 +32,13 @@ pytestmark = pytest.mark.anyio
 async def test_a_known_workload_reads_back_exactly_from_metrics_and_the_gauges_survive_a_restart(
     tmp_path: Path,
 ) -> None:
+    assert main(["import", "--data-dir", str(tmp_path / "data"), "--in", str(aged_log(tmp_path / "aged.jsonl"))]) == 0
     served = start_server(tmp_path / "data", tmp_path / "serve.log")
     try:
         async with http_client(served.mcp_url) as client:
             await drive(client, "w")
-        samples, types = scrape(served.url + "/metrics")
+        until_counted(lambda: scrape(served.url + "/metrics")[0], "the sweeper to expire the two handoffs")
+        samples, types = scrape(served.url + "/metrics")  # nothing else falls due: the same counts
         assert picked(samples, EXPECTED_COUNTERS) == EXPECTED_COUNTERS
         assert picked(samples, EXPECTED_GAUGES) == EXPECTED_GAUGES
         for name, count in HANDOFF_HISTOGRAMS.items():

@@ -41,14 +41,14 @@ class KafkaMcp:
 
 @contextmanager
 def running_kafka_mcp(
-    bootstrap: str, root: Path, *serve_args: str, env: dict[str, str] | None = None
+    bootstrap: str, root: Path, *serve_args: str, env: dict[str, str] | None = None, topics: Topics | None = None
 ) -> Iterator[KafkaMcp]:
     """Start the worker, then the adapter (ready once every partition has a ready worker); stop both.
 
     `serve_args`: more options for `serve`; `env`: more environment for both processes (e.g. the
-    switches that turn the accelerators off).
+    switches that turn the accelerators off); `topics`: topics already written (default: new ones).
     """
-    topics = Topics(f"m{uuid.uuid4().hex[:8]}", 4)
+    topics = topics or Topics(f"m{uuid.uuid4().hex[:8]}", 4)
     settings = {"HANDOFF_KAFKA_TOPIC_PREFIX": topics.prefix, "HANDOFF_KAFKA_PARTITIONS": str(topics.partitions)}
     settings.update(env or {})
     worker_log = root / "worker.log"
