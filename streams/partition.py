@@ -63,9 +63,14 @@ def dedupe_entry(reply: Reply) -> tuple[bytes, bytes]:
     """The store's entry for a decided command: its reply without the event (`stored_reply` puts it back).
 
     The event is the biggest part of a reply, and the store already holds it under its session and
-    version: kept in the reply too, every command's content would be stored twice more, forever.
+    version: kept in the reply too, every command's content would be stored twice more, forever. The
+    session's metadata is left out of its receipt too: it is erasable content (CONTRACT §8), and these
+    entries are keyed by command, so an erasure could not find them.
     """
-    return dedupe_key(reply.command_id), encode_reply(msgspec.structs.replace(reply, event=_NO_EVENT))
+    receipt = reply.receipt
+    if receipt is not None and receipt.session.metadata:  # erasable: `stored_reply` takes it from the session
+        receipt = msgspec.structs.replace(receipt, session=msgspec.structs.replace(receipt.session, metadata={}))
+    return dedupe_key(reply.command_id), encode_reply(msgspec.structs.replace(reply, event=_NO_EVENT, receipt=receipt))
 
 
 # The reply's own default: encoding leaves the field out only for this very object (an equal empty Raw
@@ -162,6 +167,12 @@ class PartitionStore:
         if raw is None:
             return None
         reply = decode_reply(raw)
+        if reply.ok and reply.receipt is not None:
+            key = reply.receipt.session.session_key
+            state = self.engine.state(key)
+            if state is not None and state.metadata and not reply.receipt.session.metadata:
+                session = msgspec.structs.replace(reply.receipt.session, metadata=dict(state.metadata))
+                reply = msgspec.structs.replace(reply, receipt=msgspec.structs.replace(reply.receipt, session=session))
         if reply.ok and not reply.event and reply.receipt is not None:  # stores before stop 10 kept the event in it
             record = self.engine.log.record(reply.receipt.session.session_key, reply.receipt.version)
             if record is not None:
