@@ -85,27 +85,6 @@ class _Folded:
     offset: int = -1
 
 
-def data_keys(reader: LogReader, session: str | None = None) -> dict[str, bytes]:
-    """The live data keys in ``handoff.keys`` (an erased session's tombstone removes its key); none if absent.
-
-    A deployment from before the keys topic has none: its sessions were written in the clear.
-    """
-    topic = reader.topics.keys
-    ends = reader.end_offsets(topic)
-    parts = [reader.topics.partition_for(session)] if session is not None and ends else sorted(ends)
-    keys: dict[str, bytes] = {}
-    for p in parts:
-        for rec in reader.records(p, ends[p], topic):
-            if rec.key is None:
-                continue
-            name = rec.key.decode()
-            if rec.value is None:
-                keys.pop(name, None)
-            elif session is None or name == session:
-                keys[name] = rec.value
-    return keys
-
-
 def verify_kafka(
     bootstrap: str, prefix: str = "handoff", *, session: str | None = None, scratch: Path | None = None,
     quiet: bool = False, accel: bool = True, security: KafkaSecurity = PLAINTEXT,
@@ -117,7 +96,7 @@ def verify_kafka(
         topics = reader.topics
         live = view_digests(live_workers(reader.worker_urls()), prefixes)  # before the ends: live ≤ what is read
         ends = reader.end_offsets()
-        shown = revealer(data_keys(reader, session))  # the workers' views hold live sessions in the clear
+        shown = revealer(reader.data_keys(session))  # the workers' views hold live sessions in the clear
         parts = [topics.partition_for(session)] if session is not None else sorted(ends)
         progress = Progress("verify", total=None if session else sum(ends.values()), quiet=quiet)
         workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
@@ -205,7 +184,7 @@ def replay_kafka(
     """
     with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
         ends = reader.end_offsets()
-        keys = data_keys(reader)  # live sessions fold in the clear, as the workers show them
+        keys = reader.data_keys()  # live sessions fold in the clear, as the workers show them
         whole = until_version is None and until_time is None
         if whole and jobs > 1 and len(ends) > 1 and sum(ends.values()) >= PARALLEL_FROM:
             return replay_in_parallel(
@@ -228,7 +207,7 @@ def session_stream(
 ) -> list[Envelope]:
     """A session's events, read from its partition."""
     with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
-        shown = revealer(data_keys(reader, session))
+        shown = revealer(reader.data_keys(session))
         found = [shown(decode_envelope(r.value)) for r in _everything(reader, reader.end_offsets(), session)]
     if not found:
         raise SessionNotFound(f"session {session!r} has no events in {reader.topics.events}", sessionKey=session)
@@ -246,7 +225,7 @@ def export_kafka(
         for rec in _everything(reader, ends, session):
             progress.advance()
             yield to_cloudevent(rec.value)
-        for owner, key in sorted(data_keys(reader, session).items()):  # as the embedded export: erased ones have none
+        for owner, key in sorted(reader.data_keys(session).items()):  # as the embedded export: erased ones have none
             yield data_key_line(owner, key)
         progress.done()
 

@@ -57,9 +57,12 @@ def fold_partitions(
     on_batch: Callable[[int], None] | None = None, accel: bool = True, security: KafkaSecurity = PLAINTEXT,
     keys: Mapping[str, bytes] | None = None,
 ) -> int:  # fmt: skip
-    """Fold the events of `parts`, each in offset order up to its end, into `target`; the count."""
-    shown = revealer(keys or {})
+    """Fold the events of `parts`, each in offset order up to its end, into `target`; the count.
+
+    `keys`: the data keys (sessionKey → key) that show live sessions in the clear; None: read ``handoff.keys``.
+    """
     with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
+        shown = revealer(keys if keys is not None else reader.data_keys())
         values = (value for p in parts for value in reader.values(p, ends[p]))
         return fold_events(target, (shown(decode_envelope(v)) for v in values), on_batch=on_batch)
 
@@ -71,9 +74,10 @@ def replay_in_parallel(
 ) -> ReplayResult:  # fmt: skip
     """Fold partitions `ends` (partition -> end offset) into the empty `target` with `jobs` processes.
 
-    `keys` (sessionKey → data key, from ``handoff.keys``) show live sessions' events in the clear.
+    `keys` (sessionKey → data key) show live sessions' events in the clear; None: each process reads
+    them from ``handoff.keys``.
     """
-    keys = dict(keys or {})
+    keys = dict(keys) if keys is not None else None
     require_empty(target)
     mine, *theirs = split(ends, jobs)
     progress = Progress("replay", total=sum(ends.values()), quiet=quiet)
@@ -123,7 +127,7 @@ def replay_in_parallel(
 def _child(
     i: int, bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], path: str,
     counted: Synchronized[int], results: multiprocessing.Queue[tuple[int, int | str]], accel: bool,
-    security: KafkaSecurity, keys: dict[str, bytes],
+    security: KafkaSecurity, keys: dict[str, bytes] | None,
 ) -> None:  # fmt: skip
     """A child process: fold `parts` into a scratch store at `path`, and write it out as ``path.sst``.
 
