@@ -93,13 +93,14 @@ async def _deployment(broker: Broker, topics: Topics, data: Path, **kw: object) 
         yield svc
 
 
+@pytest.mark.parametrize("accel", [True, False], ids=["accelerated", "public"])  # both transaction paths
 async def test_purge_over_kafka_leaves_the_content_in_no_topic_record_or_worker_file_and_verify_says_erased(
-    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str], accel: bool
 ) -> None:
     topics = _topics()
     gone, live = f"GONE-{uuid.uuid4().hex}", f"LIVE-{uuid.uuid4().hex}"
     kafka = ["--kafka", broker.bootstrap, "--topic-prefix", topics.prefix]
-    async with _deployment(broker, topics, tmp_path / "w") as svc:
+    async with _deployment(broker, topics, tmp_path / "w", kafka_accel=accel) as svc:
         hid = await _write(svc, "gone", gone)
         await _write(svc, "live", live)
         for value in await _raw_values(broker, topics):  # encrypted before it was sealed
