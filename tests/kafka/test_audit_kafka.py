@@ -58,7 +58,9 @@ class Deployment:
 
 async def embedded_after_script() -> InMemoryKeyValue:
     kv = InMemoryKeyValue()
-    # encrypt=False: as Kafka mode writes sessions until data keys live in Kafka (docs/erasure.md)
+    # encrypt=False: sessions from before erasure, which retention skips. Encrypted ones dated 2026-01-01 would be
+    # erased by the retention job of the real-clock workers the import tests start (30 days after they ended).
+    # Imports with data keys: tests/kafka/test_erasure_kafka.py.
     engine = Engine(kv, clock=fake_clock(), new_id=fake_ids(), sync=False, encrypt=False)
     await engine.start()
     try:
