@@ -26,6 +26,7 @@ from handoff.cli import main
 from handoff.engine.engine import Engine
 from handoff.kernel.commands import AppendContext, CloseSession, RegisterSession, RequestHandoff
 from handoff.kernel.events import ContextAppended, HandoffRequested
+from handoff.kernel.operations import decide_configuration
 from handoff.kernel.times import format_time
 from handoff.storage.kv import InMemoryKeyValue, RocksKeyValue
 from kafka.support import (
@@ -180,7 +181,7 @@ async def test_after_a_sigkill_failover_the_new_owner_has_the_keys_and_purges(br
     assert _files_holding(tmp_path / "a", marker.encode()) == []
 
 
-async def test_the_retention_job_erases_an_ended_session_of_its_partitions_once_its_days_ran_out(
+async def test_the_retention_job_erases_an_ended_session_of_its_partitions_once_its_configured_days_ran_out(
     broker: Broker, tmp_path: Path
 ) -> None:
     topics = _topics()
@@ -192,10 +193,12 @@ async def test_the_retention_job_erases_an_ended_session_of_its_partitions_once_
             await svc.submit(AppendContext(session_key="short", context_type="message", content=marker))
             await svc.submit(CloseSession(session_key="short", agent="a"))
             await svc.submit(RegisterSession(session_key="open", agent_from="a", retention_policy="short"))
-            clock.advance(6 * DAY)
+            days = {"eraseAfterDays": {"short": 3}}  # as update_configuration does, through the operations log
+            await worker.jobs.feed.append(lambda st: decide_configuration(st, "retention", days, None), "operator:t")
+            clock.advance(2 * DAY)
             early = await worker.jobs.runner.run_now("retention")
             assert early.result["erased"] == 0, early
-            clock.advance(2 * DAY)  # "short": erased 7 days after it ended
+            clock.advance(DAY + 60)  # "short", as configured: erased 3 days after it ended
             run = await worker.jobs.runner.run_now("retention")
             assert run.result["erased"] == 1, run
 
