@@ -23,6 +23,7 @@ that is behind, lost, or deleted converges to the log. Decisions reuse the embed
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ from projections.folds import erased_entry, erased_handoff
 from projections.projector import Changes, OverlayReader, project
 from projections.viewstore import StoreReader, changes_to_writes, decode_entry
 from streams.records import Reply, decode_reply, encode_reply
+
+log = logging.getLogger("handoff.worker")
 
 OFFSET_KEY = b"O:events"
 DECIDED_KEY = b"O:commands"
@@ -132,7 +135,11 @@ class PartitionStore:
                 continue
             last = offset
             name = session.decode()
-            writes.append(DK.destroy_write(name) if key is None else DK.create_write(name, DK.DataCipher(key)))
+            if key is not None and len(key) != DK.KEY_BYTES:  # not written by a decider: its session stays hidden
+                where = {"partition": self.partition, "offset": offset}
+                log.warning("ignoring a malformed data key record", extra=where)
+                continue
+            writes.append(DK.destroy_write(name) if key is None else (DK.data_key(name), key))
         if last != self.keys_loaded:
             writes.append((KEYS_KEY, b"%d" % last))
             self.kv.write(writes)
