@@ -1,6 +1,7 @@
 """`LogCatchUp`: what preparing a partition reads from the log: the events to fold, and its decided position.
 
-A partition is decided only once its store has folded ``handoff.events`` to the end, and from the
+A partition is decided only once its store has loaded its data keys from ``handoff.keys`` and folded
+``handoff.events`` to the end, and from the
 position after the last command decided, which the last record of its ``handoff.progress``
 partition holds. Both are read ``read_committed`` with clients of their own, never by moving the
 group consumer.
@@ -85,6 +86,7 @@ class LogCatchUp:
             )
             await self._in_thread(store.empty)
             self.metrics.rebuilds.inc()
+        await self.load_keys(store)
         folded, start = 0, store.applied + 1
         report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
         async for chunk in fetch_committed(self._fetching, tp, start, end):
@@ -98,6 +100,22 @@ class LogCatchUp:
                 log.info("catching up on the log", extra={**extra, "percent": done})
                 report_at = time.monotonic() + CATCH_UP_REPORT_SECONDS
         return folded
+
+    async def load_keys(self, store: PartitionStore) -> int:
+        """Load the partition's data keys that its store has not loaded yet, up to the end of ``handoff.keys``.
+
+        Before the events are folded, so they fold in the clear (and an erased session, its key deleted by
+        a tombstone, in the erased form). Its records were committed with their sessions' events; the keys
+        of partition p are the keys of exactly the sessions of partition p.
+        """
+        tp = TopicPartition(self.topics.keys, store.partition)
+        begin = (await self._events.beginning_offsets([tp]))[tp]  # compaction moves it
+        end = (await self._events.end_offsets([tp]))[tp]  # read_committed: the last stable offset
+        loaded = 0
+        async for chunk in fetch_committed(self._fetching, tp, max(begin, store.keys_loaded + 1), end):
+            records = [(m.offset, m.key, m.value) for m in chunk]
+            loaded += await self._in_thread(store.load_keys, records)
+        return loaded
 
     async def _not_from(self, store: PartitionStore, tp: TopicPartition, end: int) -> str | None:
         """Why `store` cannot have been folded from partition `tp` of the log, or None if it can.

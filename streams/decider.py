@@ -32,15 +32,17 @@ from aiokafka.structs import TopicPartition
 
 from handoff.engine.engine import Batch
 from handoff.engine.timings import Stopwatch
+from handoff.kernel.codec import encode_envelope
 from handoff.kernel.commands import Command
 from handoff.kernel.errors import HandoffError, InvalidArgument, Unavailable
+from handoff.kernel.events import Envelope
 from handoff.kernel.receipt import command_digest
 from handoff.ports import Outcome
 from streams.metrics import WorkerMetrics
 from streams.partition import DECIDED_KEY, HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_entry
 from streams.records import CommandRecord, Reply, decode_command, encode_reply, error_body
 from streams.topics import Topics
-from streams.transactions import transactional_writer
+from streams.transactions import Transaction, transactional_writer
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +204,7 @@ class Decider:
         if result.replayed:
             key = (cmd.command.session_key, result.envelope.version)
             record = pending.get(key) or self.store.engine.log.record(*key)
-            raw = msgspec.Raw(record) if record is not None else msgspec.Raw()
+            raw = msgspec.Raw(encode_envelope(result.envelope)) if record is not None else msgspec.Raw()  # revealed
             reply = Reply(command_id=cmd.command_id, ok=True, event=raw, receipt=result.receipt, replayed=True)
             plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
             plan.outcomes["replayed"] += 1
@@ -217,11 +219,14 @@ class Decider:
         envelopes = list(batch.envelopes) if batch is not None else []
         records = [batch.records[(e.session_key, e.version)] for e in envelopes] if batch is not None else []
         topics, p = self.topics, self.partition
-        by_command = {cid: rec for (cid, _, _), rec in zip(plan.events, records, strict=True)}  # a batch's last
+        # Replies carry events in the clear (the log holds their erasable fields encrypted); a batch's last
+        by_command = {cid: rec for (cid, _, _), rec in zip(plan.events, _shown(envelopes, records), strict=True)}
         stored: list[tuple[bytes, bytes | None]] = []
         txn = self.writer.begin()
         for (_, key, headers), rec in zip(plan.events, records, strict=True):
             txn.append(topics.events, p, key, rec, headers)
+        if batch is not None:
+            self._append_keys(txn, batch)
         for reply_to, reply in self._final_replies(plan, by_command):
             body = encode_reply(reply)
             if reply.command_id in by_command and reply.ok and not reply.replayed:
@@ -245,9 +250,22 @@ class Decider:
         with Stopwatch(self._write_seconds):
             self.store.kv.write(writes)
         if batch is not None and envelopes:
-            self.store.engine.apply_committed(batch)
-            if self.metrics is not None:
-                self.metrics.business.record(envelopes, batch.changes.handoffs, self.partition)
+            self._applied(batch)
+
+    def _applied(self, batch: Batch) -> None:
+        """Tell the engine a batch's writes are in the store; purge the files if it erased a session."""
+        self.store.engine.apply_committed(batch)
+        if batch.erased:  # no file of the store may still hold the key or the content
+            self.store.engine.purge_files()
+        if self.metrics is not None:
+            self.metrics.business.record(batch.envelopes, batch.changes.handoffs, self.partition)
+
+    def _append_keys(self, txn: Transaction, batch: Batch) -> None:
+        """Data keys: kept with their session's registration, forgotten with its erasure (docs/erasure.md)."""
+        for session, cipher in batch.ciphers.items():
+            txn.append(self.topics.keys, self.partition, session.encode(), cipher.key)
+        for session in batch.erased:
+            txn.append(self.topics.keys, self.partition, session.encode(), None)  # a tombstone
 
     def _final_replies(self, plan: _Plan, by_command: dict[str, bytes]) -> list[tuple[str, Reply]]:
         """Replies with their event filled in; a duplicate within the batch gets its first's reply."""
@@ -263,6 +281,14 @@ class Decider:
             first.setdefault(cid, reply)
             out.append((reply_to, reply))
         return out
+
+
+def _shown(envelopes: list[Envelope], records: list[bytes]) -> list[bytes]:
+    """The records with their erasable fields in the clear (the envelopes are shown: ``encrypted == ""``)."""
+    return [
+        encode_envelope(e) if getattr(e.event, "encrypted", None) == "" else rec
+        for e, rec in zip(envelopes, records, strict=True)
+    ]
 
 
 def _drop(_seconds: float) -> None:

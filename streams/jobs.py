@@ -3,8 +3,10 @@
 Its configuration is the operations topic's (`streams.operations.OperationsFeed`), so a change made
 through any adapter is in force here within a long poll. The expiry jobs are the `Sweeper` passes of
 each owned partition's store, issued through `streams.sweeps.PartitionSweeps.sender` to the
-partition's writer; dormancy counts each store's dormant sessions; retention and the anchor are the
-actions the composition root passes (`handoff.bootstrap.worker`).
+partition's writer; dormancy counts each store's dormant sessions; retention issues each owned partition's
+due `EraseSession` commands the same way (`handoff.engine.erasure.erase_due`, with the configured
+``eraseAfterDays``); the anchor (and a retention that replaces the built-in one) are the actions the
+composition root passes (`handoff.bootstrap.worker`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from handoff.engine.jobs import Action, FileStats, JobRunner, dormancy_action, expiry_action, no_erasure
+from handoff.engine.erasure import erase_due
+from handoff.engine.jobs import Action, FileStats, JobRunner, dormancy_action, expiry_action
 from handoff.kernel.commands import Command, ExpireHandoff, ExpireSession
 from handoff.kernel.errors import HandoffError
-from handoff.kernel.operations import JOBS, OperationsState, limits_of
+from handoff.kernel.operations import JOBS, OperationsState, erase_after_days, limits_of
 from handoff.kernel.types import Limits
 from streams.operations import OperationsFeed
 from streams.partition import PartitionStore
@@ -58,7 +61,7 @@ class WorkerJobs:
             "session-expiry": self._expiry(ExpireSession),
             "handoff-expiry": self._expiry(ExpireHandoff),
             "dormancy": self._dormancy,
-            "retention": factories["retention"](stores) if "retention" in factories else no_erasure,
+            "retention": factories["retention"](stores) if "retention" in factories else self._retention,
             "anchor": factories["anchor"](stores) if "anchor" in factories else nothing_anchored,
         }
         self.runner = JobRunner(actions, lambda name: self.feed.state.job(name), FileStats(stats_path), clock)
@@ -99,6 +102,20 @@ class WorkerJobs:
             return {"expired": expired}
 
         return run
+
+    async def _retention(self, now: str) -> dict[str, int]:
+        """Erase the sessions of this worker's partitions whose configured ``eraseAfterDays`` ran out.
+
+        Each EraseSession goes through the commands topic to the partition's writer (as the sweeps do),
+        carrying the version it was judged at; ``erased`` counts the erasures issued. A second owner's
+        (or a second run's) command for the same session is refused by the kernel: nothing is erased twice.
+        """
+        days = erase_after_days(self.feed.state)
+        total = {"checked": 0, "erased": 0, "refused": 0}
+        for p, store in list(self.stores().items()):
+            for name, count in (await erase_due(store.kv, _states_of(store), self.sender(p), now, days)).items():
+                total[name] += count
+        return total
 
     async def _dormancy(self, now: str) -> dict[str, int]:
         total: dict[str, int] = {"dormant": 0, "active": 0}

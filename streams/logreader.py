@@ -172,6 +172,27 @@ class LogReader:
         finally:
             self.run(fetches.aclose())
 
+    def data_keys(self, session: str | None = None) -> dict[str, bytes]:
+        """The live data keys of ``handoff.keys`` (sessionKey → key; a tombstone removes its session's key).
+
+        Of one session's partition with `session`. None for a deployment from before the keys topic: its
+        sessions were written in the clear.
+        """
+        topic = self.topics.keys
+        ends = self.end_offsets(topic)
+        parts = [self.topics.partition_for(session)] if session is not None and ends else sorted(ends)
+        keys: dict[str, bytes] = {}
+        for p in parts:
+            for rec in self.records(p, ends[p], topic):
+                if rec.key is None:
+                    continue
+                name = rec.key.decode()
+                if rec.value is None:
+                    keys.pop(name, None)
+                elif session is None or name == session:
+                    keys[name] = rec.value
+        return keys
+
     def worker_urls(self) -> list[str]:
         """The query URLs announced on ``handoff.workers`` (some may belong to workers that are gone)."""
         urls: dict[bytes, str] = {}

@@ -9,7 +9,7 @@ state that misses an imported event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaProducer
 
@@ -21,9 +21,13 @@ CHUNK = 5_000  # events per transaction: small enough for the transaction timeou
 
 async def publish_partition(
     bootstrap: str, topics: Topics, partition: int, records: Iterable[tuple[bytes, bytes]], *,
-    security: KafkaSecurity = PLAINTEXT,
+    security: KafkaSecurity = PLAINTEXT, keys: Mapping[bytes, bytes] | None = None,
 ) -> int:  # fmt: skip
-    """Append (key, canonical record) pairs to one partition of the events topic, in order; returns how many."""
+    """Append (key, canonical record) pairs to one partition of the events topic, in order; returns how many.
+
+    `keys` (sessionKey → data key) go to the same partition of ``handoff.keys`` in the first transaction, so
+    no worker reads an imported encrypted event without its key (writing a key again is harmless).
+    """
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, transactional_id=topics.transactional_id(partition),
         enable_idempotence=True, acks="all", max_request_size=8 << 20, transaction_timeout_ms=120_000,
@@ -33,20 +37,26 @@ async def publish_partition(
     count = 0
     try:
         pending: list[tuple[bytes, bytes]] = []
+        data_keys = dict(keys or {})
         for pair in records:
             pending.append(pair)
             if len(pending) >= CHUNK:
-                count += await _append(producer, topics.events, partition, pending)
-                pending = []
-        if pending:
-            count += await _append(producer, topics.events, partition, pending)
+                count += await _append(producer, topics, partition, pending, data_keys)
+                pending, data_keys = [], {}
+        if pending or data_keys:
+            count += await _append(producer, topics, partition, pending, data_keys)
     finally:
         await producer.stop()
     return count
 
 
-async def _append(producer: AIOKafkaProducer, topic: str, partition: int, pairs: list[tuple[bytes, bytes]]) -> int:
+async def _append(
+    producer: AIOKafkaProducer, topics: Topics, partition: int, pairs: list[tuple[bytes, bytes]],
+    keys: Mapping[bytes, bytes],
+) -> int:  # fmt: skip
     async with producer.transaction():
+        for session, key in keys.items():
+            await producer.send(topics.keys, key, key=session, partition=partition)
         for key, value in pairs:
-            await producer.send(topic, value, key=key, partition=partition)
+            await producer.send(topics.events, value, key=key, partition=partition)
     return len(pairs)

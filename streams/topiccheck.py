@@ -111,6 +111,7 @@ _CHECKED_CONFIGS = {
     "events": ("cleanup.policy", "retention.ms", "retention.bytes"),
     "workers": ("cleanup.policy",),
     "progress": ("cleanup.policy",),
+    "keys": ("cleanup.policy",),
 }
 
 

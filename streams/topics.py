@@ -10,6 +10,9 @@
     handoff.workers     compacted: each worker's query URL, keyed by worker id (discovery)
     handoff.progress    compacted: partition p's decided position (the next command offset to decide), keyed by p,
                         written by the decider of p inside the transaction that appends the decided events
+    handoff.keys        compacted: each session's data key (CONTRACT §8 Erasure), keyed by sessionKey, on the
+                        session's partition; written in the transaction of its SessionRegistered event, and
+                        deleted (a tombstone) in the transaction of its SessionErased event (docs/erasure.md)
 
 Commands and events share the partition count, so partition p of the commands and partition p of
 the events belong to the same decider: the single writer of every session hashed to p.
@@ -41,6 +44,18 @@ GROUP_ID = "handoff.deciders"
 # a short one is a busy loop: at 10-20 ms an idle adapter used 11% of a core and an idle worker 6%,
 # and the broker 9-14% serving them. At 500 ms: 2%, 1% and 3-4%, with the same reply latency.
 LONG_POLL_MS = 500
+
+
+# The keys topic must really forget an erased session's key: compaction only cleans closed segments, so
+# segments roll every 10 minutes and are cleaned as soon as a tenth of a partition is superseded; the
+# tombstone itself (and so the last trace that a key existed) goes a minute after that cleaning.
+KEYS_CONFIGS = {
+    "cleanup.policy": "compact",
+    "segment.ms": "600000",
+    "min.cleanable.dirty.ratio": "0.1",
+    "delete.retention.ms": "60000",
+    "max.compaction.lag.ms": "3600000",
+}
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -88,6 +103,11 @@ class Topics:
         return f"{self.prefix}.progress"
 
     @property
+    def keys(self) -> str:
+        """Each session's data key (a tombstone once erased), in the deciders' transactions."""
+        return f"{self.prefix}.keys"
+
+    @property
     def group(self) -> str:
         """The deciders' consumer group."""
         return f"{self.prefix}.deciders"
@@ -114,6 +134,7 @@ class Topics:
             spec(self.deadletter, 1, **{"retention.ms": "-1"}),
             spec(self.workers, 1, **{"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
             spec(self.progress, n, **{"cleanup.policy": "compact", "segment.ms": "3600000"}),
+            spec(self.keys, n, **KEYS_CONFIGS),
         ]
 
 

@@ -23,7 +23,7 @@ class Transaction(Protocol):
     """The records of one transaction, and the consumed position committed with them."""
 
     def append(
-        self, topic: str, partition: int, key: bytes | None, value: bytes, headers: list[Any] | None = None
+        self, topic: str, partition: int, key: bytes | None, value: bytes | None, headers: list[Any] | None = None
     ) -> None:
         """Add a record (sent in append order within its partition)."""
 
@@ -46,11 +46,11 @@ class PublicTransaction:
 
     def __init__(self, producer: Any) -> None:
         self.producer = producer
-        self.records: list[tuple[str, int, bytes | None, bytes, list[Any] | None]] = []
+        self.records: list[tuple[str, int, bytes | None, bytes | None, list[Any] | None]] = []
         self.offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
 
     def append(
-        self, topic: str, partition: int, key: bytes | None, value: bytes, headers: list[Any] | None = None
+        self, topic: str, partition: int, key: bytes | None, value: bytes | None, headers: list[Any] | None = None
     ) -> None:
         """Add a record."""
         self.records.append((topic, partition, key, value, headers))

@@ -57,7 +57,7 @@ class Transaction:
         self._open: dict[TopicPartition, Any] = {}
 
     def append(
-        self, topic: str, partition: int, key: bytes | None, value: bytes, headers: list[Any] | None = None
+        self, topic: str, partition: int, key: bytes | None, value: bytes | None, headers: list[Any] | None = None
     ) -> None:
         """Add a record to the open batch of its partition, or to a new one when that batch is full."""
         tp = TopicPartition(topic, partition)

@@ -59,7 +59,9 @@ def _data_dir(parser: argparse.ArgumentParser, *, partitions: bool = False) -> N
 purge_epilog = (
     "examples:\n"
     "  handoff purge proj-42:refactor --reason 'erasure request #1187' --data-dir ./data\n"
-    "There is no undo. The engine must not hold the data dir (stop `handoff serve` first).\n"
+    "  handoff purge proj-42:refactor --reason 'erasure request #1187' --kafka localhost:9092\n"
+    "There is no undo. Embedded: beside a running `handoff serve` the request goes through it. Kafka: the\n"
+    "worker owning the session decides it; exit 2 on a refusal or when no worker answers within 60 s.\n"
 )
 
 

@@ -1,4 +1,4 @@
-"""The audit tools over a Kafka deployment: verify, replay, audit, export and import against ``handoff.events``.
+"""The audit tools over a Kafka deployment: verify, replay, audit, export, import and purge against ``handoff.events``.
 
 Every tool reads the events topic partition by partition, from the beginning to the end offsets taken
 when it starts, and feeds the records to the same chain check, fold and timeline as the embedded
@@ -9,6 +9,7 @@ compares that partition's digest with the one its worker serves, naming the part
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shutil
 import tempfile
@@ -23,16 +24,19 @@ import msgspec
 from handoff.audit import anchor
 from handoff.audit.parallel import PARALLEL_FROM, replay_in_parallel
 from handoff.audit.progress import Progress
-from handoff.audit.replay import ReplayResult, replay_records, replay_values
-from handoff.audit.transfer import ImportResult, checked_records, to_cloudevent
-from handoff.audit.verify import Problem, Report, StoredRecord, checked_stream, session_prefixes
+from handoff.audit.replay import ReplayResult, Reveal, replay_records, replay_values
+from handoff.audit.transfer import ImportResult, checked_records, data_key_line, to_cloudevent
+from handoff.audit.verify import Problem, Report, StoredRecord, checked_stream, noting_erasures, session_prefixes
 from handoff.kernel.codec import decode_envelope
+from handoff.kernel.commands import EraseSession
 from handoff.kernel.errors import InvalidArgument, SessionNotFound
 from handoff.kernel.events import Envelope
+from handoff.storage.datakeys import revealer
 from handoff.storage.digest import combine, digest_sum
 from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import KeyValue, RocksKeyValue
 from projections.replay import fold_events
+from streams.client import KafkaService
 from streams.logreader import LogReader, LogRecord, PartitionDigest, live_workers, view_digests
 from streams.logwriter import publish_partition
 from streams.security import PLAINTEXT, KafkaSecurity
@@ -92,6 +96,7 @@ def verify_kafka(
         topics = reader.topics
         live = view_digests(live_workers(reader.worker_urls()), prefixes)  # before the ends: live ≤ what is read
         ends = reader.end_offsets()
+        shown = revealer(reader.data_keys(session))  # the workers' views hold live sessions in the clear
         parts = [topics.partition_for(session)] if session is not None else sorted(ends)
         progress = Progress("verify", total=None if session else sum(ends.values()), quiet=quiet)
         workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
@@ -99,7 +104,9 @@ def verify_kafka(
         try:
             for p in parts:
                 upto = live[p].applied if p in live else ends[p] - 1
-                fresh[p] = _fold_partition(reader, p, ends[p], upto, session, report, progress, workdir, prefixes)
+                fresh[p] = _fold_partition(
+                    reader, p, ends[p], upto, session, report, progress, workdir, prefixes, shown
+                )  # fmt: skip
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         progress.done()
@@ -113,7 +120,7 @@ def verify_kafka(
 
 def _fold_partition(
     reader: LogReader, p: int, end: int, upto: int, session: str | None, report: Report, progress: Progress,
-    workdir: Path, prefixes: tuple[bytes, ...],
+    workdir: Path, prefixes: tuple[bytes, ...], shown: Reveal,
 ) -> int:  # fmt: skip
     """Chain-check partition p to its end; fold it up to offset `upto` into a scratch store; its digest_sum."""
     folded = _Folded()
@@ -130,7 +137,7 @@ def _fold_partition(
 
     kv = RocksKeyValue(str(workdir / f"p{p}"), bulk=True)
     try:
-        fold_events(kv, until_worker())
+        fold_events(kv, noting_erasures(map(shown, until_worker()), report))
         return digest_sum(kv, prefixes)
     finally:
         kv.close()
@@ -177,18 +184,22 @@ def replay_kafka(
     """
     with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
         ends = reader.end_offsets()
+        keys = reader.data_keys()  # live sessions fold in the clear, as the workers show them
         whole = until_version is None and until_time is None
         if whole and jobs > 1 and len(ends) > 1 and sum(ends.values()) >= PARALLEL_FROM:
             return replay_in_parallel(
-                bootstrap, prefix, ends, target, jobs=jobs, scratch=scratch, quiet=quiet, accel=accel, security=security
-            )
+                bootstrap, prefix, ends, target, jobs=jobs, scratch=scratch, quiet=quiet, accel=accel,
+                security=security, keys=keys,
+            )  # fmt: skip
+        shown = revealer(keys)
         if whole:  # no need to read each record's key and version
             values = (value for p in sorted(ends) for value in reader.values(p, ends[p]))
-            return replay_values(values, target, total=sum(ends.values()), quiet=quiet)
+            return replay_values(values, target, total=sum(ends.values()), quiet=quiet, shown=shown)
         records = ((k, v or 0, r) for k, v, r, _ in _stored(_everything(reader, ends), reader.topics, None))
         return replay_records(
-            records, target, total=sum(ends.values()), until_version=until_version, until_time=until_time, quiet=quiet
-        )
+            records, target, total=sum(ends.values()), until_version=until_version, until_time=until_time, quiet=quiet,
+            shown=shown,
+        )  # fmt: skip
 
 
 def session_stream(
@@ -196,7 +207,8 @@ def session_stream(
 ) -> list[Envelope]:
     """A session's events, read from its partition."""
     with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
-        found = [decode_envelope(r.value) for r in _everything(reader, reader.end_offsets(), session)]
+        shown = revealer(reader.data_keys(session))
+        found = [shown(decode_envelope(r.value)) for r in _everything(reader, reader.end_offsets(), session)]
     if not found:
         raise SessionNotFound(f"session {session!r} has no events in {reader.topics.events}", sessionKey=session)
     return found
@@ -213,6 +225,8 @@ def export_kafka(
         for rec in _everything(reader, ends, session):
             progress.advance()
             yield to_cloudevent(rec.value)
+        for owner, key in sorted(reader.data_keys(session).items()):  # as the embedded export: erased ones have none
+            yield data_key_line(owner, key)
         progress.done()
 
 
@@ -247,11 +261,9 @@ def import_kafka(
                 sessions.add(key)
                 raw = key.encode()
                 spools[topics.partition_for(key)].write(b"%d %d\n" % (len(raw), len(record)) + raw + record)
-            if keys:  # refused before a record is written: their content would be unreadable in Kafka
-                raise InvalidArgument(
-                    f"the file holds the data keys of {len(keys)} encrypted sessions, and Kafka mode cannot keep "
-                    "data keys yet (docs/erasure.md): import it into a data dir instead"
-                )
+            by_partition: dict[int, dict[bytes, bytes]] = {}
+            for owner, data_key in keys.items():  # each session's key goes to its partition of handoff.keys
+                by_partition.setdefault(topics.partition_for(owner), {})[owner.encode()] = data_key
             ends = reader.end_offsets()
             held = {p: _held_prefix(reader, p, ends[p], spool) for p, spool in spools.items()}
             _refuse_running_workers(reader)
@@ -259,7 +271,9 @@ def import_kafka(
             for p, spool in spools.items():
                 spool.seek(0)
                 rest = itertools.islice(_spooled(spool), held[p], None)
-                count += reader.run(publish_partition(bootstrap, topics, p, rest, security=security))
+                count += reader.run(
+                    publish_partition(bootstrap, topics, p, rest, security=security, keys=by_partition.get(p, {}))
+                )
         finally:
             for spool in spools.values():
                 spool.close()
@@ -330,3 +344,35 @@ def kafka_departures(
             if wanted is not None and wanted[0] == version:
                 at_anchor[key] = anchor.record_heads([(key, version, record)])[key][1]
     return anchor.departures(heads, lambda k, v: at_anchor.get(k), lambda k: newest.get(k, 0))
+
+
+PURGE_WAIT = 60.0  # seconds `purge_kafka` waits for the owning worker's decision
+
+
+def purge_kafka(
+    bootstrap: str, prefix: str, command: EraseSession, *, accel: bool = True, security: KafkaSecurity = PLAINTEXT,
+    timeout: float = PURGE_WAIT,
+) -> int:  # fmt: skip
+    """Erase a session of a Kafka deployment (``handoff purge --kafka``); the version of its SessionErased event.
+
+    The command goes through the commands topic like any other, so the session's single writer (the
+    worker that owns its partition) decides it: in one transaction it appends SessionErased and
+    tombstones the session's data key on ``handoff.keys``, then rewrites and compacts its own store.
+    A refusal (unknown session, already erased, written before erasure existed) raises its HandoffError;
+    no worker answering in time raises Unavailable.
+    """
+    with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
+        topics = reader.open()  # the deployment's real partition count: it decides where the command goes
+    return asyncio.run(_submit(bootstrap, topics, command, accel, security, timeout))
+
+
+async def _submit(
+    bootstrap: str, topics: Topics, command: EraseSession, accel: bool, security: KafkaSecurity, timeout: float
+) -> int:
+    service = KafkaService(bootstrap, topics=topics, timeout=timeout, kafka_accel=accel, security=security)
+    await service.start()
+    try:
+        outcome = await service.submit(command)
+    finally:
+        await service.stop()
+    return outcome.envelope.version

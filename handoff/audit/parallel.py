@@ -15,7 +15,7 @@ import os
 import queue
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from handoff.audit.progress import Progress
 from handoff.audit.replay import ReplayResult, finished, require_empty
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import HandoffError
+from handoff.storage.datakeys import revealer
 from handoff.storage.kv import KeyValue, RocksKeyValue
 from projections.replay import fold_events
 from streams.logreader import LogReader
@@ -54,18 +55,29 @@ def split(ends: dict[int, int], groups: int) -> list[list[int]]:
 def fold_partitions(
     bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], target: KeyValue,
     on_batch: Callable[[int], None] | None = None, accel: bool = True, security: KafkaSecurity = PLAINTEXT,
+    keys: Mapping[str, bytes] | None = None,
 ) -> int:  # fmt: skip
-    """Fold the events of `parts`, each in offset order up to its end, into `target`; the count."""
+    """Fold the events of `parts`, each in offset order up to its end, into `target`; the count.
+
+    `keys`: the data keys (sessionKey → key) that show live sessions in the clear; None: read ``handoff.keys``.
+    """
     with LogReader(bootstrap, prefix, accel=accel, security=security) as reader:
+        shown = revealer(keys if keys is not None else reader.data_keys())
         values = (value for p in parts for value in reader.values(p, ends[p]))
-        return fold_events(target, map(decode_envelope, values), on_batch=on_batch)
+        return fold_events(target, (shown(decode_envelope(v)) for v in values), on_batch=on_batch)
 
 
 def replay_in_parallel(
     bootstrap: str, prefix: str, ends: dict[int, int], target: KeyValue, *, jobs: int,
     scratch: Path | None = None, quiet: bool = False, accel: bool = True, security: KafkaSecurity = PLAINTEXT,
+    keys: Mapping[str, bytes] | None = None,
 ) -> ReplayResult:  # fmt: skip
-    """Fold partitions `ends` (partition -> end offset) into the empty `target` with `jobs` processes."""
+    """Fold partitions `ends` (partition -> end offset) into the empty `target` with `jobs` processes.
+
+    `keys` (sessionKey → data key) show live sessions' events in the clear; None: each process reads
+    them from ``handoff.keys``.
+    """
+    keys = dict(keys) if keys is not None else None
     require_empty(target)
     mine, *theirs = split(ends, jobs)
     progress = Progress("replay", total=sum(ends.values()), quiet=quiet)
@@ -76,7 +88,9 @@ def replay_in_parallel(
     children = [
         ctx.Process(
             target=_child,
-            args=(i, bootstrap, prefix, parts, ends, str(workdir / f"p{i}"), counted[i], results, accel, security),
+            args=(
+                i, bootstrap, prefix, parts, ends, str(workdir / f"p{i}"), counted[i], results, accel, security, keys
+            ),
             name=f"handoff-replay-{i}", daemon=True,
         )  # fmt: skip
         for i, parts in enumerate(theirs)
@@ -93,7 +107,7 @@ def replay_in_parallel(
         for child in children:
             child.start()
         count = fold_partitions(
-            bootstrap, prefix, mine, ends, target, on_batch=advance, accel=accel, security=security
+            bootstrap, prefix, mine, ends, target, on_batch=advance, accel=accel, security=security, keys=keys
         )
         count += _wait(children, results, lambda: advance(0))
         if isinstance(target, RocksKeyValue):  # the children's views as files RocksDB links in
@@ -113,7 +127,7 @@ def replay_in_parallel(
 def _child(
     i: int, bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], path: str,
     counted: Synchronized[int], results: multiprocessing.Queue[tuple[int, int | str]], accel: bool,
-    security: KafkaSecurity,
+    security: KafkaSecurity, keys: dict[str, bytes] | None,
 ) -> None:  # fmt: skip
     """A child process: fold `parts` into a scratch store at `path`, and write it out as ``path.sst``.
 
@@ -127,7 +141,7 @@ def _child(
 
     try:
         outcome: int | str = fold_partitions(
-            bootstrap, prefix, parts, ends, store, on_batch=on_batch, accel=accel, security=security
+            bootstrap, prefix, parts, ends, store, on_batch=on_batch, accel=accel, security=security, keys=keys
         )
         store.export_sst(f"{path}.sst")  # sorted here, in parallel: the parent only links the file in
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it

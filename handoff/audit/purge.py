@@ -5,6 +5,9 @@ command, recorded as a `SessionErased` event with the operator as actor and the 
 are rewritten to the erased form, and the store is compacted so no file under the data dir still
 holds its content. Its hash chain stays whole: ``handoff verify`` then reports it ERASED.
 
+In Kafka mode (``--kafka BOOTSTRAP``) the command goes through the commands topic to the worker that owns
+the session's partition, which decides it like any other (`handoff.audit.kafka.purge_kafka`).
+
 Beside a running engine (which holds the store's lock) the request goes through that engine: the
 command drops it as a file into ``<data-dir>/purge-requests/`` (private, as the whole data dir is:
 only its owner, the operator of that engine, can write there) and waits for the engine's answer
@@ -123,11 +126,12 @@ async def _erase(kv: RocksKeyValue, command: EraseSession) -> int:
 
 def run_purge(ns: argparse.Namespace, env: Env) -> int:
     """Erase one session of an embedded store; 0 once it is erased and compacted away."""
-    if ns.kafka or env.kafka_bootstrap and not ns.data_dir:
-        raise InvalidArgument("purge --kafka is not available yet: erase in Kafka mode is not built")
     reason = ns.reason.strip()
     if not reason:
         raise InvalidArgument("--reason must say why the session is erased (it is recorded in the log)")
+    bootstrap = ns.kafka or (env.kafka_bootstrap if not ns.data_dir else None)
+    if bootstrap:
+        return _printed(ns, reason, _purge_kafka(ns, env, bootstrap, reason))
     db = DataDir(ns.data_dir or env.data_dir).db
     if not db.exists():
         raise FileNotFoundError(f"no handoff store at {db}")
@@ -143,6 +147,19 @@ def run_purge(ns: argparse.Namespace, env: Env) -> int:
             version = asyncio.run(_erase(kv, command))
         finally:
             kv.close()
+    return _printed(ns, reason, version)
+
+
+def _purge_kafka(ns: argparse.Namespace, env: Env, bootstrap: str, reason: str) -> int:
+    """Kafka mode: the command goes to the worker that owns the session's partition (`purge_kafka`)."""
+    from handoff.audit.commands import kafka_security  # the --kafka security flags, parsed as the other tools do
+    from handoff.audit.kafka import purge_kafka  # Kafka clients only for --kafka
+
+    command = EraseSession(session_key=ns.session, reason=reason, actor=AgentId(operator_name()))
+    return purge_kafka(bootstrap, ns.topic_prefix, command, accel=env.kafka_accel, security=kafka_security(ns))
+
+
+def _printed(ns: argparse.Namespace, reason: str, version: int) -> int:
     if ns.json:
         print(json.dumps({"sessionKey": ns.session, "erased": True, "version": version, "reason": reason}))
     else:

@@ -3,8 +3,8 @@
 The retention job's action is pluggable: `embedded_jobs` takes `retention`, a factory given a
 function that answers the configured ``eraseAfterDays`` per policy (it follows
 `update_configuration`) and returning the action, ``async (now) -> {count: n}``: `engine_retention`
-erases through the engine's single writer. Kafka workers hold no data keys yet (Kafka mode writes
-content in the clear), so theirs is `no_retention`, which erases nothing and says so (``{"erased": 0}``).
+erases through the engine's single writer. Kafka workers erase through the commands topic
+(`streams.jobs.WorkerJobs`); `no_retention` erases nothing and says so (``{"erased": 0}``).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def worker_config(ns: argparse.Namespace, env: Env) -> WorkerConfig:
         worker_id=ns.worker_id or f"w-{uuid.uuid4().hex[:12]}", transactions=ns.transactions,
         connect_timeout=kafka_connect_timeout(os.environ),
         kafka_accel=env.kafka_accel, security=KafkaSecurity.from_options(ns, os.environ),
-        job_actions={"anchor": anchor_job},  # retention: streams.jobs uses no_erasure until erasure is wired in
+        job_actions={"anchor": anchor_job},  # retention: streams.jobs erases through the commands topic
         job_defaults=jobs.job_defaults(anchors),
     )  # fmt: skip
 

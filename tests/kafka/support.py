@@ -20,6 +20,7 @@ from aiokafka.structs import TopicPartition
 
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.events import Envelope
+from handoff.storage.datakeys import revealer
 from handoff.storage.digest import digest
 from handoff.storage.kv import InMemoryKeyValue
 from projections.replay import fold_events
@@ -141,8 +142,22 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
-async def read_events(bootstrap: str, topics: Topics) -> list[tuple[int, int, Envelope, dict[str, str]]]:
-    """Every committed event: (partition, offset, envelope, headers)."""
+async def read_keys(bootstrap: str, topics: Topics) -> dict[str, bytes]:
+    """The live data keys of ``handoff.keys`` (a tombstone removes its session's key)."""
+    keys: dict[str, bytes] = {}
+    for m in await read_topic(bootstrap, topics.keys, topics.partitions):
+        if m.value is None:
+            keys.pop(m.key.decode(), None)
+        else:
+            keys[m.key.decode()] = m.value
+    return keys
+
+
+async def read_events(
+    bootstrap: str, topics: Topics, *, shown: bool = True
+) -> list[tuple[int, int, Envelope, dict[str, str]]]:
+    """Every committed event: (partition, offset, envelope, headers); `shown`: in the clear while its key lives."""
+    reveal = revealer(await read_keys(bootstrap, topics)) if shown else (lambda env: env)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed", enable_auto_commit=False
     )
@@ -158,7 +173,7 @@ async def read_events(bootstrap: str, topics: Topics) -> list[tuple[int, int, En
             for tp, messages in data.items():
                 for m in messages:
                     headers = {k: v.decode() for k, v in m.headers}
-                    out.append((tp.partition, m.offset, decode_envelope(m.value), headers))
+                    out.append((tp.partition, m.offset, reveal(decode_envelope(m.value)), headers))
         return out
     finally:
         await consumer.stop()

@@ -46,7 +46,7 @@ def test_new_topics_answer_for_their_offsets_as_soon_as_they_are_ensured(
     for _ in range(3):
         topics = Topics(f"tp{uuid.uuid4().hex[:8]}", 8)
         errors = asyncio.run(_offset_errors(broker.bootstrap, topics, created_by_another=created_by_another))
-        assert len(errors) == 4 * 8 + 2 and set(errors) == {0}, errors
+        assert len(errors) == 5 * 8 + 2 and set(errors) == {0}, errors
 
 
 def test_the_first_worker_on_a_fresh_broker_logs_no_error_or_warning(broker: Broker, tmp_path: Path) -> None:
