@@ -36,7 +36,7 @@ from handoff.storage.digest import digest
 from handoff.storage.kv import InMemoryKeyValue, RocksKeyValue
 from handoff.storage.log import EventLog
 from kafka.support import Broker, read_keys, running_service, running_worker, served_digest
-from kafka.test_equivalence import fake_clock, fake_ids, script
+from kafka.test_equivalence import NO_JOBS, fake_clock, fake_ids, script
 from streams.client import KafkaService
 from streams.logreader import LogReader
 from streams.topics import Topics
@@ -74,7 +74,9 @@ async def embedded_after_script() -> InMemoryKeyValue:
 async def deployment(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Deployment]:
     topics = Topics(f"a{uuid.uuid4().hex[:8]}", 4)
     data = tmp_path_factory.mktemp("audit-w")
-    async with running_worker(broker.bootstrap, topics, data, clock=fake_clock(), new_id=fake_ids()):
+    async with running_worker(
+        broker.bootstrap, topics, data, clock=fake_clock(), new_id=fake_ids(), job_defaults=NO_JOBS
+    ):
         async with running_service(broker.bootstrap, topics) as svc:
             await script(svc)
             yield Deployment(broker.bootstrap, topics, svc, await embedded_after_script())

@@ -14,6 +14,7 @@ from handoff.engine.service import EmbeddedService
 from handoff.kernel import commands as C
 from handoff.kernel.errors import HandoffError
 from handoff.kernel.events import HandoffRequested
+from handoff.kernel.operations import JOBS, JobConfig
 from handoff.ports import CommandBus
 from handoff.storage.digest import digest
 from handoff.storage.kv import InMemoryKeyValue
@@ -31,6 +32,12 @@ def fake_clock() -> Callable[[], str]:
         return (start + timedelta(milliseconds=n[0])).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     return now
+
+
+# The worker's job runner runs each job once at start-up, and every run reads the clock: on this ticking
+# clock that would shift every later timestamp of the worker against the embedded engine's. The comparison
+# is of deciding and folding, so the worker beside the tick clock runs no jobs.
+NO_JOBS = {name: JobConfig(enabled=False) for name in JOBS}
 
 
 def fake_ids() -> Callable[[], str]:
@@ -63,7 +70,14 @@ async def script(bus: CommandBus) -> list[str]:
         for i in range(s + 2):
             kind = ("message", "decision", "task", "file")[i % 4]
             await run(C.AppendContext(session_key=key, context_type=kind, content=f"{key} entry {i}"))  # type: ignore[arg-type]
-        hid = await run(C.RequestHandoff(session_key=key, target_agent="b", request_type="full_handoff" if s % 2 else "context_transfer", token_budget=200))  # noqa: E501
+        hid = await run(
+            C.RequestHandoff(
+                session_key=key,
+                target_agent="b",
+                request_type="full_handoff" if s % 2 else "context_transfer",
+                token_budget=200,
+            )
+        )
         assert hid is not None
         if s % 3 == 0:
             await run(C.RejectHandoff(session_key=key, handoff_id=hid, agent="b", reason="no"))
@@ -87,7 +101,9 @@ async def test_the_same_script_gives_identical_views_in_embedded_and_kafka_mode(
         await engine.stop()
 
     topics = Topics(f"e{uuid.uuid4().hex[:8]}", 4)
-    async with running_worker(broker.bootstrap, topics, tmp_path / "w", clock=fake_clock(), new_id=fake_ids()):
+    async with running_worker(
+        broker.bootstrap, topics, tmp_path / "w", clock=fake_clock(), new_id=fake_ids(), job_defaults=NO_JOBS
+    ):
         async with running_service(broker.bootstrap, topics) as svc:
             kafka_codes = await script(svc)
             served = await served_digest(svc, topics)
