@@ -51,8 +51,10 @@ async def test_the_cli_exports_and_verifies_over_sasl_ssl_with_the_flags(
     flags = [*_flags(secured, tmp_path / "password"), "--topic-prefix", secured_mcp.topics.prefix]
     exported = _handoff("export", *flags, "--session", key)
     assert exported.returncode == 0, exported.stderr
-    events = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert len(events) == 3 and {e["subject"] for e in events} == {key}, exported.stdout[:2000]
+    lines = [json.loads(line) for line in exported.stdout.splitlines()]
+    events = [e for e in lines if e["type"] != "handoff.datakey"]  # the session's data key travels with it
+    assert len(events) == 3 and {e["subject"] for e in lines} == {key}, exported.stdout[:2000]
+    assert [e["subject"] for e in lines if e["type"] == "handoff.datakey"] == [key]
     verified = _handoff("verify", *flags, "--session", key, "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert json.loads(verified.stdout)["ok"] is True
