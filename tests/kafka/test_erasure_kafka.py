@@ -15,7 +15,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ from handoff.engine.engine import Engine
 from handoff.kernel.commands import AppendContext, CloseSession, RegisterSession, RequestHandoff
 from handoff.kernel.events import ContextAppended, HandoffRequested
 from handoff.kernel.operations import decide_configuration
-from handoff.kernel.times import format_time
 from handoff.storage.kv import InMemoryKeyValue, RocksKeyValue
 from kafka.support import (
     Broker,
@@ -39,25 +37,13 @@ from kafka.support import (
     served_digest,
     wait_until,
 )  # fmt: skip
+from kafka.test_expiry_kafka import ManualClock
 from streams.client import KafkaService
 from streams.topics import Topics
 
 pytestmark = pytest.mark.anyio
 
 DAY = 86_400
-
-
-class ManualClock:
-    """The workers' clock, moved only by the test."""
-
-    def __init__(self) -> None:
-        self.at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> str:
-        return format_time(self.at)
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 def _topics() -> Topics:
