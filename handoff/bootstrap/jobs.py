@@ -1,10 +1,8 @@
 """Builds the job runner and the operations port of a process (the composition root's part for CONTRACT §9).
 
-The retention job's action is pluggable: `embedded_jobs` takes `retention`, a factory given a
-function that answers the configured ``eraseAfterDays`` per policy (it follows
-`update_configuration`) and returning the action, ``async (now) -> {count: n}``: `engine_retention`
-erases through the engine's single writer. Kafka workers erase through the commands topic
-(`streams.jobs.WorkerJobs`); `no_retention` erases nothing and says so (``{"erased": 0}``).
+The embedded runner's retention job erases through the engine's single writer by the configured
+``eraseAfterDays`` (it follows `update_configuration`); Kafka workers erase through the commands
+topic (`streams.jobs.WorkerJobs`).
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from typing import Any
 from handoff.anchoroptions import AnchorOptions
 from handoff.audit import anchor
 from handoff.engine.engine import Engine
-from handoff.engine.jobs import Action, JobRunner, KeyValueStats, dormancy_action, expiry_action, no_erasure
+from handoff.engine.jobs import Action, JobRunner, KeyValueStats, dormancy_action, expiry_action
 from handoff.engine.operations import EmbeddedOperations, OperationsLog
 from handoff.kernel.commands import ExpireHandoff, ExpireSession
 from handoff.kernel.errors import InvalidArgument
@@ -33,7 +31,6 @@ log = logging.getLogger("handoff")
 
 Heads = Callable[[], Awaitable[tuple[anchor.Heads, object]]]  # every chain head and the log position
 Stores = Callable[[], Mapping[int, Any]]  # a Kafka worker's ready partition stores, by partition
-RetentionFactory = Callable[[Callable[[], Mapping[str, int]]], Action]  # eraseAfterDays now -> the action
 
 
 def job_defaults(anchors: AnchorOptions | None) -> dict[str, JobConfig]:
@@ -104,26 +101,7 @@ def apply_monitoring(state: OperationsState) -> None:
         logging.getLogger().setLevel(level)
 
 
-def no_retention(erase_after_days: Callable[[], Mapping[str, int]]) -> Action:
-    """A retention job that erases nothing (`no_erasure`): for processes with no data keys of their own."""
-    return no_erasure
-
-
-def engine_retention(engine: Engine) -> RetentionFactory:
-    """The embedded engine's retention job: erase every session whose configured ``eraseAfterDays`` ran out."""
-
-    def factory(erase_after_days: Callable[[], Mapping[str, int]]) -> Action:
-        async def retention(now: str) -> dict[str, int]:
-            return await engine.erase_due(now, erase_after_days())
-
-        return retention
-
-    return factory
-
-
-def embedded_jobs(
-    engine: Engine, anchors: AnchorOptions | None, retention: RetentionFactory = no_retention
-) -> tuple[EmbeddedOperations, JobRunner]:
+def embedded_jobs(engine: Engine, anchors: AnchorOptions | None) -> tuple[EmbeddedOperations, JobRunner]:
     """The embedded engine's operations and its runner, which runs the expiry sweeps instead of the engine's timer."""
     kv = engine.kv
     ops = OperationsLog(kv, engine.clock, job_defaults(anchors))
@@ -140,11 +118,14 @@ def embedded_jobs(
         event_log = EventLog(kv)
         return anchor.store_heads(event_log), event_log.position()
 
+    async def retention(now: str) -> dict[str, int]:
+        return await engine.erase_due(now, erase_after_days(ops.state))
+
     actions: dict[str, Action] = {
         "session-expiry": expiry_action(kv, engine.state, engine.submit, engine.clock, ExpireSession),
         "handoff-expiry": expiry_action(kv, engine.state, engine.submit, engine.clock, ExpireHandoff),
         "dormancy": dormancy_action(kv, engine.clock),
-        "retention": retention(lambda: erase_after_days(ops.state)),
+        "retention": retention,
         "anchor": anchor_action(anchors, heads),
     }
     runner = JobRunner(actions, ops.job_config, KeyValueStats(kv), engine.clock)

@@ -173,7 +173,7 @@ def _wire_kafka(service: KafkaService, analytics_url: str | None) -> Deps:
 async def _embedded(kv: RocksKeyValue, data: DataDir, anchors: AnchorOptions | None) -> AsyncIterator[Deps]:
     # No expiry timer in the engine: the job runner drives its sweeps (session-expiry, handoff-expiry).
     engine = Engine(kv, limits=Limits(), sync_log=kv.sync_log, sweep_every=None)
-    operations, runner = jobs.embedded_jobs(engine, anchors, jobs.engine_retention(engine))
+    operations, runner = jobs.embedded_jobs(engine, anchors)
     deps = dataclasses.replace(_wire(engine, data), operations=operations)
     deps.health.add("sweeper", expiry_health(runner))  # the expiry jobs now run here
     await engine.start()

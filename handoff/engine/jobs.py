@@ -245,8 +245,3 @@ def dormancy_action(kv: KeyValue, clock: Callable[[], str]) -> Action:
         return {"dormant": dormant, "active": checked}
 
     return run
-
-
-async def no_erasure(now: str) -> dict[str, int]:
-    """The retention job's action until the erasure is wired in: erases nothing."""
-    return {"erased": 0}

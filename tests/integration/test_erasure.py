@@ -269,7 +269,7 @@ def test_the_retention_job_erases_by_the_configured_days_through_update_configur
         engine.write_now([AppendContext(session_key="s3", context_type="message", content=MARKER + "-configured")])
         engine.write_now([CloseSession(session_key="s3", agent="erin")])
         ended = clock.now
-        operations, _ = jobs.embedded_jobs(engine, None, jobs.engine_retention(engine))
+        operations, _ = jobs.embedded_jobs(engine, None)
 
         async def run_retention_at(at: str) -> dict[str, int]:
             clock.now = at

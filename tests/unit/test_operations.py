@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from handoff.engine.engine import Engine
-from handoff.engine.jobs import JobRunner, KeyValueStats, expiry_action, no_erasure
+from handoff.engine.jobs import JobRunner, KeyValueStats, expiry_action
 from handoff.engine.operations import EmbeddedOperations, OperationsLog
 from handoff.kernel.commands import ExpireHandoff, ExpireSession, RegisterSession, RequestHandoff
 from handoff.kernel.errors import InvalidArgument, LimitExceeded, Unavailable, VersionConflict
@@ -35,6 +35,11 @@ from handoff.storage import operations as O
 from handoff.storage.kv import InMemoryKeyValue
 
 NOW = "2026-12-05T06:00:00.000000Z"
+
+
+async def no_erasure(now: str) -> dict[str, int]:
+    """An action that does nothing and says so: the runner's own behaviour is under test."""
+    return {"erased": 0}
 
 
 @pytest.fixture
