@@ -284,9 +284,9 @@ class Decider:
 
 
 def _shown(envelopes: list[Envelope], records: list[bytes]) -> list[bytes]:
-    """The records with their erasable fields in the clear (the envelopes are shown: ``encrypted == ""``)."""
+    """The records with their erasable fields in the clear (the envelopes are shown: ``encrypted == b""``)."""
     return [
-        encode_envelope(e) if getattr(e.event, "encrypted", None) == "" else rec
+        encode_envelope(e) if getattr(e.event, "encrypted", None) == b"" else rec
         for e, rec in zip(envelopes, records, strict=True)
     ]
 

@@ -55,17 +55,14 @@ def acting_agent(command: Command) -> str | None:
             return None
 
 
-def _named(command: Command) -> Iterable[tuple[str, str | None]]:
-    yield ("agentFrom" if isinstance(command, RegisterSession) else "agent"), acting_agent(command)
-    if isinstance(command, RequestHandoff):
-        yield "targetAgent", command.target_agent
-
-
 def check_principal(command: Command) -> None:
     """The rules that need no state: reserved names, roles, and the acting fields against the principal."""
-    for field, name in _named(command):
-        if name == RESERVED_AGENT:
-            raise NotPermitted(f"{RESERVED_AGENT!r} is the engine's own actor; no agent may use it", field=field)
+    acting = acting_agent(command)
+    if acting == RESERVED_AGENT:
+        field = "agentFrom" if isinstance(command, RegisterSession) else "agent"
+        raise NotPermitted(f"{RESERVED_AGENT!r} is the engine's own actor; no agent may use it", field=field)
+    if isinstance(command, RequestHandoff) and command.target_agent == RESERVED_AGENT:
+        raise NotPermitted(f"{RESERVED_AGENT!r} is the engine's own actor; no agent may use it", field="targetAgent")
     principal = command.principal
     if principal is None:
         return
@@ -79,7 +76,6 @@ def check_principal(command: Command) -> None:
         raise NotPermitted(f"{principal.agent!r} is an auditor: it reads everything and writes nothing")
     if principal.role == "operator" and not isinstance(command, CloseSession):
         raise NotPermitted(f"{principal.agent!r} is an operator: it closes sessions, it takes no part in them")
-    acting = acting_agent(command)
     if acting is not None and acting != principal.agent:
         raise NotPermitted(
             f"you are authenticated as {principal.agent!r} and may not act as {acting!r}",

@@ -32,7 +32,7 @@ from handoff.kernel.commands import (
     RejectHandoff,
     RequestHandoff,
 )
-from handoff.kernel.erasure import FieldCipher, conceal, shown
+from handoff.kernel.erasure import FieldCipher, sealed_and_shown
 from handoff.kernel.errors import (
     HandoffConflict,
     HandoffNotFound,
@@ -295,7 +295,7 @@ def execute_encoded(
 
     With the session's `cipher` the record (and so the hash) holds the erasable fields encrypted
     (`handoff.kernel.erasure`); the envelope returned holds them in the clear, for the folds and the
-    caller, marked (``encrypted == ""``) as belonging to a session with a key.
+    caller, marked (``encrypted == b""``) as belonging to a session with a key.
     """
     check_limits(command, ctx.limits)
     event, actor = decide(state, command, ctx)
@@ -309,8 +309,12 @@ def execute_all(
 ) -> tuple[SessionState, list[tuple[Envelope, bytes]]]:
     """`execute_encoded` for any command: every event it produces, sealed (with `cipher`) and folded in turn."""
     check_limits(command, ctx.limits)
-    events, actor = decide_all(state, command, ctx)
     current = state or SessionState(session_key=command.session_key)
+    if type(command) is not AppendContextBatch:  # one event: the hot path, no loop
+        event, actor = decide(state, command, ctx)
+        env, record = _seal(current, command, event, actor, ctx, cipher)
+        return evolve(current, env), [(env, record)]
+    events, actor = decide_all(state, command, ctx)
     sealed: list[tuple[Envelope, bytes]] = []
     for event in events:
         env, record = _seal(current, command, event, actor, ctx, cipher)
@@ -329,7 +333,7 @@ def _seal(
     key, event_id, version, schema = command.session_key, ctx.new_id(), prior.version + 1, type(event).SCHEMA_VERSION
     stored = event
     if cipher is not None:
-        stored, event = conceal(event, cipher), shown(event)
+        stored, event = sealed_and_shown(event, cipher)
     digest, record = sealed_record(
         stored, event_id, key, version, ctx.now, actor, prior.last_hash, command.idempotency_key, schema
     )

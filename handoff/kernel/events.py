@@ -35,7 +35,7 @@ class SessionRegistered(_Event, frozen=True):
     metadata: JsonObject = {}
     sequence_number: int = 1
     retention_policy: RetentionPolicy = "standard"  # added with CONTRACT §8: older records decode as standard
-    encrypted: str | None = None  # erasable fields under the session's data key (handoff.kernel.erasure)
+    encrypted: bytes | None = None  # erasable fields under the session's data key (handoff.kernel.erasure)
 
 
 class ContextAppended(_Event, frozen=True):
@@ -49,7 +49,7 @@ class ContextAppended(_Event, frozen=True):
     agent: AgentId
     tokens: int
     metadata: JsonObject = {}
-    encrypted: str | None = None  # content and metadata under the session's data key (handoff.kernel.erasure)
+    encrypted: bytes | None = None  # content and metadata under the session's data key (handoff.kernel.erasure)
 
 
 class PackageRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, rename="camel"):
@@ -77,7 +77,7 @@ class HandoffRequested(_Event, frozen=True):
     package: PackageRecord
     request_data: JsonObject = {}
     accept_within: int = DEFAULT_ACCEPT_WITHIN  # seconds it may stay pending; added with CONTRACT §8
-    encrypted: str | None = None  # requestData, package summary and key points under the data key
+    encrypted: bytes | None = None  # requestData, package summary and key points under the data key
 
 
 class HandoffAccepted(_Event, frozen=True):
@@ -94,7 +94,7 @@ class HandoffCompleted(_Event, frozen=True):
     agent: AgentId
     result: JsonObject = {}
     session_completed: bool = False
-    encrypted: str | None = None  # result under the session's data key (handoff.kernel.erasure)
+    encrypted: bytes | None = None  # result under the session's data key (handoff.kernel.erasure)
 
 
 class HandoffRejected(_Event, frozen=True):

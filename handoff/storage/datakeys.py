@@ -14,11 +14,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 import msgspec
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from handoff.kernel.erasure import is_erased, reveal
+from handoff.kernel.erasure import reveal
 from handoff.kernel.events import Envelope
 from handoff.storage.kv import KeyValue, Write
+
+_replace = msgspec.structs.replace
 
 PREFIX = b"P:"
 KEY_BYTES = 32
@@ -53,8 +56,6 @@ class DataCipher:
 
     def decrypt(self, sealed: bytes) -> bytes:
         """The plaintext; ValueError if `sealed` was not made under this key or was altered."""
-        from cryptography.exceptions import InvalidTag
-
         try:
             return self._aead.decrypt(sealed[:_NONCE], sealed[_NONCE:], None)
         except InvalidTag as exc:
@@ -89,10 +90,11 @@ class DataKeys:
 
     def reveal(self, env: Envelope) -> Envelope:
         """The envelope with its erasable fields shown, if its session still has its key (else as it is)."""
-        if not is_erased(env.event):
+        event = env.event
+        if not getattr(event, "encrypted", None):  # in the clear already: most of a replay's reads
             return env
-        cipher = self.cipher(env.session_key)
-        return env if cipher is None else msgspec.structs.replace(env, event=reveal(env.event, cipher))
+        cipher = self._ciphers.get(env.session_key) or self.cipher(env.session_key)
+        return env if cipher is None else _replace(env, event=reveal(event, cipher))
 
     def forget(self, session: str) -> None:
         """Drop a destroyed key from memory."""
@@ -117,12 +119,15 @@ def revealer(keys: Mapping[str, bytes]) -> Callable[[Envelope], Envelope]:
     ciphers: dict[str, DataCipher] = {}
 
     def shown(env: Envelope) -> Envelope:
-        if not is_erased(env.event):
+        event = env.event
+        if not getattr(event, "encrypted", None):
             return env
-        raw = keys.get(env.session_key)
-        if raw is None:
-            return env
-        cipher = ciphers.get(env.session_key) or ciphers.setdefault(env.session_key, DataCipher(raw))
-        return msgspec.structs.replace(env, event=reveal(env.event, cipher))
+        cipher = ciphers.get(env.session_key)
+        if cipher is None:
+            raw = keys.get(env.session_key)
+            if raw is None:
+                return env
+            cipher = ciphers[env.session_key] = DataCipher(raw)
+        return _replace(env, event=reveal(event, cipher))
 
     return shown
