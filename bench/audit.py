@@ -2,8 +2,9 @@
 
     python -m bench.audit [--events 1000000] [--sessions 1000] [--dir DIR]
 
-Builds the store once (kept in --dir for reruns), then runs verify and replay each in a fresh child
-process so that the peak resident memory reported is theirs alone.
+Builds the store once (kept in --dir for reruns), then runs verify, replay in one process and replay
+with one process per core (`handoff replay`'s default), each in a fresh child process so that the
+peak resident memory reported is theirs alone (the parallel replay's children are not counted).
 """
 
 from __future__ import annotations
@@ -68,14 +69,20 @@ def _verify(path: str, out: dict[str, float]) -> None:
     out["rss_mb"] = _peak_rss_mb()
 
 
-def _replay(path: str, out: dict[str, float]) -> None:
-    from handoff.audit.replay import replay
+def _replay(path: str, out: dict[str, float], jobs: int = 1) -> None:
+    from handoff.audit.parallel import replay_store
 
     target = tempfile.mkdtemp(dir=Path(path).parent)
-    result = replay(RocksKeyValue(path), RocksKeyValue(target, bulk=True))
+    result = replay_store(RocksKeyValue(path), RocksKeyValue(target, bulk=True), jobs=jobs, quiet=True)
     shutil.rmtree(target, ignore_errors=True)
     out.update(events=result.events, seconds=result.seconds, digest_seconds=result.digest_seconds, ok=1.0)
     out["rss_mb"] = _peak_rss_mb()
+
+
+def _replay_parallel(path: str, out: dict[str, float]) -> None:
+    from handoff.audit.parallel import default_jobs
+
+    _replay(path, out, jobs=default_jobs())
 
 
 def _in_child(target: object, path: Path) -> dict[str, float]:
@@ -98,11 +105,16 @@ def main() -> None:
     if not store.exists():
         print(f"building {args.events:,} events over {args.sessions:,} sessions in {store}")
         print(f"  built in {build(store, args.events, args.sessions):.0f}s")
-    for name, fn in (("verify", _verify), ("replay", _replay)):
+    from handoff.audit.parallel import default_jobs
+
+    steps = (("verify", _verify), ("replay", _replay), (f"replay --jobs {default_jobs()}", _replay_parallel))
+    for name, fn in steps:
         out = _in_child(fn, store)
         rate = out["events"] / max(out["seconds"], 1e-9)
-        print(f"{name}: {int(out['events']):,} events in {out['seconds']:.1f}s = {rate:,.0f} events/s, "
-              f"peak RSS {out['rss_mb']:.0f} MB, ok={bool(out['ok'])}")
+        print(
+            f"{name}: {int(out['events']):,} events in {out['seconds']:.1f}s = {rate:,.0f} events/s, "
+            f"peak RSS {out['rss_mb']:.0f} MB, ok={bool(out['ok'])}"
+        )
         if "digest_seconds" in out:  # the command's final step, after the fold the rate above counts
             total = out["events"] / (out["seconds"] + out["digest_seconds"])
             print(f"  then the views digest in {out['digest_seconds']:.1f}s: {total:,.0f} events/s in all")

@@ -95,7 +95,8 @@ def register(commands: Any) -> None:
         "--jobs",
         type=at_least_one,
         metavar="N",
-        help="with --kafka: processes that fold groups of partitions side by side (default: one per core, at most 4)",
+        help="processes that fold shares of a large log side by side, whole sessions each (default: one per core, "
+        "at most 4); only for a replay of the whole log",
     )
     _data_dir(p)
     p = add("audit", "a session's timeline, with every handoff package re-derived and its hash checked")

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING
 
 from handoff.audit import anchor, trail
 from handoff.audit.purge import run_purge
-from handoff.audit.replay import parse_time, replay
+from handoff.audit.replay import parse_time
 from handoff.audit.transfer import ImportResult, export_lines, import_lines
 from handoff.audit.verify import Problem, verify
 from handoff.config import DataDir, Env
@@ -169,7 +169,12 @@ def run_replay(ns: argparse.Namespace, env: Env) -> int:
                     security=kafka_security(ns),
                 )  # fmt: skip
             else:
-                result = replay(source, target, until_version=version, until_time=until_time, quiet=ns.quiet)
+                from handoff.audit.parallel import default_jobs, replay_store
+
+                result = replay_store(
+                    source, target, jobs=ns.jobs or default_jobs(), until_version=version, until_time=until_time,
+                    scratch=path.parent, quiet=ns.quiet,
+                )  # fmt: skip
         finally:
             target.close()
     rate = f"{result.seconds:.1f}s ({result.rate:,.0f} events/s)"

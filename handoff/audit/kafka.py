@@ -215,7 +215,12 @@ def session_stream(
 
 
 def export_kafka(
-    bootstrap: str, prefix: str, session: str | None = None, quiet: bool = True, *, accel: bool = True,
+    bootstrap: str,
+    prefix: str,
+    session: str | None = None,
+    quiet: bool = True,
+    *,
+    accel: bool = True,
     security: KafkaSecurity = PLAINTEXT,
 ) -> Iterator[bytes]:
     """Every event of the topic (or of one session) as CloudEvents lines: partition by partition, in offset order."""
@@ -234,7 +239,12 @@ def export_kafka(
 
 
 def import_kafka(
-    bootstrap: str, topics: Topics, stream: IO[bytes], quiet: bool = True, *, accel: bool = True,
+    bootstrap: str,
+    topics: Topics,
+    stream: IO[bytes],
+    quiet: bool = True,
+    *,
+    accel: bool = True,
     security: KafkaSecurity = PLAINTEXT,
 ) -> ImportResult:
     """Check every chain of the lines, then append each partition's events under its transactional id.

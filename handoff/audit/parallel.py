@@ -1,11 +1,12 @@
-"""`handoff replay --kafka` on several cores: the partitions of the events topic are folded side by side.
+"""`handoff replay` on several cores: shares of the log are folded side by side.
 
-A session lives in one partition and every view belongs to one session, so each partition is a
-self-contained log whose views no other partition writes. The partitions are split into groups of
-about equal size; this process folds the first group straight into the target while child processes
-fold the others into scratch stores and write them out as SST files, which RocksDB then ingests into
-the target (another kind of store gets them copied). The target ends up with
-exactly the views a one-process replay writes (the tests compare the bytes).
+Every view belongs to one session, so any set of whole sessions is a self-contained log whose views
+no other set writes. In Kafka mode a share is a group of partitions of the events topic (a session
+lives in one partition); in the embedded store, whose log is kept in session order, a run of
+sessions. The shares are of about equal size; this process folds the first straight into the target
+while child processes fold the others into scratch stores and write them out as SST files, which
+RocksDB then ingests into the target (another kind of store gets them copied). The target ends up
+with exactly the views a one-process replay writes (the tests compare the bytes).
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import os
 import queue
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
 from handoff.audit.progress import Progress
-from handoff.audit.replay import ReplayResult, finished, require_empty
+from handoff.audit.replay import ReplayResult, finished, replay, require_empty
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import HandoffError
 from handoff.storage.datakeys import revealer
 from handoff.storage.kv import KeyValue, RocksKeyValue
+from handoff.storage.log import EventLog, event_prefix
 from projections.replay import fold_events
 from streams.logreader import LogReader
 from streams.security import PLAINTEXT, KafkaSecurity
@@ -34,6 +36,7 @@ PARALLEL_FROM = 20_000
 """Below this many records, one process is done before others would have started."""
 
 _COPY_BATCH = 10_000
+EVENTS, EVENTS_END = b"E:", b"E;"  # the embedded log's keys: from the first to just past the last
 
 
 def default_jobs() -> int:
@@ -78,9 +81,96 @@ def replay_in_parallel(
     them from ``handoff.keys``.
     """
     keys = dict(keys) if keys is not None else None
+    shares = [
+        PartitionShare(bootstrap, prefix, parts, {p: ends[p] for p in parts}, accel, security, keys)
+        for parts in split(ends, jobs)
+    ]
+    return fold_shares(shares, target, total=sum(ends.values()), scratch=scratch, quiet=quiet)
+
+
+def replay_store(
+    source: KeyValue, target: KeyValue, *, jobs: int = 1, until_version: int | None = None,
+    until_time: str | None = None, scratch: Path | None = None, quiet: bool = False,
+) -> ReplayResult:  # fmt: skip
+    """`replay` of an embedded store, with `jobs` processes when the whole of a large RocksDB log is replayed."""
+    whole = until_version is None and until_time is None
+    if whole and jobs > 1 and isinstance(source, RocksKeyValue) and EventLog(source).count() >= PARALLEL_FROM:
+        return replay_store_in_parallel(source, target, jobs=jobs, scratch=scratch, quiet=quiet)
+    return replay(source, target, until_version=until_version, until_time=until_time, quiet=quiet)
+
+
+def replay_store_in_parallel(
+    source: RocksKeyValue, target: KeyValue, *, jobs: int, scratch: Path | None = None, quiet: bool = False
+) -> ReplayResult:
+    """Fold the embedded log of `source` into the empty `target` with up to `jobs` processes.
+
+    The store's log is in session order, so each process takes a run of whole sessions (about the
+    same number of events each) and reads it from its own read-only handle on the store.
+    """
+    return fold_shares(store_shares(source, jobs), target, total=EventLog(source).count(), scratch=scratch, quiet=quiet)
+
+
+class PartitionShare:
+    """Partitions of the events topic, each read in offset order up to its end."""
+
+    def __init__(
+        self, bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], accel: bool,
+        security: KafkaSecurity, keys: dict[str, bytes] | None,
+    ) -> None:  # fmt: skip
+        self.args = (bootstrap, prefix, parts, ends)
+        self.accel, self.security, self.keys = accel, security, keys
+
+    def fold(self, target: KeyValue, on_batch: Callable[[int], None] | None) -> int:
+        """Fold this share into `target`; the count."""
+        bootstrap, prefix, parts, ends = self.args
+        return fold_partitions(
+            bootstrap, prefix, parts, ends, target, on_batch=on_batch, accel=self.accel, security=self.security,
+            keys=self.keys,
+        )  # fmt: skip
+
+
+class StoreShare:
+    """The events of the sessions whose log keys lie from `start` up to `end`, in an embedded store."""
+
+    def __init__(self, path: str, start: bytes, end: bytes) -> None:
+        self.path, self.start, self.end = path, start, end
+
+    def fold(self, target: KeyValue, on_batch: Callable[[int], None] | None) -> int:
+        """Fold this share into `target`; the count."""
+        source = RocksKeyValue(self.path, read_only=True)
+        try:
+            shown = EventLog(source).keys.reveal
+            values = source.values_between(self.start, self.end)
+            return fold_events(target, (shown(decode_envelope(v)) for v in values), on_batch=on_batch)
+        finally:
+            source.close()
+
+
+def store_shares(source: RocksKeyValue, jobs: int) -> list[StoreShare]:
+    """Runs of whole sessions, in key order, of about equal numbers of events (the sessions' versions)."""
+    log = EventLog(source)
+    sizes = [(key, state.version) for key in log.session_keys() if (state := log.state(key)) is not None]
+    goal = sum(v for _, v in sizes) / max(1, jobs)
+    starts: list[bytes] = [EVENTS]  # the first run also takes anything sorting before its first session
+    taken = 0
+    for key, version in sizes:
+        if taken >= goal * len(starts) and len(starts) < jobs:
+            starts.append(event_prefix(key))
+        taken += version
+    ends = [*starts[1:], EVENTS_END]
+    return [StoreShare(source.path, a, b) for a, b in zip(starts, ends, strict=True)]
+
+
+Share = PartitionShare | StoreShare
+
+
+def fold_shares(
+    shares: Sequence[Share], target: KeyValue, *, total: int, scratch: Path | None = None, quiet: bool = False
+) -> ReplayResult:
+    """Fold the first share in this process and every other in a child process, then gather their views."""
     require_empty(target)
-    mine, *theirs = split(ends, jobs)
-    progress = Progress("replay", total=sum(ends.values()), quiet=quiet)
+    mine, *theirs = shares
+    progress = Progress("replay", total=total, quiet=quiet)
     ctx = multiprocessing.get_context("spawn")  # no fork: this process has RocksDB's threads running
     workdir = Path(tempfile.mkdtemp(prefix=".replay-", dir=scratch))
     counted: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in theirs]
@@ -88,12 +178,11 @@ def replay_in_parallel(
     children = [
         ctx.Process(
             target=_child,
-            args=(
-                i, bootstrap, prefix, parts, ends, str(workdir / f"p{i}"), counted[i], results, accel, security, keys
-            ),
-            name=f"handoff-replay-{i}", daemon=True,
+            args=(i, share, str(workdir / f"p{i}"), counted[i], results),
+            name=f"handoff-replay-{i}",
+            daemon=True,
         )  # fmt: skip
-        for i, parts in enumerate(theirs)
+        for i, share in enumerate(theirs)
     ]
     seen = [0] * len(theirs)
 
@@ -106,9 +195,7 @@ def replay_in_parallel(
     try:
         for child in children:
             child.start()
-        count = fold_partitions(
-            bootstrap, prefix, mine, ends, target, on_batch=advance, accel=accel, security=security, keys=keys
-        )
+        count = mine.fold(target, advance)
         count += _wait(children, results, lambda: advance(0))
         if isinstance(target, RocksKeyValue):  # the children's views as files RocksDB links in
             target.ingest([str(sst) for i in range(len(children)) if (sst := workdir / f"p{i}.sst").exists()])
@@ -125,11 +212,9 @@ def replay_in_parallel(
 
 
 def _child(
-    i: int, bootstrap: str, prefix: str, parts: list[int], ends: dict[int, int], path: str,
-    counted: Synchronized[int], results: multiprocessing.Queue[tuple[int, int | str]], accel: bool,
-    security: KafkaSecurity, keys: dict[str, bytes] | None,
-) -> None:  # fmt: skip
-    """A child process: fold `parts` into a scratch store at `path`, and write it out as ``path.sst``.
+    i: int, share: Share, path: str, counted: Synchronized[int], results: multiprocessing.Queue[tuple[int, int | str]]
+) -> None:
+    """A child process: fold `share` into a scratch store at `path`, and write it out as ``path.sst``.
 
     It puts (i, events folded) or (i, why it failed) on `results`.
     """
@@ -140,9 +225,7 @@ def _child(
             counted.value += n
 
     try:
-        outcome: int | str = fold_partitions(
-            bootstrap, prefix, parts, ends, store, on_batch=on_batch, accel=accel, security=security, keys=keys
-        )
+        outcome: int | str = share.fold(store, on_batch)
         store.export_sst(f"{path}.sst")  # sorted here, in parallel: the parent only links the file in
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         outcome = f"{type(exc).__name__}: {exc}"

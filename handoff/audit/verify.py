@@ -75,8 +75,11 @@ class Report:
             "events": self.events,
             "problems": [
                 {
-                    "session": p.session, "version": p.version, "error": p.what,
-                    **({"at": p.at} if p.at else {}), **({"unchecked": True} if p.unchecked else {}),
+                    "session": p.session,
+                    "version": p.version,
+                    "error": p.what,
+                    **({"at": p.at} if p.at else {}),
+                    **({"unchecked": True} if p.unchecked else {}),
                 }  # fmt: skip
                 for p in self.problems
             ],

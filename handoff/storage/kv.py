@@ -162,6 +162,17 @@ class RocksKeyValue:
         opts.set_iterate_upper_bound(upper)
         yield from self.db.values(from_key=prefix, read_opt=opts)
 
+    def values_between(self, start: bytes, end: bytes) -> Iterator[bytes]:
+        """The values of the keys from `start` (included) to `end` (excluded), ascending."""
+        opts = ReadOptions()
+        opts.set_iterate_upper_bound(end)
+        yield from self.db.values(from_key=start, read_opt=opts)
+
+    @property
+    def path(self) -> str:
+        """Where the database lives (another process can open it read-only there)."""
+        return self._open[0]
+
     def write(self, writes: Iterable[Write], sync: bool = False) -> None:
         """Apply the writes in one WriteBatch; with `sync` the WAL is fsynced before returning."""
         batch = WriteBatch(raw_mode=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from handoff.audit import commands as audit_commands
-from handoff.audit import trail, transfer
+from handoff.audit import parallel, trail, transfer
+from handoff.audit.parallel import replay_store_in_parallel, store_shares
 from handoff.audit.replay import replay
 from handoff.audit.transfer import export_lines, import_lines
 from handoff.audit.verify import session_prefixes, verify
@@ -177,6 +177,21 @@ def test_replaying_twice_gives_identical_views_equal_to_the_live_ones(store: Roc
     assert list(first.scan(b"")) == list(second.scan(b""))  # byte-identical, key by key
 
 
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_a_replay_by_several_processes_writes_the_bytes_one_process_writes(
+    store: RocksKeyValue, tmp_path: Path, jobs: int
+):
+    shares = store_shares(store, jobs)
+    assert len(shares) == jobs and shares[0].start == b"E:" and shares[-1].end == b"E;"
+    assert all(a.end == b.start for a, b in zip(shares, shares[1:], strict=False))  # contiguous, no gap
+    alone, together = RocksKeyValue(str(tmp_path / "r1")), RocksKeyValue(str(tmp_path / "r2"))
+    one = replay(store, alone, quiet=True)
+    several = replay_store_in_parallel(store, together, jobs=jobs, scratch=tmp_path, quiet=True)
+    assert several.events == one.events == SESSIONS * EVENTS_PER_SESSION
+    assert several.digest == one.digest == digest(store)
+    assert list(together.scan(b"")) == list(alone.scan(b""))
+
+
 def test_replay_refuses_a_store_that_is_not_empty(store: RocksKeyValue):
     with pytest.raises(InvalidArgument):
         replay(store, store, quiet=True)
@@ -226,7 +241,7 @@ def test_an_interrupted_replay_says_so_in_one_line_and_leaves_nothing(
         target.write([(b"S:half", b"written")])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(audit_commands, "replay", interrupted)
+    monkeypatch.setattr(parallel, "replay_store", interrupted)
     assert main(["replay", "--data-dir", str(tmp_path / "data"), "--to", str(tmp_path / "views")]) == 130
     assert capsys.readouterr().err == "handoff replay: interrupted\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
