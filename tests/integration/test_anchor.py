@@ -164,10 +164,13 @@ def test_anchors_are_written_to_a_folder_privately(tmp_path: Path, keys: tuple[P
     kv = RocksKeyValue(str(tmp_path / "data" / "db"), read_only=True)
     from handoff.storage.log import EventLog
 
-    statement = anchor.signed_statement(anchor.store_heads(EventLog(kv)), 5, anchor.load_private(private))
+    statement = anchor.signed_statement(
+        anchor.store_heads(EventLog(kv)), 5, anchor.load_private(private), operations=anchor.store_operations_head(kv)
+    )
     kv.close()
     path = anchor.write_file(tmp_path / "anchors", statement)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert anchor.checked_statement(json.loads(path.read_text()), anchor.load_public(public)) == {
-        "deal-0": (5, statement["heads"]["deal-0"][1])  # type: ignore[index]
-    }
+    assert anchor.checked_statement(json.loads(path.read_text()), anchor.load_public(public)) == anchor.Anchored(
+        {"deal-0": (5, statement["heads"]["deal-0"][1])},  # type: ignore[index]
+        (0, "0" * 64),  # no operations recorded yet
+    )
