@@ -68,16 +68,21 @@ class Report:
             "events": self.events,
             "problems": [
                 {
-                    "session": p.session, "version": p.version, "error": p.what,
-                    **({"at": p.at} if p.at else {}), **({"unchecked": True} if p.unchecked else {}),
+                    "session": p.session,
+                    "version": p.version,
+                    "error": p.what,
+                    **({"at": p.at} if p.at else {}),
+                    **({"unchecked": True} if p.unchecked else {}),
                     **({"operationsPosition": p.operations} if p.operations is not None else {}),
-                }  # fmt: skip
+                }
                 for p in self.problems
             ],
             "erased": self.erased,
             "operations": {
-                "records": self.operations, "superseded": self.operations_superseded, "ok": self.operations_ok,
-            },  # fmt: skip
+                "records": self.operations,
+                "superseded": self.operations_superseded,
+                "ok": self.operations_ok,
+            },
             "liveDigest": self.live_digest,
             "freshDigest": self.fresh_digest,
             "seconds": round(self.seconds, 3),
