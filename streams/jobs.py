@@ -34,7 +34,8 @@ log = logging.getLogger("handoff.worker")
 
 Stores = Callable[[], Mapping[int, PartitionStore]]
 Sender = Callable[[int], Callable[[Command], Any]]
-ActionFactory = Callable[[Stores], Action]  # an action over the worker's stores, e.g. its anchor
+ActionFactory = Callable[[Stores, Callable[[], OperationsState]], Action]
+"""An action over the worker's stores and its fold of the operations log, e.g. its anchor (which pins both)."""
 
 
 async def nothing_anchored(now: str) -> dict[str, int]:
@@ -61,8 +62,8 @@ class WorkerJobs:
             "session-expiry": self._expiry(ExpireSession),
             "handoff-expiry": self._expiry(ExpireHandoff),
             "dormancy": self._dormancy,
-            "retention": factories["retention"](stores) if "retention" in factories else self._retention,
-            "anchor": factories["anchor"](stores) if "anchor" in factories else nothing_anchored,
+            "retention": factories["retention"](stores, self._state) if "retention" in factories else self._retention,
+            "anchor": factories["anchor"](stores, self._state) if "anchor" in factories else nothing_anchored,
         }
         self.runner = JobRunner(actions, lambda name: self.feed.state.job(name), FileStats(stats_path), clock)
         self.on_limits = on_limits
@@ -82,6 +83,10 @@ class WorkerJobs:
                 await self._task
             self._task = None
         await self.feed.stop()
+
+    def _state(self) -> OperationsState:
+        """The operations log as this worker has folded it so far."""
+        return self.feed.state
 
     def _apply(self, state: OperationsState) -> None:
         limits = limits_of(state.configuration)

@@ -1,16 +1,19 @@
-"""Signed anchors: an Ed25519-signed statement of every session's chain head, to check the log against later.
+"""Signed anchors: an Ed25519-signed statement of every chain head, to check the log against later.
 
 Chains are per session, so someone with write access can rewrite an event, re-hash the rest of its
 chain and re-import the lot: every chain still holds. An anchor, signed with a key that the writer
 does not hold and kept outside the log, pins each session's head as it was: a later log must still
 hold, for every anchored session, the anchored version with the anchored hash. A log that only grew
 passes; a history rewritten and re-hashed, a tail cut off or a session removed fails, naming the
-first such session.
+first such session. The operations log (job and configuration changes) is one more chain and is
+pinned the same way: its head's position and hash.
 
 The statement is JSON: ``format``, ``time``, ``position`` (events in the log, or per-partition end
-offsets in Kafka mode), ``sessions``, ``digest`` (SHA-256 over every head, in key order) and
-``heads`` (``{sessionKey: [version, hash]}``); ``signature`` signs the canonical encoding (sorted
-keys, no spaces) of all the rest.
+offsets in Kafka mode), ``sessions``, ``digest`` (SHA-256 over every head, in key order), ``heads``
+(``{sessionKey: [version, hash]}``) and ``operations`` (``[position, hash]`` of the operations log's
+head; ``[0, genesis]`` while it is empty); ``signature`` signs the canonical encoding (sorted keys,
+no spaces) of all the rest. Format ``handoff-anchor/1``, written before the operations log was
+anchored, has no ``operations`` and still verifies: its sessions are checked, nothing else.
 """
 
 from __future__ import annotations
@@ -31,10 +34,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.text import escape_controls
+from handoff.storage import operations
+from handoff.storage.kv import KeyValue
 from handoff.storage.log import EventLog
 
-FORMAT = "handoff-anchor/1"
+FORMAT = "handoff-anchor/2"
+FORMAT_1 = "handoff-anchor/1"  # no operations head; still accepted
 Heads = dict[str, tuple[int, str]]  # sessionKey -> (version, hash) of its newest event
+OperationsHead = tuple[int, str]  # (position, hash) of the operations log's newest record
+
+
+@dataclass(frozen=True)
+class Anchored:
+    """What a checked anchor pins: every session's head, and the operations log's (None in a format-1 anchor)."""
+
+    heads: Heads
+    operations: OperationsHead | None
 
 
 def new_key(folder: Path) -> tuple[Path, Path]:
@@ -93,9 +108,10 @@ def _canonical(statement: Mapping[str, object]) -> bytes:
 
 
 def signed_statement(
-    heads: Heads, position: object, key: Ed25519PrivateKey, now: datetime | None = None
-) -> dict[str, object]:
-    """The anchor: the statement of `heads` at `position`, with its signature."""
+    heads: Heads, position: object, key: Ed25519PrivateKey, now: datetime | None = None, *,
+    operations: OperationsHead,
+) -> dict[str, object]:  # fmt: skip
+    """The anchor: the statement of `heads` and the operations log's head at `position`, with its signature."""
     statement: dict[str, object] = {
         "format": FORMAT,
         "time": (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -103,16 +119,18 @@ def signed_statement(
         "sessions": len(heads),
         "digest": digest(heads),
         "heads": {k: [v, h] for k, (v, h) in sorted(heads.items())},
+        "operations": [operations[0], operations[1]],
     }
     signature = base64.b64encode(key.sign(_canonical(statement))).decode()
     return {**statement, "signature": {"algorithm": "Ed25519", "value": signature}}
 
 
-def checked_statement(anchor: Mapping[str, object], public: Ed25519PublicKey) -> Heads:
+def checked_statement(anchor: Mapping[str, object], public: Ed25519PublicKey) -> Anchored:
     """The anchored heads, once the signature and the digest are checked; InvalidArgument otherwise."""
     statement = {k: v for k, v in anchor.items() if k != "signature"}
-    if statement.get("format") != FORMAT:
-        raise InvalidArgument(f"not a {FORMAT} anchor (format {statement.get('format')!r})")
+    kind = statement.get("format")
+    if kind not in (FORMAT, FORMAT_1):
+        raise InvalidArgument(f"not a {FORMAT} (or {FORMAT_1}) anchor (format {kind!r})")
     signature = anchor.get("signature")
     value = signature.get("value") if isinstance(signature, dict) else None
     try:
@@ -125,7 +143,14 @@ def checked_statement(anchor: Mapping[str, object], public: Ed25519PublicKey) ->
     heads: Heads = {str(k): (int(v[0]), str(v[1])) for k, v in raw.items()}
     if digest(heads) != statement.get("digest"):
         raise InvalidArgument("the anchor's digest does not match its heads")
-    return heads
+    return Anchored(heads, None if kind == FORMAT_1 else _operations_head(statement.get("operations")))
+
+
+def _operations_head(raw: object) -> OperationsHead:
+    """A format-2 anchor's ``operations`` (signed, so only a buggy writer gets this wrong)."""
+    if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], int) or not isinstance(raw[1], str):
+        raise InvalidArgument("the anchor's operations head is not [position, hash]")
+    return raw[0], raw[1]
 
 
 @dataclass(frozen=True)
@@ -162,6 +187,43 @@ def departures(
             what = f"rewritten: version {version} has hash {now}, the anchor holds {anchored}"
         found.append(Departure(key, what))
     return found
+
+
+def operations_departure(
+    anchored: OperationsHead | None, hash_at: Callable[[int], str | None], newest: int
+) -> str | None:
+    """How the operations log no longer extends its anchored head, or None when it does.
+
+    `hash_at(position)` is the hash of the record the log holds (applies) at that position today, None
+    if none; `newest` is the position of its head today. An empty log at anchor time pins nothing,
+    nor does a format-1 anchor (`anchored` None).
+    """
+    if anchored is None or anchored[0] == 0:
+        return None
+    position, anchored_hash = anchored
+    now = hash_at(position)
+    if now == anchored_hash:
+        return None
+    if newest < position:
+        return f"cut short: it ends at position {newest}, the anchor holds it at position {position}"
+    return f"rewritten: position {position} has hash {now}, the anchor holds {anchored_hash}"
+
+
+def store_operations_head(kv: KeyValue) -> OperationsHead:
+    """The embedded operations log's head as every process folds it."""
+    state = operations.load(kv)
+    return state.position, state.head
+
+
+def store_operations_departure(kv: KeyValue, anchored: OperationsHead | None) -> str | None:
+    """`operations_departure` of an embedded store's operations log."""
+    newest = max((position or 0 for position, _ in operations.stored(kv)), default=0)
+
+    def hash_at(position: int) -> str | None:
+        value = kv.get(operations.log_key(position))
+        return None if value is None else _hash_of(value)
+
+    return operations_departure(anchored, hash_at, newest)
 
 
 def store_departures(log: EventLog, heads: Heads) -> list[Departure]:

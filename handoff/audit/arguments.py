@@ -18,7 +18,8 @@ from streams.security import add_options as kafka_security_options
 DEFAULT_PARTITIONS = 8  # streams.topics.DEFAULT_PARTITIONS, without importing Kafka clients for embedded runs
 
 EPILOG = {
-    "verify": "exit status: 0 when every chain and every view holds, 1 otherwise (the first broken place is named)\n"
+    "verify": "exit status: 0 when every chain (the sessions' and the operations log's) and every view holds,\n"
+    "1 otherwise (the first broken place is named)\n"
     "examples:\n  handoff verify --data-dir ./data --json\n  handoff verify --kafka 127.0.0.1:9092\n"
     "  handoff verify --anchor anchor.json --public-key anchor.pub   (the log must still extend the anchor)",
     "replay": "examples:\n  handoff replay --to /tmp/views\n"
@@ -78,7 +79,7 @@ def register(commands: Any) -> None:
     p.add_argument("--anchor", type=Path, metavar="FILE", help="also check that the log extends this signed anchor")
     p.add_argument("--public-key", type=Path, metavar="FILE", help="with --anchor: the anchor key's anchor.pub")
     _data_dir(p)
-    p = add("anchor", "sign a statement of every session's chain head, to check the log against later")
+    p = add("anchor", "sign a statement of every chain head (sessions, operations log), to check the log against later")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--new-key", type=Path, metavar="DIR", help="write a new key pair: DIR/anchor.key and DIR/anchor.pub"

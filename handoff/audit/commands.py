@@ -21,8 +21,9 @@ from typing import IO, TYPE_CHECKING
 from handoff.audit import anchor, trail
 from handoff.audit.purge import run_purge
 from handoff.audit.replay import parse_time
+from handoff.audit.report import Problem, Report
 from handoff.audit.transfer import ImportResult, export_lines, import_lines
-from handoff.audit.verify import Problem, verify
+from handoff.audit.verify import verify
 from handoff.config import DataDir, Env
 from handoff.kernel.errors import HandoffError, InvalidArgument
 from handoff.kernel.schema import all_schemas
@@ -79,29 +80,42 @@ def building(to: Path, refusal: str) -> Iterator[Path]:
 
 def run_verify(ns: argparse.Namespace, env: Env) -> int:
     """`handoff verify`, and with ``--anchor`` the check that the log still extends a signed anchor."""
-    anchored = _anchored_heads(ns)
+    anchored = _anchored(ns)
     if ns.kafka:
-        from handoff.audit.kafka import kafka_departures, verify_kafka  # Kafka clients only for --kafka
+        from handoff.audit.kafka import kafka_departures, kafka_operations_departure, verify_kafka  # only for --kafka
 
         security = kafka_security(ns)
         report = verify_kafka(
             ns.kafka, ns.topic_prefix, session=ns.session, quiet=ns.json, accel=env.kafka_accel, security=security
         )
-        gone = kafka_departures(ns.kafka, ns.topic_prefix, anchored, security) if anchored is not None else []
+        if anchored is not None:
+            gone = kafka_departures(ns.kafka, ns.topic_prefix, anchored.heads, security)
+            moved = kafka_operations_departure(ns.kafka, ns.topic_prefix, anchored.operations, security)
+            report.problems[:0] = _anchor_problems(anchored, gone, moved)
     else:
         kv = _open(ns, env)
         report = verify(kv, session=ns.session, scratch=Path(ns.data_dir or env.data_dir), quiet=ns.json)
-        gone = anchor.store_departures(EventLog(kv), anchored) if anchored is not None else []
-    report.problems[:0] = [Problem(d.session, None, f"the log no longer extends the anchor: {d.what}") for d in gone]
+        if anchored is not None:
+            gone = anchor.store_departures(EventLog(kv), anchored.heads)
+            moved = anchor.store_operations_departure(kv, anchored.operations)
+            report.problems[:0] = _anchor_problems(anchored, gone, moved)
     if ns.json:
         print(json.dumps(report.to_dict(), indent=2))
-        return 0 if report.ok else 1
+    else:
+        _print_report(report, whole=ns.session is None)
+    return 0 if report.ok else 1
+
+
+def _print_report(report: Report, *, whole: bool) -> None:
+    """The verdict for a human: OK, BROKEN (the first break, then up to nine more) or INCOMPLETE."""
     held = f"{_count(report.events, 'event')} in {_count(report.sessions, 'session')}"
     problems = sorted(report.problems, key=lambda p: p.unchecked)  # breaks first, each kind in its order
     for erased in report.erased:
         print(escape_controls(f"ERASED: session {erased!r}: its chain holds; its content was destroyed with its key"))
     if report.ok:
         print(f"OK: {held}; every chain and every view holds")
+        if whole:  # a single session's verify leaves the operations log alone
+            print(f"operations log: {_count(report.operations, 'record')}; its chain holds")
         print(f"views digest {report.live_digest}")
     elif not problems[0].unchecked:
         print(f"BROKEN: {problems[0]}")
@@ -111,10 +125,19 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
         print(f"INCOMPLETE: {held}; every chain holds, but not every view could be compared:")
         for problem in problems[:10]:
             print(f"  {problem}")
-    return 0 if report.ok else 1
 
 
-def _anchored_heads(ns: argparse.Namespace) -> anchor.Heads | None:
+def _anchor_problems(anchored: anchor.Anchored, gone: list[anchor.Departure], moved: str | None) -> list[Problem]:
+    """Where the log no longer extends the anchor: the sessions in key order, then the operations log."""
+    found = [Problem(d.session, None, f"the log no longer extends the anchor: {d.what}") for d in gone]
+    if moved is not None and anchored.operations is not None:
+        what = f"the operations log no longer extends the anchor: {moved}"
+        found.append(Problem(None, None, what, operations=anchored.operations[0]))
+    return found
+
+
+def _anchored(ns: argparse.Namespace) -> anchor.Anchored | None:
+    """The anchor of ``--anchor``, checked; with ``--session`` only that session's head is compared."""
     if ns.anchor is None:
         if ns.public_key is not None:
             raise InvalidArgument("--public-key goes with --anchor")
@@ -127,10 +150,10 @@ def _anchored_heads(ns: argparse.Namespace) -> anchor.Heads | None:
         raise InvalidArgument(f"{ns.anchor} is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidArgument(f"{ns.anchor} is not an anchor")
-    heads = anchor.checked_statement(document, anchor.load_public(ns.public_key))
+    anchored = anchor.checked_statement(document, anchor.load_public(ns.public_key))
     if ns.session is not None:
-        heads = {k: v for k, v in heads.items() if k == ns.session}
-    return heads
+        return anchor.Anchored({k: v for k, v in anchored.heads.items() if k == ns.session}, None)
+    return anchored
 
 
 def run_anchor(ns: argparse.Namespace, env: Env) -> int:
@@ -143,11 +166,14 @@ def run_anchor(ns: argparse.Namespace, env: Env) -> int:
     if ns.kafka:
         from handoff.audit.kafka import kafka_heads  # Kafka clients only for --kafka
 
-        heads, position = kafka_heads(ns.kafka, ns.topic_prefix, kafka_security(ns))
-        statement = anchor.signed_statement(heads, position, key)
+        heads, position, operations = kafka_heads(ns.kafka, ns.topic_prefix, kafka_security(ns))
+        statement = anchor.signed_statement(heads, position, key, operations=operations)
     else:
-        log = EventLog(_open(ns, env))
-        statement = anchor.signed_statement(anchor.store_heads(log), log.position(), key)
+        kv = _open(ns, env)
+        log = EventLog(kv)
+        statement = anchor.signed_statement(
+            anchor.store_heads(log), log.position(), key, operations=anchor.store_operations_head(kv)
+        )
     print(json.dumps(statement, indent=1, sort_keys=True))
     return 0
 

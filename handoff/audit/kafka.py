@@ -5,6 +5,7 @@ when it starts, and feeds the records to the same chain check, fold and timeline
 store (`handoff.audit.verify`, `.replay`, `.trail`). A session lives in one partition (the key is its
 sessionKey), so a partition is a self-contained log: verify folds each into its own scratch store and
 compares that partition's digest with the one its worker serves, naming the partition that differs.
+The operations topic (job and configuration changes, one partition) is checked as its own chain.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from typing import IO
 import msgspec
 
 from handoff.audit import anchor
+from handoff.audit.opslog import OperationsCheck, check_records
 from handoff.audit.parallel import PARALLEL_FROM, replay_in_parallel
 from handoff.audit.progress import Progress
 from handoff.audit.replay import ReplayResult, Reveal, replay_records, replay_values
+from handoff.audit.report import Problem, Report
 from handoff.audit.transfer import ImportResult, checked_records, data_key_line, to_cloudevent
-from handoff.audit.verify import Problem, Report, StoredRecord, checked_stream, noting_erasures, session_prefixes
+from handoff.audit.verify import StoredRecord, checked_stream, noting_erasures, session_prefixes
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.commands import EraseSession
 from handoff.kernel.errors import InvalidArgument, SessionNotFound
@@ -39,6 +42,7 @@ from projections.replay import fold_events
 from streams.client import KafkaService
 from streams.logreader import LogReader, LogRecord, PartitionDigest, live_workers, view_digests
 from streams.logwriter import publish_partition
+from streams.operations import operations_topic
 from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import Topics, ensure_topics
 
@@ -110,10 +114,15 @@ def verify_kafka(
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         progress.done()
+        operations = Report()
+        if session is None:
+            _check_operations(reader, operations)
     if session is not None and report.events == 0:
         report.problems.append(Problem(session, None, f"no such session in {topics.events}"))
         return report
     _compare(report, parts, fresh, live)
+    report.problems += operations.problems  # after the views' comparison: an operations break explains no view
+    report.operations, report.operations_superseded = operations.operations, operations.operations_superseded
     report.seconds = progress.elapsed()
     return report
 
@@ -141,6 +150,17 @@ def _fold_partition(
         return digest_sum(kv, prefixes)
     finally:
         kv.close()
+
+
+def _check_operations(reader: LogReader, report: Report) -> OperationsCheck:
+    """Check the operations topic's chain into `report` (a topic not yet created is an empty log)."""
+    topic = operations_topic(reader.prefix)
+    records = (
+        (rec.value, f"{topic} offset {rec.offset}")
+        for p, end in sorted(reader.end_offsets(topic).items())
+        for rec in reader.records(p, end, topic)
+    )
+    return check_records(records, report, races=True)
 
 
 def _compare(report: Report, parts: list[int], fresh: dict[int, int], live: dict[int, PartitionDigest]) -> None:
@@ -334,11 +354,13 @@ def _keyed(reader: LogReader, ends: dict[int, int]) -> Iterator[tuple[str, int, 
 
 def kafka_heads(
     bootstrap: str, prefix: str, security: KafkaSecurity = PLAINTEXT
-) -> tuple[anchor.Heads, dict[str, int]]:
-    """Every session's head in the events topic, and the end offsets they were read up to."""
+) -> tuple[anchor.Heads, dict[str, int], anchor.OperationsHead]:
+    """Every session's head in the events topic, the end offsets they were read up to, and the operations head."""
     with LogReader(bootstrap, prefix, security=security) as reader:
         ends = reader.end_offsets()
-        return anchor.record_heads(_keyed(reader, ends)), {str(p): end for p, end in sorted(ends.items())}
+        heads = anchor.record_heads(_keyed(reader, ends))
+        operations = _check_operations(reader, Report())
+        return heads, {str(p): end for p, end in sorted(ends.items())}, (operations.position, operations.head)
 
 
 def kafka_departures(
@@ -354,6 +376,17 @@ def kafka_departures(
             if wanted is not None and wanted[0] == version:
                 at_anchor[key] = anchor.record_heads([(key, version, record)])[key][1]
     return anchor.departures(heads, lambda k, v: at_anchor.get(k), lambda k: newest.get(k, 0))
+
+
+def kafka_operations_departure(
+    bootstrap: str, prefix: str, anchored: anchor.OperationsHead | None, security: KafkaSecurity = PLAINTEXT
+) -> str | None:
+    """`anchor.operations_departure` of the operations topic, by the chain every process applies."""
+    if anchored is None:
+        return None
+    with LogReader(bootstrap, prefix, security=security) as reader:
+        chain = _check_operations(reader, Report())
+    return anchor.operations_departure(anchored, chain.chain.get, chain.position)
 
 
 PURGE_WAIT = 60.0  # seconds `purge_kafka` waits for the owning worker's decision

@@ -5,6 +5,8 @@ and hashes) and folds it afresh. The fold's context entries are merge-compared w
 they come (the log and the entries share their order: session by session); the other views go to a
 scratch store that is merge-compared with the live views after. The first view that differs is
 named. Memory stays flat: the scratch store is RocksDB and nothing else grows with the log.
+
+The operations log (job and configuration changes) is checked too, as its own chain (`handoff.audit.opslog`).
 """
 
 from __future__ import annotations
@@ -12,83 +14,21 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from handoff.audit.opslog import check_store
 from handoff.audit.progress import Progress
+from handoff.audit.report import Problem, Report
 from handoff.audit.views import ViewMerge, merged
 from handoff.kernel.codec import decode_envelope, verify_record
 from handoff.kernel.errors import CodecError
 from handoff.kernel.events import GENESIS_HASH, Envelope, SessionErased
-from handoff.kernel.text import escape_controls
 from handoff.storage import keys
 from handoff.storage.digest import exact
 from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import KeyValue, RocksKeyValue, Write
 from handoff.storage.log import EventLog, event_prefix
 from projections.replay import fold_events
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One broken place: the session, the version, what is wrong, and where the record sits (Kafka)."""
-
-    session: str | None
-    version: int | None
-    what: str
-    at: str | None = None
-    unchecked: bool = False  # not a break: something that could not be compared (a partition with no live worker)
-
-    def __str__(self) -> str:
-        if self.unchecked:
-            return escape_controls(self.what)
-        where = f"session {self.session!r}" if self.session is not None else "store"
-        if self.version is not None:
-            where += f" version {self.version}"
-        if self.at is not None:
-            where += f" ({self.at})"
-        return escape_controls(f"{where}: {self.what}")
-
-
-@dataclass
-class Report:
-    """The outcome of a verification."""
-
-    sessions: int = 0
-    events: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    live_digest: str = ""
-    fresh_digest: str = ""
-    seconds: float = 0.0
-    erased: list[str] = field(default_factory=list)  # sessions erased (CONTRACT §8): chains hold, content gone
-
-    @property
-    def ok(self) -> bool:
-        """Whether everything held."""
-        return not self.problems
-
-    def to_dict(self) -> dict[str, object]:
-        """The JSON form of ``handoff verify --json``."""
-        return {
-            "ok": self.ok,
-            "sessions": self.sessions,
-            "events": self.events,
-            "problems": [
-                {
-                    "session": p.session,
-                    "version": p.version,
-                    "error": p.what,
-                    **({"at": p.at} if p.at else {}),
-                    **({"unchecked": True} if p.unchecked else {}),
-                }  # fmt: skip
-                for p in self.problems
-            ],
-            "erased": self.erased,
-            "liveDigest": self.live_digest,
-            "freshDigest": self.fresh_digest,
-            "seconds": round(self.seconds, 3),
-        }
-
 
 StoredRecord = tuple[str, int | None, bytes, str | None]
 """(sessionKey, version, record bytes, location) as a log stores it.
@@ -246,6 +186,8 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
             report.problems.append(Problem(diff.session, diff.version, diff.what))
         report.live_digest, report.fresh_digest = views.live_digest, views.fresh_digest
         fresh.discard()
+        if session is None:  # the operations log: its own chain, beside the sessions' (after: it explains no view)
+            check_store(kv, report)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     progress.done()

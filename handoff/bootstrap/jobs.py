@@ -29,7 +29,8 @@ from handoff.storage.log import EventLog
 
 log = logging.getLogger("handoff")
 
-Heads = Callable[[], Awaitable[tuple[anchor.Heads, object]]]  # every chain head and the log position
+Heads = Callable[[], Awaitable[tuple[anchor.Heads, object, anchor.OperationsHead]]]
+"""Every session's chain head, the log position, and the operations log's head."""
 Stores = Callable[[], Mapping[int, Any]]  # a Kafka worker's ready partition stores, by partition
 
 
@@ -60,8 +61,8 @@ def anchor_action(anchors: AnchorOptions | None, heads: Heads) -> Action:
     key = anchor.load_private(anchors.key)
 
     async def write(now: str) -> dict[str, int]:
-        found, position = await heads()
-        path = write_anchor(anchors.folder, anchor.signed_statement(found, position, key))
+        found, position, operations = await heads()
+        path = write_anchor(anchors.folder, anchor.signed_statement(found, position, key, operations=operations))
         log.info("anchor written", extra={"path": str(path), "sessions": len(found)})
         return {"written": 1, "sessions": len(found)}
 
@@ -113,10 +114,10 @@ def embedded_jobs(engine: Engine, anchors: AnchorOptions | None) -> tuple[Embedd
     for hook in ops.hooks:
         hook(ops.state)
 
-    async def heads() -> tuple[anchor.Heads, object]:
+    async def heads() -> tuple[anchor.Heads, object, anchor.OperationsHead]:
         await engine.settled()  # only what is durable: the reads below do not await
         event_log = EventLog(kv)
-        return anchor.store_heads(event_log), event_log.position()
+        return anchor.store_heads(event_log), event_log.position(), (ops.state.position, ops.state.head)
 
     async def retention(now: str) -> dict[str, int]:
         return await engine.erase_due(now, erase_after_days(ops.state))
@@ -132,17 +133,21 @@ def embedded_jobs(engine: Engine, anchors: AnchorOptions | None) -> tuple[Embedd
     return EmbeddedOperations(ops, runner), runner
 
 
-def partition_heads(stores: Stores) -> Heads:
-    """Kafka mode: every chain head of the partitions a worker owns, and each partition's event count."""
+def partition_heads(stores: Stores, operations: Callable[[], OperationsState]) -> Heads:
+    """Kafka mode: the chain heads and event counts of a worker's partitions, and its operations log's head.
 
-    async def heads() -> tuple[anchor.Heads, object]:
+    `operations` gives the worker's current fold of the operations log.
+    """
+
+    async def heads() -> tuple[anchor.Heads, object, anchor.OperationsHead]:
         found: anchor.Heads = {}
         position: dict[str, int] = {}
         for p, store in sorted(stores().items()):
             event_log = EventLog(store.kv)
             found.update(anchor.store_heads(event_log))
             position[str(p)] = event_log.position()
-        return found, position
+        state = operations()
+        return found, position, (state.position, state.head)
 
     return heads
 

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import uuid
+from collections.abc import Callable
 
 from aiokafka import errors as Errors
 
@@ -17,6 +18,7 @@ from handoff import anchoroptions
 from handoff.bootstrap import jobs
 from handoff.config import KAFKA_UNREACHABLE, Env, KafkaUnreachable, kafka_connect_timeout, keep_gc_off_the_hot_path
 from handoff.engine.jobs import Action
+from handoff.kernel.operations import OperationsState
 from streams import replication
 from streams import security as kafka_security
 from streams.security import KafkaSecurity
@@ -54,8 +56,8 @@ def worker_config(ns: argparse.Namespace, env: Env) -> WorkerConfig:
     anchors = anchoroptions.anchor_options(ns)  # each worker anchors the chain heads of the partitions it owns
     jobs.check_anchor_key(anchors)
 
-    def anchor_job(stores: jobs.Stores) -> Action:
-        return jobs.anchor_action(anchors, jobs.partition_heads(stores))
+    def anchor_job(stores: jobs.Stores, operations: Callable[[], OperationsState]) -> Action:
+        return jobs.anchor_action(anchors, jobs.partition_heads(stores, operations))
 
     return WorkerConfig(
         bootstrap=ns.kafka, data_dir=ns.data_dir or env.data_dir / "worker", web_host=ns.web_host,

@@ -42,6 +42,13 @@ def records(kv: KeyValue) -> Iterator[OperationsRecord]:
         yield decode_record(value)
 
 
+def stored(kv: KeyValue) -> Iterator[tuple[int | None, bytes]]:
+    """The operations log as stored: each record's bytes and the position its key names (None: a stray key)."""
+    for key, value in kv.scan(LOG_PREFIX):
+        digits = key[len(LOG_PREFIX) :]
+        yield (int(digits) if digits.isdigit() else None), value
+
+
 def load(kv: KeyValue, initial: OperationsState | None = None) -> OperationsState:
     """The fold of the stored operations log (from `initial`, the state before any record)."""
     return fold(records(kv), initial)

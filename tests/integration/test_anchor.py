@@ -1,4 +1,8 @@
-"""Signed anchors: a rewritten and re-hashed history passes verify alone, and fails verify --anchor."""
+"""Signed anchors: a rewritten and re-hashed history passes verify alone, and fails verify --anchor.
+
+The operations log (job and configuration changes) is a chain of its own: verify checks it, and an
+anchor pins its head, so an edited change fails verify and a re-hashed one fails verify --anchor.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,17 @@ from handoff.audit import anchor
 from handoff.audit.transfer import data_key_of, export_lines, from_cloudevent, import_lines, to_cloudevent
 from handoff.cli import main
 from handoff.engine.engine import Engine
+from handoff.engine.operations import OperationsLog
 from handoff.kernel.commands import AppendContext, RegisterSession
+from handoff.kernel.operations import (
+    ConfigurationUpdated,
+    decide_configuration,
+    decide_job_config,
+    decode_record,
+    encode_record,
+    seal_hash,
+)
+from handoff.storage import operations
 from handoff.storage.datakeys import DataCipher
 from handoff.storage.kv import RocksKeyValue
 
@@ -164,10 +178,126 @@ def test_anchors_are_written_to_a_folder_privately(tmp_path: Path, keys: tuple[P
     kv = RocksKeyValue(str(tmp_path / "data" / "db"), read_only=True)
     from handoff.storage.log import EventLog
 
-    statement = anchor.signed_statement(anchor.store_heads(EventLog(kv)), 5, anchor.load_private(private))
+    statement = anchor.signed_statement(
+        anchor.store_heads(EventLog(kv)), 5, anchor.load_private(private), operations=anchor.store_operations_head(kv)
+    )
     kv.close()
     path = anchor.write_file(tmp_path / "anchors", statement)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert anchor.checked_statement(json.loads(path.read_text()), anchor.load_public(public)) == {
-        "deal-0": (5, statement["heads"]["deal-0"][1])  # type: ignore[index]
-    }
+    assert anchor.checked_statement(json.loads(path.read_text()), anchor.load_public(public)) == anchor.Anchored(
+        {"deal-0": (5, statement["heads"]["deal-0"][1])},  # type: ignore[index]
+        (0, "0" * 64),  # no operations recorded yet
+    )
+
+
+# -- the operations log ----------------------------------------------------------------------------
+
+
+def _operations(data: Path) -> None:
+    """Three recorded changes; the second keeps `standard` sessions ten years instead of 30 days."""
+    kv = RocksKeyValue(str(data / "db"))
+    ops = OperationsLog(kv, lambda: "2026-12-01T10:00:00.000000Z")
+    ops.record(decide_job_config(ops.state, "dormancy", None, 600), "operator-1")
+    ops.record(decide_configuration(ops.state, "retention", {"eraseAfterDays": {"standard": 3650}}, None), "operator-1")
+    ops.record(decide_configuration(ops.state, "monitoring", {"logLevel": "WARNING"}, None), "operator-1")
+    kv.close()
+
+
+def _hide_the_retention_change(data: Path, *, rehash: bool) -> None:
+    """The attack: edit change 2 back to 30 days in the store; with `rehash`, seal it and the rest again."""
+    kv = RocksKeyValue(str(data / "db"))
+    forged, prev = [], "0" * 64
+    for _, value in list(operations.stored(kv)):
+        record = decode_record(value)
+        edited = isinstance(record.event, ConfigurationUpdated) and record.event.section == "retention"
+        if edited:
+            values = {"eraseAfterDays": {**record.event.values["eraseAfterDays"], "standard": 30}}
+            record = msgspec.structs.replace(record, event=msgspec.structs.replace(record.event, values=values))
+        if rehash and (edited or forged):
+            record = msgspec.structs.replace(record, prev_hash=prev)
+            record = msgspec.structs.replace(record, hash=seal_hash(record))
+        if edited or (rehash and forged):
+            forged.append(record)
+        prev = record.hash
+    kv.write([(operations.log_key(r.position), encode_record(r)) for r in forged])
+    kv.close()
+
+
+def test_an_operations_record_edited_in_the_store_fails_verify_naming_the_operations_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    data = tmp_path / "data"
+    _store(data, sessions=1)
+    _operations(data)
+    capsys.readouterr()
+    assert main(["verify", "--data-dir", str(data)]) == 0
+    assert "operations log: 3 records; its chain holds" in capsys.readouterr().out
+    _hide_the_retention_change(data, rehash=False)
+    assert main(["verify", "--data-dir", str(data)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("BROKEN: operations log position 2: hash is not the hash of the record's content"), out
+    assert main(["verify", "--data-dir", str(data), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["operations"] == {"records": 3, "superseded": 0, "ok": False}
+    assert [p["operationsPosition"] for p in report["problems"]] == [2]
+
+
+def test_a_rehashed_operations_log_passes_verify_alone_and_fails_verify_anchor(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+):
+    private, public = keys
+    data = tmp_path / "data"
+    _store(data, sessions=1)
+    _operations(data)
+    anchored = _anchor(data, private, tmp_path / "anchor.json", capsys)
+    document = json.loads(anchored.read_text())
+    assert document["format"] == "handoff-anchor/2" and document["operations"][0] == 3
+    assert _verify(data, anchored, public, capsys)[0] == 0
+    _hide_the_retention_change(data, rehash=True)
+    capsys.readouterr()
+    assert main(["verify", "--data-dir", str(data)]) == 0  # every link holds again
+    status, out = _verify(data, anchored, public, capsys)
+    assert status == 1
+    assert out.startswith(
+        "BROKEN: operations log position 3: the operations log no longer extends the anchor: rewritten: position 3 "
+    ), out
+    assert document["operations"][1] in out
+
+
+def test_an_operations_log_cut_short_fails_verify_anchor_and_one_that_grew_passes(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+):
+    private, public = keys
+    data = tmp_path / "data"
+    _store(data, sessions=1)
+    _operations(data)
+    anchored = _anchor(data, private, tmp_path / "anchor.json", capsys)
+    kv = RocksKeyValue(str(data / "db"))
+    ops = OperationsLog(kv, lambda: "2026-12-02T10:00:00.000000Z")
+    ops.record(decide_job_config(ops.state, "dormancy", None, 900), "operator-2")
+    kv.close()
+    assert _verify(data, anchored, public, capsys)[0] == 0
+    kv = RocksKeyValue(str(data / "db"))
+    kv.write([(operations.log_key(4), None), (operations.log_key(3), None)])
+    kv.close()
+    status, out = _verify(data, anchored, public, capsys)
+    assert status == 1
+    cut = "cut short: it ends at position 2, the anchor holds it at position 3"
+    assert f"operations log position 3: the operations log no longer extends the anchor: {cut}" in out, out
+
+
+def test_an_anchor_of_format_1_without_the_operations_head_still_verifies(
+    tmp_path: Path, keys: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+):
+    private, public = keys
+    data = tmp_path / "data"
+    _store(data, sessions=2)
+    _operations(data)
+    document = json.loads(_anchor(data, private, tmp_path / "anchor.json", capsys).read_text())
+    old = {k: v for k, v in document.items() if k not in ("signature", "operations")} | {"format": "handoff-anchor/1"}
+    signed = anchor.load_private(private).sign(json.dumps(old, sort_keys=True, separators=(",", ":")).encode())
+    old["signature"] = {"algorithm": "Ed25519", "value": base64.b64encode(signed).decode()}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert _verify(data, tmp_path / "old.json", public, capsys)[0] == 0
+    _hide_the_retention_change(data, rehash=True)  # a format-1 anchor never pinned the operations log
+    assert _verify(data, tmp_path / "old.json", public, capsys)[0] == 0

@@ -6,6 +6,7 @@ reaches it through either adapter.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -15,13 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 from integration.harness import Served, child_env, handoff_command, http_client, ok, refused, start_server
 
+from handoff.audit.kafka import verify_kafka
 from handoff.kernel.commands import RegisterSession
-from handoff.kernel.operations import decide_job_config
+from handoff.kernel.operations import decide_configuration, decide_job_config, encode_record, seal
 from kafka.mcp import READY_DEADLINE, KafkaMcp, running_kafka_mcp
-from kafka.support import Broker, WorkerProcess, running_service, running_worker, wait_until
+from kafka.support import Broker, WorkerProcess, produce, running_service, running_worker, wait_until
+from streams.operations import OperationsFeed, operations_topic
 from streams.topics import Topics
 
 pytestmark = pytest.mark.anyio
@@ -155,19 +159,58 @@ async def test_a_worker_with_anchor_dir_writes_anchors_of_its_partitions_that_ve
         async with running_service(broker.bootstrap, topics) as service:
             for n in range(3):
                 await service.submit(RegisterSession(session_key=f"anchored-{n}", agent_from="a"))
+        await _two_operations(broker.bootstrap, topics)
 
         async def holding_all() -> list[Path]:
-            return [p for p in anchors.glob("anchor-*.json") if json.loads(p.read_text())["sessions"] == 3]
+            return [
+                p for p in anchors.glob("anchor-*.json")
+                if json.loads(p.read_text())["sessions"] == 3 and json.loads(p.read_text())["operations"][0] == 2
+            ]  # fmt: skip
 
-        found = await wait_until(holding_all, 15.0, "an anchor of the worker's partitions holding the sessions")
+        found = await wait_until(holding_all, 15.0, "an anchor of the worker's partitions and the operations log")
+        kafka = ["--kafka", broker.bootstrap, "--topic-prefix", topics.prefix]
         done = subprocess.run(  # while the worker runs: verify also compares its views
-            [*handoff_command(), "verify", "--kafka", broker.bootstrap, "--topic-prefix", topics.prefix,
+            [*handoff_command(), "verify", *kafka, "--json",
              "--anchor", str(found[0]), "--public-key", str(keys / "anchor.pub")],
+            capture_output=True, text=True, timeout=120, env=child_env(),
+        )  # fmt: skip
+        signed = subprocess.run(
+            [*handoff_command(), "anchor", *kafka, "--key", str(keys / "anchor.key")],
             capture_output=True, text=True, timeout=120, env=child_env(),
         )  # fmt: skip
     finally:
         worker.stop()
     assert done.returncode == 0, done.stdout + done.stderr + worker.log()
+    assert json.loads(done.stdout)["operations"] == {"records": 2, "superseded": 0, "ok": True}
+    periodic = json.loads(found[0].read_text())
+    assert periodic["format"] == "handoff-anchor/2"
+    assert json.loads(signed.stdout)["operations"] == periodic["operations"], signed.stderr
+
+
+async def _two_operations(bootstrap: str, topics: Topics) -> None:
+    """Record a job change and a configuration change on the deployment's operations topic."""
+    feed = OperationsFeed(bootstrap, topics.prefix)
+    await feed.start()
+    try:
+        await feed.append(lambda s: decide_job_config(s, "dormancy", None, 600), "operator")
+        await feed.append(lambda s: decide_configuration(s, "monitoring", {"logLevel": "WARNING"}, None), "operator")
+    finally:
+        await feed.stop()
+
+
+async def test_verify_kafka_names_an_operations_record_edited_after_it_was_sealed(
+    broker: Broker, tmp_path: Path
+) -> None:
+    topics = Topics(f"opsv{uuid.uuid4().hex[:8]}", 2)
+    async with running_worker(broker.bootstrap, topics, tmp_path / "w") as worker:
+        state = await worker.jobs.feed.append(lambda s: decide_job_config(s, "dormancy", None, 600), "operator")
+        record = seal(state, decide_job_config(state, "retention", False, None), "operator", "2026-12-01T10:00:00Z")
+        hidden = msgspec.structs.replace(record, event=decide_job_config(state, "retention", True, None))
+        await produce(broker.bootstrap, operations_topic(topics.prefix), "ops", (encode_record(hidden), []))
+        report = await asyncio.to_thread(verify_kafka, broker.bootstrap, topics.prefix, quiet=True)
+    assert (report.operations, report.operations_ok) == (2, False)
+    (problem,) = [p for p in report.problems if p.operations is not None]
+    assert str(problem).startswith(f"operations log position 2 ({operations_topic(topics.prefix)} offset 1): hash is")
 
 
 async def test_two_adapters_changing_the_same_version_at_once_one_wins_the_other_is_a_version_conflict(
