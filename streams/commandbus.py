@@ -1,7 +1,9 @@
 """`KafkaCommandBus`: the CommandBus port over Kafka: a command record out, its decision back.
 
 A command record goes to ``handoff.commands`` (idempotent producer, acks=all) and the call waits for
-its reply on ``handoff.replies``; when no decision comes in time → `Unavailable`. The offsets of the
+its reply on ``handoff.replies``; when no decision comes in time → `Unavailable`. Each record carries
+a fresh reply key, which only this call keeps: the worker seals the reply under it, so the replies
+topic holds no content that outlives the command record (`streams.records`, `streams.trimming`). The offsets of the
 records it had accepted (`written`, per partition) go with every read, so that reads see this
 adapter's own writes.
 """
@@ -28,7 +30,17 @@ from handoff.kernel.commands import Command
 from handoff.kernel.errors import Unavailable
 from handoff.ports import Outcome
 from streams.directory import WorkerDirectory
-from streams.records import CommandRecord, ErrorBody, Reply, decide_by_header, decode_reply, encode_command, error_of
+from streams.records import (
+    CommandRecord,
+    ErrorBody,
+    Reply,
+    decide_by_header,
+    decode_reply,
+    encode_command,
+    error_of,
+    new_reply_key,
+    open_reply,
+)
 from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import LONG_POLL_MS, Topics
 
@@ -154,7 +166,10 @@ class KafkaCommandBus:
     async def submit(self, command: Command) -> Outcome:
         """Send the command and wait for its decision; Unavailable if none comes in time."""
         command_id = f"{self._id_prefix}{next(self._ids):x}"
-        record = encode_command(CommandRecord(command_id=command_id, command=command, reply_to=self.adapter_id))
+        reply_key, key = new_reply_key()  # the reply is sealed under it: readable while the record is kept
+        record = encode_command(
+            CommandRecord(command_id=command_id, command=command, reply_to=self.adapter_id, reply_key=reply_key)
+        )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         self._pending[command_id] = future
@@ -180,6 +195,10 @@ class KafkaCommandBus:
             raise Unavailable(self._no_decision(command)) from exc
         finally:
             self._pending.pop(command_id, None)
+        try:
+            reply = open_reply(reply, key)
+        except ValueError as exc:  # not the worker's reply to this record: as no decision
+            raise Unavailable(f"{exc}; retry") from exc
         return self._outcome(reply, sent.partition, sent.offset)
 
     def _no_decision(self, command: Command) -> str:

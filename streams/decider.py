@@ -4,12 +4,14 @@ For a batch of command records of partition p it decides every command with the 
 `decide_batch` (the same kernel and projections, nothing re-implemented), then, in ONE transaction
 of the partition's transactional producer (`streams.transactions`: aiokafka's public API, or the
 hand-sent accelerator), appends the events to ``handoff.events`` (partition p), sends the replies
-and dead letters, and records the partition's decided position (the next command offset) on
+and dead letters (each reply sealed under its record's replyKey, when it has one: `streams.records`),
+and records the partition's decided position (the next command offset) on
 ``handoff.progress`` (the public path also commits it as the group's offset, in the transaction).
-Only after the transaction commits are the decided state and views written to the local store, and
-the engine told with `apply_committed` (see `handoff.engine.engine`). A command that appends several
-events (`AppendContextBatch`) puts all of them in that one transaction, each with the command's
-headers; its reply carries the last, as does the reply a new owner rebuilds from the events.
+Only after the transaction commits are the decided state and views written to the local store, the
+engine told with `apply_committed` (see `handoff.engine.engine`), and the decided position handed to
+the trimmer, which deletes the command records below it (`streams.trimming`). A command that appends
+several events (`AppendContextBatch`) puts all of them in that one transaction, each with the
+command's headers; its reply carries the last, as does the reply a new owner rebuilds from the events.
 
 Why this cannot fork a session's hash chain: partition p's events are only ever appended under the
 transactional id of partition p, and a new owner's `init_transactions` fences every earlier
@@ -40,9 +42,10 @@ from handoff.kernel.receipt import command_digest
 from handoff.ports import Outcome
 from streams.metrics import WorkerMetrics
 from streams.partition import DECIDED_KEY, HEADER_COMMAND_ID, HEADER_DIGEST, OFFSET_KEY, PartitionStore, dedupe_entry
-from streams.records import CommandRecord, Reply, decode_command, encode_reply, error_body
+from streams.records import CommandRecord, Reply, decode_command, encode_reply, error_body, seal_reply
 from streams.topics import Topics
 from streams.transactions import Transaction, transactional_writer
+from streams.trimming import CommandTrimmer
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,8 @@ class Incoming:
 class _Plan:
     """What one batch will send, and the command whose reply waits for an event offset."""
 
-    replies: list[tuple[str, str, Reply | None]] = field(default_factory=list)  # None: as the id's first reply
+    # (replyTo, commandId, reply or None for "as the id's first reply", the record's replyKey or None)
+    replies: list[tuple[str, str, Reply | None, str | None]] = field(default_factory=list)
     events: list[tuple[str, bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
     dead: list[tuple[bytes, str, int]] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)  # per command record: see `streams.metrics.OUTCOMES`
@@ -93,9 +97,14 @@ class Decider:
         metrics: WorkerMetrics | None = None,
         *,
         accel: bool = True,
+        trimmer: CommandTrimmer | None = None,
     ) -> None:
-        """`accel=False` (``HANDOFF_KAFKA_ACCEL=0``): transactions through aiokafka's public API only."""
+        """`accel=False` (``HANDOFF_KAFKA_ACCEL=0``): transactions through aiokafka's public API only.
+
+        `trimmer` is told each committed decided position, so the decided command records can go.
+        """
         self.store = store
+        self.trimmer = trimmer
         self.producer = producer
         self.writer = transactional_writer(producer, accel=accel)
         self.topics = topics
@@ -141,10 +150,10 @@ class Decider:
             cid, reply_to = cmd.command_id, cmd.reply_to or ""
             stored = self.store.stored_reply(cid)
             if stored is not None:
-                plan.replies.append((reply_to, cid, stored))
+                plan.replies.append((reply_to, cid, stored, cmd.reply_key))
                 plan.outcomes["duplicate"] += 1
             elif cid in seen:
-                plan.replies.append((reply_to, cid, None))
+                plan.replies.append((reply_to, cid, None, cmd.reply_key))
                 plan.outcomes["duplicate"] += 1
             elif rec.decide_by is not None and now_ms > rec.decide_by:  # its submitter has stopped waiting
                 self._refuse(cmd, Unavailable(_TOO_LATE), plan, rec)
@@ -167,7 +176,7 @@ class Decider:
         plan.refusals[err.code] += 1
         if cmd.reply_to is not None:
             reply = Reply(command_id=cmd.command_id, ok=False, error=error_body(err))
-            plan.replies.append((cmd.reply_to, cmd.command_id, reply))
+            plan.replies.append((cmd.reply_to, cmd.command_id, reply, cmd.reply_key))
         else:
             value, offset = (rec.value, rec.offset) if rec is not None else (encode_command_value(cmd), -1)
             plan.dead.append((value, f"{err.code}: {err.message}", offset))
@@ -182,7 +191,7 @@ class Decider:
             plan.outcomes["invalid"] += 1
             if cid is not None and reply_to is not None:
                 err = error_body(InvalidArgument(reason))
-                plan.replies.append((reply_to, cid, Reply(command_id=cid, ok=False, error=err)))
+                plan.replies.append((reply_to, cid, Reply(command_id=cid, ok=False, error=err), None))
             return None
         if self.topics.partition_for(cmd.command.session_key) != self.partition:
             reason = "the record's key must be its command's sessionKey (it landed on the wrong partition)"
@@ -191,7 +200,7 @@ class Decider:
             if cmd.reply_to is not None:
                 err = error_body(InvalidArgument(reason, field="sessionKey"))
                 reply = Reply(command_id=cmd.command_id, ok=False, error=err)
-                plan.replies.append((cmd.reply_to, cmd.command_id, reply))
+                plan.replies.append((cmd.reply_to, cmd.command_id, reply, cmd.reply_key))
             return None
         return cmd
 
@@ -206,14 +215,14 @@ class Decider:
             record = pending.get(key) or self.store.engine.log.record(*key)
             raw = msgspec.Raw(encode_envelope(result.envelope)) if record is not None else msgspec.Raw()  # revealed
             reply = Reply(command_id=cmd.command_id, ok=True, event=raw, receipt=result.receipt, replayed=True)
-            plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
+            plan.replies.append((cmd.reply_to or "", cmd.command_id, reply, cmd.reply_key))
             plan.outcomes["replayed"] += 1
             return
         event = (cmd.command_id, _event_key(result.envelope.session_key), _headers(cmd))
         plan.events.extend([event] * result.events)  # AppendContextBatch: one record per entry, same transaction
         plan.outcomes["appended"] += 1
         reply = Reply(command_id=cmd.command_id, ok=True, receipt=result.receipt)
-        plan.replies.append((cmd.reply_to or "", cmd.command_id, reply))
+        plan.replies.append((cmd.reply_to or "", cmd.command_id, reply, cmd.reply_key))
 
     async def _commit(self, last_offset: int, plan: _Plan, batch: Batch | None) -> None:
         envelopes = list(batch.envelopes) if batch is not None else []
@@ -227,11 +236,11 @@ class Decider:
             txn.append(topics.events, p, key, rec, headers)
         if batch is not None:
             self._append_keys(txn, batch)
-        for reply_to, reply in self._final_replies(plan, by_command):
-            body = encode_reply(reply)
+        for reply_to, reply, reply_key in self._final_replies(plan, by_command):
             if reply.command_id in by_command and reply.ok and not reply.replayed:
                 stored.append(dedupe_entry(reply))
             if reply_to:  # partition p of the replies: one transactional writer each (see `Topics`)
+                body = encode_reply(reply if reply_key is None else seal_reply(reply, reply_key))
                 txn.append(topics.replies, p, reply_to.encode(), body)
         for value, reason, offset in plan.dead:
             headers = [("reason", reason.encode()[:4096]), ("partition", b"%d" % p), ("offset", b"%d" % offset)]
@@ -251,6 +260,8 @@ class Decider:
             self.store.kv.write(writes)
         if batch is not None and envelopes:
             self._applied(batch)
+        if self.trimmer is not None:  # only now: the records below it are decided for good
+            self.trimmer.decided(p, last_offset + 1, erased=batch is not None and bool(batch.erased))
 
     def _applied(self, batch: Batch) -> None:
         """Tell the engine a batch's writes are in the store; purge the files if it erased a session."""
@@ -267,11 +278,14 @@ class Decider:
         for session in batch.erased:
             txn.append(self.topics.keys, self.partition, session.encode(), None)  # a tombstone
 
-    def _final_replies(self, plan: _Plan, by_command: dict[str, bytes]) -> list[tuple[str, Reply]]:
-        """Replies with their event filled in; a duplicate within the batch gets its first's reply."""
+    def _final_replies(self, plan: _Plan, by_command: dict[str, bytes]) -> list[tuple[str, Reply, str | None]]:
+        """Replies with their event filled in; a duplicate within the batch gets its first's reply.
+
+        Each goes with the replyKey of its own record: a duplicate from another submitter is sealed for it.
+        """
         first: dict[str, Reply] = {}
-        out: list[tuple[str, Reply]] = []
-        for reply_to, cid, reply in plan.replies:
+        out: list[tuple[str, Reply, str | None]] = []
+        for reply_to, cid, reply, reply_key in plan.replies:
             if reply is None:
                 reply = first.get(cid)
                 if reply is None:
@@ -279,7 +293,7 @@ class Decider:
             elif cid in by_command and reply.ok and not reply.event:
                 reply = msgspec.structs.replace(reply, event=msgspec.Raw(by_command[cid]), partition=self.partition)
             first.setdefault(cid, reply)
-            out.append((reply_to, reply))
+            out.append((reply_to, reply, reply_key))
         return out
 
 

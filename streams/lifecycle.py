@@ -25,6 +25,7 @@ from streams.decider import Decider, Incoming
 from streams.metrics import PartitionState, WorkerMetrics
 from streams.partition import PartitionStore
 from streams.topics import LONG_POLL_MS
+from streams.trimming import CommandTrimmer
 
 if TYPE_CHECKING:
     from streams.worker import WorkerConfig
@@ -68,8 +69,9 @@ async def stop_quietly(producer: Any) -> None:
 class Partitions:
     """The partitions owned by one worker, their stores, and their way from assigned to ready and back."""
 
-    def __init__(self, config: WorkerConfig, metrics: WorkerMetrics) -> None:
+    def __init__(self, config: WorkerConfig, metrics: WorkerMetrics, trimmer: CommandTrimmer | None = None) -> None:
         self.config = config
+        self.trimmer = trimmer  # handed to every decider: decided command records go once committed
         self.topics = config.topics
         self.metrics = metrics
         self.parts: dict[int, OwnedPartition] = {}
@@ -217,7 +219,9 @@ class Partitions:
             log.info("partition revoked while it was prepared", extra=where)
             return False
         self.metrics.business.track(p, counts)
-        part.decider = Decider(part.store, producer, self.topics, self.metrics, accel=self.config.kafka_accel)
+        part.decider = Decider(
+            part.store, producer, self.topics, self.metrics, accel=self.config.kafka_accel, trimmer=self.trimmer
+        )
         part.queue = []
         part.ready = True
         self.consumer.resume(tp)

@@ -8,6 +8,11 @@ A command record is JSON on ``handoff.commands``, keyed by the command's ``sessi
 ``commandId`` (1–128 chars) names the command: the same id sent twice is decided once and answered
 with the first outcome. ``replyTo`` names the submitter whose reply consumer waits for the decision
 on ``handoff.replies`` (null for fire-and-forget platforms: refusals then go to the dead-letter topic).
+``replyKey`` (optional) is a fresh 256-bit AES key for this record alone, URL-safe base64: the worker
+seals the reply under it (`seal_reply`), so the reply shows nothing but its commandId to anyone without
+the command record. A reply carries the event in the clear (entry content, request data, results,
+the package summary) and the session's metadata: sealed, it is unreadable once the worker has
+deleted the decided command record (`streams.trimming`), at the latest right after an erasure.
 `command_record_schema()` is the JSON Schema of this record.
 
 A record may carry a ``decideBy`` header: epoch milliseconds, ASCII digits. A worker that reaches the
@@ -19,6 +24,8 @@ Adapters' and workers' clocks must agree to well within that margin.
 
 from __future__ import annotations
 
+import base64
+import os
 from typing import Annotated, Any
 
 import msgspec
@@ -27,8 +34,11 @@ from handoff.kernel import errors as E
 from handoff.kernel.commands import Command
 from handoff.kernel.receipt import Receipt
 from handoff.kernel.schema import command_schema
+from handoff.storage.datakeys import DataCipher
 
 CommandId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_KEY_PATTERN = "^[A-Za-z0-9_-]{43}=$"  # 32 bytes, URL-safe base64
+ReplyKey = Annotated[str, msgspec.Meta(pattern=_KEY_PATTERN)]
 
 HEADER_DECIDE_BY = "decideBy"
 
@@ -55,6 +65,7 @@ class CommandRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel", f
     command_id: CommandId
     command: Command
     reply_to: str | None = None
+    reply_key: ReplyKey | None = None  # seal the reply under this key (`seal_reply`)
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +87,7 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defa
     partition: int = -1
     offset: int = -1  # unused (read-your-writes now waits on the command record's own offset); kept for old readers
     error: ErrorBody | None = None
+    sealed: str = ""  # base64: the whole reply, under its command record's replyKey (`open_reply`)
 
 
 _encoder = msgspec.json.Encoder()
@@ -101,6 +113,33 @@ def encode_reply(reply: Reply) -> bytes:
 def decode_reply(raw: bytes) -> Reply:
     """Decode a reply."""
     return _reply_decoder.decode(raw)
+
+
+def new_reply_key() -> tuple[str, bytes]:
+    """A fresh reply key: as a command record carries it, and its bytes."""
+    key = os.urandom(32)
+    return base64.urlsafe_b64encode(key).decode("ascii"), key
+
+
+def seal_reply(reply: Reply, reply_key: str) -> Reply:
+    """The reply as sent to a submitter that gave a replyKey: only its commandId and outcome in the clear."""
+    cipher = DataCipher(base64.urlsafe_b64decode(reply_key))
+    sealed = base64.b64encode(cipher.encrypt(encode_reply(reply))).decode("ascii")
+    return Reply(command_id=reply.command_id, ok=reply.ok, sealed=sealed)
+
+
+def open_reply(reply: Reply, key: bytes) -> Reply:
+    """The reply a sealed one stands for; raises ValueError if it was not sealed under `key`."""
+    if not reply.sealed:
+        return reply
+    try:
+        plain = DataCipher(key).decrypt(base64.b64decode(reply.sealed))
+        inner = decode_reply(plain)
+    except (msgspec.DecodeError, ValueError) as exc:  # binascii.Error is a ValueError
+        raise ValueError(f"the reply to {reply.command_id!r} does not open under its command's key") from exc
+    if inner.command_id != reply.command_id:
+        raise ValueError(f"the reply to {reply.command_id!r} holds the reply to {inner.command_id!r}")
+    return inner
 
 
 def error_body(exc: E.HandoffError) -> ErrorBody:
@@ -141,6 +180,7 @@ def command_record_schema() -> dict[str, Any]:
         "properties": {
             "commandId": {"type": "string", "minLength": 1, "maxLength": 128},
             "replyTo": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "replyKey": {"anyOf": [{"type": "string", "pattern": _KEY_PATTERN}, {"type": "null"}]},
             "command": command,
         },
         "required": ["commandId", "command"],

@@ -25,7 +25,7 @@ from handoff.kernel.commands import Command
 from handoff.kernel.state import SessionState
 from handoff.storage.due import seed
 from streams.partition import PartitionStore
-from streams.records import CommandRecord, encode_command
+from streams.records import CommandRecord, encode_command, new_reply_key
 from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import Topics
 
@@ -89,7 +89,8 @@ class PartitionSweeps:
             record = CommandRecord(
                 command_id=f"sweep-{self.worker_id}-{next(self._ids):x}",
                 command=command,
-                reply_to=f"sweeper:{self.worker_id}",
+                reply_to=f"sweeper:{self.worker_id}",  # refusals are replies, not dead letters
+                reply_key=new_reply_key()[0],  # nobody reads them: sealed, they show no session's metadata
             )
             key = command.session_key.encode()
             await self._producer.send_and_wait(self.topics.commands, encode_command(record), key=key, partition=p)

@@ -1,11 +1,13 @@
 """The Kafka topics of handoff, their settings, the key → partition rule, and the admin step that creates them.
 
-    handoff.commands    command records (JSON), keyed by sessionKey (raw UTF-8)
+    handoff.commands    command records (JSON), keyed by sessionKey (raw UTF-8); the worker that decided a record
+                        deletes it once its transaction committed (`streams.trimming`)
     handoff.events      sealed events (canonical JSON), keyed by sessionKey; infinite retention: it is the log
     handoff.replies     decisions, keyed by the submitter's replyTo id (a submitter reads every partition and
-                        keeps its own); short retention. The decider of p writes its replies to partition p, so
-                        each replies partition has one transactional writer and a committed reply is never held
-                        back (last stable offset) by another partition's open transaction
+                        keeps its own), sealed under the command record's replyKey; short retention. The decider
+                        of p writes its replies to partition p, so each replies partition has one transactional
+                        writer and a committed reply is never held back (last stable offset) by another
+                        partition's open transaction
     handoff.deadletter  records that could not be decoded or decided, with the reason in headers
     handoff.workers     compacted: each worker's query URL, keyed by worker id (discovery)
     handoff.progress    compacted: partition p's decided position (the next command offset to decide), keyed by p,

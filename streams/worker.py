@@ -2,7 +2,8 @@
 
 `Worker` puts together its three jobs: the lifecycle of the partitions the consumer group gives it
 (`streams.lifecycle`), deciding their commands (`streams.dispatcher`) and serving reads and metrics
-for them (`streams.endpoint`); it announces itself on ``handoff.workers`` so that adapters find it.
+for them (`streams.endpoint`); it announces itself on ``handoff.workers`` so that adapters find it,
+and deletes the command records its transactions decided (`streams.trimming`).
 Its options and its process (signals, exit codes) are the CLI's: `handoff worker` in `handoff.cli`
 and `handoff.bootstrap`.
 """
@@ -37,6 +38,7 @@ from streams.partition import PartitionStore
 from streams.security import PLAINTEXT, KafkaSecurity
 from streams.sweeps import PartitionSweeps
 from streams.topics import Topics, ensure_topics
+from streams.trimming import TRIM_EVERY, CommandTrimmer
 
 log = logging.getLogger("handoff.worker")
 T = TypeVar("T")
@@ -70,6 +72,7 @@ class WorkerConfig:
     sweep_every: float = SWEEP_EVERY  # the expiry jobs' default interval (whole seconds, at least 1; streams.jobs)
     job_actions: Mapping[str, ActionFactory] = field(default_factory=dict)  # retention, anchor (handoff.bootstrap)
     job_defaults: Mapping[str, JobConfig] = field(default_factory=dict)  # e.g. the anchor job's, from --anchor-every
+    trim_every: float = TRIM_EVERY  # seconds between deletions of decided command records (streams.trimming)
 
     def set_limits(self, limits: Limits) -> None:
         """The limits partitions opened from now on decide with (a configuration change, streams.jobs)."""
@@ -108,7 +111,10 @@ class Worker:
         self.worker_id = config.worker_id
         self.url = ""
         self.metrics = WorkerMetrics(self)
-        self.partitions = Partitions(config, self.metrics)
+        self.trimmer = CommandTrimmer(
+            config.bootstrap, self.topics.commands, security=config.security, every=config.trim_every
+        )
+        self.partitions = Partitions(config, self.metrics, self.trimmer)
         self.dispatcher = Dispatcher(config, self.partitions, self.metrics)
         self.sweeps = PartitionSweeps(  # no timer of its own: the expiry jobs below drive its sweeps
             config.bootstrap, self.topics, self.worker_id, self.ready_stores, config.clock, None,
@@ -165,6 +171,7 @@ class Worker:
             cfg.bootstrap, self.topics, group=self.topics.group, accel=cfg.kafka_accel, security=cfg.security
         )
         self.url = await self.endpoint.start(cfg.web_host, cfg.web_port, cfg.advertised_url)
+        await self.trimmer.start()
         await self.partitions.start()
         self._announcer = AIOKafkaProducer(
             bootstrap_servers=cfg.bootstrap, enable_idempotence=True, acks="all", **cfg.security.client_kwargs()
@@ -195,6 +202,7 @@ class Worker:
             await self._announcer.stop()
         await self.endpoint.stop()
         await self.partitions.close()
+        await self.trimmer.stop()
         if self._held is not None:
             self._held.close()
         log.info("worker stopped", extra={"workerId": self.worker_id})

@@ -179,10 +179,11 @@ async def read_events(
         await consumer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, partitions: int = 1) -> list[Any]:
-    """Every record of a topic (read_uncommitted is fine: dead letters are committed)."""
+async def read_topic(bootstrap: str, topic: str, partitions: int = 1, *, aborted: bool = False) -> list[Any]:
+    """Every committed record of a topic; with `aborted`, those of aborted transactions too (read_uncommitted)."""
+    isolation = "read_uncommitted" if aborted else "read_committed"
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, isolation_level="read_committed", enable_auto_commit=False
+        bootstrap_servers=bootstrap, group_id=None, isolation_level=isolation, enable_auto_commit=False
     )
     await consumer.start()
     try:

@@ -2,9 +2,11 @@
 ``handoff purge --kafka``, retention by the partition's owner, failover, and the audit tools after an erasure.
 
 The workers run in this process (the failover test kills one in a child process), with a clock the
-retention test moves. The commands and replies topics are queues with their own retention and are not
-grepped here (docs/erasure.md says how long they hold what clients sent); the events and keys topics and
-every worker's RocksDB files are.
+retention test moves. After an erasure no record of the events, keys, commands or replies topic (aborted
+transactions' records included) holds the content, and no file of a worker's RocksDB store does: the
+events are encrypted and their key is a tombstone, the decided command records are deleted by their
+worker right after the erasure (streams.trimming), and the replies were sealed under keys that only
+those command records held.
 """
 
 from __future__ import annotations
@@ -54,11 +56,23 @@ def _files_holding(root: Path, needle: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
-async def _raw_values(broker: Broker, topics: Topics) -> Iterator[bytes]:
+async def _raw_values(broker: Broker, topics: Topics, *, commands: bool = True) -> Iterator[bytes]:
+    """Every record value of the topics that hold what sessions wrote; `commands=False`: all but the queue's."""
     found: list[bytes] = []
-    for topic in (topics.events, topics.keys):
-        found += [bytes(m.value) for m in await read_topic(broker.bootstrap, topic, topics.partitions) if m.value]
+    names = [topics.events, topics.keys, topics.replies] + ([topics.commands] if commands else [])
+    for topic in names:
+        records = await read_topic(broker.bootstrap, topic, topics.partitions, aborted=True)
+        found += [bytes(m.value) for m in records if m.value]
     return iter(found)
+
+
+async def _until_in_no_record(broker: Broker, topics: Topics, needle: bytes) -> None:
+    """Wait until no record holds `needle` (the decided commands go a moment after the erasure's reply)."""
+
+    async def gone() -> bool:
+        return not any(needle in value for value in await _raw_values(broker, topics))
+
+    await wait_until(gone, 15, "the erased session's content to leave every topic")
 
 
 async def _write(svc: KafkaService, key: str, marker: str) -> str:
@@ -87,11 +101,13 @@ async def test_purge_over_kafka_leaves_the_content_in_no_topic_record_or_worker_
     topics = _topics()
     gone, live = f"GONE-{uuid.uuid4().hex}", f"LIVE-{uuid.uuid4().hex}"
     kafka = ["--kafka", broker.bootstrap, "--topic-prefix", topics.prefix]
-    async with _deployment(broker, topics, tmp_path / "w", kafka_accel=accel) as svc:
+    # No timed rounds of deletion: here only the erasure deletes decided command records.
+    async with _deployment(broker, topics, tmp_path / "w", kafka_accel=accel, trim_every=3600) as svc:
         hid = await _write(svc, "gone", gone)
         await _write(svc, "live", live)
-        for value in await _raw_values(broker, topics):  # encrypted before it was sealed
+        for value in await _raw_values(broker, topics, commands=False):  # encrypted before sealed; replies sealed
             assert gone.encode() not in value and live.encode() not in value
+        assert any(gone.encode() in value for value in await _raw_values(broker, topics))  # a command, undeleted
         keys = await read_keys(broker.bootstrap, topics)
         assert set(keys) == {"gone", "live"}
         gone_key = keys["gone"]
@@ -109,8 +125,7 @@ async def test_purge_over_kafka_leaves_the_content_in_no_topic_record_or_worker_
         assert [e.content for e in shown if e.context_type == "message"] == [f"{live} typed"]
 
         assert "gone" not in await read_keys(broker.bootstrap, topics)  # its last record is a tombstone
-        for value in await _raw_values(broker, topics):
-            assert gone.encode() not in value
+        await _until_in_no_record(broker, topics, gone.encode())
         assert _files_holding(tmp_path / "w", gone.encode()) == []
         assert _files_holding(tmp_path / "w", gone_key) == []
 
@@ -197,8 +212,7 @@ async def test_the_retention_job_erases_an_ended_session_of_its_partitions_once_
             assert still is not None and not still.erased
             again = await worker.jobs.runner.run_now("retention")
             assert again.result["erased"] == 0, again
-            for value in await _raw_values(broker, topics):
-                assert marker.encode() not in value
+            await _until_in_no_record(broker, topics, marker.encode())
             assert _files_holding(tmp_path / "w", marker.encode()) == []
             report = await asyncio.to_thread(verify_kafka, broker.bootstrap, topics.prefix, quiet=True)
             assert report.ok and report.erased == ["short"], report
