@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 from aiokafka.structs import TopicPartition
 
-from handoff.engine.engine import Batch
+from handoff.engine.batch import Batch
 from handoff.engine.timings import Stopwatch
 from handoff.kernel.codec import encode_envelope
 from handoff.kernel.commands import Command

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TypeVar
 
 import msgspec
 
 from handoff.engine import erasure
+from handoff.engine.batch import Batch, CachedReader, Lru
 from handoff.engine.ids import Clock, IdGenerator
 from handoff.engine.logsync import LogSyncThread
 from handoff.engine.sweeper import Sweeper
@@ -46,7 +44,7 @@ from handoff.kernel.erasure import ERASE_AFTER_DAYS, reveal
 from handoff.kernel.errors import HandoffError, Unavailable
 from handoff.kernel.events import Envelope, PackageRecord
 from handoff.kernel.package import PackageEntry, build_package
-from handoff.kernel.receipt import Receipt, check_retry, command_digest, receipt_of
+from handoff.kernel.receipt import check_retry, command_digest, receipt_of
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import DEFAULT_TOKEN_BUDGET, Limits
 from handoff.ports import Outcome
@@ -61,80 +59,9 @@ from projections.queries import Queries, to_package_entry
 from projections.replay import fold_events
 from projections.summary import package_head
 from projections.views import HandoffView, SessionView, SummaryView
-from projections.viewstore import StoreReader, changes_to_writes, decode_entry
+from projections.viewstore import changes_to_writes, decode_entry
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-class _Lru(OrderedDict[str, object]):
-    def __init__(self, size: int) -> None:
-        super().__init__()
-        self.size = size
-
-    def remember(self, key: str, value: object) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        if len(self) > self.size:
-            self.popitem(last=False)
-
-    def through(self, key: str, load: Callable[[str], T | None]) -> T | None:
-        """The cached value, else `load(key)` (remembered when found)."""
-        hit = self.get(key)
-        if hit is None:
-            hit = load(key)
-            if hit is not None:
-                self.remember(key, hit)
-        return hit  # type: ignore[return-value]
-
-
-class _CachedReader:
-    """Views from the caches, else decoded from the store (and then cached)."""
-
-    def __init__(self, kv: KeyValue, cache_size: int) -> None:
-        self.store = StoreReader(kv)
-        self.sessions = _Lru(cache_size)
-        self.summaries = _Lru(cache_size)
-        self.handoffs = _Lru(cache_size)
-
-    def session(self, key: str) -> SessionView | None:
-        return self.sessions.through(key, self.store.session)
-
-    def summary(self, key: str) -> SummaryView | None:
-        return self.summaries.through(key, self.store.summary)
-
-    def handoff(self, hid: str) -> HandoffView | None:
-        return self.handoffs.through(hid, self.store.handoff)
-
-    def commit(self, changes: Changes) -> None:
-        for key, session in changes.sessions.items():
-            self.sessions.remember(key, session)
-        for key, summary in changes.summaries.items():
-            self.summaries.remember(key, summary)
-        for hid, handoff in changes.handoffs.items():
-            self.handoffs.remember(hid, handoff)
-
-
-@dataclass
-class Batch:
-    """The pending effects of the commands decided so far in one batch (see the module docstring).
-
-    `envelopes` are its events in decision order, `records[(sessionKey, version)]` their encoded
-    bytes, and `writes` every store write that commits them (events, global order, decision state,
-    receipts, views, log position). The other fields are the engine's own bookkeeping.
-    """
-
-    states: dict[str, SessionState] = field(default_factory=dict)
-    receipts: dict[tuple[str, str], Receipt] = field(default_factory=dict)
-    records: dict[tuple[str, int], bytes] = field(default_factory=dict)
-    changes: Changes = field(default_factory=Changes)
-    writes: list[Write] = field(default_factory=list)
-    envelopes: list[Envelope] = field(default_factory=list)
-    ciphers: dict[str, DK.DataCipher] = field(default_factory=dict)  # data keys created in this batch
-    erased: list[str] = field(default_factory=list)  # sessions whose data key this batch destroys
-    folder: RunFolder = field(init=False)
-
 
 Listener = Callable[[list[Envelope], Changes], None]
 
@@ -182,8 +109,8 @@ class Engine:
         self.max_batch = max_batch
         self.clock = clock or Clock()
         self.new_id = new_id or IdGenerator()
-        self.reader = _CachedReader(kv, cache_size)
-        self.states = _Lru(cache_size)
+        self.reader = CachedReader(kv, cache_size)
+        self.states = Lru(cache_size)
         self.datakeys = self.log.keys  # one cache: the writer's ciphers are the ones the log's reads use
         self.position = self.log.position()
         self.listeners: list[Listener] = []
@@ -313,7 +240,7 @@ class Engine:
                 log.warning("the store does not take writes yet: %s", exc)
                 continue
             self.states.clear()
-            self.reader = _CachedReader(self.kv, self.states.size)
+            self.reader = CachedReader(self.kv, self.states.size)
             self.position = self.log.position()
             self._broken = None
             log.warning("the store takes writes again; writes resumed")
