@@ -91,7 +91,7 @@ class WorkerJobs:
     def _apply(self, state: OperationsState) -> None:
         limits = limits_of(state.configuration)
         for store in self.stores().values():
-            store.engine.limits = limits
+            store.limits = limits  # kept for the engine a catch-up or a key load builds afresh
         if self.on_limits is not None:
             self.on_limits(limits)
         if state.version:

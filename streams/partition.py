@@ -117,6 +117,17 @@ class PartitionStore:
         return Engine(self.kv, limits=self._limits, sync=False, clock=self._clock, new_id=self._new_id, encrypt=True)
 
     @property
+    def limits(self) -> Limits:
+        """The limits this partition decides with."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        """Decide with `limits` from now on, in this engine and in any the store builds again later."""
+        self._limits = limits
+        self.engine.limits = limits
+
+    @property
     def keys_loaded(self) -> int:
         """The offset of the last ``handoff.keys`` record loaded, -1 for none."""
         raw = self.kv.get(KEYS_KEY)

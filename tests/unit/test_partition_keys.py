@@ -1,4 +1,4 @@
-"""`PartitionStore.load_keys`: a partition's data keys copied from ``handoff.keys`` into its store (docs/erasure.md)."""
+"""`PartitionStore`: data keys copied from ``handoff.keys`` into its store (docs/erasure.md), and its limits."""
 
 from __future__ import annotations
 
@@ -32,5 +32,17 @@ def test_a_malformed_key_record_is_skipped_and_the_position_still_moves(tmp_path
     try:
         assert store.load_keys([(5, b"s1", b"short"), (6, None, b"x" * DK.KEY_BYTES)]) == 0
         assert store.kv.get(DK.data_key("s1")) is None and store.keys_loaded == 5
+    finally:
+        store.close()
+
+
+def test_limits_set_by_a_configuration_change_hold_for_the_engine_a_key_load_builds_afresh(tmp_path: Path) -> None:
+    store = _store(tmp_path / "p0")
+    tight = Limits(content_max_bytes=100)
+    try:
+        store.limits = tight
+        assert store.engine.limits == tight
+        store.load_keys([(0, b"s1", DK.DataCipher.new().key)])  # builds a new engine (its key cache was stale)
+        assert store.engine.limits == tight
     finally:
         store.close()
