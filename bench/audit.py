@@ -2,9 +2,9 @@
 
     python -m bench.audit [--events 1000000] [--sessions 1000] [--dir DIR]
 
-Builds the store once (kept in --dir for reruns), then runs verify, replay in one process and replay
-with one process per core (`handoff replay`'s default), each in a fresh child process so that the
-peak resident memory reported is theirs alone (the parallel replay's children are not counted).
+Builds the store once (kept in --dir for reruns), then runs verify and replay, each in one process and
+with one process per core (the commands' default), each in a fresh child process so that the peak
+resident memory reported is theirs alone (the parallel runs' own children are not counted).
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: the older measure
 
 
-def _verify(path: str, out: dict[str, float]) -> None:
-    from handoff.audit.verify import verify
+def _verify(path: str, out: dict[str, float], jobs: int = 1) -> None:
+    from handoff.audit.parallel import verify_store
 
     kv = RocksKeyValue(path)
-    report = verify(kv, scratch=Path(path).parent)
+    report = verify_store(kv, jobs=jobs, scratch=Path(path).parent, quiet=True)
     out.update(events=report.events, seconds=report.seconds, ok=float(report.ok))
     out["rss_mb"] = _peak_rss_mb()
 
@@ -77,6 +77,12 @@ def _replay(path: str, out: dict[str, float], jobs: int = 1) -> None:
     shutil.rmtree(target, ignore_errors=True)
     out.update(events=result.events, seconds=result.seconds, digest_seconds=result.digest_seconds, ok=1.0)
     out["rss_mb"] = _peak_rss_mb()
+
+
+def _verify_parallel(path: str, out: dict[str, float]) -> None:
+    from handoff.audit.parallel import default_jobs
+
+    _verify(path, out, jobs=default_jobs())
 
 
 def _replay_parallel(path: str, out: dict[str, float]) -> None:
@@ -107,7 +113,11 @@ def main() -> None:
         print(f"  built in {build(store, args.events, args.sessions):.0f}s")
     from handoff.audit.parallel import default_jobs
 
-    steps = (("verify", _verify), ("replay", _replay), (f"replay --jobs {default_jobs()}", _replay_parallel))
+    jobs = default_jobs()
+    steps = (
+        ("verify", _verify), (f"verify --jobs {jobs}", _verify_parallel),
+        ("replay", _replay), (f"replay --jobs {jobs}", _replay_parallel),
+    )  # fmt: skip
     for name, fn in steps:
         out = _in_child(fn, store)
         rate = out["events"] / max(out["seconds"], 1e-9)

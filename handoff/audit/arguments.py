@@ -75,6 +75,13 @@ def register(commands: Any) -> None:
 
     p = add("verify", "check every hash chain and every projection against a fresh fold of the log")
     p.add_argument("--session", metavar="KEY", help="only this session")
+    p.add_argument(
+        "--jobs",
+        type=at_least_one,
+        metavar="N",
+        help="embedded store: processes that check runs of whole sessions side by side (default: one per core, "
+        "at most 4)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--anchor", type=Path, metavar="FILE", help="also check that the log extends this signed anchor")
     p.add_argument("--public-key", type=Path, metavar="FILE", help="with --anchor: the anchor key's anchor.pub")

@@ -23,7 +23,6 @@ from handoff.audit.purge import run_purge
 from handoff.audit.replay import parse_time
 from handoff.audit.report import Problem, Report
 from handoff.audit.transfer import ImportResult, export_lines, import_lines
-from handoff.audit.verify import verify
 from handoff.config import DataDir, Env
 from handoff.kernel.errors import HandoffError, InvalidArgument
 from handoff.kernel.schema import all_schemas
@@ -93,8 +92,13 @@ def run_verify(ns: argparse.Namespace, env: Env) -> int:
             moved = kafka_operations_departure(ns.kafka, ns.topic_prefix, anchored.operations, security)
             report.problems[:0] = _anchor_problems(anchored, gone, moved)
     else:
+        from handoff.audit.parallel import default_jobs, verify_store
+
         kv = _open(ns, env)
-        report = verify(kv, session=ns.session, scratch=Path(ns.data_dir or env.data_dir), quiet=ns.json)
+        report = verify_store(
+            kv, jobs=ns.jobs or default_jobs(), session=ns.session, scratch=Path(ns.data_dir or env.data_dir),
+            quiet=ns.json,
+        )  # fmt: skip
         if anchored is not None:
             gone = anchor.store_departures(EventLog(kv), anchored.heads)
             moved = anchor.store_operations_departure(kv, anchored.operations)

@@ -146,7 +146,7 @@ def _fold_partition(
 
     kv = RocksKeyValue(str(workdir / f"p{p}"), bulk=True)
     try:
-        fold_events(kv, noting_erasures(map(shown, until_worker()), report))
+        fold_events(kv, noting_erasures(until_worker(), report, shown))
         return digest_sum(kv, prefixes)
     finally:
         kv.close()

@@ -23,6 +23,9 @@ from typing import Any
 
 from handoff.audit.progress import Progress
 from handoff.audit.replay import ReplayResult, finished, replay, require_empty
+from handoff.audit.report import Report
+from handoff.audit.verify import joined, verify, verify_range
+from handoff.audit.views import ViewMerge
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.errors import HandoffError
 from handoff.storage.datakeys import revealer
@@ -196,7 +199,7 @@ def fold_shares(
         for child in children:
             child.start()
         count = mine.fold(target, advance)
-        count += _wait(children, results, lambda: advance(0))
+        count += sum(_wait(children, results, lambda: advance(0)))
         if isinstance(target, RocksKeyValue):  # the children's views as files RocksDB links in
             target.ingest([str(sst) for i in range(len(children)) if (sst := workdir / f"p{i}.sst").exists()])
         else:
@@ -234,22 +237,144 @@ def _child(
     results.put((i, outcome))
 
 
-def _wait(children: list[Any], results: multiprocessing.Queue[tuple[int, int | str]], tick: Callable[[], None]) -> int:
-    """The children's counts once all have finished; HandoffError naming the first that failed."""
-    counts: dict[int, int] = {}
-    while len(counts) < len(children):
+def verify_store(
+    kv: KeyValue, *, jobs: int = 1, session: str | None = None, scratch: Path | None = None, quiet: bool = False
+) -> Report:
+    """`verify` of an embedded store, with `jobs` processes when the whole of a large RocksDB log is checked."""
+    if session is None and jobs > 1 and isinstance(kv, RocksKeyValue) and EventLog(kv).count() >= PARALLEL_FROM:
+        report = verify_store_in_parallel(kv, jobs=jobs, scratch=scratch, quiet=quiet)
+        if report is not None:
+            return report
+    return verify(kv, session=session, scratch=scratch, quiet=quiet)
+
+
+def verify_store_in_parallel(
+    kv: RocksKeyValue, *, jobs: int, scratch: Path | None = None, quiet: bool = False
+) -> Report | None:
+    """`verify` with one process per run of sessions; None if a run's entries came out of key order.
+
+    Each process checks its sessions' chains, folds them afresh and merge-compares their context entries
+    with the live ones (`verify_range`); this one then joins the reports in key order and compares the
+    other views, all shares' folded into one store, with the live ones (`joined`). Entries out of key
+    order (only a damaged log has them) void a share's merge: the caller then verifies in one process,
+    which knows how to fold such a log whole.
+    """
+    shares = store_shares(kv, jobs)
+    progress = Progress("verify", total=EventLog(kv).count(), quiet=quiet)
+    ctx = multiprocessing.get_context("spawn")
+    workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
+    counted: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in shares[1:]]
+    results: multiprocessing.Queue[tuple[int, Any]] = ctx.Queue()
+    children = [
+        ctx.Process(
+            target=_verify_child,
+            args=(i, share, str(workdir / f"p{i}"), counted[i], results),
+            name=f"handoff-verify-{i}",
+            daemon=True,
+        )  # fmt: skip
+        for i, share in enumerate(shares[1:])
+    ]
+    seen = [0] * len(children)
+
+    def tick() -> None:  # what the children counted since the last tick
+        n = 0
+        for i, value in enumerate(counted):
+            now = value.value
+            n, seen[i] = n + now - seen[i], now
+        progress.advance(n)
+
+    try:
+        for child in children:
+            child.start()
+        fresh = RocksKeyValue(str(workdir / "views"), bulk=True)
+        mine = verify_range(kv, shares[0].start, shares[0].end, fresh, _Ticking(progress, tick))
+        outcomes = _wait(children, results, tick)  # (report, difference, live sum, fresh sum, ordered) each
+        if not (mine[1].ordered and all(ordered for *_, ordered in outcomes)):
+            fresh.discard()
+            return None
+        theirs = [(part, ViewMerge.finished(difference, live, new)) for part, difference, live, new, _ in outcomes]
+        fresh.ingest([str(sst) for i in range(len(children)) if (sst := workdir / f"p{i}.sst").exists()])
+        report = Report()
+        joined([mine, *theirs], kv, fresh, report)
+        fresh.discard()
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+            child.join()
+        shutil.rmtree(workdir, ignore_errors=True)
+    progress.done()
+    report.seconds = progress.elapsed()
+    return report
+
+
+class _Ticking:
+    """This process's progress, taking in what the children counted every thousand records."""
+
+    def __init__(self, progress: Progress, tick: Callable[[], None]) -> None:
+        self.progress, self.tick, self.since = progress, tick, 0
+
+    def advance(self, n: int = 1) -> None:
+        """Count `n` records here."""
+        self.progress.advance(n)
+        self.since += n
+        if self.since >= 1000:
+            self.since = 0
+            self.tick()
+
+
+class _Shared:
+    """A child's progress: its count, added to a value the parent reads, every thousand records."""
+
+    def __init__(self, counted: Synchronized[int]) -> None:
+        self.counted, self.since = counted, 0
+
+    def advance(self, n: int = 1) -> None:
+        """Count `n` records."""
+        self.since += n
+        if self.since >= 1000:
+            with self.counted.get_lock():
+                self.counted.value += self.since
+            self.since = 0
+
+
+def _verify_child(
+    i: int, share: StoreShare, path: str, counted: Synchronized[int], results: multiprocessing.Queue[tuple[int, Any]]
+) -> None:
+    """A child process: `verify_range` of `share`, its other views written out as ``path.sst``."""
+    kv = RocksKeyValue(share.path, read_only=True)
+    fresh = RocksKeyValue(path, bulk=True)
+    try:
+        report, merge = verify_range(kv, share.start, share.end, fresh, _Shared(counted))
+        fresh.export_sst(f"{path}.sst")
+        outcome: Any = (report, merge.difference, merge.live_sum, merge.fresh_sum, merge.ordered)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        outcome = f"{type(exc).__name__}: {exc}"
+    finally:
+        fresh.close()
+        kv.close()
+    results.put((i, outcome))
+
+
+def _wait(children: list[Any], results: multiprocessing.Queue[tuple[int, Any]], tick: Callable[[], None]) -> list[Any]:
+    """The children's outcomes, in their order, once all have finished; HandoffError naming the first that failed.
+
+    A child puts (i, outcome) on `results`, or (i, a str saying why it failed).
+    """
+    outcomes: dict[int, Any] = {}
+    while len(outcomes) < len(children):
         try:
             i, outcome = results.get(timeout=0.25)
         except queue.Empty:
             tick()
-            gone = [c for j, c in enumerate(children) if j not in counts and not c.is_alive()]
+            gone = [c for j, c in enumerate(children) if j not in outcomes and not c.is_alive()]
             if gone and results.empty():
-                raise HandoffError(f"replay process {gone[0].name} died (exit code {gone[0].exitcode})") from None
+                raise HandoffError(f"process {gone[0].name} died (exit code {gone[0].exitcode})") from None
             continue
         if isinstance(outcome, str):
-            raise HandoffError(f"replay process {children[i].name} failed: {outcome}")
-        counts[i] = outcome
-    return sum(counts.values())
+            raise HandoffError(f"process {children[i].name} failed: {outcome}")
+        outcomes[i] = outcome
+    return [outcomes[i] for i in range(len(children))]
 
 
 def _copy(path: str, target: KeyValue) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
+
+
+class Counter(Protocol):
+    """Whatever counts the items read: a `Progress`, or a share's counter in a process of a parallel run."""
+
+    def advance(self, n: int = 1) -> None:
+        """Count `n` more items."""
 
 
 class Progress:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from handoff.audit.opslog import check_store
-from handoff.audit.progress import Progress
+from handoff.audit.progress import Counter, Progress
 from handoff.audit.report import Problem, Report
 from handoff.audit.views import ViewMerge, merged
 from handoff.kernel.codec import decode_envelope, verify_record
@@ -27,7 +27,7 @@ from handoff.storage import keys
 from handoff.storage.digest import exact
 from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import KeyValue, RocksKeyValue, Write
-from handoff.storage.log import EventLog, event_prefix
+from handoff.storage.log import SEP, EventLog, event_prefix
 from projections.replay import fold_events
 
 StoredRecord = tuple[str, int | None, bytes, str | None]
@@ -88,7 +88,7 @@ StreamEnd = Callable[[str, int], None]
 def checked_stream(
     records: Iterable[StoredRecord],
     report: Report,
-    progress: Progress,
+    progress: Counter,
     *,
     grouped: bool,
     on_end: StreamEnd | None = None,
@@ -143,12 +143,14 @@ def session_prefixes(session: str) -> tuple[bytes, ...]:
     return (keys.context_prefix(session), exact(keys.session_key(session)), exact(keys.summary_key(session)))
 
 
-def noting_erasures(envelopes: Iterable[Envelope], report: Report) -> Iterator[Envelope]:
-    """Pass the envelopes on, noting in `report` each session a SessionErased event erased."""
+def noting_erasures(
+    envelopes: Iterable[Envelope], report: Report, shown: Callable[[Envelope], Envelope]
+) -> Iterator[Envelope]:
+    """Each envelope as `shown` (in the clear while its session's key lives), noting each session erased."""
     for env in envelopes:
         if type(env.event) is SessionErased:
             report.erased.append(env.session_key)
-        yield env
+        yield shown(env)
 
 
 def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = None, quiet: bool = False) -> Report:
@@ -165,7 +167,7 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
     def stream(into: Report, shown: Progress) -> Iterator[Envelope]:
         records = ((k, v, r, None) for k, v, r in log.all_records(session))
         checked = checked_stream(records, into, shown, grouped=True, on_end=_state_matcher(log, into))
-        return noting_erasures(map(log.keys.reveal, checked), into)  # the views hold live sessions in the clear
+        return noting_erasures(checked, into, log.keys.reveal)  # the views hold live sessions in the clear
 
     workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
     try:
@@ -193,6 +195,50 @@ def verify(kv: KeyValue, *, session: str | None = None, scratch: Path | None = N
     progress.done()
     report.seconds = progress.elapsed()
     return report
+
+
+def verify_range(
+    kv: RocksKeyValue, start: bytes, end: bytes, fresh: KeyValue, progress: Counter
+) -> tuple[Report, ViewMerge]:
+    """Check the sessions whose log keys lie from `start` to `end` and fold them into `fresh`.
+
+    One share of a verification by several processes (`handoff.audit.parallel`): the chains of these
+    sessions, and their context entries merge-compared with the live entries of the same sessions (the
+    ``C:`` keys of the same range); their other views are left in `fresh` for the caller to compare.
+    """
+    log = EventLog(kv)
+    report = Report()
+    entries_prefix = VIEW_PREFIXES[0]  # context entries
+    entries = ViewMerge(kv.items_between(b"C" + start[1:], b"C" + end[1:]))  # E:... to C:..., E; to C;
+
+    def records() -> Iterator[StoredRecord]:
+        for k, value in kv.items_between(start, end):
+            key, _, version = k[2:].rpartition(SEP)
+            yield key.decode(), int(version), value, None
+
+    checked = checked_stream(records(), report, progress, grouped=True, on_end=_state_matcher(log, report))
+    fold_events(_EntriesAside(fresh, entries, entries_prefix), noting_erasures(checked, report, log.keys.reveal))
+    return report, entries.finish()
+
+
+def joined(shares: list[tuple[Report, ViewMerge]], kv: KeyValue, fresh: KeyValue, report: Report) -> None:
+    """Join the reports and entry merges of the shares of a verification, in key order, into `report`.
+
+    `fresh` holds every share's other views; they are compared with the live ones here.
+    """
+    for part, _ in shares:
+        report.sessions += part.sessions
+        report.events += part.events
+        report.problems += part.problems
+        report.erased += part.erased
+    _check_positions(EventLog(kv), report)
+    first, *rest = (merge for _, merge in shares)
+    views = first.result(*rest, merged(kv, fresh, VIEW_PREFIXES[1:]))
+    if report.ok and views.difference is not None:
+        diff = views.difference
+        report.problems.append(Problem(diff.session, diff.version, diff.what))
+    report.live_digest, report.fresh_digest = views.live_digest, views.fresh_digest
+    check_store(kv, report)
 
 
 class _EntriesAside:

@@ -113,6 +113,13 @@ class ViewMerge:
         self.difference = self.difference or _explain(item[0], item[1], None)
         self.live_sum += entry_hash(*item)
 
+    @classmethod
+    def finished(cls, difference: ViewDifference | None, live_sum: int, fresh_sum: int) -> ViewMerge:
+        """A finished merge made elsewhere (another process), from its outcome, to join in a `result`."""
+        merge = cls(iter(()))
+        merge.difference, merge.live_sum, merge.fresh_sum = difference, live_sum, fresh_sum
+        return merge
+
     def finish(self) -> ViewMerge:
         """Count the live entries no fresh one came for."""
         while self._next is not None:

@@ -168,6 +168,12 @@ class RocksKeyValue:
         opts.set_iterate_upper_bound(end)
         yield from self.db.values(from_key=start, read_opt=opts)
 
+    def items_between(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The entries of the keys from `start` (included) to `end` (excluded), ascending."""
+        opts = ReadOptions()
+        opts.set_iterate_upper_bound(end)
+        yield from self.db.items(from_key=start, read_opt=opts)
+
     @property
     def path(self) -> str:
         """Where the database lives (another process can open it read-only there)."""

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from handoff.audit import parallel, trail, transfer
-from handoff.audit.parallel import replay_store_in_parallel, store_shares
+from handoff.audit.parallel import replay_store_in_parallel, store_shares, verify_store_in_parallel
 from handoff.audit.replay import replay
 from handoff.audit.transfer import export_lines, import_lines
 from handoff.audit.verify import session_prefixes, verify
@@ -161,6 +161,52 @@ def test_verify_names_a_context_entry_missing_or_added_behind_the_engines_back(
         assert first.session == "audit-061" and expected in first.what, first
         prefixes = VIEW_PREFIXES if session is None else session_prefixes(session)
         assert report.live_digest == digest(store, prefixes) != report.fresh_digest
+
+
+def _flip(store: RocksKeyValue) -> None:
+    record = store.get(event_key("audit-042", 57))
+    assert record is not None
+    at = record.index(b'"encrypted":"') + 20
+    store.write([(event_key("audit-042", 57), record[:at] + bytes([record[at] ^ 0x01]) + record[at + 1 :])])
+
+
+def _edit_view(store: RocksKeyValue) -> None:
+    raw = store.get(keys.session_key("audit-099"))
+    assert raw is not None
+    view = {**msgspec.msgpack.decode(raw), "holder": "x"}
+    store.write([(keys.session_key("audit-099"), msgspec.msgpack.encode(view))])
+
+
+def _edit_entry(store: RocksKeyValue) -> None:
+    raw = store.get(keys.context_key("audit-050", 12))
+    assert raw is not None
+    entry = {**msgspec.msgpack.decode(raw), "content": "never written"}
+    store.write([(keys.context_key("audit-050", 12), msgspec.msgpack.encode(entry))])
+
+
+TAMPERINGS = {
+    "none": lambda store: None,
+    "flipped byte": _flip,
+    "deleted event": lambda store: store.write([(event_key("audit-007", 30), None)]),
+    "deleted last event": lambda store: store.write([(event_key("audit-070", EVENTS_PER_SESSION), None)]),
+    "edited session view": _edit_view,
+    "edited context entry": _edit_entry,
+    "deleted context entry": lambda store: store.write([(keys.context_key("audit-061", 30), None)]),
+    "added context entry": lambda store: store.write([(keys.context_key("audit-001", 999), b"\x80")]),
+    "deleted global position": lambda store: store.write([(next(store.scan(b"G:"))[0], None)]),
+}
+
+
+@pytest.mark.parametrize("tampering", TAMPERINGS)
+def test_a_verify_by_several_processes_reports_what_one_process_reports(
+    store: RocksKeyValue, tmp_path: Path, tampering: str
+):
+    TAMPERINGS[tampering](store)
+    alone = verify(store, scratch=tmp_path, quiet=True)
+    together = verify_store_in_parallel(store, jobs=3, scratch=tmp_path, quiet=True)
+    assert together is not None
+    assert together.to_dict() | {"seconds": 0} == alone.to_dict() | {"seconds": 0}
+    assert together.ok == (tampering == "none")
 
 
 def test_verify_of_one_session_checks_only_that_session(store: RocksKeyValue, tmp_path: Path):
