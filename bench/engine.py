@@ -1,6 +1,7 @@
 """In-process benchmark of the embedded command path: decide + append + project + commit.
 
     python -m bench.engine [--commands 20000] [--batch 512] [--sessions 16] [--metrics off|on|compare]
+                           [--encryption on|off|compare]
 
 Prints commands/s with and without fsync per batch, and the cost of one append and one
 request_handoff on a session with 100 entries and with 100,000 entries.
@@ -8,6 +9,10 @@ request_handoff on a session with 100 entries and with 100,000 entries.
 ``--metrics on`` runs the engine with the series `handoff serve` adds to it (the business fold of
 each committed batch, the store timings); ``compare`` interleaves runs without and with them and
 prints both medians and their ratio (the hot-path cost of those series).
+
+``--encryption off`` registers the sessions without a data key, so their content is sealed in the
+clear, as before erasure existed; ``compare`` interleaves runs with keys and without and prints the
+ratio: what encrypting each entry before it is sealed costs the write path, in the same build.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 from handoff.engine.engine import Engine
 from handoff.kernel.commands import AppendContext, Command, RegisterSession, RequestHandoff
@@ -26,17 +32,19 @@ from handoff.storage.kv import RocksKeyValue
 CONTENT = "x" * 1024
 
 
-def _engine(path: str, sync: bool, batch: int, metrics: bool = False) -> Engine:
-    engine = Engine(RocksKeyValue(path), sync=sync, max_batch=batch)
+def _engine(path: str, sync: bool, batch: int, metrics: bool = False, encrypt: bool = True) -> Engine:
+    engine = Engine(RocksKeyValue(path), sync=sync, max_batch=batch, encrypt=encrypt)
     if metrics:
         instrument_engine(Metrics(), engine)
     return engine
 
 
-def throughput(commands: int, batch: int, sessions: int, sync: bool, metrics: bool = False) -> float:
+def throughput(
+    commands: int, batch: int, sessions: int, sync: bool, metrics: bool = False, encrypt: bool = True
+) -> float:
     """Commands per second through `Engine.write_now` in batches of `batch`."""
     with tempfile.TemporaryDirectory(prefix="handoff-bench-") as path:
-        return _throughput(_engine(path, sync, batch, metrics), commands, batch, sessions)
+        return _throughput(_engine(path, sync, batch, metrics, encrypt), commands, batch, sessions)
 
 
 def _throughput(engine: Engine, commands: int, batch: int, sessions: int) -> float:
@@ -100,14 +108,19 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=100_000, help="entries in the large session")
     parser.add_argument("--runs", type=int, default=5, help="repetitions of each throughput measurement")
     parser.add_argument("--metrics", choices=("off", "on", "compare"), default="off", help="see above")
+    parser.add_argument("--encryption", choices=("on", "off", "compare"), default="on", help="see above")
     args = parser.parse_args()
     if args.metrics == "compare":
-        return compare_metrics(args)
-    on = args.metrics == "on"
+        return compare(args, "the business fold and store timings", lambda on, sync: {"metrics": on})
+    if args.encryption == "compare":
+        return compare(args, "each session's data key (content encrypted)", lambda on, sync: {"encrypt": on})
+    on, encrypt = args.metrics == "on", args.encryption == "on"
     print(f"in-process update_context, 1 KiB content, batches of {args.batch}, {args.sessions} sessions")
     print(f"  ({args.runs} runs each: median and best; this machine's neighbours make single runs vary by 30%+)")
     for sync in (False, True):
-        rates = sorted(throughput(args.commands, args.batch, args.sessions, sync, on) for _ in range(args.runs))
+        rates = sorted(
+            throughput(args.commands, args.batch, args.sessions, sync, on, encrypt) for _ in range(args.runs)
+        )
         print(f"  fsync per batch={'yes' if sync else 'no ':3}  median {statistics.median(rates):10,.0f}"
               f"  best {rates[-1]:10,.0f} commands/s")
     print("cost per command vs history (median, single-command batches, no fsync)")
@@ -116,15 +129,15 @@ def main() -> None:
         print(f"  {entries:>7,} entries: append {append:8.1f} µs   request_handoff {request:8.1f} µs")
 
 
-def compare_metrics(args: argparse.Namespace) -> None:
-    """Interleaved runs without and with the engine's series: medians, best runs and the ratio."""
+def compare(args: argparse.Namespace, what: str, options: Callable[[bool, bool], dict[str, bool]]) -> None:
+    """Interleaved runs without and with `what`: medians, best runs and the ratio."""
     print(f"in-process update_context, 1 KiB content, batches of {args.batch}, {args.sessions} sessions:")
-    print(f"  without and with the business fold and store timings, {args.runs} interleaved runs each")
+    print(f"  without and with {what}, {args.runs} interleaved runs each")
     for sync in (False, True):
         rates: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(args.runs):
             for on in (False, True):
-                rates[on].append(throughput(args.commands, args.batch, args.sessions, sync, on))
+                rates[on].append(throughput(args.commands, args.batch, args.sessions, sync, **options(on, sync)))
         off_median, on_median = statistics.median(rates[False]), statistics.median(rates[True])
         print(f"  fsync per batch={'yes' if sync else 'no ':3}  without: median {off_median:10,.0f}"
               f" best {max(rates[False]):10,.0f}   with: median {on_median:10,.0f} best {max(rates[True]):10,.0f}"
