@@ -174,43 +174,14 @@ def fold_shares(
     require_empty(target)
     mine, *theirs = shares
     progress = Progress("replay", total=total, quiet=quiet)
-    ctx = multiprocessing.get_context("spawn")  # no fork: this process has RocksDB's threads running
-    workdir = Path(tempfile.mkdtemp(prefix=".replay-", dir=scratch))
-    counted: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in theirs]
-    results: multiprocessing.Queue[tuple[int, int | str]] = ctx.Queue()
-    children = [
-        ctx.Process(
-            target=_child,
-            args=(i, share, str(workdir / f"p{i}"), counted[i], results),
-            name=f"handoff-replay-{i}",
-            daemon=True,
-        )  # fmt: skip
-        for i, share in enumerate(theirs)
-    ]
-    seen = [0] * len(theirs)
-
-    def advance(n: int) -> None:  # this process's batches, and what the children counted since
-        for i, value in enumerate(counted):
-            now = value.value
-            n, seen[i] = n + now - seen[i], now
-        progress.advance(n)
-
-    try:
-        for child in children:
-            child.start()
-        count = mine.fold(target, advance)
-        count += sum(_wait(children, results, lambda: advance(0)))
+    with _Children(_child, theirs, "replay", scratch, progress) as children:
+        count = mine.fold(target, children.advance)
+        count += sum(children.wait())
         if isinstance(target, RocksKeyValue):  # the children's views as files RocksDB links in
-            target.ingest([str(sst) for i in range(len(children)) if (sst := workdir / f"p{i}.sst").exists()])
+            target.ingest(children.ssts())
         else:
-            for i in range(len(children)):
-                _copy(str(workdir / f"p{i}"), target)
-    finally:
-        for child in children:
-            if child.is_alive():
-                child.terminate()
-            child.join()
-        shutil.rmtree(workdir, ignore_errors=True)
+            for i in range(len(theirs)):
+                _copy(children.path(i), target)
     return finished(target, count, progress)
 
 
@@ -261,51 +232,83 @@ def verify_store_in_parallel(
     """
     shares = store_shares(kv, jobs)
     progress = Progress("verify", total=EventLog(kv).count(), quiet=quiet)
-    ctx = multiprocessing.get_context("spawn")
-    workdir = Path(tempfile.mkdtemp(prefix=".verify-", dir=scratch))
-    counted: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in shares[1:]]
-    results: multiprocessing.Queue[tuple[int, Any]] = ctx.Queue()
-    children = [
-        ctx.Process(
-            target=_verify_child,
-            args=(i, share, str(workdir / f"p{i}"), counted[i], results),
-            name=f"handoff-verify-{i}",
-            daemon=True,
-        )  # fmt: skip
-        for i, share in enumerate(shares[1:])
-    ]
-    seen = [0] * len(children)
-
-    def tick() -> None:  # what the children counted since the last tick
-        n = 0
-        for i, value in enumerate(counted):
-            now = value.value
-            n, seen[i] = n + now - seen[i], now
-        progress.advance(n)
-
-    try:
-        for child in children:
-            child.start()
-        fresh = RocksKeyValue(str(workdir / "views"), bulk=True)
-        mine = verify_range(kv, shares[0].start, shares[0].end, fresh, _Ticking(progress, tick))
-        outcomes = _wait(children, results, tick)  # (report, difference, live sum, fresh sum, ordered) each
+    with _Children(_verify_child, shares[1:], "verify", scratch, progress) as children:
+        fresh = RocksKeyValue(str(children.workdir / "views"), bulk=True)
+        mine = verify_range(kv, shares[0].start, shares[0].end, fresh, _Ticking(progress, children.advance))
+        outcomes = children.wait()  # (report, difference, live sum, fresh sum, ordered) each
         if not (mine[1].ordered and all(ordered for *_, ordered in outcomes)):
             fresh.discard()
             return None
         theirs = [(part, ViewMerge.finished(difference, live, new)) for part, difference, live, new, _ in outcomes]
-        fresh.ingest([str(sst) for i in range(len(children)) if (sst := workdir / f"p{i}.sst").exists()])
+        fresh.ingest(children.ssts())
         report = Report()
         joined([mine, *theirs], kv, fresh, report)
         fresh.discard()
-    finally:
-        for child in children:
-            if child.is_alive():
-                child.terminate()
-            child.join()
-        shutil.rmtree(workdir, ignore_errors=True)
     progress.done()
     report.seconds = progress.elapsed()
     return report
+
+
+class _Children:
+    """Child processes, one per share, each running `target(i, share, path, counted, results)`.
+
+    A context manager: entering makes a scratch directory and starts them; leaving stops any still
+    running and removes the directory. Child i works at `path(i)`, adds what it has done to its
+    `counted` value, and puts (i, outcome) or (i, why it failed) on `results`; `wait` gathers the
+    outcomes, and `ssts` lists the SST files the children wrote out.
+    """
+
+    def __init__(
+        self, target: Callable[..., None], shares: Sequence[Share], name: str, scratch: Path | None, progress: Progress
+    ) -> None:
+        self.target, self.shares, self.name, self.scratch, self.progress = target, shares, name, scratch, progress
+        self.workdir = Path()
+        self.processes: list[Any] = []
+
+    def __enter__(self) -> _Children:
+        ctx = multiprocessing.get_context("spawn")  # no fork: this process has RocksDB's threads running
+        self.workdir = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=self.scratch))
+        self.counted: list[Synchronized[int]] = [ctx.Value("q", 0) for _ in self.shares]
+        self.seen = [0] * len(self.shares)
+        self.results: multiprocessing.Queue[tuple[int, Any]] = ctx.Queue()
+        self.processes = [
+            ctx.Process(
+                target=self.target,
+                args=(i, share, self.path(i), self.counted[i], self.results),
+                name=f"handoff-{self.name}-{i}",
+                daemon=True,
+            )  # fmt: skip
+            for i, share in enumerate(self.shares)
+        ]
+        for process in self.processes:
+            process.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def path(self, i: int) -> str:
+        """Where child i keeps its scratch store (and writes ``path.sst``)."""
+        return str(self.workdir / f"p{i}")
+
+    def advance(self, n: int = 0) -> None:
+        """Count `n` records done in this process, and what the children counted since the last call."""
+        for i, value in enumerate(self.counted):
+            now = value.value
+            n, self.seen[i] = n + now - self.seen[i], now
+        self.progress.advance(n)
+
+    def wait(self) -> list[Any]:
+        """The children's outcomes in their order, once all have finished (see `_wait`)."""
+        return _wait(self.processes, self.results, self.advance)
+
+    def ssts(self) -> list[str]:
+        """The SST files the children wrote out."""
+        return [sst for i in range(len(self.shares)) if Path(sst := f"{self.path(i)}.sst").exists()]
 
 
 class _Ticking:
