@@ -58,7 +58,7 @@ def _non_finite(value: object) -> bool:
 
 
 def _object(name: str, value: dict[str, Any] | None, limits: Limits) -> None:
-    if value is None:
+    if not value:  # None or {}: nothing to measure (the common case)
         return
     if _non_finite(value):
         raise InvalidArgument(f"{name} holds NaN or an infinity, which JSON cannot carry", field=name)
@@ -122,14 +122,15 @@ def check_limits(command: WriteArgs, limits: Limits) -> None:  # noqa: C901 - on
     _length("idempotencyKey", command.idempotency_key, 1, limits.idempotency_key_max)
     if command.expected_version is not None and command.expected_version < 0:
         raise InvalidArgument("expectedVersion must be 0 or more", field="expectedVersion")
+    if isinstance(command, UpdateContextArgs):  # the hot path (AppendContext) first, before the match
+        _agent("agent", command.agent, limits)
+        _object("metadata", command.metadata, limits)
+        _content("content", command.content, limits)
+        return
     match command:
         case RegisterSessionArgs():
             _agent("agentFrom", command.agent_from, limits)
             _object("metadata", command.metadata, limits)
-        case UpdateContextArgs():
-            _agent("agent", command.agent, limits)
-            _object("metadata", command.metadata, limits)
-            _content("content", command.content, limits)
         case AppendContextBatch():
             _agent("agent", command.agent, limits)
             _batch(command, limits)
