@@ -27,7 +27,7 @@ from handoff.storage import keys
 from handoff.storage.digest import exact
 from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import KeyValue, RocksKeyValue, Write
-from handoff.storage.log import SEP, EventLog, event_prefix
+from handoff.storage.log import EventLog, event_prefix, event_records
 from projections.replay import fold_events
 
 StoredRecord = tuple[str, int | None, bytes, str | None]
@@ -211,12 +211,8 @@ def verify_range(
     entries_prefix = VIEW_PREFIXES[0]  # context entries
     entries = ViewMerge(kv.items_between(b"C" + start[1:], b"C" + end[1:]))  # E:... to C:..., E; to C;
 
-    def records() -> Iterator[StoredRecord]:
-        for k, value in kv.items_between(start, end):
-            key, _, version = k[2:].rpartition(SEP)
-            yield key.decode(), int(version), value, None
-
-    checked = checked_stream(records(), report, progress, grouped=True, on_end=_state_matcher(log, report))
+    records = ((k, v, r, None) for k, v, r in event_records(kv.items_between(start, end)))
+    checked = checked_stream(records, report, progress, grouped=True, on_end=_state_matcher(log, report))
     fold_events(_EntriesAside(fresh, entries, entries_prefix), noting_erasures(checked, report, log.keys.reveal))
     return report, entries.finish()
 

@@ -9,7 +9,7 @@ M:position                         the last global position
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import msgspec
 
@@ -26,6 +26,13 @@ POSITION_KEY = b"M:position"
 _enc = msgspec.msgpack.Encoder()
 _dec_state = msgspec.msgpack.Decoder(SessionState)
 _dec_receipt = msgspec.msgpack.Decoder(Receipt)
+
+
+def event_records(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int, bytes]]:
+    """(sessionKey, version, bytes) of stored events, from their (key, value) entries in the store."""
+    for k, value in items:
+        key, _, version = k[2:].rpartition(SEP)
+        yield key.decode(), int(version), value
 
 
 def event_prefix(key: str) -> bytes:
@@ -129,9 +136,7 @@ class EventLog:
         The version is the one in the key the record is stored under, not the one inside it.
         """
         prefix = event_prefix(session) if session is not None else b"E:"
-        for k, value in self.kv.scan(prefix):
-            key, _, version = k[2:].rpartition(SEP)
-            yield key.decode(), int(version), value
+        yield from event_records(self.kv.scan(prefix))
 
     def all_values(self) -> Iterator[bytes]:
         """The bytes of every stored event in the order of `all_records`, without reading their keys."""
