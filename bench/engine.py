@@ -111,9 +111,9 @@ def main() -> None:
     parser.add_argument("--encryption", choices=("on", "off", "compare"), default="on", help="see above")
     args = parser.parse_args()
     if args.metrics == "compare":
-        return compare(args, "the business fold and store timings", lambda on, sync: {"metrics": on})
+        return compare(args, "the business fold and store timings", lambda on: {"metrics": on})
     if args.encryption == "compare":
-        return compare(args, "each session's data key (content encrypted)", lambda on, sync: {"encrypt": on})
+        return compare(args, "each session's data key (content encrypted)", lambda on: {"encrypt": on})
     on, encrypt = args.metrics == "on", args.encryption == "on"
     print(f"in-process update_context, 1 KiB content, batches of {args.batch}, {args.sessions} sessions")
     print(f"  ({args.runs} runs each: median and best; this machine's neighbours make single runs vary by 30%+)")
@@ -129,7 +129,7 @@ def main() -> None:
         print(f"  {entries:>7,} entries: append {append:8.1f} µs   request_handoff {request:8.1f} µs")
 
 
-def compare(args: argparse.Namespace, what: str, options: Callable[[bool, bool], dict[str, bool]]) -> None:
+def compare(args: argparse.Namespace, what: str, options: Callable[[bool], dict[str, bool]]) -> None:
     """Interleaved runs without and with `what`: medians, best runs and the ratio."""
     print(f"in-process update_context, 1 KiB content, batches of {args.batch}, {args.sessions} sessions:")
     print(f"  without and with {what}, {args.runs} interleaved runs each")
@@ -137,7 +137,7 @@ def compare(args: argparse.Namespace, what: str, options: Callable[[bool, bool],
         rates: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(args.runs):
             for on in (False, True):
-                rates[on].append(throughput(args.commands, args.batch, args.sessions, sync, **options(on, sync)))
+                rates[on].append(throughput(args.commands, args.batch, args.sessions, sync, **options(on)))
         off_median, on_median = statistics.median(rates[False]), statistics.median(rates[True])
         print(f"  fsync per batch={'yes' if sync else 'no ':3}  without: median {off_median:10,.0f}"
               f" best {max(rates[False]):10,.0f}   with: median {on_median:10,.0f} best {max(rates[True]):10,.0f}"
