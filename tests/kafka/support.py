@@ -190,7 +190,7 @@ async def read_topic(bootstrap: str, topic: str, partitions: int = 1, *, aborted
         parts = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
+        ends = await consumer.end_offsets(parts) if aborted else await _settled_ends(bootstrap, consumer, parts)
         out: list[Any] = []
         while not await _at_end(consumer, ends):
             data = await consumer.getmany(timeout_ms=500)
@@ -199,6 +199,28 @@ async def read_topic(bootstrap: str, topic: str, partitions: int = 1, *, aborted
         return out
     finally:
         await consumer.stop()
+
+
+async def _settled_ends(bootstrap: str, consumer: Any, parts: list[Any], wait: float = 15.0) -> dict[Any, int]:
+    """The committed ends once every transaction that had written by now has its marker.
+
+    A transaction's commit returns once the coordinator has decided it; the markers reach the
+    partitions a moment later, and until then a read_committed end (the last stable offset) stops
+    short of records already committed. Wait for it to pass every record written when we looked
+    (`wait` bounds it: a transaction left open by a killed producer ends only by timeout or fencing).
+    """
+    raw = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, isolation_level="read_uncommitted")
+    await raw.start()
+    try:
+        written = await raw.end_offsets(parts)
+    finally:
+        await raw.stop()
+    deadline = time.monotonic() + wait
+    while True:
+        ends = await consumer.end_offsets(parts)
+        if all(ends[tp] >= written[tp] for tp in parts) or time.monotonic() > deadline:
+            return ends
+        await asyncio.sleep(0.05)
 
 
 async def _at_end(consumer: Any, ends: dict[Any, int]) -> bool:
