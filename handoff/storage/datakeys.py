@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import msgspec
+import pybase64
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -31,6 +32,44 @@ _NONCE = 12
 def data_key(session: str) -> bytes:
     """Key of a session's data key."""
     return PREFIX + session.encode()
+
+
+class _Nonces:
+    """Random 96-bit nonces from the system's CSPRNG, read 256 at a time (one system call, not 256).
+
+    Each comes with its base64 text (12 bytes are whole base64 groups: the text of a nonce and a
+    ciphertext joined is the text of the two joined). Each is handed out once: a draw is one `next`
+    on a zip of list iterators, all in C, which the GIL makes atomic, so two threads never get the
+    same one (two refilling at once each use their own lists). A forked child drops what its parent
+    had read, so parent and child never share a nonce.
+    """
+
+    _BATCH = 256
+
+    def __init__(self) -> None:
+        self._left: Iterator[tuple[bytes, bytes]] = iter(())
+        os.register_at_fork(after_in_child=self.drop)
+
+    def draw(self) -> tuple[bytes, bytes]:
+        """A nonce no one else got, and its base64 text."""
+        try:
+            return next(self._left)
+        except StopIteration:
+            raw = os.urandom(_NONCE * self._BATCH)
+            text = pybase64.b64encode(raw)
+            n, t = _NONCE, _NONCE * 4 // 3
+            nonces = [raw[i : i + n] for i in range(0, len(raw), n)]
+            texts = [text[i : i + t] for i in range(0, len(text), t)]
+            fresh = zip(nonces, texts, strict=True)
+            self._left = fresh
+            return next(fresh)
+
+    def drop(self) -> None:
+        """Forget the nonces read so far (a forked child)."""
+        self._left = iter(())
+
+
+_nonces = _Nonces()
 
 
 class DataCipher:
@@ -51,8 +90,17 @@ class DataCipher:
 
     def encrypt(self, plain: bytes) -> bytes:
         """Nonce + ciphertext + tag."""
-        nonce = os.urandom(_NONCE)
+        nonce, _ = _nonces.draw()
         return nonce + self._aead.encrypt(nonce, plain, None)
+
+    def encrypt_json(self, plain: bytes) -> bytes:
+        """`encrypt`'s bytes as a JSON string of standard padded base64 (pybase64: SIMD, 5× the stdlib's speed).
+
+        The nonce is 12 bytes, a whole number of base64 groups, so its text and the ciphertext's
+        joined are the text of the two joined: no copy of the ciphertext to prepend the nonce.
+        """
+        nonce, text = _nonces.draw()
+        return b'"%s%s"' % (text, pybase64.b64encode(self._aead.encrypt(nonce, plain, None)))
 
     def decrypt(self, sealed: bytes) -> bytes:
         """The plaintext; ValueError if `sealed` was not made under this key or was altered."""

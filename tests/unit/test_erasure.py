@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import os
+
 import msgspec
 import pytest
 
@@ -20,7 +23,7 @@ from handoff.kernel.events import (
 from handoff.kernel.principal import Principal
 from handoff.kernel.state import SessionState
 from handoff.kernel.types import AgentId, HandoffId
-from handoff.storage.datakeys import DataCipher, DataKeys, create_write, destroy_write
+from handoff.storage.datakeys import DataCipher, DataKeys, _nonces, create_write, destroy_write
 from handoff.storage.kv import InMemoryKeyValue
 from unit.support import NOW, append, counter, register, request
 
@@ -52,6 +55,22 @@ def test_a_concealed_event_holds_no_plaintext_and_reveals_to_the_original(event:
     assert SECRET.encode() not in msgspec.json.encode(hidden) and is_erased(hidden)
     assert reveal(hidden, cipher) == shown(event)  # type: ignore[arg-type]
     assert not is_erased(reveal(hidden, cipher))
+
+
+def test_nonces_are_never_handed_out_twice_in_a_process_or_across_a_fork() -> None:
+    drawn = [_nonces.draw() for _ in range(3 * 256 + 7)]  # across several refills
+    mine = {nonce for nonce, _ in drawn}
+    assert len(mine) == 3 * 256 + 7 and all(len(n) == 12 for n in mine)
+    assert all(base64.b64encode(nonce) == text for nonce, text in drawn)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what it draws next must not be what the parent draws next
+        os.write(write, _nonces.draw()[0])
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 12)
+    os.close(read), os.close(write)
+    assert child != _nonces.draw()[0] and child not in mine
 
 
 def test_without_the_key_an_event_stays_hidden_and_with_another_key_it_does_not_open() -> None:
