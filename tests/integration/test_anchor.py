@@ -66,10 +66,9 @@ def _rewrite(lines: list[bytes], old: str, new: str) -> list[bytes]:
         wire["prevHash"] = prev.get(key, "0" * 64)
         if wire["type"] == "ContextAppended":
             cipher = DataCipher(keys[key])
-            hidden = msgspec.json.decode(cipher.decrypt(base64.b64decode(wire["data"]["encrypted"])))
-            if hidden["content"] == f"price: {old}":
-                hidden["content"] = f"price: {new}"
-                sealed = cipher.encrypt(_sorted.encode(hidden))
+            plain = cipher.decrypt(base64.b64decode(wire["data"]["encrypted"]))  # 0x00, then the content alone
+            if plain == f"\x00price: {old}".encode():
+                sealed = cipher.encrypt(f"\x00price: {new}".encode())
                 wire["data"]["encrypted"] = base64.b64encode(sealed).decode()
         del wire["hash"]
         wire["hash"] = prev[key] = hashlib.sha256(_sorted.encode(wire)).hexdigest()

@@ -8,9 +8,18 @@ import os
 import msgspec
 import pytest
 
+from handoff.kernel.codec import sealed_record
 from handoff.kernel.commands import EraseSession
 from handoff.kernel.decide import Ctx, execute_encoded
-from handoff.kernel.erasure import conceal, erase_due_at, is_erased, retention_erasure, reveal, shown
+from handoff.kernel.erasure import (
+    conceal,
+    erase_due_at,
+    is_erased,
+    retention_erasure,
+    reveal,
+    sealed_and_shown,
+    shown,
+)
 from handoff.kernel.errors import CodecError, InvalidArgument, NotPermitted, SessionNotActive
 from handoff.kernel.events import (
     ContextAppended,
@@ -55,6 +64,28 @@ def test_a_concealed_event_holds_no_plaintext_and_reveals_to_the_original(event:
     assert SECRET.encode() not in msgspec.json.encode(hidden) and is_erased(hidden)
     assert reveal(hidden, cipher) == shown(event)  # type: ignore[arg-type]
     assert not is_erased(reveal(hidden, cipher))
+
+
+@pytest.mark.parametrize("metadata", [{}, {"m": SECRET}], ids=["content alone", "with metadata"])
+def test_the_hot_paths_record_is_byte_for_byte_the_one_conceal_gives(
+    metadata: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one nonce for both, so the two ways of sealing compare byte for byte
+    monkeypatch.setattr(_nonces, "draw", lambda: (bytes(12), b"A" * 16))
+    cipher = DataCipher(bytes(range(32)))
+    event = msgspec.structs.replace(EVENTS[1], metadata=metadata)
+    stored, clear = sealed_and_shown(event, cipher)
+    head = ("e1", "s1", 2, NOW, AgentId("a"), "0" * 64, None, 1)
+    assert sealed_record(stored, *head) == sealed_record(conceal(event, cipher), *head)
+    assert clear == shown(event)
+    assert reveal(conceal(event, cipher), cipher) == shown(event)
+
+
+def test_an_entry_sealed_before_the_short_form_still_opens() -> None:
+    cipher = DataCipher.new()
+    legacy = cipher.encrypt(msgspec.json.encode({"content": SECRET, "metadata": {}}))  # every entry until Dec 2026
+    hidden = msgspec.structs.replace(EVENTS[1], content="", encrypted=legacy)
+    assert reveal(hidden, cipher) == shown(EVENTS[1])
 
 
 def test_nonces_are_never_handed_out_twice_in_a_process_or_across_a_fork() -> None:
