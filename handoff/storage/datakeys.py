@@ -3,8 +3,9 @@ r"""Per-session data keys (CONTRACT §8 Erasure): the AES-GCM cipher, and where 
     P:<sessionKey>     the session's 256-bit data key (absent: never had one, or erased)
 
 Destroying a key is deleting it and then compacting its range, so no SST or WAL file of the store
-still holds it (`RocksKeyValue.compact_all`). A `DataKeys` keeps one cipher per session in memory,
-so the write path never reads a key from disk twice.
+still holds it (`RocksKeyValue.compact_all`). A `DataKeys` keeps up to `cache_size` sessions' ciphers
+in memory (the longest cached dropped first), so the write path reads a key from disk once, not once
+per write.
 """
 
 from __future__ import annotations
