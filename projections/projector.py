@@ -47,6 +47,7 @@ class Changes:
     summaries: dict[str, SummaryView] = field(default_factory=dict)
     handoffs: dict[str, HandoffView] = field(default_factory=dict)
     entries: dict[tuple[str, int], ContextEntryView] = field(default_factory=dict)
+    in_log: set[tuple[str, int]] = field(default_factory=set)  # entries whose content the store reads from the log
     index_put: dict[bytes, bytes] = field(default_factory=dict)
     index_delete: set[bytes] = field(default_factory=set)
 
@@ -97,6 +98,8 @@ def project(reader: ViewReader, env: Envelope, changes: Changes) -> None:
     _keep(changes, key, old_s, fold_session(old_s, env, before, entry), old_y, fold_summary(old_y, env, entry))
     if entry is not None:
         changes.entries[(key, entry.sequence_number)] = entry
+        if type(env.event) is ContextAppended and env.event.encrypted == b"":
+            changes.in_log.add((key, entry.sequence_number))
 
 
 def project_appends(reader: ViewReader, envs: Sequence[Envelope], changes: Changes) -> None:
@@ -109,6 +112,10 @@ def project_appends(reader: ViewReader, envs: Sequence[Envelope], changes: Chang
     pending = changes.entries
     for entry in entries:
         pending[(key, entry.sequence_number)] = entry
+    in_log = changes.in_log
+    for env, entry in zip(envs, entries, strict=True):
+        if env.event.encrypted == b"":  # type: ignore[union-attr]  # an append's: a key behind it
+            in_log.add((key, entry.sequence_number))
 
 
 def _keep(

@@ -1,4 +1,9 @@
-"""Queries: the read side, answered from views in a `KeyValue` (live, replayed, or folded as of a version)."""
+"""Queries: the read side, answered from views in a `KeyValue` (live, replayed, or folded as of a version).
+
+Context entries whose content the log holds (`projections.viewstore`) get it from an `EventLog`: by
+default the log in the same store; a store of views only (a replay, a fold as of a version) is read
+with the log it was folded from.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import msgspec
+
 from handoff.kernel.errors import InvalidArgument
 from handoff.kernel.package import PackageEntry
 from handoff.storage import keys
 from handoff.storage.kv import KeyValue
+from handoff.storage.log import EventLog
+from projections.folds import erased_entry
 from projections.views import ContextEntryView, HandoffView, SessionView
-from projections.viewstore import StoreReader, decode_entry
+from projections.viewstore import StoreReader, decode_entry, reads_from_log
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -45,9 +54,10 @@ def decode_cursor(cursor: str, prefix: bytes) -> bytes:
 class Queries:
     """Every read the MCP adapter and the workers answer."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, log: EventLog | None = None) -> None:
         self.kv = kv
         self.reader = StoreReader(kv)
+        self.log = log or EventLog(kv)
 
     def session(self, key: str) -> SessionView | None:
         """The session view."""
@@ -65,8 +75,17 @@ class Queries:
         for _, value in self.kv.scan(prefix, start):
             if len(entries) == limit:
                 return entries, entries[-1].sequence_number
-            entries.append(decode_entry(value))
+            entries.append(self._whole(key, decode_entry(value)))
         return entries, None
+
+    def _whole(self, key: str, entry: ContextEntryView) -> ContextEntryView:
+        """The entry with its content and metadata, read from the log if the view holds neither."""
+        if not reads_from_log(entry):
+            return entry
+        fields = self.log.entry_fields(key, entry.version)
+        if fields is None:  # the key went after the view was read: erased
+            return erased_entry(entry)
+        return msgspec.structs.replace(entry, content=fields[0], metadata=fields[1])
 
     def entries_newest_first(self, key: str, last: int, page: int = 8, max_page: int = 64) -> Iterator[PackageEntry]:
         """The session's entries from `last` down to 1, read a page at a time as the caller pulls.

@@ -1,4 +1,12 @@
-"""Views in a key-value store: their codec, the writes that store a fold's changes, and the reader."""
+"""Views in a key-value store: their codec, the writes that store a fold's changes, and the reader.
+
+An entry's content is stored once. The context entry of a session with a data key is stored without
+its content and metadata (``""`` and ``{}``, its ``contentLength`` kept): the event in the log holds
+them, encrypted, and `Queries` reads them from there (`EventLog.entry_fields`). Only the views of a
+session without a key (written before erasure existed) hold their content, as the log does in the
+clear. So an update_context writes its content once, and no view holds a plaintext that erasure
+would have to find and overwrite.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +24,25 @@ _dec_session = msgspec.msgpack.Decoder(SessionView)
 _dec_summary = msgspec.msgpack.Decoder(SummaryView)
 _dec_handoff = msgspec.msgpack.Decoder(HandoffView)
 _dec_entry = msgspec.msgpack.Decoder(ContextEntryView)
+_replace = msgspec.structs.replace
 
 
 def decode_entry(value: bytes) -> ContextEntryView:
-    """Decode a stored context entry."""
+    """Decode a stored context entry (as stored: see `in_log`)."""
     return _dec_entry.decode(value)
 
 
-def changes_to_writes(changes: Changes) -> list[Write]:
-    """The key-value writes that store `changes`."""
+def reads_from_log(entry: ContextEntryView) -> bool:
+    """Whether a stored entry's content and metadata are in the log, not in the view (content is never empty)."""
+    return not entry.content and entry.content_length > 0 and not entry.erased
+
+
+def changes_to_writes(changes: Changes, *, content_in_log: bool = True) -> list[Write]:
+    """The key-value writes that store `changes`.
+
+    `content_in_log`: the entries of `changes.in_log` are stored without content and metadata (see
+    the module docstring). Off only for a store read without its log (an audit's scratch store).
+    """
     writes: list[Write] = []
     for key, session in changes.sessions.items():
         writes.append((keys.session_key(key), _enc.encode(session)))
@@ -34,10 +52,13 @@ def changes_to_writes(changes: Changes) -> list[Write]:
         writes.append((keys.handoff_key(hid), _enc.encode(handoff)))
     encode = _enc.encode
     prefixes: dict[str, bytes] = {}
+    in_log = changes.in_log if content_in_log else ()
     for (key, seq), entry in changes.entries.items():
         prefix = prefixes.get(key)
         if prefix is None:
             prefix = prefixes[key] = keys.context_prefix(key)
+        if (key, seq) in in_log:
+            entry = _replace(entry, content="", metadata={})
         writes.append((keys.context_key_under(prefix, seq), encode(entry)))
     writes.extend((k, None) for k in changes.index_delete)
     writes.extend(changes.index_put.items())

@@ -154,7 +154,7 @@ def timeline_of(key: str, stream: Iterable[Envelope]) -> Iterator[Step]:
         yield Step(env.version, env.occurred_at, env.actor, env.type, describe(env.event, env.actor), check)
         changes = Changes()
         project(OverlayReader(reader, changes), env, changes)
-        kv.write(changes_to_writes(changes))
+        kv.write(changes_to_writes(changes, content_in_log=False))  # a scratch store: no log to read it from
     if not found:
         raise SessionNotFound(f"session {key!r} has no events in this store", sessionKey=key)
 

@@ -103,7 +103,7 @@ class Engine:
         self.encrypt = encrypt  # give new sessions a data key (CONTRACT §8 Erasure); off: they are written in the clear
         self.timings = timings or StoreTimings()
         self.log = L.EventLog(kv)
-        self.queries = Queries(kv)
+        self.queries = Queries(kv, self.log)
         self.limits = limits or Limits()
         self.sync = sync
         self.max_batch = max_batch
@@ -453,4 +453,4 @@ class Engine:
         """Queries over the session exactly as it was after its first `version` events."""
         kv = InMemoryKeyValue()
         fold_events(kv, self.log.stream(key, until=version))
-        return Queries(kv)
+        return Queries(kv, self.log)  # entries read their content from this log

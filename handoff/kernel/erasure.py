@@ -79,6 +79,15 @@ def _opened(plain: bytes) -> dict[str, Any]:
     return _decode.decode(plain)
 
 
+def opened_entry(sealed: bytes, cipher: FieldCipher) -> tuple[str, dict[str, Any]]:
+    """The content and metadata of a ContextAppended's ``encrypted`` field (CodecError if it does not open)."""
+    try:
+        fields = _opened(cipher.decrypt(sealed))
+    except (ValueError, msgspec.DecodeError) as exc:
+        raise CodecError("ContextAppended: its encrypted fields do not open with the session's key") from exc
+    return fields["content"], fields["metadata"]
+
+
 def conceal(event: Event, cipher: FieldCipher) -> Event:
     """The event as the log holds it: its erasable fields emptied, their values in ``encrypted``."""
     match event:

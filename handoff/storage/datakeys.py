@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 import pybase64
@@ -39,35 +39,33 @@ class _Nonces:
     """Random 96-bit nonces from the system's CSPRNG, read 256 at a time (one system call, not 256).
 
     Each comes with its base64 text (12 bytes are whole base64 groups: the text of a nonce and a
-    ciphertext joined is the text of the two joined). Each is handed out once: a draw is one `next`
-    on a zip of list iterators, all in C, which the GIL makes atomic, so two threads never get the
-    same one (two refilling at once each use their own lists). A forked child drops what its parent
-    had read, so parent and child never share a nonce.
+    ciphertext joined is the text of the two joined). Each is handed out once: a draw is one
+    `list.pop`, which is atomic, so two threads never get the same one (two refilling at once each
+    pop from the list they made). A forked child drops what its parent had read, so parent and
+    child never share a nonce.
     """
 
     _BATCH = 256
 
     def __init__(self) -> None:
-        self._left: Iterator[tuple[bytes, bytes]] = iter(())
+        self._left: list[tuple[bytes, bytes]] = []
         os.register_at_fork(after_in_child=self.drop)
 
     def draw(self) -> tuple[bytes, bytes]:
         """A nonce no one else got, and its base64 text."""
         try:
-            return next(self._left)
-        except StopIteration:
+            return self._left.pop()
+        except IndexError:
             raw = os.urandom(_NONCE * self._BATCH)
             text = pybase64.b64encode(raw)
             n, t = _NONCE, _NONCE * 4 // 3
-            nonces = [raw[i : i + n] for i in range(0, len(raw), n)]
-            texts = [text[i : i + t] for i in range(0, len(text), t)]
-            fresh = zip(nonces, texts, strict=True)
+            fresh = [(raw[i * n : (i + 1) * n], text[i * t : (i + 1) * t]) for i in range(self._BATCH)]
             self._left = fresh
-            return next(fresh)
+            return fresh.pop()
 
     def drop(self) -> None:
         """Forget the nonces read so far (a forked child)."""
-        self._left = iter(())
+        self._left = []
 
 
 _nonces = _Nonces()
@@ -101,7 +99,7 @@ class DataCipher:
         joined are the text of the two joined: no copy of the ciphertext to prepend the nonce.
         """
         nonce, text = _nonces.draw()
-        return b'"%s%s"' % (text, pybase64.b64encode(self._aead.encrypt(nonce, plain, None)))
+        return b"".join((b'"', text, pybase64.b64encode(self._aead.encrypt(nonce, plain, None)), b'"'))
 
     def decrypt(self, sealed: bytes) -> bytes:
         """The plaintext; ValueError if `sealed` was not made under this key or was altered."""

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 import msgspec
 
 from handoff.kernel.codec import decode_envelope
+from handoff.kernel.erasure import opened_entry
+from handoff.kernel.errors import CodecError
 from handoff.kernel.events import Envelope
 from handoff.kernel.receipt import Receipt
 from handoff.kernel.state import SessionState
@@ -26,6 +28,19 @@ POSITION_KEY = b"M:position"
 _enc = msgspec.msgpack.Encoder()
 _dec_state = msgspec.msgpack.Decoder(SessionState)
 _dec_receipt = msgspec.msgpack.Decoder(Receipt)
+
+
+class _SealedFields(msgspec.Struct):
+    encrypted: bytes | None = None
+
+
+class _SealedRecord(msgspec.Struct):
+    """The one field of a record that an entry's content is read from (the decoder skips the rest)."""
+
+    data: _SealedFields
+
+
+_dec_sealed = msgspec.json.Decoder(_SealedRecord)
 
 
 def event_records(items: Iterable[tuple[bytes, bytes]]) -> Iterator[tuple[str, int, bytes]]:
@@ -107,6 +122,22 @@ class EventLog:
     def record(self, key: str, version: int) -> bytes | None:
         """The stored bytes of one event."""
         return self.kv.get(event_key(key, version))
+
+    def entry_fields(self, key: str, version: int) -> tuple[str, dict[str, object]] | None:
+        """The content and metadata of the ContextAppended at `version`, opened with the session's key.
+
+        For entry views that hold neither (`projections.viewstore`): the log holds them once.
+        None once the session's key is destroyed (erased). CodecError if the event is not in this
+        store or holds no ciphertext.
+        """
+        record = self.kv.get(event_key(key, version))
+        if record is None:
+            raise CodecError(f"session {key!r}: event {version} is not in this store, and its entry's content is")
+        sealed = _dec_sealed.decode(record).data.encrypted
+        if not sealed:
+            raise CodecError(f"session {key!r}: event {version} holds no encrypted content")
+        cipher = self.keys.cipher(key)
+        return None if cipher is None else opened_entry(sealed, cipher)
 
     def records(self, key: str, until: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(version, bytes) of a session's events in order, up to `until` inclusive."""

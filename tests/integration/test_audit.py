@@ -306,7 +306,7 @@ def test_replay_until_a_version_equals_as_of_version_reads(store: RocksKeyValue,
     target = RocksKeyValue(str(tmp_path / "until"))
     replay(store, target, until_version=version, quiet=True)
     engine = Engine(store)
-    replayed = Queries(target)
+    replayed = Queries(target, EventLog(store))  # a replay holds views: entries read their content from the log
     for key in ("audit-000", "audit-050", "audit-099"):
         as_of = engine.as_of(key, version)
         assert replayed.session(key) == as_of.session(key)
@@ -504,7 +504,13 @@ def test_a_log_written_by_the_previous_schema_replays_to_the_same_views_and_veri
     )
     rebuilt = RocksKeyValue(str(tmp_path / "rebuilt"))
     replay(old, rebuilt, quiet=True)
-    assert digest(rebuilt) == digest(store)
+    not_entries = tuple(p for p in VIEW_PREFIXES if p != b"C:")
+    assert digest(rebuilt, not_entries) == digest(store, not_entries)
+    # the old log's entries hold their content in the view (no key), the new one's read it from the log
+    assert all(
+        Queries(rebuilt, EventLog(old)).context(k, 0, 1000) == Queries(store).context(k, 0, 1000)
+        for k in EventLog(store).session_keys()
+    )
     old.write(list(rebuilt.scan(b"")))  # give the old store its views, then verify it as a whole
     assert verify(old, scratch=tmp_path, quiet=True).ok
 
