@@ -82,8 +82,11 @@ def _opened(plain: bytes) -> dict[str, Any]:
 def opened_entry(sealed: bytes, cipher: FieldCipher) -> tuple[str, dict[str, Any]]:
     """The content and metadata of a ContextAppended's ``encrypted`` field (CodecError if it does not open)."""
     try:
-        fields = _opened(cipher.decrypt(sealed))
-    except (ValueError, msgspec.DecodeError) as exc:
+        plain = cipher.decrypt(sealed)
+        if plain[:1] == _CONTENT_ONLY:
+            return plain[1:].decode(), {}
+        fields = _decode.decode(plain)
+    except (ValueError, msgspec.DecodeError) as exc:  # UnicodeDecodeError is a ValueError
         raise CodecError("ContextAppended: its encrypted fields do not open with the session's key") from exc
     return fields["content"], fields["metadata"]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import msgspec
+import pybase64
 
 from handoff.kernel.codec import decode_envelope
 from handoff.kernel.erasure import opened_entry
@@ -31,7 +32,7 @@ _dec_receipt = msgspec.msgpack.Decoder(Receipt)
 
 
 class _SealedFields(msgspec.Struct):
-    encrypted: bytes | None = None
+    encrypted: msgspec.Raw = msgspec.Raw(b"")  # its JSON text, base64 decoded by pybase64 (msgspec's own is ~5× slower)
 
 
 class _SealedRecord(msgspec.Struct):
@@ -133,11 +134,11 @@ class EventLog:
         record = self.kv.get(event_key(key, version))
         if record is None:
             raise CodecError(f"session {key!r}: event {version} is not in this store, and its entry's content is")
-        sealed = _dec_sealed.decode(record).data.encrypted
-        if not sealed:
+        text = _dec_sealed.decode(record).data.encrypted
+        if len(text) <= 2:  # absent (b""), null or an empty string
             raise CodecError(f"session {key!r}: event {version} holds no encrypted content")
         cipher = self.keys.cipher(key)
-        return None if cipher is None else opened_entry(sealed, cipher)
+        return None if cipher is None else opened_entry(pybase64.b64decode(bytes(text)[1:-1]), cipher)
 
     def records(self, key: str, until: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(version, bytes) of a session's events in order, up to `until` inclusive."""
