@@ -74,18 +74,22 @@ class Queries:
         entries: list[ContextEntryView] = []
         for _, value in self.kv.scan(prefix, start):
             if len(entries) == limit:
-                return entries, entries[-1].sequence_number
-            entries.append(self._whole(key, decode_entry(value)))
-        return entries, None
+                return self._whole(key, entries), entries[-1].sequence_number
+            entries.append(decode_entry(value))
+        return self._whole(key, entries), None
 
-    def _whole(self, key: str, entry: ContextEntryView) -> ContextEntryView:
-        """The entry with its content and metadata, read from the log if the view holds neither."""
-        if not reads_from_log(entry):
-            return entry
-        fields = self.log.entry_fields(key, entry.version)
-        if fields is None:  # the key went after the view was read: erased
-            return erased_entry(entry)
-        return msgspec.structs.replace(entry, content=fields[0], metadata=fields[1])
+    def _whole(self, key: str, entries: list[ContextEntryView]) -> list[ContextEntryView]:
+        """The entries with their content and metadata, read from the log (in one read) where views hold neither."""
+        sealed = [i for i, entry in enumerate(entries) if reads_from_log(entry)]
+        if not sealed:
+            return entries
+        fields = self.log.entries_fields(key, [entries[i].version for i in sealed])
+        for i, found in zip(sealed, fields, strict=True):
+            if found is None:  # the key went after the views were read: erased
+                entries[i] = erased_entry(entries[i])
+            else:
+                entries[i] = msgspec.structs.replace(entries[i], content=found[0], metadata=found[1])
+        return entries
 
     def entries_newest_first(self, key: str, last: int, page: int = 8, max_page: int = 64) -> Iterator[PackageEntry]:
         """The session's entries from `last` down to 1, read a page at a time as the caller pulls.

@@ -2,7 +2,7 @@
 
 An entry's content is stored once. The context entry of a session with a data key is stored without
 its content and metadata (``""`` and ``{}``, its ``contentLength`` kept): the event in the log holds
-them, encrypted, and `Queries` reads them from there (`EventLog.entry_fields`). Only the views of a
+them, encrypted, and `Queries` reads them from there (`EventLog.entries_fields`). Only the views of a
 session without a key (written before erasure existed) hold their content, as the log does in the
 clear. So an update_context writes its content once, and no view holds a plaintext that erasure
 would have to find and overwrite.

@@ -253,6 +253,9 @@ class _EntriesAside:
     def get(self, key: bytes) -> bytes | None:
         return self.scratch.get(key)
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        return self.scratch.get_many(keys)
+
     def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         return self.scratch.scan(prefix, after)
 

@@ -25,6 +25,9 @@ class KeyValue(Protocol):
     def get(self, key: bytes) -> bytes | None:
         """The value, or None."""
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """The values of `keys` (None for a missing one), in their order: one read, not one per key."""
+
     def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Entries whose key starts with `prefix`, ascending, strictly after `after` if given."""
 
@@ -45,6 +48,10 @@ class InMemoryKeyValue:
     def get(self, key: bytes) -> bytes | None:
         """The value, or None."""
         return self._data.get(key)
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """The values of `keys` (None for a missing one), in their order."""
+        return [self._data.get(key) for key in keys]
 
     def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Entries under `prefix`, ascending, after `after`."""
@@ -131,6 +138,10 @@ class RocksKeyValue:
         """The value, or None."""
         value = self.db.get(key)
         return None if value is None else bytes(value)
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | None]:
+        """The values of `keys` (None for a missing one), in their order: one RocksDB MultiGet."""
+        return cast(list[bytes | None], self.db.get(cast(list[str | int | float | bytes | bool], keys)))
 
     def scan(self, prefix: bytes, after: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Entries under `prefix`, ascending, after `after`."""

@@ -124,21 +124,23 @@ class EventLog:
         """The stored bytes of one event."""
         return self.kv.get(event_key(key, version))
 
-    def entry_fields(self, key: str, version: int) -> tuple[str, dict[str, object]] | None:
-        """The content and metadata of the ContextAppended at `version`, opened with the session's key.
+    def entries_fields(self, key: str, versions: list[int]) -> list[tuple[str, dict[str, object]] | None]:
+        """The content and metadata of the session's ContextAppended events at `versions` (one read for all).
 
-        For entry views that hold neither (`projections.viewstore`): the log holds them once.
-        None once the session's key is destroyed (erased). CodecError if the event is not in this
+        For entry views that hold neither (`projections.viewstore`): the log holds them once, encrypted.
+        Each is None once the session's key is destroyed (erased). CodecError if an event is not in this
         store or holds no ciphertext.
         """
-        record = self.kv.get(event_key(key, version))
-        if record is None:
-            raise CodecError(f"session {key!r}: event {version} is not in this store, and its entry's content is")
-        text = _dec_sealed.decode(record).data.encrypted
-        if len(text) <= 2:  # absent (b""), null or an empty string
-            raise CodecError(f"session {key!r}: event {version} holds no encrypted content")
         cipher = self.keys.cipher(key)
-        return None if cipher is None else opened_entry(pybase64.b64decode(bytes(text)[1:-1]), cipher)
+        fields: list[tuple[str, dict[str, object]] | None] = []
+        for version, record in zip(versions, self.kv.get_many([event_key(key, v) for v in versions]), strict=True):
+            if record is None:
+                raise CodecError(f"session {key!r}: event {version} is not in this store, and its entry's content is")
+            text = _dec_sealed.decode(record).data.encrypted
+            if len(text) <= 2:  # absent (b""), null or an empty string
+                raise CodecError(f"session {key!r}: event {version} holds no encrypted content")
+            fields.append(None if cipher is None else opened_entry(pybase64.b64decode(memoryview(text)[1:-1]), cipher))
+        return fields
 
     def records(self, key: str, until: int | None = None) -> Iterator[tuple[int, bytes]]:
         """(version, bytes) of a session's events in order, up to `until` inclusive."""
