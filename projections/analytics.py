@@ -229,6 +229,10 @@ def fold_analytics(view: AnalyticsView, env: Envelope) -> AnalyticsView:
     crash kept only the first few writes of an event, folding the event again completes it without
     counting anything twice (the faust shell keeps every key in one table, so its changelog holds a
     prefix of the writes).
+
+    Each session's events must come in version order without a gap: `applied` only moves up, so an
+    event that comes after a later version of its session is skipped for good. A shell that can skip
+    events folds with `fold_in_order`.
     """
     if view.applied.get(env.session_key, 0) >= env.version:
         return view
@@ -246,6 +250,31 @@ def fold_analytics(view: AnalyticsView, env: Envelope) -> AnalyticsView:
         view.buckets[key] = bucket
     view.applied[env.session_key] = env.version
     return view
+
+
+def missing_before(view: AnalyticsView, env: Envelope) -> range:
+    """The versions of `env`'s session below `env`'s own that the view has not folded (empty: none are).
+
+    Folding `env` past them would leave them out for good. A session the view has not seen lacks its
+    versions from 1: pruning keeps `applied`, and the Kafka log keeps every event, so only a consumer
+    that skipped them gets there.
+    """
+    return range(view.applied.get(env.session_key, 0) + 1, env.version)
+
+
+def fold_in_order(view: AnalyticsView, env: Envelope, earlier: Iterable[Envelope]) -> list[int]:
+    """Fold the events of `earlier` that fill `env`'s gap (`missing_before`), in version order, then `env`.
+
+    `earlier` is what the shell read back from the log for the gap. Versions it does not hold are gone
+    from the log (a topic truncated by hand): `env` is folded past them rather than held for ever.
+    Returns those versions (empty: the gap, if any, is filled).
+    """
+    missing = missing_before(view, env)
+    found = {e.version: e for e in earlier if e.session_key == env.session_key and e.version in missing}
+    for version in sorted(found):
+        fold_analytics(view, found[version])
+    fold_analytics(view, env)
+    return [v for v in missing if v not in found]
 
 
 def prune(view: AnalyticsView, now: float) -> int:

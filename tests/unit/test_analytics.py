@@ -1,4 +1,4 @@
-"""The analytics fold: idempotent, order-respecting, shardable, windowed by hour, pruned after 7 days."""
+"""The analytics fold: idempotent, order-respecting, gap-free, shardable, windowed by hour, pruned after 7 days."""
 
 from __future__ import annotations
 
@@ -19,7 +19,16 @@ from handoff.kernel.commands import (
     RejectHandoff,
     RequestHandoff,
 )
-from projections.analytics import AnalyticsView, answer, epoch_seconds, fold_analytics, prune, shard_view
+from projections.analytics import (
+    AnalyticsView,
+    answer,
+    epoch_seconds,
+    fold_analytics,
+    fold_in_order,
+    missing_before,
+    prune,
+    shard_view,
+)
 
 from .strategies import programs, run_program
 from .support import H1, H2
@@ -85,6 +94,67 @@ def test_replayed_events_as_at_least_once_delivery_gives_them_change_nothing(log
         if data.draw(st.booleans()):  # redeliver an earlier stretch, as a consumer restarted from an old offset
             replayed.extend(log[data.draw(st.integers(0, i)) : i + 1])
     assert _snapshot(_fold(replayed)) == _snapshot(_fold(log))
+
+
+def _delivered_without(log, dropped, read_back=True):
+    """The log folded as the faust shell folds it when its stream dropped the events at `dropped`: each event after
+    the earlier versions of its session that the view lacks, read back from the log before it (none if not
+    `read_back`: a topic truncated since); then the dropped events delivered again, as a reread does."""
+    view, gone = AnalyticsView(), []
+    for i, env in enumerate(log):
+        if i in dropped:
+            continue
+        earlier = [e for e in log[:i] if e.session_key == env.session_key] if read_back else []
+        gone += fold_in_order(view, env, earlier)
+    for i in sorted(dropped):
+        fold_in_order(view, log[i], [])
+    return view, gone
+
+
+@PROPERTY
+@given(logs, st.data())
+def test_an_event_dropped_then_read_back_before_its_later_versions_counts_as_the_whole_log(log, data):
+    dropped = set(data.draw(st.lists(st.integers(0, max(0, len(log) - 1)), max_size=3)))
+    view, gone = _delivered_without(log, dropped)
+    assert gone == []
+    assert _snapshot(view) == _snapshot(_fold(log))
+
+
+def test_an_event_dropped_and_folded_past_is_missing_for_good_which_is_what_fold_in_order_prevents():
+    log = _at(_workload(), [0, 1, 1, 1, 5, 10, 60, 2, 1])
+    past = _fold(log[:2] + log[3:] + log[2:3])  # the dropped entry comes again after its later versions
+    assert _snapshot(past) != _snapshot(_fold(log))
+    assert _snapshot(_delivered_without(log, {2})[0]) == _snapshot(_fold(log))
+
+
+def test_a_gap_that_the_log_no_longer_holds_is_folded_past_and_its_versions_reported():
+    log = _at(_workload(), [0, 1, 1, 1, 5, 10, 60, 2, 1])
+    view, gone = _delivered_without(log, {2, 3}, read_back=False)
+    assert gone == [log[2].version, log[3].version]
+    assert _snapshot(view) == _snapshot(_fold(log[:2] + log[4:]))  # what folding past the gap gives
+
+
+def test_a_gap_partly_read_back_folds_what_was_found_in_order_and_reports_the_rest():
+    log = _at(_workload(), [0, 1, 1, 1, 5, 10, 60, 2, 1])
+    view = _fold(log[:2])
+    assert list(missing_before(view, log[5])) == [3, 4, 5]
+    assert fold_in_order(view, log[5], [log[4], log[0], log[3]]) == [3]
+    assert _snapshot(view) == _snapshot(_fold(log[:2] + log[3:6]))
+
+
+def test_a_session_first_seen_after_its_first_version_has_a_gap_from_version_1():
+    log = _at(_workload(), [0, 1, 1, 1, 5, 10, 60, 2, 1])
+    assert list(missing_before(AnalyticsView(), log[2])) == [1, 2]
+    assert list(missing_before(AnalyticsView(), log[0])) == []
+
+
+def test_an_event_the_view_has_applied_has_no_gap_and_folds_to_nothing():
+    log = _at(_workload(), [0, 1, 1, 1, 5, 10, 60, 2, 1])
+    view = _fold(log)
+    before = _snapshot(view)
+    assert [list(missing_before(view, env)) for env in log] == [[]] * len(log)
+    assert fold_in_order(view, log[3], []) == []
+    assert _snapshot(view) == before
 
 
 @PROPERTY
