@@ -18,9 +18,12 @@ after a SIGKILL neither the local files nor the committed offsets can be trusted
 changelog (seen here: resuming from either lost events). The changelog holds a prefix of the
 writes; folding the whole log again over it completes what is missing, and skips the rest by
 session and version. So the RocksDB files are removed at start, and each run consumes under a group
-of its own (the faust app id; the changelog topic keeps one fixed name). Once each rebalance has
-completed, the app reads the log from the start once more (`reread_after_recovery`): faust can drop a
-message fetched while its recovery is still seeking.
+of its own (the faust app id; the changelog topic keeps one fixed name).
+
+faust can drop a message fetched while its recovery is still seeking. An event whose session the
+table lacks earlier versions of is folded only after them, read back from the log
+(`streams.analytics_gaps`); and once each rebalance has completed, the app reads the log from the
+start once more (`reread_after_recovery`), for a dropped event that no later version follows.
 
 The app connects to Kafka as the workers do: the same ``--kafka-*`` flags and ``HANDOFF_KAFKA_*``
 variables (`streams.security`), given to faust as its broker credentials (SASL and/or a TLS context),
@@ -54,8 +57,9 @@ from handoff import logs
 from handoff.accel import gate
 from handoff.config import read_env
 from handoff.kernel.codec import decode_envelope
-from projections.analytics import WINDOW_HOURS, answer, fold_analytics, hour_of, prune, shard_view
+from projections.analytics import WINDOW_HOURS, answer, hour_of, prune, shard_view
 from streams import security as kafka_security
+from streams.analytics_gaps import KafkaReadBack, fold_without_gaps
 from streams.security import PLAINTEXT, KafkaSecurity
 from streams.topics import DEFAULT_PARTITIONS, Topics
 
@@ -135,6 +139,7 @@ def build_app(config: AnalyticsConfig) -> faust.App:
         changelog_topic=changelog,
     )
     pruned: dict[int, int] = {}
+    read_back = KafkaReadBack(config.bootstrap, config.topics.events, config.security)
 
     @app.agent(events)
     async def fold(stream: Any) -> None:
@@ -142,7 +147,7 @@ def build_app(config: AnalyticsConfig) -> faust.App:
             partition = event.message.partition
             view = shard_view(table, str(partition))
             try:
-                fold_analytics(view, decode_envelope(event.value))
+                await fold_without_gaps(view, decode_envelope(event.value), partition, event.message.offset, read_back)
             except Exception:
                 log.exception("cannot fold an event", extra={"partition": partition, "offset": event.message.offset})
             now = time.time()
@@ -168,8 +173,10 @@ def reread_after_recovery(app: Any, events: str) -> None:
 
     faust (0.15) can drop a message that its fetcher delivers while a rebalance's recovery is still
     seeking the stream partitions (seen here under load: one event of a session skipped at start-up,
-    its later versions folded, the count short until the next run). Reading the log again finds it;
-    the fold skips everything else. A one-second timer, so it runs once the app says it is ready.
+    its later versions folded). The first later version reads it back (`streams.analytics_gaps`); a
+    dropped event that was its session's last so far has no later version, and reading the log again
+    finds it; the fold skips everything else. Best effort: faust can drop part of this reading too
+    (see `streams.analytics_gaps`). A one-second timer, so it runs once the app says it is ready.
     """
     rewound: set[int] = set()  # the consumer generations after which the log was read again
 
