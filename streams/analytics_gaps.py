@@ -15,7 +15,10 @@ at the partition's first offset: its cost is the distance back to the gap, not t
 The events read back are folded in version order, then the event. Nothing is counted twice (the fold
 skips what it has applied, also a read-back event that faust delivers later) and nothing loops (an
 event causes at most one read-back). A version not found is not in the log (a topic truncated by
-hand): the event is folded past it, with a WARNING naming the session and the versions.
+hand), or one not found within `READ_BACK_SECONDS` is too far back to hold the stream for: the event
+is folded past it, with a WARNING naming the session and the versions. A read-back that fails (Kafka
+refuses it) leaves the event unfolded, which the agent logs: its next version, or the next run, reads
+back again.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from streams.security import PLAINTEXT, KafkaSecurity
 log = logging.getLogger(__name__)
 
 FIRST_WINDOW = 1024  # records read back first; each window further back is four times larger
-READ_BACK_SECONDS = 60.0  # a read-back that takes longer fails: the event is not folded past its gap
+READ_BACK_SECONDS = 120.0  # a read-back that takes longer is given up: the event is folded past its gap
 POLL_MS = 500
 
 ReadRange = Callable[[int, int, bytes], Awaitable[list[bytes]]]  # (start, end, key) -> values with the key
@@ -53,12 +56,18 @@ class ReadBack(Protocol):
 async def fold_without_gaps(view: AnalyticsView, env: Envelope, partition: int, offset: int, read: ReadBack) -> None:
     """Fold `env` (at `offset` of `partition`) after the earlier versions of its session that `view` lacks."""
     missing = missing_before(view, env)
-    earlier = await read(partition, offset, env.session_key, missing) if missing else []
+    earlier: list[Envelope] = []
+    why = "not in the log"
+    if missing:
+        try:
+            earlier = await read(partition, offset, env.session_key, missing)
+        except TimeoutError:  # too far back to wait for: the app keeps folding
+            why = f"not read back within {READ_BACK_SECONDS:g} s"
     gone = fold_in_order(view, env, earlier)
     where = {"partition": partition, "offset": offset, "sessionKey": env.session_key, "version": env.version}
     if gone:
-        log.warning("versions of a session are not in the log: folded its later event without them",
-                    extra={**where, "missingVersions": gone})  # fmt: skip
+        log.warning("versions of a session were not found: folded its later event without them",
+                    extra={**where, "missingVersions": gone, "reason": why})  # fmt: skip
     elif missing:
         log.info("folded versions of a session that the stream skipped", extra={**where, "readBack": list(missing)})
 

@@ -118,5 +118,21 @@ async def test_versions_the_log_no_longer_holds_are_folded_past_with_a_warning_n
         await fold_without_gaps(view, log[5], 0, 5, truncated)
     assert _state(view) == _view([*log[:2], *log[4:]])
     [record] = caplog.records
-    assert record.levelname == "WARNING"
-    assert (record.sessionKey, record.version, record.missingVersions) == ("s1", 5, [3, 4])
+    assert (record.levelname, record.sessionKey, record.version) == ("WARNING", "s1", 5)
+    assert (record.missingVersions, record.reason) == ([3, 4], "not in the log")
+
+
+async def test_a_read_back_that_times_out_folds_past_the_gap_with_a_warning_saying_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def too_slow(partition: int, before: int, session: str, missing: range) -> list[Envelope]:
+        raise TimeoutError
+
+    log = _session("s1", 3)
+    view = AnalyticsView()
+    fold_analytics(view, log[0])
+    with caplog.at_level(logging.WARNING, logger=analytics_gaps.__name__):
+        await fold_without_gaps(view, log[3], 0, 3, too_slow)
+    assert _state(view) == _view([log[0], log[3]])
+    [record] = caplog.records
+    assert record.missingVersions == [2, 3] and record.reason.startswith("not read back within")
