@@ -1,24 +1,23 @@
 """The analytics app's guard against folding past a gap: a session's skipped versions, read back from the log.
 
-faust (0.15) can drop a message fetched while a rebalance's recovery is still seeking (its read
-offset taken from a record delivered late, it drops the records below it when they come again), and
-the session's later versions still come. Folding one of them past the gap would leave the skipped
-version out for good (`projections.analytics.fold_in_order`).
+faust (0.15) can drop a message fetched while a rebalance's recovery is still seeking (seen here:
+one version of a session skipped, its later versions delivered). Folding a later version past the
+gap would leave the skipped one out for good (`projections.analytics.fold_in_order`).
 
 So before an event is folded, the versions of its session that the table lacks below it
 (`missing_before`) are read back from its partition, below its offset, by a group-less
 ``read_committed`` consumer of this module's own. faust's consumer is not sought back: after a seek
-it still delivers the records it had fetched and takes its read offset from them, so it can drop the
-very records asked for again. The reading goes back from the event in windows four times larger each
-time and stops at the window that holds the first missing version or an older one of the session, or
-at the partition's first offset: its cost is the distance back to the gap, not the partition's length.
-The events read back are folded in version order, then the event. Nothing is counted twice (the fold
-skips what it has applied, also a read-back event that faust delivers later) and nothing loops (an
-event causes at most one read-back). A version not found is not in the log (a topic truncated by
-hand), or one not found within `READ_BACK_SECONDS` is too far back to hold the stream for: the event
-is folded past it, with a WARNING naming the session and the versions. A read-back that fails (Kafka
-refuses it) leaves the event unfolded, which the agent logs: its next version, or the next run, reads
-back again.
+it still delivers the rest of the batch it was delivering and takes its read offset from it, then
+drops every record below that offset when it comes again, so the very records asked for can be lost.
+The reading goes back from the event in windows four times larger each time and stops at the window
+that holds the first missing version or an older one of the session, or at the partition's first
+offset: its cost is the distance back to the gap, not the partition's length. The events read back
+are folded in version order, then the event. Nothing is counted twice (the fold skips what it has
+applied, also a read-back event that faust delivers later) and nothing loops (an event causes at
+most one read-back). A version not found is not in the log (a topic truncated by hand), or one not
+found within `READ_BACK_SECONDS` is too far back to hold the stream for: the event is folded past
+it, with a WARNING naming the session and the versions. A read-back that fails (Kafka refuses it)
+leaves the event unfolded, which the agent logs: its next version, or the next run, reads back again.
 """
 
 from __future__ import annotations
