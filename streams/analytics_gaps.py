@@ -63,12 +63,19 @@ async def fold_without_gaps(view: AnalyticsView, env: Envelope, partition: int, 
         except TimeoutError:  # too far back to wait for: the app keeps folding
             why = f"not read back within {READ_BACK_SECONDS:g} s"
     gone = fold_in_order(view, env, earlier)
+    # The facts in the message too: faust's worker formats log lines without the extra fields.
     where = {"partition": partition, "offset": offset, "sessionKey": env.session_key, "version": env.version}
     if gone:
-        log.warning("versions of a session were not found: folded its later event without them",
-                    extra={**where, "missingVersions": gone, "reason": why})  # fmt: skip
+        log.warning(
+            "versions %s of session %s were not found (%s): folded version %d (partition %d offset %d) without them",
+            gone, env.session_key, why, env.version, partition, offset,
+            extra={**where, "missingVersions": gone, "reason": why},
+        )  # fmt: skip
     elif missing:
-        log.info("folded versions of a session that the stream skipped", extra={**where, "readBack": list(missing)})
+        log.info(
+            "versions %s of session %s skipped by the stream were read back and folded before version %d",
+            list(missing), env.session_key, env.version, extra={**where, "readBack": list(missing)},
+        )  # fmt: skip
 
 
 async def read_back(read: ReadRange, first: int, before: int, session: str, missing: range) -> list[Envelope]:

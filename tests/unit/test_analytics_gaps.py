@@ -119,6 +119,7 @@ async def test_versions_the_log_no_longer_holds_are_folded_past_with_a_warning_n
     assert _state(view) == _view([*log[:2], *log[4:]])
     [record] = caplog.records
     assert (record.levelname, record.sessionKey, record.version) == ("WARNING", "s1", 5)
+    assert "versions [3, 4] of session s1 were not found" in record.getMessage()
     assert (record.missingVersions, record.reason) == ([3, 4], "not in the log")
 
 
