@@ -37,9 +37,10 @@ from handoff.kernel import commands as C
 from handoff.storage.kv import InMemoryKeyValue
 from handoff.storage.log import EventLog
 from kafka.secure import SecureBroker
-from kafka.support import Broker, wait_until
+from kafka.support import Broker, read_events, wait_until
 from kafka.test_equivalence import fake_ids, script
 from streams.analytics_client import AnalyticsClient
+from streams.analytics_gaps import KafkaReadBack
 from streams.client import KafkaService
 from streams.security import KafkaSecurity
 from streams.topics import Topics
@@ -192,6 +193,25 @@ async def test_the_faust_app_answers_get_analytics_as_the_embedded_engine_does(
                 adapter.stop()
         assert app.poll() is None, (tmp_path / "app.log").read_text()[-4000:]
     await check_changelog_is_compact_only(broker.bootstrap, topics)
+
+
+async def test_reading_back_finds_the_committed_versions_of_a_session_below_an_offset(
+    broker: Broker, exported: Path
+) -> None:
+    topics = Topics(f"ar{uuid.uuid4().hex[:8]}", 4)
+    argv = ["import", "--kafka", broker.bootstrap, "--topic-prefix", topics.prefix, "--partitions", "4"]
+    assert await asyncio.to_thread(main, [*argv, "--in", str(exported)]) == 0
+    await produce_aborted_session(broker.bootstrap, topics)
+    events = await read_events(broker.bootstrap, topics, shown=False)
+    partition, _, last, _ = max(events, key=lambda e: e[2].version)  # the longest session's last event
+    session = [(offset, env) for p, offset, env, _ in events if p == partition and env.session_key == last.session_key]
+    read = KafkaReadBack(broker.bootstrap, topics.events)
+    got = await read(partition, session[-1][0], last.session_key, range(1, last.version))
+    assert got == [env for _, env in session[:-1]]
+    got = await read(partition, session[3][0], last.session_key, range(2, last.version))  # only below version 4
+    assert [env.version for env in got] == [2, 3]
+    ghost = topics.partition_for("ghost-0")  # its registration was aborted: not read back
+    assert await read(ghost, 1 << 30, "ghost-0", range(1, 2)) == []
 
 
 def topic_settings(topics: Topics) -> dict[str, str]:
