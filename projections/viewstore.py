@@ -28,7 +28,7 @@ _replace = msgspec.structs.replace
 
 
 def decode_entry(value: bytes) -> ContextEntryView:
-    """Decode a stored context entry (as stored: see `in_log`)."""
+    """Decode a stored context entry as stored (its content may be in the log: `reads_from_log`)."""
     return _dec_entry.decode(value)
 
 

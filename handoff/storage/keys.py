@@ -6,7 +6,7 @@ The log's own keys (``E:`` events, ``G:`` global order, ``T:`` decision state, `
 
     S:<sessionKey>                       SessionView
     Y:<sessionKey>                       SummaryView
-    C:<sessionKey>\\0<seq:012d>           ContextEntryView
+    C:<sessionKey>\\0<seq:012d>           ContextEntryView (a keyed session's without content: `projections.viewstore`)
     H:<handoffId>                        HandoffView
     I:<index>\\0<term>\\0<order>\\0<id>     index entry -> id, newest first (order = inverted ms)
 
