@@ -66,7 +66,7 @@ def entry_of(env: Envelope) -> ContextEntryView | None:
                 event_id=env.event_id,
                 tokens=event.tokens,
                 metadata=event.metadata,
-                erased=is_erased(event),
+                erased=bool(event.encrypted),  # is_erased, inline: the hot path
             )
         case HandoffRequested():
             seq, content = event.sequence_number, request_text(event)

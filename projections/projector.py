@@ -109,13 +109,12 @@ def project_appends(reader: ViewReader, envs: Sequence[Envelope], changes: Chang
     old_s, old_y = reader.session(key), reader.summary(key)
     new_s, new_y = fold_session_appends(old_s, envs, entries), fold_summary_appends(old_y, envs, entries)
     _keep(changes, key, old_s, new_s, old_y, new_y)
-    pending = changes.entries
-    for entry in entries:
-        pending[(key, entry.sequence_number)] = entry
-    in_log = changes.in_log
+    pending, in_log = changes.entries, changes.in_log
     for env, entry in zip(envs, entries, strict=True):
+        at = (key, entry.sequence_number)
+        pending[at] = entry
         if env.event.encrypted == b"":  # type: ignore[union-attr]  # an append's: a key behind it
-            in_log.add((key, entry.sequence_number))
+            in_log.add(at)
 
 
 def _keep(

@@ -57,7 +57,7 @@ def changes_to_writes(changes: Changes, *, content_in_log: bool = True) -> list[
         prefix = prefixes.get(key)
         if prefix is None:
             prefix = prefixes[key] = keys.context_prefix(key)
-        if (key, seq) in in_log:
+        if in_log and (key, seq) in in_log:
             entry = _replace(entry, content="", metadata={})
         writes.append((keys.context_key_under(prefix, seq), encode(entry)))
     writes.extend((k, None) for k in changes.index_delete)

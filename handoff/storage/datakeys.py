@@ -59,7 +59,8 @@ class _Nonces:
             raw = os.urandom(_NONCE * self._BATCH)
             text = pybase64.b64encode(raw)
             n, t = _NONCE, _NONCE * 4 // 3
-            fresh = [(raw[i * n : (i + 1) * n], text[i * t : (i + 1) * t]) for i in range(self._BATCH)]
+            nonces = [raw[i : i + n] for i in range(0, len(raw), n)]
+            fresh = list(zip(nonces, [text[i : i + t] for i in range(0, len(text), t)], strict=True))
             self._left = fresh
             return fresh.pop()
 
