@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import msgspec
@@ -11,6 +11,7 @@ from handoff.storage.digest import combine, entry_hash, view_items
 from handoff.storage.keys import VIEW_PREFIXES
 from handoff.storage.kv import KeyValue
 
+Alike = Callable[[bytes, bytes, bytes], bool]  # (key, live, fresh): two unequal values that say the same
 _KIND = {b"C:": "context entry", b"H:": "handoff view", b"I:": "index entry", b"S:": "session view", b"Y:": "summary"}
 
 
@@ -77,8 +78,9 @@ class ViewMerge:
     as it comes in ascending key order: `ordered` says whether it did (if not, the result is void).
     """
 
-    def __init__(self, live: Iterator[tuple[bytes, bytes]]) -> None:
+    def __init__(self, live: Iterator[tuple[bytes, bytes]], alike: Alike | None = None) -> None:
         self._live = live
+        self._alike = alike  # unequal bytes it accepts (an older form of a view)
         self._next = next(live, None)
         self._last: bytes | None = None
         self.ordered = True
@@ -100,7 +102,8 @@ class ViewMerge:
                 self.live_sum += h
                 self.fresh_sum += h
             else:
-                self.difference = self.difference or _explain(key, a[1], value)
+                if self._alike is None or not self._alike(key, a[1], value):
+                    self.difference = self.difference or _explain(key, a[1], value)
                 self.live_sum += entry_hash(*a)
                 self.fresh_sum += entry_hash(key, value)
             a = next(self._live, None)
@@ -135,9 +138,11 @@ class ViewMerge:
         return Comparison(difference, live, fresh)
 
 
-def merged(live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES) -> ViewMerge:
+def merged(
+    live: KeyValue, fresh: KeyValue, prefixes: tuple[bytes, ...] = VIEW_PREFIXES, alike: Alike | None = None
+) -> ViewMerge:
     """The finished merge-compare of two stores' views, in one pass over each."""
-    merge = ViewMerge(view_items(live, prefixes))
+    merge = ViewMerge(view_items(live, prefixes), alike)
     for key, value in view_items(fresh, prefixes):
         merge.push(key, value)
     return merge.finish()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import msgspec
 import pytest
 
+from handoff.audit.verify import verify
 from handoff.engine.engine import Engine
 from handoff.kernel.commands import EraseSession
 from handoff.kernel.errors import CodecError
@@ -77,3 +81,20 @@ def test_a_replay_stores_the_same_views_and_reads_whole_with_the_log_it_came_fro
     assert Queries(replayed, engine.log).context(KEY, 0, 10) == engine.queries.context(KEY, 0, 10)
     with pytest.raises(CodecError, match="event 2 is not in this store"):
         Queries(replayed).context(KEY, 0, 10)  # views alone: the content is nowhere in this store
+
+
+def _with_content_in_view(engine: Engine, content: str) -> None:
+    """Rewrite entry 2 as stores written before entries were stored once hold it: the content in the view."""
+    key = keys.context_key(KEY, 2)
+    entry = decode_entry(engine.kv.get(key))  # type: ignore[arg-type]
+    old = msgspec.structs.replace(entry, content=content, metadata={"file": "a.py"})
+    engine.kv.write([(key, msgspec.msgpack.Encoder(order="sorted").encode(old))])
+
+
+def test_verify_accepts_an_older_stores_entry_view_that_holds_the_content_the_log_holds(tmp_path: Path):
+    engine = _engine()
+    _with_content_in_view(engine, SECRET)
+    assert verify(engine.kv, scratch=tmp_path, quiet=True).ok
+    _with_content_in_view(engine, "not what the log holds")
+    report = verify(engine.kv, scratch=tmp_path, quiet=True)
+    assert not report.ok and "context entry 2 differs" in report.problems[0].what
