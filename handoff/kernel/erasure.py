@@ -72,22 +72,20 @@ def _entry_plain(content: str, metadata: dict[str, Any]) -> bytes:
     return _CONTENT_ONLY + content.encode()
 
 
-def _opened(plain: bytes) -> dict[str, Any]:
-    """The hidden fields of a plaintext, in either form."""
-    if plain[:1] == _CONTENT_ONLY:
-        return {"content": plain[1:].decode(), "metadata": {}}
-    return _decode.decode(plain)
+def _opened(sealed: bytes, cipher: FieldCipher, event_type: str) -> dict[str, Any]:
+    """The hidden fields of a ciphertext, its plaintext in either form (CodecError if it does not open)."""
+    try:
+        plain = cipher.decrypt(sealed)
+        if plain[:1] == _CONTENT_ONLY:
+            return {"content": plain[1:].decode(), "metadata": {}}
+        return _decode.decode(plain)
+    except (ValueError, msgspec.DecodeError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CodecError(f"{event_type}: its encrypted fields do not open with the session's key") from exc
 
 
 def opened_entry(sealed: bytes, cipher: FieldCipher) -> tuple[str, dict[str, Any]]:
     """The content and metadata of a ContextAppended's ``encrypted`` field (CodecError if it does not open)."""
-    try:
-        plain = cipher.decrypt(sealed)
-        if plain[:1] == _CONTENT_ONLY:
-            return plain[1:].decode(), {}
-        fields = _decode.decode(plain)
-    except (ValueError, msgspec.DecodeError) as exc:  # UnicodeDecodeError is a ValueError
-        raise CodecError("ContextAppended: its encrypted fields do not open with the session's key") from exc
+    fields = _opened(sealed, cipher, "ContextAppended")
     return fields["content"], fields["metadata"]
 
 
@@ -138,10 +136,7 @@ def reveal(event: Event, cipher: FieldCipher | None) -> Event:
     sealed = getattr(event, "encrypted", None)
     if not sealed or cipher is None:
         return event
-    try:
-        fields = _opened(cipher.decrypt(sealed))
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise CodecError(f"{type(event).__name__}: its encrypted fields do not open with the session's key") from exc
+    fields = _opened(sealed, cipher, type(event).__name__)
     if type(event) is ContextAppended:  # by far the most common: no match
         return replace(event, content=fields["content"], metadata=fields["metadata"], encrypted=b"")
     match event:
