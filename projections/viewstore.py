@@ -4,8 +4,9 @@ An entry's content is stored once. The context entry of a session with a data ke
 its content and metadata (``""`` and ``{}``, its ``contentLength`` kept): the event in the log holds
 them, encrypted, and `Queries` reads them from there (`EventLog.entries_fields`). Only the views of a
 session without a key (written before erasure existed) hold their content, as the log does in the
-clear. So an update_context writes its content once, and no view holds a plaintext that erasure
-would have to find and overwrite.
+clear. So an update_context writes its content once, and no entry view holds a plaintext that
+erasure would have to find and overwrite (the summary still keeps short snippets of the last
+messages, decisions and open tasks; erasure rewrites it).
 """
 
 from __future__ import annotations
